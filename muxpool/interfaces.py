@@ -1,0 +1,213 @@
+"""
+The interfaces between muxpool's layers, in one place.
+
+Each layer knows the one below it only through one of these.
+"""
+
+from zope.interface import Attribute, Interface
+
+
+class IPackager(Interface):
+    """
+    Turns a message dict into the bytes of one ISO 8583 message and back.
+    """
+
+    name = Attribute("A name for logs and errors.")
+    binaryFields = Attribute(
+        "Frozenset of field ids (str) whose values are binary; hidden in logs."
+    )
+
+    def pack(message):
+        """
+        Pack a message dict (not modified) into C{bytes}.
+
+        @raise muxpool.packagers.PackError: naming the field at fault.
+        """
+
+    def unpack(data):
+        """
+        Unpack C{bytes} into a message dict.
+
+        @raise muxpool.packagers.UnpackError: naming the field and offset.
+        """
+
+
+class ISource(Interface):
+    """
+    Where an inbound request came from: something that can answer it.
+    """
+
+    def send(message):
+        """
+        Send C{message} back where the request came from.
+
+        @raise muxpool.errors.NotSent: if it cannot be written.
+        """
+
+    def isConnected():
+        """
+        Whether an answer can still be written.
+        """
+
+
+class ILink(Interface):
+    """
+    One connection's worth of transport that a MUX sends through: a
+    ChannelAdaptor, or a session accepted by a QServer.
+    """
+
+    name = Attribute("The link's name (for logs, and for original-channel-field).")
+    ready = Attribute(
+        "A L{muxpool.readiness.Readiness}: true while a connection is up and "
+        "signed on; can be waited on."
+    )
+
+    def send(message):
+        """
+        Pack and write C{message} now.
+
+        @raise muxpool.errors.NotSent: if it was not written (link down,
+            pack error): nothing reached a socket.
+        """
+
+    def addReceiver(receiver):
+        """
+        Call C{receiver(message)} for every message that arrives.
+        """
+
+    def removeReceiver(receiver):
+        """
+        Stop calling C{receiver}.
+        """
+
+    def addLossObserver(observer):
+        """
+        Call C{observer(reason)} each time the connection is lost, so requests
+        written on it can be failed at once.
+        """
+
+    def removeLossObserver(observer):
+        """
+        Stop calling C{observer}.
+        """
+
+
+class IMUX(Interface):
+    """
+    Request/response over one or more links (a QMUX, or a MUXPool).
+    """
+
+    name = Attribute("The MUX's name.")
+    ready = Attribute("A L{muxpool.readiness.Readiness}: true while usable.")
+
+    def request(message, timeout):
+        """
+        Send C{message} and wait up to C{timeout} seconds for its response.
+
+        @return: a Deferred firing with the response dict, or failing with
+            L{muxpool.errors.NotSent} (safe to retry) or
+            L{muxpool.errors.OutcomeUnknown} (the issuer may have acted).
+        """
+
+    def send(message):
+        """
+        Send C{message} without waiting for an answer.
+
+        @raise muxpool.errors.NotSent: if it could not be written.
+        """
+
+    def isConnected():
+        """
+        Whether a request sent now could reach a link.
+        """
+
+    def pendingCount():
+        """
+        How many requests are in flight (sent, not yet answered or expired).
+        """
+
+
+class IRequestListener(Interface):
+    """
+    Handles inbound requests (messages that are not responses to our own
+    requests), as jPOS's ISORequestListener.
+    """
+
+    def process(source, message):
+        """
+        Handle C{message}, answering through C{source} (an L{ISource}) if it
+        wants.
+
+        @return: C{True} if handled (stops the chain), C{False} otherwise.
+        """
+
+
+class IStrategy(Interface):
+    """
+    Chooses the member of a MUXPool a request goes to.
+    """
+
+    name = Attribute("The strategy's configuration name, e.g. 'round-robin'.")
+
+    def select(pool, message):
+        """
+        Pick a member for C{message}.
+
+        @param pool: an L{IPool} (ordered members and usability).
+        @return: a usable member (an L{IMUX}) or C{None}.
+        """
+
+
+class IPool(Interface):
+    """
+    What a strategy sees of a MUXPool.
+    """
+
+    members = Attribute("The ordered list of member MUXes.")
+
+    def isUsable(member):
+        """
+        Whether C{member} is connected and enabled.
+        """
+
+    def usableMembers():
+        """
+        The usable members, in list order.
+        """
+
+
+class IStrategyFactory(Interface):
+    """
+    A named strategy found through Twisted's plugin system: put an object
+    providing this in a C{twisted/plugins/} module.
+    """
+
+    name = Attribute("The name used in C{<strategy>}.")
+
+    def __call__(config):
+        """
+        Build an L{IStrategy} from C{config} (a dict of the pool's settings).
+        """
+
+
+class IChannelOwner(Interface):
+    """
+    What a channel protocol reports to: the link that owns the connection
+    (a ChannelAdaptor, or a QServer).
+    """
+
+    def channelConnected(protocol):
+        """
+        C{protocol}'s connection is up.
+        """
+
+    def channelMessage(protocol, message):
+        """
+        C{protocol} decoded C{message} (a dict; C{"h"} holds the header, in
+        hex, when the framing carries one).
+        """
+
+    def channelLost(protocol, reason):
+        """
+        C{protocol}'s connection is gone (C{reason} a Failure).
+        """

@@ -1,0 +1,49 @@
+"""
+Card data out of logs: the one place that renders a message for a log line.
+
+Every log line in muxpool that shows message content goes through
+L{maskMessage}.  Raw frames and pyiso8583 error objects (which carry raw
+bytes) are never logged.
+"""
+
+from typing import Iterable, Mapping
+
+#: Shown as first 6 + last 4 (PAN, expiry, extended PAN).
+PARTIAL = frozenset({"2", "14", "34"})
+#: Hidden entirely (track 2, track 3, track 1, PIN block, ICC data).
+HIDDEN = frozenset({"35", "36", "45", "52", "55"})
+
+_SKIP = frozenset({"p", "1", "65"})
+
+
+def maskValue(key: str, value: str, binaryFields: Iterable[str] = ()) -> str:
+    """
+    The loggable form of one field.
+    """
+    if key in HIDDEN or key in binaryFields:
+        return "[hidden]"
+    if key in PARTIAL:
+        text = str(value)
+        if len(text) > 10:
+            return text[:6] + "*" * (len(text) - 10) + text[-4:]
+        return "*" * len(text)
+    return repr(value) if isinstance(value, str) and value != value.strip() else str(value)
+
+
+def maskMessage(message: Mapping[str, str], binaryFields: Iterable[str] = ()) -> str:
+    """
+    Render C{message} on one line with card data masked or hidden.
+
+    @param binaryFields: ids of the packager's binary fields, hidden too.
+    """
+    binary = frozenset(binaryFields)
+
+    def order(key: str):
+        return (0, 0) if key == "t" else (1, int(key)) if key.isdigit() else (2, key)
+
+    parts = []
+    for key in sorted(message, key=order):
+        if key in _SKIP:
+            continue
+        parts.append(f"{key}={maskValue(key, message[key], binary)}")
+    return "{" + " ".join(parts) + "}"

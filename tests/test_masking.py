@@ -1,0 +1,61 @@
+"""
+Card data never reaches a log line.
+"""
+
+from zope.interface import implementer
+
+from muxpool.channel import ChannelSpec
+from muxpool.interfaces import IChannelOwner
+from muxpool.masking import maskMessage
+from tests.helpers import connectedProtocol
+from tests.logcapture import capturedText
+
+PAN = "4761739001010119"
+TRACK2 = "4761739001010119D22122011758928889"
+PIN = "0A1B2C3D4E5F6071"
+
+CARD_MESSAGE = {
+    "t": "0200", "2": PAN, "3": "000000", "4": "000000001000", "11": "000001",
+    "14": "2212", "35": TRACK2.replace("D", "="), "41": "TERM0001", "52": PIN,
+}
+
+
+def test_mask_rules():
+    text = maskMessage(CARD_MESSAGE, binaryFields={"52"})
+    assert "476173******0119" in text
+    assert "14=****" in text
+    assert PAN not in text and "2212011758928889" not in text and PIN not in text
+    assert "35=[hidden]" in text and "52=[hidden]" in text
+    assert "41=TERM0001" in text
+
+
+@implementer(IChannelOwner)
+class ExplodingOwner:
+    def channelConnected(self, protocol):
+        pass
+
+    def channelLost(self, protocol, reason):
+        pass
+
+    def channelMessage(self, protocol, message):
+        raise RuntimeError("handler bug")
+
+
+def test_logged_messages_hide_card_data():
+    """
+    A handler failure logs the message it failed on: masked.  An undecodable
+    frame carrying the same data logs no content at all.
+    """
+    spec = ChannelSpec.fromConfig("NACChannel", "ISO87A")
+    wire = spec.encode(CARD_MESSAGE)
+    with capturedText() as lines:
+        protocol, transport, _ = connectedProtocol(spec, owner=ExplodingOwner())
+        protocol.dataReceived(wire)
+        truncated = spec.framing.frame(b"", spec.packager.pack(CARD_MESSAGE)[:-4])
+        protocol.dataReceived(truncated)
+    text = "\n".join(lines)
+    assert "handler bug" in text and "undecodable" in text
+    assert "476173******0119" in text
+    for secret in (PAN, "=2212011758928889", "D2212011758928889", PIN):
+        assert secret not in text
+    assert not transport.disconnecting

@@ -1,0 +1,172 @@
+"""
+Packagers against jPOS 2.1.10's own bytes, both directions, and their errors.
+"""
+
+import pytest
+from hypothesis import given, settings, strategies as st
+from zope.interface.verify import verifyObject
+
+from muxpool.interfaces import IPackager
+from muxpool.packagers import (
+    PackError,
+    PackagerConfigError,
+    SpecPackager,
+    UnpackError,
+    getPackager,
+    loadGenericPackager,
+    registerPackager,
+)
+from tests.conftest import interopLines, interopPath
+
+VECTOR_SETS = [
+    ("packager/iso87a.jsonl", "ISO87A", None),
+    ("packager/iso87b.jsonl", "ISO87B", None),
+    ("packager/custom.jsonl", "GenericPackager", "packager/custom-packager.xml"),
+    ("packager/custom-abitmap.jsonl", "GenericPackager", "packager/custom-abitmap-packager.xml"),
+]
+
+
+def vectorMessage(vector):
+    message = {"t": vector["mti"]}
+    for key, value in vector["fields"].items():
+        message[key] = value[4:] if value.startswith("hex:") else value
+    return message
+
+
+def packagerFor(name, config):
+    return getPackager(name, interopPath(config) if config else None)
+
+
+@pytest.mark.parametrize("vectors,name,config", VECTOR_SETS)
+def test_pack_matches_jpos(vectors, name, config):
+    packager = packagerFor(name, config)
+    lines = interopLines(vectors)
+    assert len(lines) >= 100
+    for vector in lines:
+        assert packager.pack(vectorMessage(vector)).hex().upper() == vector["hex"], vector["id"]
+
+
+@pytest.mark.parametrize("vectors,name,config", VECTOR_SETS)
+def test_unpack_matches_jpos(vectors, name, config):
+    packager = packagerFor(name, config)
+    for vector in interopLines(vectors):
+        message = packager.unpack(bytes.fromhex(vector["hex"]))
+        message.pop("p")
+        message.pop("1", None)
+        assert message == vectorMessage(vector), vector["id"]
+
+
+def test_pack_does_not_modify_message():
+    message = {"t": "0800", "11": "1", "70": "301"}
+    before = dict(message)
+    getPackager("ISO87A").pack(message)
+    assert message == before
+
+
+def test_jpos_padding_on_pack():
+    packager = getPackager("ISO87A")
+    data = packager.pack({"t": "0200", "11": "42", "41": "T1"})
+    back = packager.unpack(data)
+    assert back["11"] == "000042"
+    assert back["41"] == "T1      "
+
+
+def test_iso87b_amount_sign():
+    packager = getPackager("ISO87B")
+    data = packager.pack({"t": "0200", "28": "D123"})
+    assert packager.unpack(data)["28"] == "D00000123"
+
+
+def test_names():
+    a = getPackager("org.jpos.iso.packager.ISO87APackager")
+    assert a is getPackager("ISO87A") is getPackager("iso87a")
+    assert getPackager("org.jpos.iso.packager.ISO87BPackager").name == "ISO87B"
+    generic = getPackager(
+        "org.jpos.iso.packager.GenericPackager", interopPath("packager/custom-packager.xml")
+    )
+    assert "52" in generic.binaryFields
+    for packager in (a, generic):
+        assert verifyObject(IPackager, packager)
+
+
+def test_unknown_name_lists_known():
+    with pytest.raises(PackagerConfigError, match="ISO87A"):
+        getPackager("ISO93X")
+
+
+def test_generic_needs_config():
+    with pytest.raises(PackagerConfigError, match="packager-config"):
+        getPackager("GenericPackager")
+
+
+def test_register_own_spec():
+    from iso8583.specs import default_ascii
+
+    registerPackager("my-ascii", default_ascii)
+    packager = getPackager("my-ascii")
+    assert verifyObject(IPackager, packager)
+    assert isinstance(packager, SpecPackager)
+    assert packager.unpack(packager.pack({"t": "0800", "70": "301"}))["70"] == "301"
+
+
+def writeXml(tmp_path, body):
+    path = tmp_path / "p.xml"
+    path.write_text(f"<isopackager>{body}</isopackager>")
+    return str(path)
+
+
+BASE = (
+    '<isofield id="0" length="4" class="org.jpos.iso.IFA_NUMERIC"/>'
+    '<isofield id="1" length="16" class="org.jpos.iso.IFA_BITMAP"/>'
+)
+
+
+@pytest.mark.parametrize(
+    "body,expected",
+    [
+        (BASE + '<isofield id="2" length="19" class="org.jpos.iso.IFX_WHATEVER"/>',
+         r"field 2: unknown field class 'IFX_WHATEVER'"),
+        (BASE + '<isofield id="3" length="six" class="org.jpos.iso.IFA_NUMERIC"/>',
+         r"field 3: bad length 'six'"),
+        (BASE + '<isofield id="4" length="0" class="org.jpos.iso.IFA_NUMERIC"/>',
+         r"field 4: bad length 0"),
+        (BASE + '<isofield id="5" length="2"/>', r"field 5: no class"),
+        ('<isofield id="1" length="16" class="org.jpos.iso.IFA_BITMAP"/>',
+         r"field 0 \(MTI\) is not defined"),
+    ],
+)
+def test_generic_errors_name_file_and_field(tmp_path, body, expected):
+    path = writeXml(tmp_path, body)
+    with pytest.raises(PackagerConfigError, match=expected) as info:
+        loadGenericPackager(path)
+    assert path in str(info.value)
+
+
+def test_generic_malformed_file(tmp_path):
+    path = tmp_path / "bad.xml"
+    path.write_text("<isopackager><isofield id=")
+    with pytest.raises(PackagerConfigError, match="bad.xml"):
+        loadGenericPackager(str(path))
+
+
+def test_pack_error_names_field():
+    with pytest.raises(PackError, match="field 3"):
+        getPackager("ISO87A").pack({"t": "0200", "3": "1234567"})
+
+
+def test_unpack_error_names_field_not_bytes():
+    data = getPackager("ISO87A").pack({"t": "0200", "2": "4111111111111111", "3": "000000"})
+    with pytest.raises(UnpackError) as info:
+        getPackager("ISO87A").unpack(data[:-3])
+    assert "field 3" in str(info.value)
+    assert "4111111111111111" not in str(info.value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_unpack_random_bytes_raises_only_unpackerror(data):
+    for name in ("ISO87A", "ISO87B"):
+        try:
+            getPackager(name).unpack(data)
+        except UnpackError:
+            pass
