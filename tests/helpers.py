@@ -40,3 +40,67 @@ def connectedProtocol(spec: ChannelSpec, owner=None, clock=None):
     transport = StringTransport()
     protocol.makeConnection(transport)
     return protocol, transport, owner
+
+
+from muxpool.errors import EncodeFailed, LinkNotReady
+from muxpool.interfaces import ILink, ISource
+from muxpool.readiness import Readiness
+
+
+@implementer(ILink, ISource)
+class FakeLink:
+    """
+    An in-memory link: records what is sent, delivers what a test says.
+    """
+
+    def __init__(self, name="fake", ready=True):
+        self.name = name
+        self.ready = Readiness(ready)
+        self.sent = []
+        self.receivers = []
+        self.lossObservers = []
+        self.refuse = None
+
+    def send(self, message):
+        if not self.ready:
+            raise LinkNotReady(f"{self.name}: not connected")
+        if self.refuse is not None:
+            raise self.refuse
+        self.sent.append(dict(message))
+
+    def isConnected(self):
+        return bool(self.ready)
+
+    def addReceiver(self, receiver):
+        self.receivers.append(receiver)
+
+    def removeReceiver(self, receiver):
+        self.receivers.remove(receiver)
+
+    def addLossObserver(self, observer):
+        self.lossObservers.append(observer)
+
+    def removeLossObserver(self, observer):
+        self.lossObservers.remove(observer)
+
+    def deliver(self, message):
+        for receiver in list(self.receivers):
+            receiver(message)
+
+    def lose(self):
+        self.ready.set(False)
+        for observer in list(self.lossObservers):
+            observer(None)
+
+
+def answer(request, **fields):
+    """
+    The response to C{request}: same key fields, response MTI, 39=00.
+    """
+    from muxpool.messages import responseMTI
+
+    response = {k: v for k, v in request.items() if k in ("11", "41", "3", "4")}
+    response["t"] = responseMTI(request["t"])
+    response["39"] = "00"
+    response.update(fields)
+    return response

@@ -1,0 +1,67 @@
+"""
+The outcomes of a request that are not a response.
+
+Every request ends in exactly one of: a response, L{NotSent} (the message
+never reached a socket, so retrying is safe) or L{OutcomeUnknown} (it may
+have reached the issuer; the caller reverses or retries by its own rules).
+"""
+
+
+class RequestError(Exception):
+    """
+    Base of the two failure outcomes.
+    """
+
+
+class NotSent(RequestError):
+    """
+    The message never reached a socket.  Safe to retry, here or elsewhere.
+    """
+
+
+class LinkNotReady(NotSent):
+    """
+    The link was not ready (down, or not signed on) before the deadline.
+    """
+
+
+class DuplicateKey(NotSent):
+    """
+    A request with the same key is already pending; the first is kept.
+    """
+
+
+class MissingKey(NotSent):
+    """
+    The message carries none of the key fields, so no response could match it.
+    """
+
+
+class EncodeFailed(NotSent):
+    """
+    The message could not be packed or framed.
+    """
+
+
+class NoMUXAvailable(NotSent):
+    """
+    No member of a pool was usable before the deadline.
+    """
+
+
+class OutcomeUnknown(RequestError):
+    """
+    The message was written; whether the issuer acted on it is unknown.
+    """
+
+
+class RequestTimeout(OutcomeUnknown):
+    """
+    No response before the deadline.
+    """
+
+
+class LinkLost(OutcomeUnknown):
+    """
+    The connection the message was written on dropped before its response.
+    """

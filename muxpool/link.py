@@ -1,0 +1,89 @@
+"""
+What every link has in common: receivers, loss observers, a ready state, and
+sending on the current connection.  L{ChannelAdaptor} (outbound) and
+L{ServerSession} (one inbound connection) build on it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, List, Mapping, Optional
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from muxpool.channel import ChannelSpec, ISOChannelProtocol
+from muxpool.errors import EncodeFailed, LinkNotReady
+from muxpool.interfaces import ILink, ISource
+from muxpool.masking import maskMessage
+from muxpool.packagers import PackError
+from muxpool.readiness import Readiness
+
+
+@implementer(ILink, ISource)
+class LinkBase:
+    """
+    Fan-out of received messages and losses, and sending on the current
+    protocol.  Subclasses set C{self.protocol}.
+    """
+
+    log = Logger()
+
+    def __init__(self, name: str, spec: ChannelSpec) -> None:
+        self.name = name
+        self.spec = spec
+        self.ready = Readiness(False)
+        self.protocol: Optional[ISOChannelProtocol] = None
+        self._receivers: List[Callable] = []
+        self._lossObservers: List[Callable] = []
+
+    def addReceiver(self, receiver: Callable) -> None:
+        self._receivers.append(receiver)
+
+    def removeReceiver(self, receiver: Callable) -> None:
+        if receiver in self._receivers:
+            self._receivers.remove(receiver)
+
+    def addLossObserver(self, observer: Callable) -> None:
+        self._lossObservers.append(observer)
+
+    def removeLossObserver(self, observer: Callable) -> None:
+        if observer in self._lossObservers:
+            self._lossObservers.remove(observer)
+
+    def isConnected(self) -> bool:
+        return self.protocol is not None and self.protocol.connected
+
+    def send(self, message: Mapping[str, str]) -> None:
+        """
+        Pack and write C{message} on the current connection.
+
+        @raise LinkNotReady: no connection.
+        @raise EncodeFailed: the message cannot be packed (nothing written).
+        """
+        protocol = self.protocol
+        if protocol is None or not protocol.connected:
+            raise LinkNotReady(f"{self.name}: not connected")
+        try:
+            protocol.sendMessage(message)
+        except PackError as e:
+            self.log.warn(
+                "{link}: cannot send {message}: {error}",
+                link=self.name,
+                message=maskMessage(message, self.spec.packager.binaryFields),
+                error=str(e),
+            )
+            raise EncodeFailed(f"{self.name}: {e}") from None
+
+    def _deliver(self, message: Mapping[str, str]) -> None:
+        if not self._receivers:
+            self.log.info(
+                "{link}: no receiver for {message}",
+                link=self.name,
+                message=maskMessage(message, self.spec.packager.binaryFields),
+            )
+        for receiver in list(self._receivers):
+            receiver(message)
+
+    def _lost(self, reason) -> None:
+        for observer in list(self._lossObservers):
+            observer(reason)

@@ -1,0 +1,96 @@
+"""
+The name registry: services by name, as jPOS's NameRegistrar.
+
+Configuration refers to a MUX or a link by name; embedding code does the
+same.  A name can be waited on before it exists (deploy order does not
+matter for wiring).
+"""
+
+from typing import Callable, Dict, List
+
+from twisted.internet.defer import Deferred
+
+from muxpool.interfaces import ILink, IMUX
+
+
+class Registry:
+    """
+    Names -> objects, with observers for names that appear and disappear.
+    """
+
+    def __init__(self) -> None:
+        self._objects: Dict[str, object] = {}
+        self._waiters: Dict[str, List[Deferred]] = {}
+        self._observers: List[Callable[[str, object], None]] = []
+
+    def register(self, name: str, obj: object) -> None:
+        """
+        Bind C{name} to C{obj}, replacing what it named before.
+        """
+        self._objects[name] = obj
+        for d in self._waiters.pop(name, []):
+            d.callback(obj)
+        for observer in list(self._observers):
+            observer(name, obj)
+
+    def unregister(self, name: str, obj: object = None) -> None:
+        """
+        Forget C{name} (only if it still names C{obj}, when given).
+        """
+        if name in self._objects and (obj is None or self._objects[name] is obj):
+            del self._objects[name]
+            for observer in list(self._observers):
+                observer(name, None)
+
+    def get(self, name: str) -> object:
+        """
+        @raise KeyError: naming the missing name.
+        """
+        try:
+            return self._objects[name]
+        except KeyError:
+            raise KeyError(f"nothing named {name!r} is registered") from None
+
+    def getMUX(self, name: str) -> IMUX:
+        obj = self.get(name)
+        if not IMUX.providedBy(obj):
+            raise KeyError(f"{name!r} is not a MUX")
+        return obj
+
+    def getLink(self, name: str) -> ILink:
+        obj = self.get(name)
+        if not ILink.providedBy(obj):
+            raise KeyError(f"{name!r} is not a link")
+        return obj
+
+    def names(self):
+        return sorted(self._objects)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._objects
+
+    def whenRegistered(self, name: str) -> Deferred:
+        """
+        Fires with the object named C{name}: now if it exists, else when it
+        is registered.
+        """
+        d = Deferred(lambda d: self._waiters.get(name, []).remove(d))
+        if name in self._objects:
+            d.callback(self._objects[name])
+        else:
+            self._waiters.setdefault(name, []).append(d)
+        return d
+
+    def addObserver(self, observer: Callable[[str, object], None]) -> None:
+        """
+        Call C{observer(name, obj)} on each register (C{obj} None: unregister).
+        """
+        self._observers.append(observer)
+
+    def removeObserver(self, observer) -> None:
+        if observer in self._observers:
+            self._observers.remove(observer)
+
+
+#: The process-wide registry that descriptors and L{Forward} use by default.
+defaultRegistry = Registry()
