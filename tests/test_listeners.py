@@ -1,0 +1,132 @@
+"""
+Forward and Responder, and the listener chain.
+"""
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from muxpool.errors import LinkLost, NoMUXAvailable
+from muxpool.interfaces import IMUX, IRequestListener
+from muxpool.listeners import Forward, Responder, offer
+from muxpool.readiness import Readiness
+from muxpool.registry import Registry
+from tests.helpers import FakeLink
+from tests.logcapture import capturedText
+
+REQUEST = {"t": "0200", "h": "6000120034", "2": "4761739001010119", "3": "000000",
+           "4": "000000001000", "11": "000042", "41": "TERM0001", "p": "X"}
+
+
+@implementer(IMUX)
+class ScriptedMUX:
+    name = "scripted"
+
+    def __init__(self, result):
+        self.result = result
+        self.requests = []
+        self.ready = Readiness(True)
+
+    def request(self, message, timeout):
+        self.requests.append((message, timeout))
+        return self.result
+
+    def send(self, message):
+        pass
+
+    def isConnected(self):
+        return True
+
+    def pendingCount(self):
+        return 0
+
+
+def test_interfaces():
+    assert verifyObject(IRequestListener, Forward("x"))
+    assert verifyObject(IRequestListener, Responder())
+
+
+def test_responder_answers_with_key_amount_and_header():
+    source = FakeLink()
+    Responder(fixed={"38": "ABC123"}).process(source, REQUEST)
+    [answer] = source.sent
+    assert answer["t"] == "0210" and answer["39"] == "00" and answer["38"] == "ABC123"
+    assert answer["11"] == "000042" and answer["41"] == "TERM0001" and answer["4"] == "000000001000"
+    assert answer["h"] == "6000120034"
+
+
+def test_responder_delay_and_properties():
+    clock = Clock()
+    source = FakeLink()
+    responder = Responder.fromProperties({"result-code": "05", "delay": "250", "field.44": "B"}, clock)
+    responder.process(source, REQUEST)
+    assert source.sent == []
+    clock.advance(0.25)
+    assert source.sent[0]["39"] == "05" and source.sent[0]["44"] == "B"
+
+
+def test_forward_answers_with_response_and_original_header():
+    mux = ScriptedMUX(succeed({"t": "0210", "11": "000042", "41": "TERM0001", "39": "00", "h": "FFFF"}))
+    source = FakeLink()
+    Forward(mux, timeout=7).process(source, REQUEST)
+    sent, timeout = mux.requests[0]
+    assert "h" not in sent and "p" not in sent and timeout == 7
+    assert source.sent[0]["39"] == "00" and source.sent[0]["h"] == "6000120034"
+
+
+def test_forward_not_sent_answers_91():
+    source = FakeLink()
+    Forward(ScriptedMUX(fail(NoMUXAvailable("none"))), 1).process(source, REQUEST)
+    assert source.sent[0]["t"] == "0210" and source.sent[0]["39"] == "91"
+
+
+def test_forward_outcome_unknown_answers_68_and_logs_masked():
+    source = FakeLink()
+    with capturedText() as lines:
+        Forward(ScriptedMUX(fail(LinkLost("gone"))), 1).process(source, REQUEST)
+    assert source.sent[0]["39"] == "68"
+    text = "\n".join(lines)
+    assert "reversal" in text and "476173******0119" in text and REQUEST["2"] not in text
+
+
+def test_forward_configured_unknown_code_and_registry_lookup():
+    registry = Registry()
+    registry.register("core", ScriptedMUX(fail(LinkLost("gone"))))
+    source = FakeLink()
+    forward = Forward.fromProperties({"mux": "core", "timeout": "1500", "unknown-code": "06"},
+                                     registry.getMUX)
+    assert forward.timeout == 1.5
+    forward.process(source, REQUEST)
+    assert source.sent[0]["39"] == "06"
+
+
+def test_forward_unknown_mux_answers_91():
+    source = FakeLink()
+    Forward("nope", 1, Registry().getMUX).process(source, REQUEST)
+    assert source.sent[0]["39"] == "91"
+
+
+def test_many_in_flight_per_source():
+    pending = [Deferred() for _ in range(3)]
+    mux = ScriptedMUX(None)
+    results = iter(pending)
+    mux.request = lambda message, timeout: next(results)
+    source = FakeLink()
+    forward = Forward(mux, 1)
+    for stan in ("1", "2", "3"):
+        forward.process(source, dict(REQUEST, **{"11": stan}))
+    for d, stan in zip(reversed(pending), ("3", "2", "1")):
+        d.callback({"t": "0210", "11": stan, "39": "00"})
+    assert [m["11"] for m in source.sent] == ["3", "2", "1"]
+
+
+def test_offer_survives_a_failing_listener():
+    class Boom:
+        def process(self, source, message):
+            raise RuntimeError("bug")
+
+    with capturedText() as lines:
+        assert offer([Boom(), Responder()], FakeLink(), REQUEST, "here") is True
+    text = "\n".join(lines)
+    assert "bug" in text and REQUEST["2"] not in text
