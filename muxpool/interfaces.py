@@ -145,6 +145,12 @@ class IRequestListener(Interface):
 class IStrategy(Interface):
     """
     Chooses the member of a MUXPool a request goes to.
+
+    Built-in strategies are classes built once per pool with the pool's
+    configuration dict; a strategy found by dotted path is built the same
+    way; one found through Twisted's plugin system (an object providing
+    this interface and C{twisted.plugin.IPlugin}, in a C{twisted/plugins/}
+    module) is used as it is.
     """
 
     name = Attribute("The strategy's configuration name, e.g. 'round-robin'.")
@@ -163,30 +169,17 @@ class IPool(Interface):
     What a strategy sees of a MUXPool.
     """
 
-    members = Attribute("The ordered list of member MUXes.")
+    members = Attribute("The ordered list of member MUXes (a tuple).")
 
     def isUsable(member):
         """
-        Whether C{member} is connected and enabled.
+        Whether C{member} is connected and enabled (and, while a request is
+        being retried, not already tried for it).
         """
 
-    def usableMembers():
+    def memberNamed(name):
         """
-        The usable members, in list order.
-        """
-
-
-class IStrategyFactory(Interface):
-    """
-    A named strategy found through Twisted's plugin system: put an object
-    providing this in a C{twisted/plugins/} module.
-    """
-
-    name = Attribute("The name used in C{<strategy>}.")
-
-    def __call__(config):
-        """
-        Build an L{IStrategy} from C{config} (a dict of the pool's settings).
+        The member whose own name, or whose link's name, is C{name}, or None.
         """
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.internet.protocol import Factory
@@ -234,7 +234,7 @@ class QServer(Service):
         """
         Service.stopService(self)
         port, self.port = self.port, None
-        stopped = succeed(None) if port is None else port.stopListening()
+        stopped = succeed(None) if port is None else maybeDeferred(port.stopListening)
 
         def closeAll(_):
             closing = []

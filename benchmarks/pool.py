@@ -1,0 +1,112 @@
+"""
+Requests per second through a MUXPool of 1, 2, 8, 32 and 200 members beside
+a bare QMUX, the cost of one selection with 2 and 200 members, and the time
+from a member's loss to the first request served by another; in one run.
+
+All traffic goes to QServer + Responder backends on 127.0.0.1.
+
+    python benchmarks/pool.py [--requests 5000] [--in-flight 64]
+"""
+
+import argparse
+import time
+import timeit
+
+from twisted.internet import defer, task
+
+from muxpool.pool import MUXPool
+from muxpool.strategies import strategyByName
+from tests.netutil import message, portOf, runLoad, startClient, startServer, whenState
+
+
+@defer.inlineCallbacks
+def rate(mux, total, inFlight):
+    t0 = time.perf_counter()
+    outcomes = yield runLoad(mux, total, inFlight)
+    elapsed = time.perf_counter() - t0
+    ok = sum(1 for o in outcomes if isinstance(o, dict))
+    return ok, total / elapsed
+
+
+@defer.inlineCallbacks
+def members(reactor, port, n, prefix):
+    made = [startClient(reactor, port, name=f"{prefix}{i}") for i in range(n)]
+    for adaptor, _ in made:
+        yield whenState(adaptor.ready, True)
+    return made
+
+
+def selectionCost(n):
+    from twisted.internet.task import Clock
+    from muxpool.mux import QMUX
+    from tests.helpers import FakeLink
+
+    clock = Clock()
+    pool = MUXPool("p", [QMUX(f"m{i}", FakeLink(f"l{i}"), clock) for i in range(n)], clock,
+                   strategyByName("round-robin"))
+    msg = {"t": "0200"}
+    number = 100000
+    return min(timeit.repeat(lambda: pool.select(msg), number=number, repeat=3)) / number * 1e6
+
+
+@defer.inlineCallbacks
+def failover(reactor, inFlight):
+    servers = []
+    for _ in range(2):
+        servers.append((yield startServer(reactor, gracePeriod=0)))
+    made = [startClient(reactor, portOf(s), name=f"fo{i}") for i, s in enumerate(servers)]
+    for adaptor, _ in made:
+        yield whenState(adaptor.ready, True)
+    pool = MUXPool("fo", [m for _, m in made], reactor, strategyByName("primary-secondary"))
+    marks = {}
+
+    def onEach(i, result):
+        if i == 2000 and "lost" not in marks:
+            marks["lost"] = time.perf_counter()
+            for session in list(servers[0].sessions.values()):
+                session.protocol.transport.abortConnection()
+            servers[0].port.stopListening()
+        if "lost" in marks and "first" not in marks and isinstance(result, dict):
+            if made[1][1].counters["rx"] > 0:
+                marks["first"] = time.perf_counter()
+
+    outcomes = yield runLoad(pool, 4000, inFlight, onEach=onEach)
+    lost = sum(1 for o in outcomes if not isinstance(o, dict))
+    for adaptor, _ in made:
+        yield adaptor.stopService()
+    for s in servers:
+        yield s.stopService()
+    return (marks["first"] - marks["lost"]) * 1000, lost
+
+
+@defer.inlineCallbacks
+def main(reactor, args):
+    server = yield startServer(reactor)
+    port = portOf(server)
+    print(f"{args.requests} requests per row, {args.in_flight} in flight, 127.0.0.1")
+    print(f"{'target':>18} {'answered':>9} {'req/s':>9}")
+    made = yield members(reactor, port, 200, "m")
+    try:
+        ok, rps = yield rate(made[0][1], args.requests, args.in_flight)
+        print(f"{'bare QMUX':>18} {ok:>9} {rps:>9.0f}")
+        for n in (1, 2, 8, 32, 200):
+            pool = MUXPool(f"pool{n}", [m for _, m in made[:n]], reactor,
+                           strategyByName("round-robin"))
+            ok, rps = yield rate(pool, args.requests, args.in_flight)
+            print(f"{'pool of ' + str(n):>18} {ok:>9} {rps:>9.0f}")
+    finally:
+        for adaptor, _ in made:
+            yield adaptor.stopService()
+        yield server.stopService()
+    for n in (2, 200):
+        print(f"round-robin selection, {n:>3} members: {selectionCost(n):.2f} us")
+    ms, lost = yield failover(reactor, 16)
+    print(f"failover: member lost -> first request served by the other: {ms:.1f} ms "
+          f"({lost} in-flight requests ended not answered)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--in-flight", type=int, default=64)
+    task.react(main, [parser.parse_args()])

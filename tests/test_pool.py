@@ -1,0 +1,360 @@
+"""
+MUXPool and its strategies with fake members and a fake clock.
+"""
+
+import sys
+import textwrap
+
+import pytest
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from muxpool.errors import (
+    DuplicateKey,
+    LinkLost,
+    LinkNotReady,
+    NoMUXAvailable,
+    NotSent,
+    OutcomeUnknown,
+)
+from muxpool.interfaces import IMUX, IPool, IStrategy
+from muxpool.mux import QMUX
+from muxpool.pool import MUXPool
+from muxpool.readiness import Readiness
+from muxpool.strategies import (
+    BUILTIN,
+    StrategyConfigError,
+    strategyByName,
+    strategyByPath,
+)
+from tests.helpers import FakeLink, answer
+
+
+@implementer(IMUX)
+class Member:
+    """
+    A scripted member: answers at once unless told otherwise.
+    """
+
+    def __init__(self, name, ready=True, linkName=None):
+        self.name = name
+        self.ready = Readiness(ready)
+        self.requests = []
+        self.script = []
+        self.pending = 0
+        if linkName:
+            self.link = FakeLink(linkName)
+
+    def request(self, message, timeout):
+        self.requests.append((message, timeout))
+        if self.script:
+            return self.script.pop(0)
+        return succeed({"t": "0210", "by": self.name})
+
+    def send(self, message):
+        self.requests.append((message, None))
+
+    def isConnected(self):
+        return bool(self.ready)
+
+    def pendingCount(self):
+        return self.pending
+
+
+def outcome(d):
+    results = []
+    d.addBoth(results.append)
+    return results
+
+
+def members(n, **kw):
+    return [Member(f"m{i}", **kw) for i in range(n)]
+
+
+def picks(pool, n, message=None):
+    return [pool.select(message or {"t": "0200"}).name for _ in range(n)]
+
+
+def makePool(ms, strategy=None, config=None, **kw):
+    return MUXPool("pool", ms, Clock(), strategyByName(strategy, config or {}), **kw)
+
+
+def test_interfaces():
+    pool = makePool(members(2))
+    assert verifyObject(IMUX, pool) and verifyObject(IPool, pool)
+    for name, cls in BUILTIN.items():
+        assert verifyObject(IStrategy, cls({})), name
+
+
+# -- strategies: exact sequences -------------------------------------------
+
+def test_primary_secondary():
+    ms = members(3)
+    pool = makePool(ms)
+    assert picks(pool, 3) == ["m0", "m0", "m0"]
+    ms[0].ready.set(False)
+    assert picks(pool, 2) == ["m1", "m1"]
+    ms[0].ready.set(True)
+    assert picks(pool, 1) == ["m0"]
+
+
+def test_default_is_primary_secondary():
+    assert strategyByName(None).name == "primary-secondary"
+
+
+def test_round_robin_jpos_issue_36():
+    """
+    With m1 down, m2 must not get m1's turn as well as its own.
+    """
+    ms = members(3)
+    pool = makePool(ms, "round-robin")
+    assert picks(pool, 3) == ["m0", "m1", "m2"]
+    ms[1].ready.set(False)
+    assert picks(pool, 6) == ["m0", "m2", "m0", "m2", "m0", "m2"]
+    ms[1].ready.set(True)
+    assert picks(pool, 3) == ["m0", "m1", "m2"]
+
+
+def test_round_robin_disabled_member_skipped():
+    ms = members(4)
+    pool = makePool(ms, "round-robin")
+    pool.disable("m2")
+    assert picks(pool, 6) == ["m0", "m1", "m3", "m0", "m1", "m3"]
+    pool.enable("m2")
+    assert picks(pool, 4) == ["m0", "m1", "m2", "m3"]
+
+
+def test_round_robin_with_override():
+    ms = [Member("a", linkName="link-a"), Member("b", linkName="link-b"), Member("c", linkName="link-c")]
+    pool = makePool(ms, "round-robin-with-override",
+                    {"follower-override": "0220 0420", "original-channel-field": "113"})
+    follow = {"t": "0220", "113": "link-c"}
+    assert picks(pool, 3, follow) == ["c", "c", "c"]
+    assert picks(pool, 3, {"t": "0200", "113": "link-c"}) == ["a", "b", "c"]
+    ms[2].ready.set(False)
+    assert picks(pool, 2, follow) == ["a", "b"]
+    assert picks(pool, 1, {"t": "0420", "113": "b"}) == ["b"]
+
+
+def test_split_by_divisor_any_length():
+    ms = members(3)
+    pool = makePool(ms, "split-by-divisor", {"split-field": "2"})
+    pan = "4761739001010119"
+    assert picks(pool, 2, {"t": "0200", "2": pan}) == [f"m{int(pan) % 3}"] * 2
+    assert picks(pool, 1, {"t": "0200", "2": "7"}) == ["m1"]
+    huge = "9" * 40
+    assert picks(pool, 1, {"t": "0200", "2": huge}) == [f"m{int(huge) % 3}"]
+    ms[1].ready.set(False)
+    assert picks(pool, 2, {"t": "0200", "2": "7"}) == ["m0", "m2"]
+    assert picks(pool, 2, {"t": "0200", "2": "ABC"}) == ["m0", "m2"]
+
+
+def test_least_pending():
+    ms = members(3)
+    pool = makePool(ms, "least-pending")
+    ms[0].pending, ms[1].pending, ms[2].pending = 5, 2, 2
+    assert picks(pool, 1) == ["m1"]
+    ms[1].ready.set(False)
+    assert picks(pool, 1) == ["m2"]
+
+
+def test_weighted_round_robin_smooth():
+    ms = members(3)
+    pool = makePool(ms, "weighted-round-robin", {"weights": "m0:5 m1:1 m2:1"})
+    assert picks(pool, 7) == ["m0", "m0", "m1", "m0", "m2", "m0", "m0"]
+    ms[0].ready.set(False)
+    assert sorted(picks(pool, 4)) == ["m1", "m1", "m2", "m2"]
+
+
+def test_unknown_strategy_lists_names():
+    with pytest.raises(StrategyConfigError) as info:
+        strategyByName("round-robbin")
+    for name in ("round-robin", "primary-secondary", "split-by-divisor"):
+        assert name in str(info.value)
+
+
+def test_strategy_handler_by_path_and_fallback(tmp_path, monkeypatch):
+    (tmp_path / "myhandlers.py").write_text(textwrap.dedent("""
+        from zope.interface import implementer
+        from muxpool.interfaces import IStrategy
+
+        @implementer(IStrategy)
+        class LastForReversals:
+            name = "last-for-reversals"
+            def __init__(self, config):
+                self.mti = config.get("mti", "0420")
+            def select(self, pool, message):
+                if message.get("t") == self.mti:
+                    return pool.members[-1]
+                return None
+
+        class NotAStrategy:
+            def __init__(self, config):
+                pass
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    handler = strategyByPath("myhandlers.LastForReversals", {"mti": "0400"})
+    ms = members(3)
+    pool = MUXPool("pool", ms, Clock(), handler, fallback=strategyByName("round-robin"))
+    assert picks(pool, 2, {"t": "0400"}) == ["m2", "m2"]
+    assert picks(pool, 3, {"t": "0200"}) == ["m0", "m1", "m2"]
+    with pytest.raises(StrategyConfigError, match="does not implement IStrategy"):
+        strategyByPath("myhandlers.NotAStrategy")
+    with pytest.raises(StrategyConfigError, match="cannot be loaded"):
+        strategyByPath("myhandlers.Missing")
+
+
+def test_strategy_plugin_found_by_name(tmp_path, monkeypatch):
+    plugins = tmp_path / "twisted" / "plugins"
+    plugins.mkdir(parents=True)
+    (plugins / "my_strategy_plugin.py").write_text(textwrap.dedent("""
+        from twisted.plugin import IPlugin
+        from zope.interface import implementer
+        from muxpool.interfaces import IStrategy
+
+        @implementer(IPlugin, IStrategy)
+        class AlwaysLast:
+            name = "always-last"
+            def select(self, pool, message):
+                return pool.members[-1]
+
+        alwaysLast = AlwaysLast()
+    """))
+    import twisted.plugins
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(twisted.plugins, "__path__", list(twisted.plugins.__path__) + [str(plugins)])
+    strategy = strategyByName("always-last")
+    pool = MUXPool("pool", members(3), Clock(), strategy)
+    assert picks(pool, 2) == ["m2", "m2"]
+    with pytest.raises(StrategyConfigError, match="always-last"):
+        strategyByName("nope")
+
+
+# -- requests ----------------------------------------------------------------
+
+def test_request_goes_to_member():
+    ms = members(2)
+    pool = makePool(ms, "round-robin")
+    assert outcome(pool.request({"t": "0200"}, 5))[0]["by"] == "m0"
+    assert outcome(pool.request({"t": "0200"}, 5))[0]["by"] == "m1"
+    assert pool.counters["requests"] == {"m0": 1, "m1": 1}
+
+
+def test_waits_for_member_that_comes_up():
+    ms = members(2, ready=False)
+    pool = makePool(ms)
+    results = outcome(pool.request({"t": "0200"}, 10))
+    pool.clock.advance(3)
+    assert results == [] and not pool.isConnected()
+    ms[1].ready.set(True)
+    assert results[0]["by"] == "m1"
+    assert ms[1].requests[0][1] == 7  # the wait came off the timeout
+    assert pool.clock.getDelayedCalls() == []
+
+
+def test_no_member_by_deadline():
+    ms = members(2, ready=False)
+    pool = makePool(ms)
+    results = outcome(pool.request({"t": "0200"}, 10))
+    pool.clock.advance(9.99)
+    assert results == []
+    pool.clock.advance(0.01)
+    assert results[0].check(NoMUXAvailable) and results[0].check(NotSent)
+    assert pool.counters["no_mux"] == 1
+
+
+def test_not_sent_retries_next_member():
+    ms = members(3)
+    ms[0].script = [fail(LinkNotReady("m0 down"))]
+    pool = makePool(ms)
+    results = outcome(pool.request({"t": "0200"}, 5))
+    assert results[0]["by"] == "m1"
+    assert pool.counters["retries"] == 1
+
+
+def test_not_sent_everywhere_returns_not_sent():
+    ms = members(2)
+    for m in ms:
+        m.script = [fail(DuplicateKey("dup"))]
+    pool = makePool(ms)
+    results = outcome(pool.request({"t": "0200"}, 5))
+    assert results[0].check(DuplicateKey)
+    assert len(ms[0].requests) == len(ms[1].requests) == 1
+
+
+def test_outcome_unknown_never_retried():
+    ms = members(2)
+    ms[0].script = [fail(LinkLost("gone after write"))]
+    pool = makePool(ms)
+    results = outcome(pool.request({"t": "0200"}, 5))
+    assert results[0].check(OutcomeUnknown)
+    assert ms[1].requests == []
+
+
+def test_check_enabled_starts_disabled():
+    ms = members(2)
+    pool = makePool(ms, checkEnabled=True)
+    assert not pool.isConnected()
+    results = outcome(pool.request({"t": "0200"}, 5))
+    pool.enable("m1")
+    assert results[0]["by"] == "m1"
+
+
+def test_disable_drains_without_failing_in_flight():
+    ms = members(2)
+    slow = Deferred()
+    ms[0].script = [slow]
+    pool = makePool(ms, "round-robin")
+    first = outcome(pool.request({"t": "0200"}, 5))
+    pool.disable("m0")
+    assert picks(pool, 3) == ["m1", "m1", "m1"]
+    slow.callback({"t": "0210", "by": "m0"})
+    assert first[0]["by"] == "m0"
+
+
+def test_nested_pools():
+    inner1 = makePool(members(2), "round-robin")
+    inner2 = MUXPool("inner2", [Member("x")], Clock())
+    outer = MUXPool("outer", [inner1, inner2], Clock(), strategyByName("round-robin"))
+    got = [outcome(outer.request({"t": "0200"}, 5))[0]["by"] for _ in range(4)]
+    assert got == ["m0", "x", "m1", "x"]
+    inner2.members[0].ready.set(False)
+    assert not inner2.ready
+    assert outcome(outer.request({"t": "0200"}, 5))[0]["by"] == "m0"
+
+
+def test_pool_of_qmuxes_fails_over_on_link_loss():
+    clock = Clock()
+    links = [FakeLink("a"), FakeLink("b")]
+    muxes = [QMUX(f"mux-{l.name}", l, clock) for l in links]
+    pool = MUXPool("pool", muxes, clock, strategyByName("round-robin"))
+    req = {"t": "0200", "11": "000001", "41": "T1"}
+    first = outcome(pool.request(req, 5))
+    links[0].lose()
+    assert first[0].check(LinkLost)
+    second = outcome(pool.request(dict(req, **{"11": "000002"}), 5))
+    assert links[1].sent and links[1].sent[0]["11"] == "000002"
+    links[1].deliver(answer(links[1].sent[0]))
+    assert second[0]["39"] == "00"
+
+
+def test_cancel_request_while_waiting():
+    ms = members(1, ready=False)
+    pool = makePool(ms)
+    d = pool.request({"t": "0200"}, 5)
+    d.addErrback(lambda f: None)
+    d.cancel()
+    assert pool.pendingCount() == 0 and pool.clock.getDelayedCalls() == []
+
+
+def test_send_without_waiting():
+    ms = members(2, ready=False)
+    pool = makePool(ms)
+    with pytest.raises(NoMUXAvailable):
+        pool.send({"t": "0800"})
+    ms[1].ready.set(True)
+    pool.send({"t": "0800"})
+    assert ms[1].requests == [({"t": "0800"}, None)]
