@@ -10,32 +10,15 @@ import time
 
 from twisted.internet import defer, task
 
-from tests.netutil import portOf, runLoad, spec, startClient, startServer, whenState
-
-
-def percentile(values, p):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
+from muxpool.loadgen import percentile, runLoad
+from tests.netutil import portOf, spec, startClient, startServer, whenState
 
 
 @defer.inlineCallbacks
 def measure(reactor, mux, total, inFlight):
     latencies = []
     sent = time.perf_counter()
-
-    original = mux.request
-
-    def timed(message, timeout):
-        t0 = time.perf_counter()
-        return original(message, timeout).addCallback(
-            lambda r: (latencies.append(time.perf_counter() - t0), r)[1]
-        )
-
-    mux.request = timed
-    try:
-        outcomes = yield runLoad(mux, total, inFlight)
-    finally:
-        mux.request = original
+    outcomes = yield runLoad(mux, total, inFlight, latencies=latencies)
     elapsed = time.perf_counter() - sent
     ok = sum(1 for o in outcomes if isinstance(o, dict))
     return ok, total / elapsed, percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000

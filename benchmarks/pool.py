@@ -16,7 +16,8 @@ from twisted.internet import defer, task
 
 from muxpool.pool import MUXPool
 from muxpool.strategies import strategyByName
-from tests.netutil import message, portOf, runLoad, startClient, startServer, whenState
+from muxpool.loadgen import runLoad
+from tests.netutil import portOf, startClient, startServer, whenState
 
 
 @defer.inlineCallbacks

@@ -70,6 +70,8 @@ def clientEndpoint(
 
 
 class _ChannelFactory(Factory):
+    noisy = False
+
     def __init__(self, adaptor: "ChannelAdaptor") -> None:
         self.adaptor = adaptor
 

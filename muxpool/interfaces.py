@@ -72,7 +72,11 @@ class ILink(Interface):
 
     def addReceiver(receiver):
         """
-        Call C{receiver(message)} for every message that arrives.
+        Offer every message that arrives to C{receiver(message, final)},
+        newest receiver first, until one returns C{True}.  C{final} is true
+        for the last receiver, which must take the message (as unhandled if
+        nothing else); earlier ones take only what they can match.  Usually
+        there is one receiver; two while a MUX is redeployed.
         """
 
     def removeReceiver(receiver):

@@ -37,7 +37,8 @@ class LinkBase:
         self._lossObservers: List[Callable] = []
 
     def addReceiver(self, receiver: Callable) -> None:
-        self._receivers.append(receiver)
+        # Newest first: after a redeploy the new MUX sees messages first.
+        self._receivers.insert(0, receiver)
 
     def removeReceiver(self, receiver: Callable) -> None:
         if receiver in self._receivers:
@@ -81,8 +82,11 @@ class LinkBase:
                 link=self.name,
                 message=maskMessage(message, self.spec.packager.binaryFields),
             )
-        for receiver in list(self._receivers):
-            receiver(message)
+        receivers = list(self._receivers)
+        last = len(receivers) - 1
+        for i, receiver in enumerate(receivers):
+            if receiver(message, i == last):
+                return
 
     def _lost(self, reason) -> None:
         for observer in list(self._lossObservers):

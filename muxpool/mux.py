@@ -122,7 +122,8 @@ class _Pending:
     One request in the table: its Deferred, deadline timer and state.
     """
 
-    __slots__ = ("key", "message", "deferred", "timer", "written", "started", "description")
+    __slots__ = ("key", "message", "deferred", "timer", "written", "started", "description",
+                 "link")
 
     def __init__(self, key, message, deferred, started, description):
         self.key = key
@@ -132,6 +133,7 @@ class _Pending:
         self.written = False
         self.started = started
         self.description = description
+        self.link = None
 
 
 @implementer(IMUX, ISource)
@@ -179,6 +181,8 @@ class QMUX(Service):
         )
         self.counters["last_txn"] = 0.0
         self.link: Optional[ILink] = None
+        self._links: Dict[ILink, Callable] = {}
+        self._drainWaiters: List[tuple] = []
         if link is not None:
             self.setLink(link)
 
@@ -187,30 +191,45 @@ class QMUX(Service):
 
     # -- the link ---------------------------------------------------------
 
-    def setLink(self, link: Optional[ILink]) -> None:
+    def setLink(self, link: Optional[ILink], keepPrevious: bool = False) -> None:
         """
-        Use C{link} (or none).  Requests written on the old link keep their
-        timers; waiting ones go out on the new link when it is ready.
+        Send through C{link} from now on.  Requests waiting for a ready link
+        go out on it when it is ready.  With C{keepPrevious}, the previous
+        link stays attached (its responses still match, its loss still fails
+        what was written on it) until L{detachLink}: that is how a link is
+        replaced with no request lost.
         """
         old = self.link
         if old is not None:
-            old.removeReceiver(self.messageReceived)
-            old.removeLossObserver(self._linkLost)
             old.ready.removeObserver(self._linkReady)
+            if not keepPrevious:
+                self.detachLink(old)
         self.link = link
         if link is not None:
-            link.addReceiver(self.messageReceived)
-            link.addLossObserver(self._linkLost)
+            if link not in self._links:
+                lost = lambda reason, link=link: self._linkLost(link)
+                self._links[link] = lost
+                link.addReceiver(self.messageReceived)
+                link.addLossObserver(lost)
             link.ready.addObserver(self._linkReady)
         self._linkReady(bool(link is not None and link.ready))
+
+    def detachLink(self, link: ILink) -> None:
+        """
+        Stop listening to C{link} (a previous link, once drained).
+        """
+        lost = self._links.pop(link, None)
+        if lost is not None:
+            link.removeReceiver(self.messageReceived)
+            link.removeLossObserver(lost)
 
     def _linkReady(self, value: bool) -> None:
         self.ready.set(value)
         if value:
             self._flush()
 
-    def _linkLost(self, reason=None) -> None:
-        lost = [p for p in self._pending.values() if p.written]
+    def _linkLost(self, link) -> None:
+        lost = [p for p in self._pending.values() if p.written and p.link is link]
         for pending in lost:
             self._finish(pending)
             self._remember(pending.key)
@@ -221,6 +240,25 @@ class QMUX(Service):
                     f"({pending.description}); outcome unknown"
                 )
             )
+
+    def pendingOn(self, link: Optional[ILink] = None) -> int:
+        """
+        Requests in flight written on C{link} (all pending ones if None).
+        """
+        if link is None:
+            return len(self._pending)
+        return sum(1 for p in self._pending.values() if p.written and p.link is link)
+
+    def whenDrained(self, link: Optional[ILink] = None) -> Deferred:
+        """
+        Fires when L{pendingOn}C{(link)} is zero (at once if it is now).
+        """
+        if not self.pendingOn(link):
+            return succeed(None)
+        d = Deferred(lambda d: self._drainWaiters.remove(entry) if entry in self._drainWaiters else None)
+        entry = (link, d)
+        self._drainWaiters.append(entry)
+        return d
 
     # -- IMUX ---------------------------------------------------------------
 
@@ -289,13 +327,15 @@ class QMUX(Service):
             self._write(pending)
 
     def _write(self, pending: _Pending) -> None:
+        link = self.link
         try:
-            self.link.send(pending.message)
+            link.send(pending.message)
         except NotSent as e:
             self._finish(pending)
             pending.deferred.errback(NotSent(f"{self.name}: {e}") if type(e) is NotSent else e)
             return
         pending.written = True
+        pending.link = link
         self.counters["tx"] += 1
 
     def _finish(self, pending: _Pending) -> None:
@@ -303,6 +343,11 @@ class QMUX(Service):
         self._waiting.pop(pending.key, None)
         if pending.timer is not None and pending.timer.active():
             pending.timer.cancel()
+        if self._drainWaiters:
+            for entry in list(self._drainWaiters):
+                if not self.pendingOn(entry[0]):
+                    self._drainWaiters.remove(entry)
+                    entry[1].callback(None)
 
     def _remember(self, key: str) -> None:
         self._expired[key] = None
@@ -332,10 +377,14 @@ class QMUX(Service):
 
     # -- inbound ----------------------------------------------------------------
 
-    def messageReceived(self, message: Mapping[str, str], source: Optional[ISource] = None) -> None:
+    def messageReceived(self, message: Mapping[str, str], final: bool = True,
+                        source: Optional[ISource] = None) -> bool:
         """
-        A message arrived on the link: a response to match, or a request for
-        the listeners.
+        A message arrived on a link: a response to match, or a request for
+        the listeners.  When not C{final}, only a matching response is
+        taken (see L{ILink.addReceiver}).
+
+        @return: whether this MUX took the message.
         """
         mti = message.get("t", "")
         if self.returnRejects or isResponse(mti):
@@ -346,20 +395,23 @@ class QMUX(Service):
             pending = self._pending.get(key) if key is not None else None
             if pending is not None and pending.written:
                 if message.get("39") in self.ignoreRC:
-                    return
+                    return True
                 self._finish(pending)
                 now = self.clock.seconds()
                 self.counters["rx"] += 1
                 self.counters["last_txn"] = now
                 self.latency.record(now - pending.started)
                 pending.deferred.callback(message)
-                return
+                return True
+            if not final and isResponse(mti):
+                return False
             if key is not None and key in self._expired:
                 self.counters["rx_late"] += 1
             if isResponse(mti):
                 self._unhandled(message)
-                return
+                return True
         self._dispatch(message, source or self.link)
+        return True
 
     def _dispatch(self, message, source) -> None:
         if self.listeners:

@@ -258,7 +258,7 @@ class _Request:
                     f"{pool.name}: no MUX available before the deadline - not sent"))
                 return
             self.waiting = pool._nextChange()
-            self.waiting.addCallback(self._changed)
+            self.waiting.addCallbacks(self._changed, lambda failure: None)  # cancelled
             if self.timer is None:
                 self.timer = pool.clock.callLater(remaining, self._deadline)
             return

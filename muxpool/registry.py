@@ -51,6 +51,12 @@ class Registry:
         except KeyError:
             raise KeyError(f"nothing named {name!r} is registered") from None
 
+    def lookup(self, name: str):
+        """
+        The object named C{name}, or None.
+        """
+        return self._objects.get(name)
+
     def getMUX(self, name: str) -> IMUX:
         obj = self.get(name)
         if not IMUX.providedBy(obj):

@@ -80,6 +80,8 @@ class ServerSession(LinkBase):
 
 
 class _ServerFactory(Factory):
+    noisy = False
+
     def __init__(self, server: "QServer") -> None:
         self.server = server
 

@@ -72,7 +72,7 @@ class FakeLink:
         return bool(self.ready)
 
     def addReceiver(self, receiver):
-        self.receivers.append(receiver)
+        self.receivers.insert(0, receiver)
 
     def removeReceiver(self, receiver):
         self.receivers.remove(receiver)
@@ -84,8 +84,10 @@ class FakeLink:
         self.lossObservers.remove(observer)
 
     def deliver(self, message):
-        for receiver in list(self.receivers):
-            receiver(message)
+        receivers = list(self.receivers)
+        for i, receiver in enumerate(receivers):
+            if receiver(message, i == len(receivers) - 1):
+                return
 
     def lose(self):
         self.ready.set(False)

@@ -7,6 +7,7 @@ from twisted.internet import defer
 from muxpool.adaptor import ChannelAdaptor
 from muxpool.channel import ChannelSpec
 from muxpool.listeners import Responder
+from muxpool.loadgen import runLoad, sampleRequest  # noqa: F401 (re-exported for tests)
 from muxpool.mux import QMUX
 from muxpool.server import QServer
 
@@ -69,29 +70,4 @@ def whenState(readiness, value):
     return d
 
 
-def message(i, mti="0200"):
-    return {"t": mti, "3": "000000", "4": "%012d" % (i % 100000), "11": "%06d" % (i % 1000000),
-            "41": "T%07d" % (i // 1000000)}
-
-
-@defer.inlineCallbacks
-def runLoad(mux, total, inFlight, timeout=10.0, start=0, onEach=None):
-    """
-    Send C{total} requests with at most C{inFlight} outstanding; return the
-    list of outcomes (response dicts or Failures), one per request.
-    """
-    outcomes = [None] * total
-    sem = defer.DeferredSemaphore(inFlight)
-
-    def one(i):
-        d = mux.request(message(start + i), timeout)
-
-        def done(result):
-            outcomes[i] = result
-            if onEach is not None:
-                onEach(i, result)
-
-        return d.addBoth(done)
-
-    yield defer.gatherResults([sem.run(one, i) for i in range(total)])
-    return outcomes
+message = sampleRequest

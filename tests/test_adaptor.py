@@ -150,7 +150,7 @@ def test_idle_timeout_without_keep_alive_reconnects():
 def test_received_messages_reach_receivers_and_losses_reach_observers():
     adaptor, endpoint, clock = makeAdaptor()
     got, lost = [], []
-    adaptor.addReceiver(got.append)
+    adaptor.addReceiver(lambda message, final: got.append(message) or True)
     adaptor.addLossObserver(lost.append)
     protocol = endpoint.protocols[0]
     protocol.dataReceived(SPEC.encode({"t": "0210", "11": "000001", "41": "T1"}))

@@ -1,0 +1,190 @@
+"""
+Command-line tools: C{muxpool send} and C{muxpool load}.
+
+Both talk to an endpoint through the same parts a switch uses
+(ChannelAdaptor + QMUX, and a MUXPool over several connections for load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from typing import List, Optional
+
+from twisted.internet import defer, task
+
+from muxpool.adaptor import ChannelAdaptor
+from muxpool.channel import ChannelSpec
+from muxpool.errors import NotSent, OutcomeUnknown
+from muxpool.loadgen import defaultFields, report, runLoad
+from muxpool.masking import maskMessage
+from muxpool.mux import QMUX
+from muxpool.pool import MUXPool
+from muxpool.strategies import strategyByName
+
+
+def _field(text: str):
+    key, sep, value = text.partition("=")
+    if not sep or not (key.isdigit() or key in ("t", "h")):
+        raise argparse.ArgumentTypeError(f"--field wants N=value, got {text!r}")
+    return key, value
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--endpoint", default="tcp:127.0.0.1:8000",
+                        help="Twisted client endpoint (default: tcp:127.0.0.1:8000, the demo)")
+    parser.add_argument("--channel", default="ASCIIChannel", help="jPOS channel class")
+    parser.add_argument("--packager", default="ISO87A", help="packager name or jPOS class")
+    parser.add_argument("--packager-config", help="GenericPackager XML file")
+    parser.add_argument("--header", help="channel header, hex")
+    parser.add_argument("--mti", default="0200", help="message type (default 0200)")
+    parser.add_argument("--field", "-f", action="append", type=_field, default=[],
+                        metavar="N=VALUE", help="set field N (repeatable)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="muxpool", description="ISO 8583 tools")
+    commands = top.add_subparsers(dest="command", required=True)
+    send = commands.add_parser("send", help="send one message and print the response")
+    _common(send)
+    load = commands.add_parser("load", help="send many requests and summarise")
+    _common(load)
+    load.add_argument("-n", "--requests", type=int, default=1000)
+    load.add_argument("-c", "--concurrency", type=int, default=10, help="requests in flight")
+    load.add_argument("-k", "--connections", type=int, default=1)
+    load.add_argument("--split-field", default="44",
+                      help="response field that tells who answered (default 44)")
+    load.add_argument("--json", action="store_true", help="print the summary as JSON")
+    load.add_argument("--quiet", action="store_true", help="no progress bar")
+    return top
+
+
+def _spec(args) -> ChannelSpec:
+    props = {"packager-config": args.packager_config} if args.packager_config else {}
+    return ChannelSpec.fromConfig(args.channel, args.packager, args.header, props)
+
+
+def _connect(reactor, args, name: str):
+    adaptor = ChannelAdaptor(name, _spec(args), args.endpoint, reactor,
+                             reconnectDelay=0.5, maxReconnectDelay=2.0, connectTimeout=5.0)
+    mux = QMUX(name, adaptor, reactor)
+    adaptor.startService()
+    return adaptor, mux
+
+
+def _message(args, stan: int) -> dict:
+    message = defaultFields(args.mti, stan)
+    message.update(dict(args.field))
+    return message
+
+
+@defer.inlineCallbacks
+def _send(reactor, args):
+    adaptor, mux = _connect(reactor, args, "send")
+    message = _message(args, random.randint(1, 999999))
+    binary = adaptor.spec.packager.binaryFields
+    print(f"request  {maskMessage(message, binary)}")
+    started = time.perf_counter()
+    code = 0
+    try:
+        response = yield mux.request(message, args.timeout)
+        print(f"response {maskMessage(response, binary)}")
+    except NotSent as e:
+        print(f"not sent: {e}")
+        code = 2
+    except OutcomeUnknown as e:
+        print(f"outcome unknown: {e}")
+        code = 3
+    finally:
+        print(f"latency  {(time.perf_counter() - started) * 1000:.1f} ms")
+        yield adaptor.stopService()
+    return code
+
+
+def _progress(done: List[int], total: int, started: float) -> None:
+    width = 30
+    filled = int(width * done[0] / total) if total else width
+    rate = done[0] / max(1e-9, time.perf_counter() - started)
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done[0]}/{total} {rate:8.0f} req/s")
+    sys.stderr.flush()
+
+
+@defer.inlineCallbacks
+def _load(reactor, args):
+    links = [_connect(reactor, args, f"load-{i}") for i in range(max(1, args.connections))]
+    pool = MUXPool("load", [mux for _, mux in links], reactor, strategyByName("round-robin"))
+    base = random.randint(0, 999) * 1000000
+
+    def make(i):
+        message = _message(args, i)
+        message["41"] = "L%07d" % ((base + i) // 1000000 % 10000000)
+        return message
+
+    done = [0]
+    latencies: List[float] = []
+    started = time.perf_counter()
+    bar = None
+    if not args.quiet:
+        bar = task.LoopingCall(_progress, done, args.requests, started)
+        bar.clock = reactor
+        bar.start(0.25)
+    try:
+        outcomes = yield runLoad(pool, args.requests, args.concurrency, args.timeout,
+                                 start=base, make=make, latencies=latencies,
+                                 onEach=lambda i, result: done.__setitem__(0, done[0] + 1))
+    finally:
+        if bar is not None:
+            bar.stop()
+            _progress(done, args.requests, started)
+            sys.stderr.write("\n")
+        for adaptor, _ in links:
+            yield adaptor.stopService()
+    summary = report(outcomes, latencies, time.perf_counter() - started, args.split_field)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"sent             {summary['sent']}")
+        for rc, count in summary["answered"].items():
+            print(f"answered 39={rc:<4} {count}")
+        print(f"not sent         {summary['not_sent']}")
+        print(f"outcome unknown  {summary['outcome_unknown']}")
+        print(f"requests/second  {summary['requests_per_second']}")
+        lat = summary["latency_ms"]
+        print(f"latency ms       p50 {lat['p50']}  p95 {lat['p95']}  p99 {lat['p99']}")
+        if summary.get("split"):
+            print(f"split by field {args.split_field}:")
+            for who, count in summary["split"].items():
+                print(f"  {who:<24} {count}")
+    failed = summary["not_sent"] + summary["outcome_unknown"] + summary["errors"]
+    return 0 if failed == 0 else 1
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """
+    Entry point of the C{muxpool} console script.
+    """
+    args = parser().parse_args(argv)
+    try:
+        _spec(args)
+    except (KeyError, ValueError) as e:
+        sys.exit(f"muxpool {args.command}: {e}")
+    command = _send if args.command == "send" else _load
+
+    def run(reactor):
+        return command(reactor, args).addCallback(lambda code: _exit.append(code))
+
+    _exit: List[int] = []
+    try:
+        task.react(run)
+    except SystemExit as e:
+        if e.code not in (0, None) or not _exit:
+            raise
+    sys.exit(_exit[0] if _exit else 1)
+
+
+if __name__ == "__main__":
+    main()

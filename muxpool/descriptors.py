@@ -1,0 +1,470 @@
+"""
+jPOS-style QBean descriptors: one XML file, one bean.
+
+L{readDescriptor} parses a file (keeping line numbers for errors) and
+expands C{${NAME}} / C{${NAME:default}} from the environment as jPOS's
+Environment does; L{buildBean} turns it into a L{Bean}: the service plus
+what it needs wired by name (a QMUX's adaptor, a pool's members).  Every
+error names the file, the line and the element.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import re
+import xml.parsers.expat
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
+
+from twisted.logger import Logger
+
+from muxpool.adaptor import ChannelAdaptor
+from muxpool.channel import ChannelSpec
+from muxpool.interfaces import IRequestListener
+from muxpool.listeners import Forward, Responder
+from muxpool.messages import parseFieldList
+from muxpool.mux import KeyBuilder, QMUX
+from muxpool.pool import MUXPool
+from muxpool.server import QServer
+from muxpool.strategies import StrategyConfigError, strategyByName, strategyByPath
+
+log = Logger()
+
+
+class DescriptorError(ValueError):
+    """
+    A descriptor that cannot be deployed: C{file:line: <element>: problem}.
+    """
+
+    def __init__(self, path: str, line: int, element: str, problem: str) -> None:
+        ValueError.__init__(self, f"{path}:{line}: <{element}>: {problem}")
+        self.path = path
+        self.line = line
+        self.element = element
+        self.problem = problem
+
+
+@dataclass
+class Node:
+    """
+    One XML element with the line it starts on.
+    """
+
+    tag: str
+    attrib: Dict[str, str]
+    line: int
+    children: List["Node"] = field(default_factory=list)
+    text: str = ""
+
+    def child(self, tag: str) -> Optional["Node"]:
+        for c in self.children:
+            if c.tag == tag:
+                return c
+        return None
+
+    def childText(self, tag: str, default: Optional[str] = None) -> Optional[str]:
+        c = self.child(tag)
+        return c.text.strip() if c is not None else default
+
+    def all(self, tag: str) -> List["Node"]:
+        return [c for c in self.children if c.tag == tag]
+
+
+_VARIABLE = re.compile(r"\$\{([^}:]+)(?::([^}]*))?\}")
+
+
+def expand(value: str, env: Mapping[str, str], where: Tuple[str, int, str]) -> str:
+    """
+    Replace C{${NAME}} and C{${NAME:default}} from C{env}.
+    """
+
+    def replace(match):
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise DescriptorError(*where, f"${{{name}}} is not set and has no default")
+
+    return _VARIABLE.sub(replace, value)
+
+
+def readDescriptor(path: str, env: Optional[Mapping[str, str]] = None) -> Node:
+    """
+    Parse C{path} into L{Node}s, expanding variables.
+
+    @raise DescriptorError: malformed XML or an unset variable.
+    """
+    env = os.environ if env is None else env
+    stack: List[Node] = []
+    roots: List[Node] = []
+    parser = xml.parsers.expat.ParserCreate()
+
+    def start(tag, attrib):
+        line = parser.CurrentLineNumber
+        node = Node(tag, {k: expand(v, env, (path, line, tag)) for k, v in attrib.items()}, line)
+        if stack:
+            stack[-1].children.append(node)
+        else:
+            roots.append(node)
+        stack.append(node)
+
+    def end(tag):
+        node = stack.pop()
+        node.text = expand(node.text, env, (path, node.line, tag))
+
+    def data(text):
+        if stack:
+            stack[-1].text += text
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = data
+    try:
+        with open(path, "rb") as f:
+            parser.ParseFile(f)
+    except xml.parsers.expat.ExpatError as e:
+        raise DescriptorError(path, e.lineno, "?", f"malformed XML: {xml.parsers.expat.errors.messages.get(e.code, e)}") from None
+    except OSError as e:
+        raise DescriptorError(path, 0, "?", f"cannot read: {e.strerror}") from None
+    if not roots:
+        raise DescriptorError(path, 1, "?", "no element")
+    return roots[0]
+
+
+# -- what each bean kind accepts --------------------------------------------
+
+#: Attributes jPOS users carry that mean nothing here: accepted, ignored.
+IGNORED_ATTRIBUTES = {"logger", "realm", "type", "enabled"}
+IGNORED_ELEMENTS = {"space"}
+
+CHANNEL_ELEMENTS = {"property"}
+KNOWN = {
+    "channel-adaptor": {"channel", "in", "out", "reconnect-delay", "max-reconnect-delay",
+                        "keep-alive", "sign-on", "echo-interval", "echo-timeout", "property"},
+    "qmux": {"in", "out", "ready", "unhandled", "key", "mtimapping", "ignore-rc",
+             "request-listener", "property"},
+    "pool": {"muxes", "strategy", "follower-override", "original-channel-field", "split-field",
+             "strategy-handler", "weights", "property"},
+    "server": {"attr", "channel", "request-listener", "property"},
+}
+
+CLASSES = {
+    "channel-adaptor": {None: "channel-adaptor", "org.jpos.q2.iso.ChannelAdaptor": "channel-adaptor",
+                        "muxpool.adaptor.ChannelAdaptor": "channel-adaptor"},
+    "mux": {None: "qmux", "org.jpos.q2.iso.QMUX": "qmux", "muxpool.mux.QMUX": "qmux",
+            "org.jpos.q2.iso.MUXPool": "pool", "muxpool.pool.MUXPool": "pool"},
+    "server": {None: "server", "org.jpos.q2.iso.QServer": "server",
+               "muxpool.server.QServer": "server"},
+}
+
+_TRUE = {"true", "yes", "1", "on"}
+
+
+@dataclass
+class Bean:
+    """
+    A deployed descriptor's service and what it is wired by.
+
+    @ivar kind: C{channel-adaptor}, C{qmux}, C{pool} or C{server}.
+    @ivar inQueue, outQueue: jPOS queue names (adaptors and QMUXes).
+    @ivar readyNames: a QMUX's C{<ready>} names (C{adaptor.ready}).
+    @ivar memberNames: a pool's C{<muxes>}.
+    """
+
+    name: str
+    kind: str
+    service: object
+    path: str
+    inQueue: Optional[str] = None
+    outQueue: Optional[str] = None
+    readyNames: Tuple[str, ...] = ()
+    memberNames: Tuple[str, ...] = ()
+
+
+class _Reader:
+    """
+    Reads one descriptor, turning every problem into a L{DescriptorError}.
+    """
+
+    def __init__(self, path: str, root: Node) -> None:
+        self.path = path
+        self.root = root
+
+    def error(self, node: Node, problem: str) -> DescriptorError:
+        return DescriptorError(self.path, node.line, node.tag, problem)
+
+    def warnUnknown(self, node: Node, known: set) -> None:
+        for attr in node.attrib:
+            if attr not in IGNORED_ATTRIBUTES and attr not in ("name", "class", "packager", "header"):
+                log.warn("{path}:{line}: <{tag}>: unknown attribute {attr!r} ignored",
+                         path=self.path, line=node.line, tag=node.tag, attr=attr)
+        for child in node.children:
+            if child.tag not in known and child.tag not in IGNORED_ELEMENTS:
+                log.warn("{path}:{line}: <{tag}>: unknown element ignored",
+                         path=self.path, line=child.line, tag=child.tag)
+
+    def properties(self, node: Optional[Node]) -> Dict[str, str]:
+        props: Dict[str, str] = {}
+        if node is None:
+            return props
+        for p in node.all("property"):
+            name = p.attrib.get("name")
+            if not name:
+                raise self.error(p, "property without a name")
+            if "value" not in p.attrib and "file" not in p.attrib:
+                raise self.error(p, f"property {name!r} without a value")
+            props[name] = p.attrib.get("value", p.attrib.get("file", "")).strip()
+        return props
+
+    def number(self, node: Node, text: Optional[str], what: str, default=None, cast=float):
+        if text is None or text == "":
+            return default
+        try:
+            return cast(text.strip())
+        except ValueError:
+            raise self.error(node, f"bad number for {what}: {text!r}") from None
+
+    def flag(self, text: Optional[str], default: bool = False) -> bool:
+        if text is None:
+            return default
+        return text.strip().lower() in _TRUE
+
+    def channel(self, node: Node) -> Tuple[ChannelSpec, Dict[str, str]]:
+        channel = node.child("channel")
+        if channel is None:
+            raise self.error(node, "missing required element <channel>")
+        self.warnUnknown(channel, CHANNEL_ELEMENTS)
+        props = self.properties(channel)
+        cls = channel.attrib.get("class")
+        if not cls:
+            raise self.error(channel, "missing class attribute")
+        props_for_spec = dict(props)
+        config = props_for_spec.get("packager-config")
+        if config and not os.path.isabs(config):
+            candidate = os.path.join(os.path.dirname(self.path), config)
+            if os.path.exists(candidate):
+                props_for_spec["packager-config"] = candidate
+        try:
+            spec = ChannelSpec.fromConfig(
+                cls, channel.attrib.get("packager", "ISO87A"), channel.attrib.get("header"),
+                props_for_spec,
+            )
+        except (KeyError, ValueError) as e:
+            raise self.error(channel, str(e).strip('"')) from None
+        return spec, props
+
+    def listeners(self, node: Node, reactor, registry) -> List[IRequestListener]:
+        out = []
+        for element in node.all("request-listener"):
+            cls = element.attrib.get("class")
+            if not cls:
+                raise self.error(element, "missing class attribute")
+            props = self.properties(element)
+            try:
+                out.append(makeListener(cls, props, reactor, registry))
+            except (ImportError, AttributeError, TypeError, ValueError, KeyError) as e:
+                raise self.error(element, f"request listener {cls!r}: {e}") from None
+        return out
+
+
+_LISTENERS = {
+    "muxpool.listeners.Forward": lambda props, reactor, registry: Forward.fromProperties(
+        props, registry.getMUX),
+    "muxpool.listeners.Responder": lambda props, reactor, registry: Responder.fromProperties(
+        props, reactor),
+}
+
+
+def makeListener(cls: str, props: Mapping[str, str], reactor, registry) -> IRequestListener:
+    """
+    A request listener by dotted path: the built-ins, or any class with a
+    C{fromProperties(properties)} class method, or whose constructor takes
+    the properties dict.
+    """
+    if cls in _LISTENERS:
+        return _LISTENERS[cls](props, reactor, registry)
+    if "." not in cls:
+        raise ValueError(f"unknown class (known: {', '.join(sorted(_LISTENERS))})")
+    module, _, attr = cls.rpartition(".")
+    try:
+        factory = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):
+        raise ValueError(
+            f"unknown class (known: {', '.join(sorted(_LISTENERS))}, or a dotted path "
+            "to an IRequestListener)"
+        ) from None
+    if hasattr(factory, "fromProperties"):
+        listener = factory.fromProperties(props)
+    elif inspect.isclass(factory) and len(inspect.signature(factory).parameters) >= 1:
+        listener = factory(props)
+    else:
+        listener = factory()
+    if not IRequestListener.providedBy(listener):
+        raise TypeError("does not provide IRequestListener")
+    return listener
+
+
+def kindOf(path: str, root: Node) -> str:
+    classes = CLASSES.get(root.tag)
+    if classes is None:
+        raise DescriptorError(path, root.line, root.tag,
+                              "unknown descriptor (known: channel-adaptor, mux, server)")
+    cls = root.attrib.get("class")
+    if cls not in classes:
+        known = ", ".join(sorted(k for k in classes if k))
+        raise DescriptorError(path, root.line, root.tag, f"unknown class {cls!r} (known: {known})")
+    return classes[cls]
+
+
+def buildBean(path: str, root: Node, reactor, registry) -> Bean:
+    """
+    Build (not start) the bean C{root} describes.
+
+    @raise DescriptorError: naming file, line and element.
+    """
+    kind = kindOf(path, root)
+    name = (root.attrib.get("name") or "").strip()
+    if not name:
+        raise DescriptorError(path, root.line, root.tag, "missing name attribute")
+    reader = _Reader(path, root)
+    reader.warnUnknown(root, KNOWN[kind])
+    return _BUILDERS[kind](reader, name, root, reactor, registry)
+
+
+def _adaptor(reader: _Reader, name, root, reactor, registry) -> Bean:
+    spec, props = reader.channel(root)
+    def ms(text, what, default=None):
+        value = reader.number(root, text, what)
+        return default if value is None else value / 1000.0
+
+    endpoint = props.get("endpoint")
+    host, port = props.get("host"), props.get("port")
+    if not endpoint and not (host and port):
+        raise reader.error(root.child("channel"), "needs host and port properties, or an endpoint")
+    if port is not None:
+        reader.number(root.child("channel"), port, "port", cast=int)
+    timeout = ms(props.get("timeout"), "timeout")
+    connectTimeout = ms(props.get("connect-timeout"), "connect-timeout", timeout)
+    reconnect = ms(root.childText("reconnect-delay"), "reconnect-delay", 10.0)
+    try:
+        adaptor = ChannelAdaptor(
+            name, spec, endpoint or None, reactor,
+            host=host, port=int(port) if port else None,
+            connectTimeout=connectTimeout or None,
+            reconnectDelay=reconnect,
+            maxReconnectDelay=ms(root.childText("max-reconnect-delay"), "max-reconnect-delay"),
+            idleTimeout=timeout or None,
+            keepAlive=reader.flag(root.childText("keep-alive")),
+            tcpKeepAlive=reader.flag(props.get("keep-alive")),
+            signOn=reader.flag(root.childText("sign-on")),
+            echoInterval=ms(root.childText("echo-interval"), "echo-interval"),
+            echoTimeout=ms(root.childText("echo-timeout"), "echo-timeout", 10.0),
+        )
+    except ValueError as e:
+        raise reader.error(root.child("channel"), str(e)) from None
+    return Bean(name, "channel-adaptor", adaptor, reader.path,
+                inQueue=root.childText("in"), outQueue=root.childText("out"))
+
+
+def _qmux(reader: _Reader, name, root, reactor, registry) -> Bean:
+    fields, overrides = ("41", "11"), {}
+    for key in root.all("key"):
+        mti = key.attrib.get("mti")
+        listed = parseFieldList(key.text)
+        if not listed:
+            raise reader.error(key, "empty key")
+        if mti and len(mti) >= 2:
+            pcode = (key.attrib.get("pcode") or "").strip()
+            overrides[mti[:2] + (":" + pcode if pcode else "")] = listed
+        else:
+            fields = listed
+    mapping = parseFieldList(root.childText("mtimapping") or "")
+    if mapping and (len(mapping) != 3 or any(len(m) != 10 or not m.isdigit() for m in mapping)):
+        raise reader.error(root.child("mtimapping"), "needs three strings of ten digits")
+    props = reader.properties(root)
+    mux = QMUX(
+        name, None, reactor,
+        KeyBuilder(fields, overrides, mapping or None),
+        ignoreRC=parseFieldList(root.childText("ignore-rc") or ""),
+        returnRejects=reader.flag(props.get("return-rejects")),
+        listeners=reader.listeners(root, reactor, registry),
+    )
+    inQueue, outQueue = root.childText("in"), root.childText("out")
+    ready = parseFieldList(root.childText("ready") or "")
+    if not outQueue and not ready:
+        raise reader.error(root, "missing required element <out> (or <ready>): which channel?")
+    return Bean(name, "qmux", mux, reader.path, inQueue=inQueue, outQueue=outQueue,
+                readyNames=ready)
+
+
+def _pool(reader: _Reader, name, root, reactor, registry) -> Bean:
+    members = parseFieldList(root.childText("muxes") or "")
+    if not members:
+        raise reader.error(root, "missing required element <muxes>")
+    props = reader.properties(root)
+    config = {
+        "follower-override": root.childText("follower-override") or "",
+        "original-channel-field": root.childText("original-channel-field") or "",
+        "split-field": root.childText("split-field") or "",
+        "weights": root.childText("weights") or props.get("weights", ""),
+    }
+    strategyNode = root.child("strategy") or root
+    try:
+        builtin = strategyByName(root.childText("strategy"), config)
+    except StrategyConfigError as e:
+        raise reader.error(strategyNode, str(e)) from None
+    handler = root.child("strategy-handler")
+    strategy, fallback = builtin, None
+    if handler is not None:
+        cls = handler.attrib.get("class")
+        if not cls:
+            raise reader.error(handler, "missing class attribute")
+        try:
+            strategy = strategyByPath(cls, dict(config, **reader.properties(handler)))
+        except StrategyConfigError as e:
+            raise reader.error(handler, str(e)) from None
+        fallback = builtin
+    pool = MUXPool(name, [], reactor, strategy, checkEnabled=reader.flag(props.get("check-enabled")),
+                   fallback=fallback)
+    return Bean(name, "pool", pool, reader.path, memberNames=members)
+
+
+def _server(reader: _Reader, name, root, reactor, registry) -> Bean:
+    spec, channelProps = reader.channel(root)
+    attrs = {}
+    for attr in root.all("attr"):
+        attrs[attr.attrib.get("name", "")] = (attr, attr.text.strip())
+    props = reader.properties(root)
+    endpoint = props.get("endpoint")
+    port = None
+    if "port" in attrs:
+        port = reader.number(attrs["port"][0], attrs["port"][1], "port", cast=int)
+    if endpoint is None and port is None:
+        raise reader.error(root, "missing required <attr name=\"port\"> (or an endpoint property)")
+    maxSessions = None
+    if "maxSessions" in attrs:
+        maxSessions = reader.number(attrs["maxSessions"][0], attrs["maxSessions"][1],
+                                    "maxSessions", cast=int)
+    try:
+        server = QServer(
+            name, spec, endpoint, reactor, port=port,
+            bindAddress=props.get("bind-address"),
+            maxSessions=maxSessions,
+            allow=props.get("allow"), deny=props.get("deny"),
+            listeners=reader.listeners(root, reactor, registry),
+            gracePeriod=reader.number(root, props.get("grace-period"), "grace-period", 5000.0) / 1000.0,
+        )
+    except ValueError as e:
+        raise reader.error(root, str(e)) from None
+    return Bean(name, "server", server, reader.path)
+
+
+_BUILDERS: Dict[str, Callable] = {
+    "channel-adaptor": _adaptor,
+    "qmux": _qmux,
+    "pool": _pool,
+    "server": _server,
+}

@@ -1,0 +1,127 @@
+"""
+Generating traffic: sample requests, a bounded-concurrency request loop and
+its report.  Used by C{muxpool send} / C{muxpool load}, the benchmarks and
+the tests.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Callable, Dict, List, Mapping, Optional
+
+from twisted.internet import defer
+from twisted.python.failure import Failure
+
+from muxpool.errors import NotSent, OutcomeUnknown
+
+TEST_PAN = "4761739001010119"
+
+
+def defaultFields(mti: str, stan: int, now: Optional[float] = None) -> Dict[str, str]:
+    """
+    Sensible fields for an 0200 (a purchase) or an 0800 (an echo); other
+    MTIs get only the key fields.
+    """
+    t = time.gmtime(time.time() if now is None else now)
+    fields = {"t": mti, "7": time.strftime("%m%d%H%M%S", t), "11": "%06d" % (stan % 1000000)}
+    if mti[:2] == "08":
+        fields["70"] = "301"
+    else:
+        fields.update({
+            "3": "000000", "4": "000000001000", "12": time.strftime("%H%M%S", t),
+            "13": time.strftime("%m%d", t), "22": "051", "41": "TERM0001",
+            "42": "MERCHANT0000001", "49": "840",
+        })
+        if mti[:2] in ("01", "02"):
+            fields["2"] = TEST_PAN
+    return fields
+
+
+def sampleRequest(i: int, mti: str = "0200") -> Dict[str, str]:
+    """
+    The C{i}th request of a run: unique key (11 and 41) for i < 10**13.
+    """
+    return {"t": mti, "3": "000000", "4": "%012d" % (i % 100000), "11": "%06d" % (i % 1000000),
+            "41": "T%07d" % (i // 1000000)}
+
+
+@defer.inlineCallbacks
+def runLoad(
+    mux,
+    total: int,
+    inFlight: int,
+    timeout: float = 10.0,
+    start: int = 0,
+    onEach: Optional[Callable[[int, object], None]] = None,
+    make: Callable[[int], Mapping[str, str]] = sampleRequest,
+    latencies: Optional[List[float]] = None,
+    clock=None,
+):
+    """
+    Send C{total} requests through C{mux} with at most C{inFlight}
+    outstanding.  Fires with one outcome per request (a response dict or a
+    Failure), in request order.
+    """
+    outcomes: List[object] = [None] * total
+    semaphore = defer.DeferredSemaphore(max(1, inFlight))
+    now = clock.seconds if clock is not None else time.perf_counter
+
+    def one(i):
+        started = now()
+        d = mux.request(make(start + i), timeout)
+
+        def done(result):
+            outcomes[i] = result
+            if latencies is not None and isinstance(result, dict):
+                latencies.append(now() - started)
+            if onEach is not None:
+                onEach(i, result)
+
+        return d.addBoth(done)
+
+    yield defer.gatherResults([semaphore.run(one, i) for i in range(total)])
+    return outcomes
+
+
+def percentile(values: List[float], p: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(round(p / 100.0 * len(ordered))) - 1))]
+
+
+def report(outcomes: List[object], latencies: List[float], elapsed: float,
+           splitField: Optional[str] = None) -> Dict[str, object]:
+    """
+    What a run did: sent, answered by result code, not sent, outcome
+    unknown, requests per second, latency percentiles, split by a field.
+    """
+    answered = Counter()
+    split = Counter()
+    notSent = unknown = other = 0
+    for o in outcomes:
+        if isinstance(o, dict):
+            answered[o.get("39", "??")] += 1
+            if splitField:
+                split[str(o.get(splitField, "-")).strip()] += 1
+        elif isinstance(o, Failure) and o.check(OutcomeUnknown):
+            unknown += 1
+        elif isinstance(o, Failure) and o.check(NotSent):
+            notSent += 1
+        else:
+            other += 1
+    result = {
+        "sent": len(outcomes),
+        "answered": dict(sorted(answered.items())),
+        "not_sent": notSent,
+        "outcome_unknown": unknown,
+        "errors": other,
+        "seconds": round(elapsed, 3),
+        "requests_per_second": round(len(outcomes) / elapsed, 1) if elapsed > 0 else 0.0,
+        "latency_ms": {f"p{p}": round(percentile(latencies, p) * 1000, 3) for p in (50, 95, 99)},
+    }
+    if splitField:
+        result["split_field"] = splitField
+        result["split"] = dict(sorted(split.items()))
+    return result
