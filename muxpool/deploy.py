@@ -107,11 +107,21 @@ class DeployService(Service):
                 continue
             self._stamps[path] = stamp
             self._load(path)
+        removed = []
         for path in sorted(set(self.beans) - set(files), reverse=True):
             self._stamps.pop(path, None)
             self.log.info("{path}: removed; undeploying {name}", path=path,
                           name=self.beans[path].name)
-            self._retire(self.beans.pop(path))
+            removed.append(self.beans.pop(path))
+        # MUXes and adaptors first; servers removed with them stop only once
+        # those are done (a local issuer outlives the link that uses it).
+        retiring = [self._retire(b, alongside=removed) for b in removed if b.kind != "server"]
+        servers = [b for b in removed if b.kind == "server"]
+        if servers:
+            after = DeferredList(retiring)
+            for bean in servers:
+                self.registry.unregister(bean.name, bean.service)
+                after.addBoth(lambda _, bean=bean: self._retire(bean))
         for path in set(self.failed) - set(files):
             del self.failed[path]
             self._stamps.pop(path, None)
@@ -239,16 +249,19 @@ class DeployService(Service):
         d.addBoth(lambda result: (self._retiring.remove(d) if d in self._retiring else None, result)[1])
         return d
 
-    def _retire(self, bean: Bean, replacedBy: Optional[Bean] = None) -> None:
+    def _retire(self, bean: Bean, replacedBy: Optional[Bean] = None,
+                alongside: List[Bean] = ()) -> Deferred:
         """
-        Take C{bean} out of service once its in-flight requests are done.
+        Take C{bean} out of service once its in-flight requests are done
+        (C{alongside}: beans removed in the same scan, whose requests count).
         """
         self.registry.unregister(bean.name, bean.service)  # no-op if replaced
         service = bean.service
         if bean.kind == "qmux":
             drained = service.whenDrained()
         elif bean.kind == "channel-adaptor":
-            users = [b.service for b in self._beansOfKind("qmux") if b.service.link is service]
+            users = [b.service for b in list(self.beans.values()) + list(alongside)
+                     if b.kind == "qmux" and service in b.service.links]
             if replacedBy is not None and users:
                 drained = replacedBy.service.ready.whenReady().addCallback(
                     lambda _: gatherResults([m.whenDrained(service) for m in users]))
@@ -257,12 +270,12 @@ class DeployService(Service):
         else:
             drained = succeed(None)
         drained.addTimeout(self.drainTimeout, self.reactor)
-        self._track(drained.addBoth(lambda _: self._stop(bean)))
+        return self._track(drained.addBoth(lambda _: self._stop(bean)))
 
     def _stop(self, bean: Bean) -> Deferred:
         d = maybeDeferred(bean.service.stopService)
         if bean.kind == "qmux":
-            for link in list(bean.service._links):
+            for link in bean.service.links:
                 bean.service.detachLink(link)
 
         def failed(failure):

@@ -214,6 +214,13 @@ class QMUX(Service):
             link.ready.addObserver(self._linkReady)
         self._linkReady(bool(link is not None and link.ready))
 
+    @property
+    def links(self) -> tuple:
+        """
+        Every link attached: the current one and any still draining.
+        """
+        return tuple(self._links)
+
     def detachLink(self, link: ILink) -> None:
         """
         Stop listening to C{link} (a previous link, once drained).

@@ -3,7 +3,9 @@ twistd plugin support: C{twistd -n muxpool --deploy DIR}.
 """
 
 import os
+import signal
 
+from twisted.application.service import MultiService
 from twisted.python import usage
 
 from muxpool.deploy import DeployService
@@ -40,15 +42,39 @@ class Options(usage.Options):
             raise usage.UsageError("--scan-interval and --drain-timeout must not be negative")
 
 
-def makeService(options: Options) -> DeployService:
+class SwitchService(MultiService):
     """
-    The deploy service for C{options}.
+    The switch twistd runs.  A SIGTERM or SIGINT that ends in a clean stop
+    (every bean drained and stopped) exits with status 0, as supervisors of
+    a payment switch expect; Twisted's default is to die by the signal.
+    """
+
+    def __init__(self, reactor) -> None:
+        MultiService.__init__(self)
+        self.reactor = reactor
+
+    def stopService(self):
+        d = MultiService.stopService(self)
+
+        def clean(results):
+            if getattr(self.reactor, "_exitSignal", None) in (signal.SIGTERM, signal.SIGINT):
+                self.reactor._exitSignal = None
+            return results
+
+        return d.addCallback(clean)
+
+
+def makeService(options: Options) -> SwitchService:
+    """
+    The switch for C{options}: a L{DeployService} on the deploy folder.
     """
     from twisted.internet import reactor
 
-    return DeployService(
+    switch = SwitchService(reactor)
+    DeployService(
         options["deploy"],
         reactor,
         scanInterval=options["scan-interval"],
         drainTimeout=options["drain-timeout"],
-    )
+    ).setServiceParent(switch)
+    return switch

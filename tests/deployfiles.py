@@ -1,0 +1,89 @@
+"""
+Descriptor files for deploy tests: issuers, members and a pool, on ports
+the OS picked.
+"""
+
+import socket
+
+
+def freePort() -> int:
+    """
+    A port the OS says is free on 127.0.0.1 (for a child process or a
+    descriptor that must name its port before it listens).
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def issuer(name, port, mark, header=""):
+    header = f' header="{header}"' if header else ""
+    return f"""<server class="org.jpos.q2.iso.QServer" logger="Q2" name="{name}">
+  <attr name="port" type="java.lang.Integer">{port}</attr>
+  <channel class="org.jpos.iso.channel.NACChannel" packager="org.jpos.iso.packager.ISO87BPackager"{header}/>
+  <request-listener class="muxpool.listeners.Responder">
+    <property name="field.44" value="{mark}"/>
+  </request-listener>
+  <property name="bind-address" value="127.0.0.1"/>
+  <property name="grace-period" value="5000"/>
+</server>
+"""
+
+
+def adaptor(name, port, queue, extra=""):
+    return f"""<channel-adaptor name="{name}" class="org.jpos.q2.iso.ChannelAdaptor" logger="Q2">
+  <channel class="org.jpos.iso.channel.NACChannel" logger="Q2"
+           packager="org.jpos.iso.packager.ISO87BPackager">
+    <property name="host" value="127.0.0.1"/>
+    <property name="port" value="{port}"/>
+  </channel>
+  <in>{queue}-send</in>
+  <out>{queue}-receive</out>
+  <reconnect-delay>100</reconnect-delay>{extra}
+</channel-adaptor>
+"""
+
+
+def qmux(name, queue, extra=""):
+    return f"""<mux class="org.jpos.q2.iso.QMUX" logger="Q2" name="{name}">
+  <in>{queue}-receive</in>
+  <out>{queue}-send</out>{extra}
+</mux>
+"""
+
+
+def pool(name, members, strategy="round-robin"):
+    return f"""<mux class="org.jpos.q2.iso.MUXPool" logger="Q2" name="{name}">
+  <muxes>{' '.join(members)}</muxes>
+  <strategy>{strategy}</strategy>
+</mux>
+"""
+
+
+def front(name, port, mux, timeout=10000):
+    return f"""<server class="org.jpos.q2.iso.QServer" logger="Q2" name="{name}">
+  <attr name="port" type="java.lang.Integer">{port}</attr>
+  <channel class="org.jpos.iso.channel.ASCIIChannel" packager="org.jpos.iso.packager.ISO87APackager"/>
+  <request-listener class="muxpool.listeners.Forward">
+    <property name="mux" value="{mux}"/>
+    <property name="timeout" value="{timeout}"/>
+  </request-listener>
+  <property name="bind-address" value="127.0.0.1"/>
+</server>
+"""
+
+
+def member(directory, index, port=None):
+    """
+    Write issuer + adaptor + QMUX files for member C{index} (core-mux-N);
+    return the files written.
+    """
+    port = port or freePort()
+    files = {
+        f"1{index}_issuer-{index}.xml": issuer(f"issuer-{index}", port, f"issuer-{index}"),
+        f"2{index}_channel-{index}.xml": adaptor(f"channel-{index}", port, f"q{index}"),
+        f"3{index}_core-mux-{index}.xml": qmux(f"core-mux-{index}", f"q{index}"),
+    }
+    for name, text in files.items():
+        (directory / name).write_text(text)
+    return [directory / name for name in files]

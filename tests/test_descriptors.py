@@ -1,0 +1,223 @@
+"""
+Descriptor parsing: every element, and every error naming file and line.
+"""
+
+import pytest
+from twisted.internet.task import Clock
+
+from muxpool.adaptor import ChannelAdaptor
+from muxpool.descriptors import DescriptorError, buildBean, expand, readDescriptor
+from muxpool.listeners import Forward, Responder
+from muxpool.mux import QMUX
+from muxpool.pool import MUXPool
+from muxpool.registry import Registry
+from muxpool.server import QServer
+from muxpool.strategies import RoundRobin, SplitByDivisor
+from tests.logcapture import capturedText
+
+
+def build(tmp_path, text, name="bean.xml", env=None):
+    path = tmp_path / name
+    path.write_text(text)
+    root = readDescriptor(str(path), env or {})
+    from twisted.internet.testing import MemoryReactorClock
+
+    return buildBean(str(path), root, MemoryReactorClock(), Registry())
+
+
+ADAPTOR = """<channel-adaptor name="jpos-channel" class="org.jpos.q2.iso.ChannelAdaptor" logger="Q2">
+  <channel class="org.jpos.iso.channel.NACChannel" logger="Q2"
+           packager="org.jpos.iso.packager.ISO87BPackager" header="6000000000">
+    <property name="host" value="${HOST:127.0.0.1}" />
+    <property name="port" value="${PORT}" />
+    <property name="timeout" value="300000" />
+    <property name="connect-timeout" value="5000" />
+    <property name="keep-alive" value="true" />
+    <property name="max-packet-length" value="4096" />
+  </channel>
+  <in>jpos-send</in>
+  <out>jpos-receive</out>
+  <reconnect-delay>10000</reconnect-delay>
+  <keep-alive>yes</keep-alive>
+  <sign-on>yes</sign-on>
+  <echo-interval>30000</echo-interval>
+  <space>tspace:default</space>
+</channel-adaptor>
+"""
+
+
+def test_channel_adaptor(tmp_path):
+    bean = build(tmp_path, ADAPTOR, env={"PORT": "10000"})
+    adaptor = bean.service
+    assert isinstance(adaptor, ChannelAdaptor)
+    assert (bean.name, bean.kind, bean.inQueue, bean.outQueue) == (
+        "jpos-channel", "channel-adaptor", "jpos-send", "jpos-receive")
+    assert adaptor.spec.framing.name == "NACChannel"
+    assert adaptor.spec.packager.name == "ISO87B"
+    assert adaptor.spec.header == bytes.fromhex("6000000000")
+    assert adaptor.spec.maxPacketLength == 4096
+    assert adaptor.idleTimeout == 300 and adaptor.keepAlive and adaptor.tcpKeepAlive
+    assert adaptor.signOn and adaptor.echoInterval == 30
+
+
+def test_endpoint_property(tmp_path):
+    bean = build(tmp_path, """<channel-adaptor name="c">
+      <channel class="org.jpos.iso.channel.ASCIIChannel" packager="ISO87A">
+        <property name="endpoint" value="tcp:127.0.0.1:9999:timeout=3"/>
+        <property name="length-digits" value="6"/>
+      </channel><in>a</in><out>b</out></channel-adaptor>""")
+    assert bean.service.spec.framing.length.width == 6
+
+
+QMUX_XML = """<mux class="org.jpos.q2.iso.QMUX" logger="Q2" name="jpos-mux">
+  <in>jpos-receive</in>
+  <out>jpos-send</out>
+  <ready>jpos-channel.ready</ready>
+  <unhandled>jpos-unhandled</unhandled>
+  <key>41, 11, 37</key>
+  <key mti="08">11</key>
+  <key mti="0200" pcode="310000">11</key>
+  <mtimapping>0123456789 0123456789 0022446789</mtimapping>
+  <ignore-rc>91 96</ignore-rc>
+  <property name="return-rejects" value="true"/>
+  <request-listener class="muxpool.listeners.Responder" logger="Q2">
+    <property name="result-code" value="05"/>
+  </request-listener>
+</mux>
+"""
+
+
+def test_qmux(tmp_path):
+    bean = build(tmp_path, QMUX_XML)
+    mux = bean.service
+    assert isinstance(mux, QMUX) and bean.kind == "qmux"
+    assert bean.readyNames == ("jpos-channel.ready",) and bean.outQueue == "jpos-send"
+    assert mux.keys.fields == ("41", "11", "37")
+    assert mux.keys.overrides == {"08": ("11",), "02:310000": ("11",)}
+    assert mux.keys.mtiMapping[2] == "0022446789"
+    assert mux.ignoreRC == {"91", "96"} and mux.returnRejects
+    assert isinstance(mux.listeners[0], Responder) and mux.listeners[0].resultCode == "05"
+
+
+def test_mux_without_class_is_qmux(tmp_path):
+    bean = build(tmp_path, '<mux name="m"><in>a</in><out>b</out></mux>')
+    assert isinstance(bean.service, QMUX)
+
+
+POOL_XML = """<mux class="org.jpos.q2.iso.MUXPool" logger="Q2" name="core-mux">
+  <muxes>core-mux-primary core-mux-secondary</muxes>
+  <strategy>split-by-divisor</strategy>
+  <split-field>2</split-field>
+  <property name="check-enabled" value="true"/>
+</mux>
+"""
+
+
+def test_pool(tmp_path):
+    bean = build(tmp_path, POOL_XML)
+    pool = bean.service
+    assert isinstance(pool, MUXPool) and bean.kind == "pool"
+    assert bean.memberNames == ("core-mux-primary", "core-mux-secondary")
+    assert isinstance(pool.strategy, SplitByDivisor) and pool.strategy.field == "2"
+    assert pool.checkEnabled
+
+
+def test_pool_strategy_handler_falls_back(tmp_path):
+    bean = build(tmp_path, """<mux class="org.jpos.q2.iso.MUXPool" name="p">
+      <muxes>a b</muxes><strategy>round-robin</strategy>
+      <strategy-handler class="muxpool.strategies.LeastPending"><property name="x" value="1"/></strategy-handler>
+    </mux>""")
+    assert bean.service.strategy.name == "least-pending"
+    assert isinstance(bean.service.fallback, RoundRobin)
+
+
+SERVER_XML = """<server class="org.jpos.q2.iso.QServer" logger="Q2" name="xml-server-8000">
+  <attr name="port" type="java.lang.Integer">8000</attr>
+  <attr name="maxSessions" type="java.lang.Integer">7</attr>
+  <channel class="org.jpos.iso.channel.ASCIIChannel" logger="Q2"
+           packager="org.jpos.iso.packager.ISO87APackager">
+  </channel>
+  <request-listener class="muxpool.listeners.Forward" logger="Q2">
+    <property name="mux" value="core-mux"/>
+    <property name="timeout" value="15000"/>
+  </request-listener>
+  <property name="allow" value="127.0.0.1, 10.0.*"/>
+  <property name="deny" value="10.0.0.66"/>
+  <property name="bind-address" value="127.0.0.1"/>
+</server>
+"""
+
+
+def test_server(tmp_path):
+    bean = build(tmp_path, SERVER_XML)
+    server = bean.service
+    assert isinstance(server, QServer)
+    assert server.maxSessions == 7
+    assert server.allow == ("127.0.0.1", "10.0.*") and server.deny == ("10.0.0.66",)
+    forward = server.listeners[0]
+    assert isinstance(forward, Forward) and forward.timeout == 15
+
+
+def test_expand():
+    env = {"A": "x"}
+    assert expand("${A}-${B:def}-${C:}", env, ("f", 1, "e")) == "x-def-"
+    with pytest.raises(DescriptorError, match=r"f:3: <e>: \$\{B\} is not set"):
+        expand("${B}", env, ("f", 3, "e"))
+
+
+ERRORS = [
+    ("<channel-adaptor name='c'>\n<channel class='X'>", r":2: <\?>: malformed XML"),
+    ("<mux name='m' class='org.jpos.q2.iso.FooMUX'/>", r":1: <mux>: unknown class 'org.jpos.q2.iso.FooMUX'"),
+    ("<txnmgr name='t'/>", r":1: <txnmgr>: unknown descriptor"),
+    ("<mux><in>a</in><out>b</out></mux>", r":1: <mux>: missing name"),
+    ("<channel-adaptor name='c'>\n  <in>a</in>\n</channel-adaptor>",
+     r":1: <channel-adaptor>: missing required element <channel>"),
+    ("<channel-adaptor name='c'>\n  <channel class='org.jpos.iso.channel.XMLChannel'>\n"
+     "<property name='host' value='h'/><property name='port' value='1'/></channel>\n</channel-adaptor>",
+     r":2: <channel>: unknown channel class 'org.jpos.iso.channel.XMLChannel'"),
+    ("<channel-adaptor name='c'>\n <channel class='NACChannel' packager='FooPackager'>"
+     "<property name='host' value='h'/><property name='port' value='1'/></channel></channel-adaptor>",
+     r":2: <channel>: unknown packager 'FooPackager'"),
+    ("<channel-adaptor name='c'>\n <channel class='NACChannel'>\n"
+     "  <property name='host' value='h'/>\n  <property name='port' value='ten'/>\n</channel></channel-adaptor>",
+     r":2: <channel>: bad number for port: 'ten'"),
+    ("<channel-adaptor name='c'>\n <channel class='NACChannel'/>\n</channel-adaptor>",
+     r":2: <channel>: needs host and port"),
+    ("<channel-adaptor name='c'>\n <channel class='NACChannel'><property name='host' value='h'/>"
+     "<property name='port' value='1'/></channel>\n<reconnect-delay>soon</reconnect-delay></channel-adaptor>",
+     r":1: <channel-adaptor>: bad number for reconnect-delay: 'soon'"),
+    ("<mux name='m'>\n  <in>a</in>\n</mux>", r":1: <mux>: missing required element <out>"),
+    ("<mux name='m'><in>a</in><out>b</out>\n<mtimapping>012 345</mtimapping></mux>",
+     r":2: <mtimapping>: needs three strings"),
+    ("<mux class='org.jpos.q2.iso.MUXPool' name='p'>\n</mux>", r":1: <mux>: missing required element <muxes>"),
+    ("<mux class='org.jpos.q2.iso.MUXPool' name='p'><muxes>a</muxes>\n<strategy>round-robbin</strategy></mux>",
+     r":2: <strategy>: unknown strategy 'round-robbin' \(known: .*round-robin"),
+    ("<mux class='org.jpos.q2.iso.MUXPool' name='p'><muxes>a</muxes>\n"
+     "<strategy-handler class='muxpool.listeners.Responder'/></mux>",
+     r":2: <strategy-handler>: .*does not implement IStrategy"),
+    ("<server name='s'>\n<channel class='NACChannel'/>\n</server>", r":1: <server>: missing required <attr name=\"port\">"),
+    ("<server name='s'>\n<attr name='port'>80x</attr><channel class='NACChannel'/></server>",
+     r":2: <attr>: bad number for port"),
+    ("<server name='s'><attr name='port'>1</attr><channel class='NACChannel'/>\n"
+     "<request-listener class='org.jpos.iso.IncomingListener'/></server>",
+     r":2: <request-listener>: request listener 'org.jpos.iso.IncomingListener': unknown class"),
+    ("<server name='s'><attr name='port'>1</attr><channel class='NACChannel'/>\n"
+     "<request-listener class='muxpool.listeners.Forward'/></server>",
+     r":2: <request-listener>: request listener 'muxpool.listeners.Forward'"),
+]
+
+
+@pytest.mark.parametrize("text,expected", ERRORS)
+def test_errors_name_file_line_element(tmp_path, text, expected):
+    with pytest.raises(DescriptorError, match=r"bad\.xml" + expected):
+        build(tmp_path, text, name="bad.xml")
+
+
+def test_unknown_elements_warn_with_file_and_line(tmp_path):
+    with capturedText() as lines:
+        build(tmp_path, "<mux name='m' logger='Q2' realm='r' colour='red'>\n<in>a</in><out>b</out>\n"
+                        "<frobnicate/>\n<space>x</space></mux>", name="warn.xml")
+    warnings = [line.split("\n")[0] for line in lines if "unknown" in line.split("\n")[0]]
+    assert len(warnings) == 2
+    assert warnings[0].endswith("warn.xml:1: <mux>: unknown attribute 'colour' ignored")
+    assert warnings[1].endswith("warn.xml:3: <frobnicate>: unknown element ignored")

@@ -1,0 +1,113 @@
+"""
+A real C{twistd -n muxpool} process for end-to-end tests, and the
+C{muxpool} command-line tools run the same way.
+"""
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from tests.conftest import ROOT
+
+TWISTD = "from twisted.scripts.twistd import run; run()"
+
+
+def environment(extra=None):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra or {})
+    return env
+
+
+class Twistd:
+    """
+    C{twistd -n muxpool --deploy DIR}, its log read line by line.
+    """
+
+    def __init__(self, deploy, cwd, env=None, scanInterval="0.2"):
+        self.lines = []
+        self._queue = queue.Queue()
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "muxpool",
+             "--deploy", str(deploy), "--scan-interval", scanInterval, "--drain-timeout", "10"],
+            cwd=str(cwd), env=environment(env), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._seen = 0
+
+    def _read(self):
+        for line in self.process.stdout:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def waitFor(self, text, timeout=30.0):
+        """
+        Block until a log line (from the start) contains C{text}; fail
+        with the log so far if it does not come.
+        """
+        deadline = time.monotonic() + timeout
+        for line in self.lines:
+            if text in line:
+                return line
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"twistd never logged {text!r}:\n" + "".join(self.lines[-60:]))
+            try:
+                line = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError(f"twistd exited before logging {text!r}:\n" + "".join(self.lines[-60:]))
+            self.lines.append(line)
+            if text in line:
+                return line
+
+    def stop(self, timeout=30.0):
+        """
+        SIGTERM; return the exit code once it has ended.
+        """
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=timeout)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+        self._reader.join(timeout=5)
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if line is not None:
+                self.lines.append(line)
+        return code
+
+    @property
+    def log(self):
+        return "".join(self.lines)
+
+
+def tool(*args, timeout=120):
+    """
+    Run C{muxpool ARGS...}; return the completed process.
+    """
+    return subprocess.run(
+        [sys.executable, "-m", "muxpool.cli", *args], env=environment(),
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def startTool(*args):
+    return subprocess.Popen(
+        [sys.executable, "-m", "muxpool.cli", *args], env=environment(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
