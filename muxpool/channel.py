@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 
 from muxpool.framing import (
     DEFAULT_MAX_PACKET_LENGTH,
+    KEEPALIVE,
     Framing,
     FramingError,
     getFraming,
@@ -194,26 +195,17 @@ class ISOChannelProtocol(Protocol):
         buffer = self._buffer
         buffer += data
         framing = self.spec.framing
-        prefixSize = framing.prefixSize
-        trailerSize = len(framing.trailer)
         maxLength = self.spec.maxPacketLength
         offset = 0
         try:
-            while not self._closing and len(buffer) - offset >= prefixSize:
-                size = framing.decodePrefix(bytes(buffer[offset:offset + prefixSize]))
-                if size == 0:
-                    offset += prefixSize
+            while not self._closing:
+                found = framing.nextFrame(buffer, offset, maxLength)
+                if found is None:
+                    break
+                frame, offset = found
+                if frame is KEEPALIVE:  # a zero-length frame
                     self.counters["rx_keepalive"] += 1
                     continue
-                if size > maxLength:
-                    raise FramingError(
-                        f"length {size} is above max-packet-length {maxLength}"
-                    )
-                end = offset + prefixSize + size
-                if len(buffer) < end + trailerSize:
-                    break
-                frame = bytes(buffer[offset + prefixSize:end])
-                offset = end + trailerSize
                 self._frameReceived(frame)
         except FramingError as e:
             self.close(str(e))

@@ -10,8 +10,12 @@ is written once, in L{LengthCodec}.  No ISO fields here.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
+
+#: What L{Framing.nextFrame} gives as the frame of a keep-alive.
+KEEPALIVE = None
 
 DEFAULT_MAX_PACKET_LENGTH = 100000
 
@@ -171,6 +175,96 @@ class Framing:
             header = base1Header(header, len(body))
         return self.encodePrefix(len(header) + len(body)) + header + body + self.trailer
 
+    def nextFrame(self, buffer: bytearray, offset: int, maxLength: int) -> Optional[Tuple[bytes, int]]:
+        """
+        The next frame in C{buffer} from C{offset}: C{(header + message,
+        offset after it)}, C{(KEEPALIVE, offset after it)} for a zero-length
+        frame, or None until more bytes arrive.
+
+        @raise FramingError: the bytes cannot be a frame; close the connection.
+        """
+        prefixSize = self.prefixSize
+        if len(buffer) - offset < prefixSize:
+            return None
+        size = self.decodePrefix(bytes(buffer[offset:offset + prefixSize]))
+        if size == 0:
+            return KEEPALIVE, offset + prefixSize
+        if size > maxLength:
+            raise FramingError(f"length {size} is above max-packet-length {maxLength}")
+        end = offset + prefixSize + size
+        if len(buffer) < end + len(self.trailer):
+            return None
+        return bytes(buffer[offset + prefixSize:end]), end + len(self.trailer)
+
+
+@dataclass(frozen=True)
+class DelimitedFraming(Framing):
+    """
+    No length at all: the message ends at the trailer byte (jPOS's
+    BASE24Channel, ETX).  A message containing that byte cannot be framed,
+    and there is no keep-alive frame.
+    """
+
+    def frame(self, header: bytes, body: bytes) -> bytes:
+        if self.trailer in header + body:
+            raise FramingError(f"{self.name}: the message contains the end byte {self.trailer.hex()}")
+        return header + body + self.trailer
+
+    def keepAlive(self) -> bytes:
+        return b""
+
+    def nextFrame(self, buffer, offset, maxLength):
+        end = buffer.find(self.trailer, offset)
+        if end < 0:
+            if len(buffer) - offset > maxLength:
+                raise FramingError(f"no end byte within max-packet-length {maxLength}")
+            return None
+        if end - offset > maxLength:
+            raise FramingError(f"message above max-packet-length {maxLength}")
+        return bytes(buffer[offset:end]), end + len(self.trailer)
+
+
+#: The gzip member header Java's GZIPOutputStream writes (mtime 0, OS 255).
+_JAVA_GZIP_HEADER = bytes.fromhex("1f8b08000000000000ff")
+
+
+@dataclass(frozen=True)
+class GzipFraming(Framing):
+    """
+    jPOS's GZIPChannel: a 2-byte length of the uncompressed message, then
+    the message as a gzip member, byte-exact with Java's default Deflater.
+    """
+
+    def frame(self, header: bytes, body: bytes) -> bytes:
+        data = header + body
+        compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+        member = (_JAVA_GZIP_HEADER + compressor.compress(data) + compressor.flush()
+                  + zlib.crc32(data).to_bytes(4, "little") + len(data).to_bytes(4, "little"))
+        return self.encodePrefix(len(data)) + member
+
+    def nextFrame(self, buffer, offset, maxLength):
+        prefixSize = self.prefixSize
+        if len(buffer) - offset < prefixSize:
+            return None
+        size = self.decodePrefix(bytes(buffer[offset:offset + prefixSize]))
+        if size == 0:
+            return KEEPALIVE, offset + prefixSize
+        if size > maxLength:
+            raise FramingError(f"length {size} is above max-packet-length {maxLength}")
+        start = offset + prefixSize
+        decompressor = zlib.decompressobj(31)
+        try:
+            data = decompressor.decompress(bytes(buffer[start:]), size + 1)
+        except zlib.error as e:
+            raise FramingError(f"body is not gzip: {e}") from None
+        if not decompressor.eof:
+            if len(data) > size:
+                raise FramingError(f"gzip body is longer than its length {size}")
+            return None
+        if len(data) != size:
+            raise FramingError(f"gzip body is {len(data)} bytes, its length says {size}")
+        return data, len(buffer) - len(decompressor.unused_data)
+
 
 BASE1_HEADER_LENGTH = 22
 
@@ -220,6 +314,8 @@ FRAMINGS: Dict[str, Framing] = {
         Framing("RBPChannel", _bin2, before=b"\xd0\x4a", after=b"\x00\x00"),
         Framing("VAPChannel", _bin2, after=b"\x00\x00", replyHeader=_swapBase1,
                 headerLength=lambda frame: frame[0] if frame else 0, base1=True),
+        DelimitedFraming("BASE24Channel", None, trailer=b"\x03"),
+        GzipFraming("GZIPChannel", _bin2),
     ]
 }
 
