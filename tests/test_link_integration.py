@@ -246,3 +246,24 @@ def whenInFlight(server, n):
 
     server.channelMessage = channelMessage
     return d
+
+
+@pytest_twisted.ensureDeferred
+async def test_usable_from_async_def():
+    """
+    Embedding code awaits requests; failures arrive as the outcome types.
+    """
+    from muxpool import MissingKey
+
+    r = reactor()
+    server = await startServer(r)
+    adaptor, mux = startClient(r, portOf(server))
+    try:
+        await whenState(adaptor.ready, True)
+        response = await mux.request(message(7), 5)
+        assert response["39"] == "00" and response["11"] == "000007"
+        with pytest.raises(MissingKey):
+            await mux.request({"t": "0200", "3": "000000"}, 5)
+    finally:
+        await adaptor.stopService()
+        await server.stopService()

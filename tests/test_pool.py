@@ -82,8 +82,11 @@ def makePool(ms, strategy=None, config=None, **kw):
 
 
 def test_interfaces():
+    from muxpool.pool import _Attempt
+
     pool = makePool(members(2))
     assert verifyObject(IMUX, pool) and verifyObject(IPool, pool)
+    assert verifyObject(IPool, _Attempt(pool, set()))
     for name, cls in BUILTIN.items():
         assert verifyObject(IStrategy, cls({})), name
 
