@@ -183,18 +183,28 @@ class Framing:
 
         @raise FramingError: the bytes cannot be a frame; close the connection.
         """
+        prefix = self._readPrefix(buffer, offset, maxLength)
+        if prefix is None:
+            return None
+        size, start = prefix
+        if size == 0:
+            return KEEPALIVE, start
+        end = start + size
+        if len(buffer) < end + len(self.trailer):
+            return None
+        return bytes(buffer[start:end]), end + len(self.trailer)
+
+    def _readPrefix(self, buffer, offset: int, maxLength: int) -> Optional[Tuple[int, int]]:
+        """
+        C{(announced size, offset after the prefix)}, or None if incomplete.
+        """
         prefixSize = self.prefixSize
         if len(buffer) - offset < prefixSize:
             return None
         size = self.decodePrefix(bytes(buffer[offset:offset + prefixSize]))
-        if size == 0:
-            return KEEPALIVE, offset + prefixSize
         if size > maxLength:
             raise FramingError(f"length {size} is above max-packet-length {maxLength}")
-        end = offset + prefixSize + size
-        if len(buffer) < end + len(self.trailer):
-            return None
-        return bytes(buffer[offset + prefixSize:end]), end + len(self.trailer)
+        return size, offset + prefixSize
 
 
 @dataclass(frozen=True)
@@ -243,15 +253,12 @@ class GzipFraming(Framing):
         return self.encodePrefix(len(data)) + member
 
     def nextFrame(self, buffer, offset, maxLength):
-        prefixSize = self.prefixSize
-        if len(buffer) - offset < prefixSize:
+        prefix = self._readPrefix(buffer, offset, maxLength)
+        if prefix is None:
             return None
-        size = self.decodePrefix(bytes(buffer[offset:offset + prefixSize]))
+        size, start = prefix
         if size == 0:
-            return KEEPALIVE, offset + prefixSize
-        if size > maxLength:
-            raise FramingError(f"length {size} is above max-packet-length {maxLength}")
-        start = offset + prefixSize
+            return KEEPALIVE, start
         decompressor = zlib.decompressobj(31)
         try:
             data = decompressor.decompress(bytes(buffer[start:]), size + 1)

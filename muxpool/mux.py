@@ -239,14 +239,18 @@ class QMUX(Service):
         lost = [p for p in self._pending.values() if p.written and p.link is link]
         for pending in lost:
             self._finish(pending)
-            self._remember(pending.key)
-            self.counters["rx_expired"] += 1
-            pending.deferred.errback(
-                LinkLost(
-                    f"{self.name}: link lost after the request was written "
-                    f"({pending.description}); outcome unknown"
-                )
-            )
+            self._unknown(pending, LinkLost, "link lost after the request was written")
+
+    def _unknown(self, pending: _Pending, error, why: str) -> None:
+        """
+        End a written request as "outcome unknown"; remember its key so a
+        late response is counted as late.
+        """
+        self._remember(pending.key)
+        self.counters["rx_expired"] += 1
+        pending.deferred.errback(
+            error(f"{self.name}: {why} ({pending.description}); outcome unknown")
+        )
 
     def pendingOn(self, link: Optional[ILink] = None) -> int:
         """
@@ -365,14 +369,7 @@ class QMUX(Service):
         pending.timer = None
         self._finish(pending)
         if pending.written:
-            self._remember(pending.key)
-            self.counters["rx_expired"] += 1
-            pending.deferred.errback(
-                RequestTimeout(
-                    f"{self.name}: no response before the deadline "
-                    f"({pending.description}); outcome unknown"
-                )
-            )
+            self._unknown(pending, RequestTimeout, "no response before the deadline")
         else:
             self.counters["tx_expired"] += 1
             pending.deferred.errback(
