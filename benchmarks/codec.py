@@ -5,6 +5,11 @@ beside bare pyiso8583 on the same message, in one run.
     python benchmarks/codec.py [--n 20000]
 """
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
+
 import argparse
 import timeit
 
@@ -46,7 +51,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=20000)
     n = parser.parse_args().n
-    print(f"{'packager':8} {"operation":24} {'us/op':>8}")
+    print(f"{'packager':8} {'operation':24} {'us/op':>8}")
     for name, channel in (("ISO87A", "ASCIIChannel"), ("ISO87B", "NACChannel")):
         packager = getPackager(name)
         message = dict(MESSAGE)

@@ -5,6 +5,11 @@ QServer + Responder on 127.0.0.1, at 1, 16 and 64 in flight, in one run.
     python benchmarks/link.py [--requests 5000] [--channel NACChannel]
 """
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
+
 import argparse
 import time
 

@@ -8,6 +8,11 @@ All traffic goes to QServer + Responder backends on 127.0.0.1.
     python benchmarks/pool.py [--requests 5000] [--in-flight 64]
 """
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
+
 import argparse
 import time
 import timeit
@@ -26,6 +31,12 @@ def rate(mux, total, inFlight):
     outcomes = yield runLoad(mux, total, inFlight)
     elapsed = time.perf_counter() - t0
     ok = sum(1 for o in outcomes if isinstance(o, dict))
+    failures = {}
+    for o in outcomes:
+        if not isinstance(o, dict):
+            failures[type(o.value).__name__] = failures.get(type(o.value).__name__, 0) + 1
+    if failures:
+        print("   failures:", failures, [str(o.value) for o in outcomes if not isinstance(o, dict)][:2])
     return ok, total / elapsed
 
 

@@ -27,6 +27,10 @@ from muxpool.masking import maskMessage
 from muxpool.messages import isResponse
 
 
+#: Listen backlog for servers built from a port number.
+BACKLOG = 511
+
+
 def parsePatterns(text: Union[str, Sequence[str], None]) -> tuple:
     """
     jPOS's allow/deny lists: addresses separated by commas or spaces, each
@@ -125,7 +129,9 @@ class QServer(Service):
         elif endpoint is None:
             if port is None:
                 raise ValueError(f"server {name}: needs a port or an endpoint")
-            description = f"tcp:{int(port)}"
+            # A deep accept queue: many adaptors (re)connecting at once must
+            # not be dropped by the kernel after their handshake completed.
+            description = f"tcp:{int(port)}:backlog={BACKLOG}"
             if bindAddress:
                 description += f":interface={bindAddress}"
             endpoint = serverFromString(reactor, description)

@@ -24,7 +24,7 @@ def startServer(reactor, listeners=None, port=0, **kwargs):
     server = QServer(
         kwargs.pop("name", "server"),
         kwargs.pop("spec", None) or spec(),
-        f"tcp:{port}:interface=127.0.0.1",
+        f"tcp:{port}:interface=127.0.0.1:backlog=511",
         reactor,
         listeners=listeners if listeners is not None else [Responder()],
         **kwargs,
