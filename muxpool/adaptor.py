@@ -25,6 +25,7 @@ from zope.interface import implementer
 from muxpool.channel import ChannelSpec, ISOChannelProtocol
 from muxpool.interfaces import IChannelOwner
 from muxpool.link import LinkBase
+from muxpool.packagers import PackError
 
 SIGN_ON = "001"
 ECHO = "301"
@@ -218,8 +219,13 @@ class ChannelAdaptor(LinkBase, Service):
         }
         d = Deferred(lambda _: self._network.pop(stan, None))
         self._network[stan] = d
+        try:
+            self.protocol.sendMessage(message)
+        except PackError as e:
+            del self._network[stan]
+            d.errback(e)
+            return d
         d.addTimeout(self.echoTimeout, self.clock)
-        self.protocol.sendMessage(message)
         return d
 
     def _signedOn(self, response) -> None:
@@ -232,10 +238,14 @@ class ChannelAdaptor(LinkBase, Service):
     def _signOnFailed(self, failure) -> None:
         if failure.check(TimeoutError):
             self._drop("sign-on not answered", "sign_on_failures")
+        elif failure.check(PackError):
+            self._drop(f"sign-on cannot be sent: {failure.value}", "sign_on_failures")
 
     def _echoFailed(self, failure) -> None:
         if failure.check(TimeoutError):
             self._drop("echo not answered: peer is dead", "echo_failures")
+        elif failure.check(PackError):
+            self._drop(f"echo cannot be sent: {failure.value}", "echo_failures")
 
     def _drop(self, why: str, counter: str) -> None:
         self.counters[counter] += 1

@@ -17,7 +17,7 @@ from zope.interface import implementer
 
 from muxpool.errors import NotSent, OutcomeUnknown
 from muxpool.interfaces import IMUX, IRequestListener, ISource
-from muxpool.masking import maskMessage
+from muxpool.masking import binaryFieldsOf, maskMessage
 from muxpool.messages import parseFieldList, responseMTI
 
 log = Logger()
@@ -39,7 +39,7 @@ def offer(listeners: Iterable[IRequestListener], source: ISource, message, where
                 "{where}: request listener {listener!r} failed on {message}",
                 where=where,
                 listener=listener,
-                message=maskMessage(message),
+                message=maskMessage(message, binaryFieldsOf(source)),
             )
             return True
     return False
@@ -131,7 +131,7 @@ class Forward:
         if failure.check(OutcomeUnknown):
             log.warn(
                 "Forward: outcome unknown, reversal needed for {message}: {error}",
-                message=maskMessage(request),
+                message=maskMessage(request, binaryFieldsOf(source)),
                 error=str(failure.value),
             )
             self._reject(source, request, self.unknownCode, None)

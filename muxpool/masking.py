@@ -47,3 +47,12 @@ def maskMessage(message: Mapping[str, str], binaryFields: Iterable[str] = ()) ->
             continue
         parts.append(f"{key}={maskValue(key, message[key], binary)}")
     return "{" + " ".join(parts) + "}"
+
+
+def binaryFieldsOf(holder) -> Iterable[str]:
+    """
+    The binary field ids of the packager behind C{holder} (a link, a
+    session, a channel spec), or none if it has no packager.
+    """
+    spec = getattr(holder, "spec", holder)
+    return getattr(getattr(spec, "packager", None), "binaryFields", ())

@@ -27,7 +27,7 @@ from muxpool.errors import (
 )
 from muxpool.interfaces import ILink, IMUX, IRequestListener, ISource
 from muxpool.listeners import offer
-from muxpool.masking import maskMessage, maskValue
+from muxpool.masking import binaryFieldsOf, maskMessage, maskValue
 from muxpool.messages import isResponse
 from muxpool.metrics import LatencySummary
 from muxpool.readiness import Readiness
@@ -436,8 +436,7 @@ class QMUX(Service):
                 self.log.failure("{mux}: unhandled-message handler failed", mux=self.name)
 
     def _mask(self, message) -> str:
-        packager = getattr(getattr(self.link, "spec", None), "packager", None)
-        return maskMessage(message, getattr(packager, "binaryFields", ()))
+        return maskMessage(message, binaryFieldsOf(self.link))
 
     # -- service ----------------------------------------------------------------
 
