@@ -11,7 +11,7 @@ frame is logged (masked) and counted, and the connection stays up.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
 from twisted.internet.protocol import Protocol
@@ -98,9 +98,6 @@ class ChannelSpec:
             ) from None
         swap = _flag(props.get(framing.swapOption), True) if framing.swapOption else True
         return cls(framing, pk, headerBytes, maxLength, swap, props)
-
-    def withPackager(self, packager: IPackager) -> "ChannelSpec":
-        return replace(self, packager=packager)
 
     def headerFor(self, message: Mapping[str, str]) -> bytes:
         """

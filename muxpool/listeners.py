@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import implementer
 

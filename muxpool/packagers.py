@@ -25,8 +25,6 @@ from zope.interface import implementer
 from muxpool import ebcdic
 from muxpool.interfaces import IPackager
 
-Transform = Optional[Callable[[str], str]]
-
 _LATIN1 = "latin-1"  # jPOS's ISOUtil.CHARSET for "ASCII" fields
 _EBCDIC = ebcdic.NAME
 

@@ -10,7 +10,7 @@ an "outcome unknown" is never resent: payments are not idempotent.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set
+from typing import List, Mapping, Optional, Sequence, Set
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed

@@ -15,7 +15,7 @@ from typing import Dict, List, Mapping, Optional
 from twisted.plugin import getPlugins
 from zope.interface import implementer
 
-from muxpool.interfaces import IMUX, IPool, IStrategy
+from muxpool.interfaces import IPool, IStrategy
 from muxpool.messages import parseFieldList
 
 

@@ -42,7 +42,7 @@ def connectedProtocol(spec: ChannelSpec, owner=None, clock=None):
     return protocol, transport, owner
 
 
-from muxpool.errors import EncodeFailed, LinkNotReady
+from muxpool.errors import LinkNotReady
 from muxpool.interfaces import ILink, ISource
 from muxpool.readiness import Readiness
 

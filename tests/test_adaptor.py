@@ -7,13 +7,12 @@ from twisted.internet.defer import fail, succeed
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from muxpool.adaptor import ChannelAdaptor
 from muxpool.channel import ChannelSpec
 from muxpool.interfaces import IChannelOwner, ILink, ISource
-from tests.helpers import RecordingOwner, connectedProtocol
+from tests.helpers import connectedProtocol
 
 SPEC = ChannelSpec.fromConfig("NACChannel", "ISO87A")
 

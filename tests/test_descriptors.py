@@ -3,7 +3,6 @@ Descriptor parsing: every element, and every error naming file and line.
 """
 
 import pytest
-from twisted.internet.task import Clock
 
 from muxpool.adaptor import ChannelAdaptor
 from muxpool.descriptors import DescriptorError, buildBean, expand, readDescriptor

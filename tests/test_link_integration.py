@@ -10,7 +10,7 @@ import pytest_twisted
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from muxpool.errors import LinkLost, LinkNotReady, NotSent, OutcomeUnknown
+from muxpool.errors import LinkLost, LinkNotReady
 from muxpool.listeners import Responder
 from tests.netutil import spec, message, portOf, runLoad, startClient, startServer, whenState
 
@@ -196,8 +196,6 @@ def test_allow_deny(allow, deny, refused):
                 assert (yield r_recv(sock)) == b""
                 assert server.counters["refused"] == 1
             else:
-                from muxpool.channel import ChannelSpec
-
                 sock.sendall(server.spec.encode(message(1)))
                 data = yield r_recv(sock)
                 assert data and server.counters["refused"] == 0

@@ -2,7 +2,6 @@
 MUXPool and its strategies with fake members and a fake clock.
 """
 
-import sys
 import textwrap
 
 import pytest

@@ -11,7 +11,6 @@ import time
 import pytest
 import pytest_twisted
 from hypothesis import HealthCheck, given, settings, strategies as st
-from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from muxpool.channel import ChannelSpec

@@ -8,7 +8,7 @@ import ipaddress
 
 import pytest_twisted
 
-from tests.netutil import message, runLoad, whenState
+from tests.netutil import runLoad, whenState
 
 
 def selfSigned(directory):
