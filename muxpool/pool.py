@@ -253,19 +253,21 @@ class _Request:
                 self.finish(self.refused)
                 return
             if remaining <= 0:
-                pool.counters["no_mux"] += 1
-                self.finish(NoMUXAvailable(
-                    f"{pool.name}: no MUX available before the deadline - not sent"))
+                self._noMUX()
                 return
             self.waiting = pool._nextChange()
             self.waiting.addCallbacks(self._changed, lambda failure: None)  # cancelled
             if self.timer is None:
                 self.timer = pool.clock.callLater(remaining, self._deadline)
             return
+        if self.refused is not None:
+            pool.counters["retries"] += 1
+            pool.log.info("{pool}: {error}; trying {member}", pool=pool.name,
+                          error=str(self.refused.value), member=member.name)
         self.tried.add(id(member))
         pool._count(member)
         self.inner = member.request(self.message, remaining)
-        self.inner.addCallbacks(self._answered, self._failed, errbackArgs=(member,))
+        self.inner.addCallbacks(self._answered, self._failed)
 
     def _changed(self, _) -> None:
         self.waiting = None
@@ -276,9 +278,11 @@ class _Request:
         if self.waiting is not None:
             waiting, self.waiting = self.waiting, None
             waiting.cancel()
-            self.pool.counters["no_mux"] += 1
-            self.finish(NoMUXAvailable(
-                f"{self.pool.name}: no MUX available before the deadline - not sent"))
+            self._noMUX()
+
+    def _noMUX(self) -> None:
+        self.pool.counters["no_mux"] += 1
+        self.finish(NoMUXAvailable(f"{self.pool.name}: no MUX available before the deadline - not sent"))
 
     def _answered(self, response) -> None:
         pool = self.pool
@@ -286,16 +290,10 @@ class _Request:
         pool.latency.record(pool.clock.seconds() - self.started)
         self.finish(response)
 
-    def _failed(self, failure, member) -> None:
+    def _failed(self, failure) -> None:
         self.inner = None
         if failure.check(NotSent) and not self.done:
-            self.refused = failure
-            pool = self.pool
-            pool.counters["retries"] += 1
-            pool.log.info(
-                "{pool}: {member} did not send ({error}); trying another member",
-                pool=pool.name, member=member.name, error=str(failure.value),
-            )
+            self.refused = failure  # safe to try another member
             self.attempt()
             return
         self.finish(failure)

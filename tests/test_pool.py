@@ -285,6 +285,7 @@ def test_not_sent_everywhere_returns_not_sent():
     results = outcome(pool.request({"t": "0200"}, 5))
     assert results[0].check(DuplicateKey)
     assert len(ms[0].requests) == len(ms[1].requests) == 1
+    assert pool.counters["retries"] == 1  # one retry: there was one other member
 
 
 def test_outcome_unknown_never_retried():
