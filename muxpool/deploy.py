@@ -19,7 +19,14 @@ import os
 from typing import Dict, List, Optional, Set, Tuple
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, gatherResults, maybeDeferred, succeed
+from twisted.internet.defer import (
+    Deferred,
+    DeferredList,
+    gatherResults,
+    inlineCallbacks,
+    maybeDeferred,
+    succeed,
+)
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -87,12 +94,19 @@ class DeployService(Service):
         Service.stopService(self)
         if self._loop is not None and self._loop.running:
             self._loop.stop()
-        stops = []
+        return self._shutdown()
+
+    @inlineCallbacks
+    def _shutdown(self):
+        """
+        Undeploy in reverse file order, one bean after another, as Q2 does:
+        the front server drains its in-flight requests before the MUXes and
+        links they travel on are taken away.
+        """
         for path in sorted(self.beans, reverse=True):
             bean = self.beans.pop(path)
-            self.registry.unregister(bean.name, bean.service)
-            stops.append(self._stop(bean))
-        return DeferredList(stops + self._retiring)
+            yield self._retire(bean)
+        yield DeferredList(list(self._retiring))
 
     # -- scanning ---------------------------------------------------------------
 
@@ -118,10 +132,11 @@ class DeployService(Service):
         retiring = [self._retire(b, alongside=removed) for b in removed if b.kind != "server"]
         servers = [b for b in removed if b.kind == "server"]
         if servers:
-            after = DeferredList(retiring)
             for bean in servers:
                 self.registry.unregister(bean.name, bean.service)
-                after.addBoth(lambda _, bean=bean: self._retire(bean))
+            after = DeferredList(retiring)
+            after.addBoth(lambda _: DeferredList([self._retire(b) for b in servers]))
+            self._track(after)
         for path in set(self.failed) - set(files):
             del self.failed[path]
             self._stamps.pop(path, None)

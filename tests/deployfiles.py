@@ -16,13 +16,14 @@ def freePort() -> int:
         return s.getsockname()[1]
 
 
-def issuer(name, port, mark, header=""):
+def issuer(name, port, mark, header="", delay=0):
     header = f' header="{header}"' if header else ""
     return f"""<server class="org.jpos.q2.iso.QServer" logger="Q2" name="{name}">
   <attr name="port" type="java.lang.Integer">{port}</attr>
   <channel class="org.jpos.iso.channel.NACChannel" packager="org.jpos.iso.packager.ISO87BPackager"{header}/>
   <request-listener class="muxpool.listeners.Responder">
     <property name="field.44" value="{mark}"/>
+    <property name="delay" value="{delay}"/>
   </request-listener>
   <property name="bind-address" value="127.0.0.1"/>
   <property name="grace-period" value="5000"/>

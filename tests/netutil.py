@@ -71,3 +71,21 @@ def whenState(readiness, value):
 
 
 message = sampleRequest
+
+
+def whenInFlight(server, n):
+    """
+    Fires once the server holds C{n} unanswered requests (checked on each
+    message the server receives, not by polling).
+    """
+    d = defer.Deferred()
+    original = server.channelMessage
+
+    def channelMessage(protocol, message):
+        original(protocol, message)
+        if server.inFlight() >= n and not d.called:
+            server.channelMessage = original
+            d.callback(None)
+
+    server.channelMessage = channelMessage
+    return d

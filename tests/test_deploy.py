@@ -9,8 +9,8 @@ from twisted.internet import defer
 from muxpool.channel import ChannelSpec
 from muxpool.deploy import DeployService
 from muxpool.registry import Registry
-from tests.deployfiles import freePort, front, member, pool, qmux
-from tests.netutil import runLoad, startClient, whenState
+from tests.deployfiles import adaptor, freePort, front, issuer, member, pool, qmux
+from tests.netutil import message, runLoad, startClient, whenInFlight, whenState
 
 
 def reactor():
@@ -127,7 +127,6 @@ def test_hot_deploy_under_load_loses_nothing(tmp_path):
         elif i == 1400:
             (tmp_path / "32_core-mux-2.xml").write_text(qmux("core-mux-2", "q2", "\n  <key>41 11</key>"))
             port2 = open(tmp_path / "12_issuer-2.xml").read().split("Integer\">")[1].split("<")[0]
-            from tests.deployfiles import adaptor
             (tmp_path / "22_channel-2.xml").write_text(adaptor("channel-2", port2, "q2", "\n  <keep-alive>no</keep-alive>"))
             steps["old2"] = registry.getMUX("core-mux-2")
             service.scan()
@@ -145,3 +144,29 @@ def test_hot_deploy_under_load_loses_nothing(tmp_path):
         assert service.failed == {}
     finally:
         yield service.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_shutdown_drains_in_flight_requests(tmp_path):
+    """
+    Stopping the deploy service (SIGTERM in twistd) undeploys in reverse
+    file order: requests in flight through the front server are answered
+    before the links under them close.
+    """
+    issuerPort, frontPort = freePort(), freePort()
+    (tmp_path / "10_issuer.xml").write_text(issuer("issuer-1", issuerPort, "issuer-1", delay=300))
+    (tmp_path / "20_channel.xml").write_text(adaptor("channel-1", issuerPort, "q1"))
+    (tmp_path / "30_core-mux-1.xml").write_text(qmux("core-mux-1", "q1"))
+    (tmp_path / "40_front.xml").write_text(front("front", frontPort, "core-mux-1"))
+    service, registry = yield deployed(tmp_path, ["core-mux-1"])
+    client, mux = startClient(reactor(), frontPort, spec=ASCII)
+    try:
+        yield whenState(client.ready, True)
+        pending = [mux.request(message(i), 10) for i in range(10)]
+        yield whenInFlight(registry.get("issuer-1"), 10)
+        yield service.stopService()
+        results = yield defer.gatherResults(pending)
+        assert [r["39"] for r in results] == ["00"] * 10
+        assert registry.names() == []
+    finally:
+        yield client.stopService()

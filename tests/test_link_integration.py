@@ -12,7 +12,7 @@ from twisted.python.failure import Failure
 
 from muxpool.errors import LinkLost, LinkNotReady
 from muxpool.listeners import Responder
-from tests.netutil import spec, message, portOf, runLoad, startClient, startServer, whenState
+from tests.netutil import spec, whenInFlight, message, portOf, runLoad, startClient, startServer, whenState
 
 
 def reactor():
@@ -226,24 +226,6 @@ def test_server_stop_lets_in_flight_finish():
         assert server.sessions == {}
     finally:
         yield adaptor.stopService()
-
-
-def whenInFlight(server, n):
-    """
-    Fires once the server holds C{n} unanswered requests (checked on each
-    message the server receives, not by polling).
-    """
-    d = defer.Deferred()
-    original = server.channelMessage
-
-    def channelMessage(protocol, message):
-        original(protocol, message)
-        if server.inFlight() >= n and not d.called:
-            server.channelMessage = original
-            d.callback(None)
-
-    server.channelMessage = channelMessage
-    return d
 
 
 @pytest_twisted.ensureDeferred
