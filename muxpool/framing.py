@@ -189,6 +189,12 @@ class Framing:
         size, start = prefix
         if size == 0:
             return KEEPALIVE, start
+        return self._readBody(buffer, start, size)
+
+    def _readBody(self, buffer, start: int, size: int) -> Optional[Tuple[bytes, int]]:
+        """
+        The C{size} bytes announced by the prefix, and the trailer after them.
+        """
         end = start + size
         if len(buffer) < end + len(self.trailer):
             return None
@@ -252,13 +258,8 @@ class GzipFraming(Framing):
                   + zlib.crc32(data).to_bytes(4, "little") + len(data).to_bytes(4, "little"))
         return self.encodePrefix(len(data)) + member
 
-    def nextFrame(self, buffer, offset, maxLength):
-        prefix = self._readPrefix(buffer, offset, maxLength)
-        if prefix is None:
-            return None
-        size, start = prefix
-        if size == 0:
-            return KEEPALIVE, start
+    def _readBody(self, buffer, start, size):
+        # The length counts uncompressed bytes: the member ends where gzip says.
         decompressor = zlib.decompressobj(31)
         try:
             data = decompressor.decompress(bytes(buffer[start:]), size + 1)
