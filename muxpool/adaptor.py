@@ -88,8 +88,9 @@ class ChannelAdaptor(LinkBase, Service):
     All times are in seconds.
 
     @param reconnectDelay: base of the reconnect backoff (jPOS
-        C{reconnect-delay}); the delay grows to C{maxReconnectDelay}, with
-        jitter.
+        C{reconnect-delay}); the delay grows by half each failed attempt up to
+        C{maxReconnectDelay} (default four times the base), with up to 20%
+        jitter so a fleet of adaptors does not reconnect in step.
     @param idleTimeout: jPOS channel C{timeout}: with nothing received for
         this long, send a keep-alive frame if C{keepAlive}, else reconnect.
     @param keepAlive: send jPOS zero-length keep-alive frames when idle.
@@ -137,7 +138,7 @@ class ChannelAdaptor(LinkBase, Service):
         self._stan = 0
         self._network: Dict[str, Deferred] = {}
         self._timer = None
-        cap = maxReconnectDelay if maxReconnectDelay is not None else max(reconnectDelay, 60.0)
+        cap = maxReconnectDelay if maxReconnectDelay is not None else 4 * reconnectDelay
         self._client = ClientService(
             self.endpoint,
             _ChannelFactory(self),
