@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 
+from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -110,7 +111,7 @@ class Forward:
         except KeyError as e:
             self._reject(source, message, self.notSentCode, f"no such MUX: {e}")
             return True
-        d = mux.request(request, self.timeout)
+        d = maybeDeferred(mux.request, request, self.timeout)  # a raise is "not sent" too
         d.addCallbacks(
             lambda response: self._answered(source, message, response),
             lambda failure: self._failed(source, message, failure),

@@ -130,3 +130,15 @@ def test_offer_survives_a_failing_listener():
         assert offer([Boom(), Responder()], FakeLink(), REQUEST, "here") is True
     text = "\n".join(lines)
     assert "bug" in text and REQUEST["2"] not in text
+
+
+def test_forward_answers_even_when_the_mux_raises():
+    class Raising(ScriptedMUX):
+        def request(self, message, timeout):
+            raise RuntimeError("bug in a custom MUX")
+
+    source = FakeLink()
+    with capturedText() as lines:
+        Forward(Raising(None), 1).process(source, REQUEST)
+    assert source.sent[0]["39"] == "91"
+    assert "bug in a custom MUX" in "\n".join(lines)
