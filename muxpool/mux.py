@@ -141,10 +141,6 @@ class QMUX(Service):
     """
     Matches responses to requests over one L{ILink}.
 
-    @ivar counters: jPOS's names: C{tx}, C{rx}, C{tx_expired}, C{tx_pending},
-        C{rx_expired}, C{rx_pending}, C{rx_unhandled}, C{rx_forwarded},
-        C{last_txn} (clock time), plus C{rx_late} (responses after their
-        request expired).
     @ivar latency: a L{LatencySummary} of answered requests.
     """
 
@@ -175,11 +171,11 @@ class QMUX(Service):
         self._pending: Dict[str, _Pending] = {}
         self._waiting: "OrderedDict[str, _Pending]" = OrderedDict()
         self._expired: "OrderedDict[str, None]" = OrderedDict()
-        self.counters = dict.fromkeys(
+        self._counts = dict.fromkeys(
             ("tx", "rx", "tx_expired", "rx_expired", "rx_unhandled", "rx_forwarded", "rx_late"),
             0,
         )
-        self.counters["last_txn"] = 0.0
+        self._counts["last_txn"] = 0.0
         self.link: Optional[ILink] = None
         self._links: Dict[ILink, Callable] = {}
         self._drainWaiters: List[tuple] = []
@@ -247,7 +243,7 @@ class QMUX(Service):
         late response is counted as late.
         """
         self._remember(pending.key)
-        self.counters["rx_expired"] += 1
+        self._counts["rx_expired"] += 1
         pending.deferred.errback(
             error(f"{self.name}: {why} ({pending.description}); outcome unknown")
         )
@@ -280,8 +276,14 @@ class QMUX(Service):
         return len(self._pending)
 
     @property
-    def counterValues(self) -> Dict[str, float]:
-        values = dict(self.counters)
+    def counters(self) -> Dict[str, float]:
+        """
+        jPOS's counters, now: C{tx}, C{rx}, C{tx_expired}, C{tx_pending}
+        (waiting for the link), C{rx_expired}, C{rx_pending} (written, not
+        answered), C{rx_unhandled}, C{rx_forwarded}, C{last_txn}, plus
+        C{rx_late} and C{connected}.
+        """
+        values = dict(self._counts)
         values["tx_pending"] = len(self._waiting)
         values["rx_pending"] = len(self._pending) - len(self._waiting)
         values["connected"] = self.isConnected()
@@ -297,7 +299,7 @@ class QMUX(Service):
         if link is None or not link.ready:
             raise LinkNotReady(f"{self.name}: link not ready")
         link.send(message)
-        self.counters["tx"] += 1
+        self._counts["tx"] += 1
 
     def request(self, message: Mapping[str, str], timeout: float) -> Deferred:
         """
@@ -347,7 +349,7 @@ class QMUX(Service):
             return
         pending.written = True
         pending.link = link
-        self.counters["tx"] += 1
+        self._counts["tx"] += 1
 
     def _finish(self, pending: _Pending) -> None:
         self._pending.pop(pending.key, None)
@@ -371,7 +373,7 @@ class QMUX(Service):
         if pending.written:
             self._unknown(pending, RequestTimeout, "no response before the deadline")
         else:
-            self.counters["tx_expired"] += 1
+            self._counts["tx_expired"] += 1
             pending.deferred.errback(
                 LinkNotReady(
                     f"{self.name}: link not ready before the deadline "
@@ -402,15 +404,15 @@ class QMUX(Service):
                     return True
                 self._finish(pending)
                 now = self.clock.seconds()
-                self.counters["rx"] += 1
-                self.counters["last_txn"] = now
+                self._counts["rx"] += 1
+                self._counts["last_txn"] = now
                 self.latency.record(now - pending.started)
                 pending.deferred.callback(message)
                 return True
             if not final and isResponse(mti):
                 return False
             if key is not None and key in self._expired:
-                self.counters["rx_late"] += 1
+                self._counts["rx_late"] += 1
             if isResponse(mti):
                 self._unhandled(message)
                 return True
@@ -419,13 +421,13 @@ class QMUX(Service):
 
     def _dispatch(self, message, source) -> None:
         if self.listeners:
-            self.counters["rx_forwarded"] += 1
+            self._counts["rx_forwarded"] += 1
             if offer(self.listeners, source, message, self.name):
                 return
         self._unhandled(message)
 
     def _unhandled(self, message) -> None:
-        self.counters["rx_unhandled"] += 1
+        self._counts["rx_unhandled"] += 1
         self.log.info(
             "{mux}: unhandled message {message}", mux=self.name, message=self._mask(message)
         )

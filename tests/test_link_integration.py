@@ -31,7 +31,7 @@ def test_twenty_thousand_requests_two_hundred_in_flight():
         outcomes = yield runLoad(mux, 20000, 200)
         assert all(isinstance(o, dict) and o["39"] == "00" for o in outcomes)
         assert [o["11"] for o in outcomes[:3]] == ["000000", "000001", "000002"]
-        counters = mux.counterValues
+        counters = mux.counters
         assert counters["tx"] == 20000 and counters["rx"] == 20000
         assert counters["rx_expired"] == counters["tx_expired"] == 0
         assert counters["rx_unhandled"] == 0 and counters["rx_pending"] == 0

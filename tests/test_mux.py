@@ -98,7 +98,7 @@ def test_response():
     clock.advance(0.25)
     link.deliver(answer(request()))
     assert results[0]["39"] == "00"
-    counters = mux.counterValues
+    counters = mux.counters
     assert counters["tx"] == 1 and counters["rx"] == 1 and counters["rx_pending"] == 0
     assert mux.latency.summary()["p50_ms"] == 250.0
 
