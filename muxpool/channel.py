@@ -120,7 +120,13 @@ class ChannelSpec:
             header = self.headerFor(message)
         except ValueError:
             raise PackError(HEADER_KEY, "header is not hex") from None
-        body = self.packager.pack(message)
+        try:
+            body = self.packager.pack(message)
+        except PackError:
+            raise
+        except Exception as e:
+            # A user's packager: its exception text may carry field data.
+            raise PackError("?", f"packager {self.packager.name} failed: {type(e).__name__}") from None
         try:
             return self.framing.frame(header, body)
         except FramingError as e:
@@ -151,7 +157,6 @@ class ISOChannelProtocol(Protocol):
         self._closing = False
         self.counters = {"rx": 0, "tx": 0, "rx_bad": 0, "rx_keepalive": 0}
         self.lastReceived = self.lastSent = clock.seconds()
-        self.connected = False
 
     @property
     def peer(self) -> str:
@@ -162,7 +167,6 @@ class ISOChannelProtocol(Protocol):
             return "?"
 
     def connectionMade(self) -> None:
-        self.connected = True
         self.lastReceived = self.lastSent = self.clock.seconds()
         self.owner.channelConnected(self)
 

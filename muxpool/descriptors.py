@@ -344,15 +344,14 @@ def _adaptor(reader: _Reader, name, root, reactor, registry) -> Bean:
     host, port = props.get("host"), props.get("port")
     if not endpoint and not (host and port):
         raise reader.error(root.child("channel"), "needs host and port properties, or an endpoint")
-    if port is not None:
-        reader.number(root.child("channel"), port, "port", cast=int)
+    port = reader.number(root.child("channel"), port, "port", cast=int)
     timeout = ms(props.get("timeout"), "timeout")
     connectTimeout = ms(props.get("connect-timeout"), "connect-timeout", timeout)
     reconnect = ms(root.childText("reconnect-delay"), "reconnect-delay", 10.0)
     try:
         adaptor = ChannelAdaptor(
             name, spec, endpoint or None, reactor,
-            host=host, port=int(port) if port else None,
+            host=host, port=port,
             connectTimeout=connectTimeout or None,
             reconnectDelay=reconnect,
             maxReconnectDelay=ms(root.childText("max-reconnect-delay"), "max-reconnect-delay"),

@@ -122,17 +122,15 @@ class _Pending:
     One request in the table: its Deferred, deadline timer and state.
     """
 
-    __slots__ = ("key", "message", "deferred", "timer", "written", "started", "description",
-                 "link")
+    __slots__ = ("key", "message", "deferred", "timer", "written", "started", "link")
 
-    def __init__(self, key, message, deferred, started, description):
+    def __init__(self, key, message, deferred, started):
         self.key = key
         self.message = message
         self.deferred = deferred
         self.timer = None
         self.written = False
         self.started = started
-        self.description = description
         self.link = None
 
 
@@ -158,7 +156,6 @@ class QMUX(Service):
         listeners: Iterable[IRequestListener] = (),
         unhandled: Optional[Callable[[Mapping[str, str]], None]] = None,
     ) -> None:
-        self.name = name
         self.setName(name)
         self.clock = clock
         self.keys = keyBuilder or KeyBuilder()
@@ -245,7 +242,7 @@ class QMUX(Service):
         self._remember(pending.key)
         self._counts["rx_expired"] += 1
         pending.deferred.errback(
-            error(f"{self.name}: {why} ({pending.description}); outcome unknown")
+            error(f"{self.name}: {why} ({self.keys.describe(pending.message)}); outcome unknown")
         )
 
     def pendingOn(self, link: Optional[ILink] = None) -> int:
@@ -323,7 +320,7 @@ class QMUX(Service):
                 self._finish(pending)
 
         d = Deferred(cancel)
-        pending = _Pending(key, message, d, self.clock.seconds(), self.keys.describe(message))
+        pending = _Pending(key, message, d, self.clock.seconds())
         self._pending[key] = pending
         pending.timer = self.clock.callLater(max(0.0, timeout), self._expire, pending)
         if self.link is not None and self.link.ready:
@@ -377,7 +374,7 @@ class QMUX(Service):
             pending.deferred.errback(
                 LinkNotReady(
                     f"{self.name}: link not ready before the deadline "
-                    f"({pending.description}) - not sent"
+                    f"({self.keys.describe(pending.message)}) - not sent"
                 )
             )
 

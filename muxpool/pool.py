@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import List, Mapping, Optional, Sequence, Set
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -72,7 +72,6 @@ class MUXPool(Service):
         checkEnabled: bool = False,
         fallback: Optional[IStrategy] = None,
     ) -> None:
-        self.name = name
         self.setName(name)
         self.clock = clock
         self.strategy = strategy if strategy is not None else strategyByName(None)
@@ -266,7 +265,7 @@ class _Request:
                           error=str(self.refused.value), member=member.name)
         self.tried.add(id(member))
         pool._count(member)
-        self.inner = member.request(self.message, remaining)
+        self.inner = maybeDeferred(member.request, self.message, remaining)
         self.inner.addCallbacks(self._answered, self._failed)
 
     def _changed(self, _) -> None:

@@ -5,7 +5,7 @@ A link's L{Readiness} is true while a connection is up and signed on; a MUX
 mirrors its link's; a pool's is true while any member is usable.
 """
 
-from typing import Callable, List
+from typing import Callable, Dict, List
 
 from twisted.internet.defer import Deferred
 
@@ -18,7 +18,7 @@ class Readiness:
     def __init__(self, value: bool = False) -> None:
         self._value = bool(value)
         self._observers: List[Callable[[bool], None]] = []
-        self._waiters: List[Deferred] = []
+        self._waiters: Dict[bool, List[Deferred]] = {True: [], False: []}
 
     def __bool__(self) -> bool:
         return self._value
@@ -40,10 +40,9 @@ class Readiness:
         self._value = value
         for observer in list(self._observers):
             observer(value)
-        if value and self._waiters:
-            waiters, self._waiters = self._waiters, []
-            for d in waiters:
-                d.callback(True)
+        waiters, self._waiters[value] = self._waiters[value], []
+        for d in waiters:
+            d.callback(value)
 
     def addObserver(self, observer: Callable[[bool], None]) -> None:
         """
@@ -55,20 +54,23 @@ class Readiness:
         if observer in self._observers:
             self._observers.remove(observer)
 
+    def whenState(self, value: bool) -> Deferred:
+        """
+        A Deferred that fires (with C{value}) when the state is C{value}, at
+        once if it is now.  Cancelling it stops the wait.
+        """
+        value = bool(value)
+        if self._value == value:
+            d = Deferred()
+            d.callback(value)
+            return d
+        waiters = self._waiters[value]
+        d = Deferred(lambda d: waiters.remove(d) if d in waiters else None)
+        waiters.append(d)
+        return d
+
     def whenReady(self) -> Deferred:
         """
-        A Deferred that fires (with C{True}) when the state is next true, at
-        once if it is true now.  Cancelling it stops the wait.
+        L{whenState}C{(True)}: fires when the state is next true.
         """
-        if self._value:
-            d = Deferred()
-            d.callback(True)
-            return d
-
-        def cancel(d):
-            if d in self._waiters:
-                self._waiters.remove(d)
-
-        d = Deferred(cancel)
-        self._waiters.append(d)
-        return d
+        return self.whenState(True)

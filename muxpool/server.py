@@ -121,7 +121,6 @@ class QServer(Service):
         if reactor is None:
             from twisted.internet import reactor
         self.setName(name)
-        self.name = name
         self.spec = spec
         self.clock = reactor
         if isinstance(endpoint, str):

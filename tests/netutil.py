@@ -56,18 +56,7 @@ def whenState(readiness, value):
     """
     A Deferred that fires when C{readiness} becomes C{value} (now if it is).
     """
-    d = defer.Deferred()
-    if bool(readiness) == value:
-        d.callback(value)
-        return d
-
-    def observer(v):
-        if v == value and not d.called:
-            readiness.removeObserver(observer)
-            d.callback(v)
-
-    readiness.addObserver(observer)
-    return d
+    return readiness.whenState(value)
 
 
 message = sampleRequest

@@ -234,3 +234,43 @@ def test_readiness_mirrors_link():
     assert mux.isConnected()
     link.ready.set(False)
     assert not mux.isConnected() and not mux.ready
+
+
+def test_a_packager_that_raises_is_not_sent_and_logs_no_data():
+    """
+    Any failure of a user's packager ends the request as "not sent" (nothing
+    was written), and its exception text (which may carry field data) is
+    not repeated.
+    """
+    from muxpool.channel import ChannelSpec
+    from muxpool.errors import EncodeFailed
+    from muxpool.link import LinkBase
+    from tests.helpers import connectedProtocol
+    from tests.logcapture import capturedText
+
+    from zope.interface import implementer
+
+    from muxpool.interfaces import IPackager
+
+    @implementer(IPackager)
+    class Broken:
+        name = "broken"
+        binaryFields = frozenset()
+
+        def pack(self, message):
+            raise KeyError("4761739001010119")
+
+        def unpack(self, data):
+            return {}
+
+    spec = ChannelSpec.fromConfig("NACChannel", Broken())
+    link = LinkBase("link", spec)
+    link.protocol, transport, _ = connectedProtocol(spec)
+    link.ready.set(True)
+    mux = QMUX("m", link, Clock())
+    with capturedText() as lines:
+        results = outcome(mux.request(request(), 5))
+    assert results[0].check(EncodeFailed)
+    assert "KeyError" in str(results[0].value)
+    assert transport.value() == b"" and mux.pendingCount() == 0
+    assert "4761739001010119" not in "\n".join(lines) + str(results[0].value)

@@ -361,3 +361,16 @@ def test_send_without_waiting():
     ms[1].ready.set(True)
     pool.send({"t": "0800"})
     assert ms[1].requests == [({"t": "0800"}, None)]
+
+
+def test_member_that_raises_still_gives_one_outcome():
+    ms = members(2)
+
+    def boom(message, timeout):
+        raise RuntimeError("bug in a custom member")
+
+    ms[0].request = boom
+    pool = makePool(ms)
+    results = outcome(pool.request({"t": "0200"}, 5))
+    assert len(results) == 1 and results[0].check(RuntimeError)
+    assert pool.pendingCount() == 0 and pool.clock.getDelayedCalls() == []

@@ -98,7 +98,6 @@ def test_hot_deploy_under_load(tmp_path):
         load = startTool("load", "--endpoint", f"tcp:127.0.0.1:{frontPort}", "-n", "15000",
                          "-c", "16", "-k", "2", "--json")
         try:
-            proc.waitFor("core-mux-1", timeout=5)
             member(deploy, 3)
             proc.waitFor("channel-3: connected")
             for path in first:
