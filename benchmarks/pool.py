@@ -54,11 +54,38 @@ def selectionCost(n):
     from tests.helpers import FakeLink
 
     clock = Clock()
-    pool = MUXPool("p", [QMUX(f"m{i}", FakeLink(f"l{i}"), clock) for i in range(n)], clock,
-                   strategyByName("round-robin"))
+    muxes = [QMUX(f"m{i}", FakeLink(f"l{i}"), clock) for i in range(n)]
+    for mux in muxes:
+        mux.startService()
+    pool = MUXPool("p", muxes, clock, strategyByName("round-robin"))
+    pool.startService()
     msg = {"t": "0200"}
     number = 100000
     return min(timeit.repeat(lambda: pool.select(msg), number=number, repeat=3)) / number * 1e6
+
+
+def drainCost(n, waiters):
+    """
+    Seconds to answer C{n} pending requests while C{waiters} wait for the
+    QMUX to drain (issue 8 #8: this was quadratic).
+    """
+    from twisted.internet.task import Clock
+    from muxpool.mux import QMUX
+    from tests.helpers import FakeLink, answer
+
+    clock = Clock()
+    link = FakeLink("l")
+    mux = QMUX("m", link, clock)
+    mux.startService()
+    for i in range(n):
+        mux.request({"t": "0200", "11": "%06d" % i, "41": "T1"}, 30)
+    for _ in range(waiters):
+        mux.whenDrained(link)
+    answers = [answer(m) for m in link.sent]
+    t0 = time.perf_counter()
+    for response in answers:
+        link.deliver(response)
+    return time.perf_counter() - t0
 
 
 @defer.inlineCallbacks
@@ -70,6 +97,7 @@ def failover(reactor, inFlight):
     for adaptor, _ in made:
         yield whenState(adaptor.ready, True)
     pool = MUXPool("fo", [m for _, m in made], reactor, strategyByName("primary-secondary"))
+    pool.startService()
     marks = {}
 
     def onEach(i, result):
@@ -104,7 +132,9 @@ def main(reactor, args):
         for n in (1, 2, 8, 32, 200):
             pool = MUXPool(f"pool{n}", [m for _, m in made[:n]], reactor,
                            strategyByName("round-robin"))
+            pool.startService()
             ok, rps = yield rate(pool, args.requests, args.in_flight)
+            yield pool.stopService()
             print(f"{'pool of ' + str(n):>18} {ok:>9} {rps:>9.0f}")
     finally:
         for adaptor, _ in made:
@@ -112,6 +142,8 @@ def main(reactor, args):
         yield server.stopService()
     for n in (2, 200):
         print(f"round-robin selection, {n:>3} members: {selectionCost(n):.2f} us")
+    print(f"8000 answers while draining: {drainCost(8000, 0):.3f} s with no drain waiter, "
+          f"{drainCost(8000, 1):.3f} s with one")
     ms, lost = yield failover(reactor, 16)
     print(f"failover: member lost -> first request served by the other: {ms:.1f} ms "
           f"({lost} in-flight requests ended not answered)")

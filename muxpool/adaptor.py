@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Dict, Mapping, Optional, Union
+from typing import Dict, List, Mapping, Optional, Union
 
-from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.internet import ClientService
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.endpoints import HostnameEndpoint, clientFromString
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
+from twisted.internet.task import deferLater
 from zope.interface import implementer
 
 from muxpool.channel import ChannelSpec, ISOChannelProtocol
-from muxpool.interfaces import IChannelOwner
+from muxpool.interfaces import IChannelOwner, IProbe
 from muxpool.link import LinkBase
 from muxpool.packagers import PackError
 
@@ -32,18 +34,23 @@ ECHO = "301"
 
 
 @implementer(IStreamClientEndpoint)
-class _TimeoutEndpoint:
+class _ReportingEndpoint:
     """
-    Gives up a connection attempt after C{timeout} seconds.
+    Wraps the adaptor's endpoint: gives up a connection attempt after
+    C{timeout} seconds, and tells the adaptor why an attempt failed
+    (ClientService retries, but never says why).
     """
 
-    def __init__(self, endpoint, timeout: float, clock) -> None:
+    def __init__(self, endpoint, adaptor: "ChannelAdaptor", timeout: Optional[float]) -> None:
         self._endpoint = endpoint
+        self._adaptor = adaptor
         self._timeout = timeout
-        self._clock = clock
 
     def connect(self, factory):
-        return self._endpoint.connect(factory).addTimeout(self._timeout, self._clock)
+        d = self._endpoint.connect(factory)
+        if self._timeout:
+            d.addTimeout(self._timeout, self._adaptor.clock)
+        return d.addErrback(self._adaptor._connectFailed)
 
 
 def clientEndpoint(
@@ -51,7 +58,6 @@ def clientEndpoint(
     endpoint: Union[str, IStreamClientEndpoint, None] = None,
     host: Optional[str] = None,
     port: Optional[int] = None,
-    connectTimeout: Optional[float] = None,
 ) -> IStreamClientEndpoint:
     """
     The endpoint to connect to: a Twisted client endpoint string (C{tcp:},
@@ -65,9 +71,18 @@ def clientEndpoint(
         ep = HostnameEndpoint(reactor, host, int(port))
     else:
         raise ValueError("a channel needs an endpoint, or host and port")
-    if connectTimeout:
-        ep = _TimeoutEndpoint(ep, connectTimeout, reactor)
     return ep
+
+
+def describeTarget(endpoint, host: Optional[str], port: Optional[int]) -> str:
+    """
+    Where an adaptor connects, for logs and status.
+    """
+    if isinstance(endpoint, str):
+        return endpoint
+    if endpoint is None:
+        return f"{host}:{port}"
+    return repr(endpoint)
 
 
 class _ChannelFactory(Factory):
@@ -80,25 +95,36 @@ class _ChannelFactory(Factory):
         return ISOChannelProtocol(self.adaptor.spec, self.adaptor, self.adaptor.clock)
 
 
-@implementer(IChannelOwner)
+@implementer(IChannelOwner, IProbe)
 class ChannelAdaptor(LinkBase, Service):
     """
     Keeps one outbound channel connected; an L{ILink} for a QMUX.
 
     All times are in seconds.
 
-    @param reconnectDelay: base of the reconnect backoff (jPOS
-        C{reconnect-delay}); the delay grows by half each failed attempt up to
-        C{maxReconnectDelay} (default four times the base), with up to 20%
-        jitter so a fleet of adaptors does not reconnect in step.
+    @param reconnectDelay: jPOS C{reconnect-delay}: the first reconnect
+        comes this long after a connection is lost or an attempt fails.
+        Consecutive failures (attempts that fail, connections dropped for a
+        failed echo, sign-on or idle check) grow the delay by half each time
+        up to C{maxReconnectDelay} (default four times the base); a
+        connection that proves healthy starts again from the base.  Each
+        delay is varied by up to 10% either way so a fleet of adaptors does
+        not reconnect in step.
+    @param connectTimeout: give up a connection attempt after this long.
     @param idleTimeout: jPOS channel C{timeout}: with nothing received for
-        this long, send a keep-alive frame if C{keepAlive}, else reconnect.
-    @param keepAlive: send jPOS zero-length keep-alive frames when idle.
+        this long the connection is dropped and reconnected, as jPOS's read
+        timeout does, with or without keep-alive.
+    @param keepAlive: jPOS C{<keep-alive>}: send a zero-length keep-alive
+        frame when nothing was sent for C{keepAliveInterval}.
+    @param keepAliveInterval: default C{reconnectDelay}, as in jPOS, whose
+        sender sends a keep-alive when it waited that long for a message.
     @param tcpKeepAlive: set SO_KEEPALIVE on each connection.
     @param signOn: after connecting, send 0800 (70=001); the link is ready
         only once it is answered 39=00.
     @param echoInterval: send 0800 (70=301) after this long with nothing
         received; an echo unanswered within C{echoTimeout} drops the link.
+    @ivar lastFailure: why the last connection attempt or connection
+        failed (None once connected and healthy).
     """
 
     def __init__(
@@ -115,6 +141,7 @@ class ChannelAdaptor(LinkBase, Service):
         maxReconnectDelay: Optional[float] = None,
         idleTimeout: Optional[float] = None,
         keepAlive: bool = False,
+        keepAliveInterval: Optional[float] = None,
         tcpKeepAlive: bool = False,
         signOn: bool = False,
         echoInterval: Optional[float] = None,
@@ -126,28 +153,31 @@ class ChannelAdaptor(LinkBase, Service):
         LinkBase.__init__(self, name, spec)
         self.setName(name)
         self.clock = reactor
-        self.endpoint = clientEndpoint(reactor, endpoint, host, port, connectTimeout)
+        self.target = describeTarget(endpoint, host, port)
+        self.endpoint = clientEndpoint(reactor, endpoint, host, port)
+        self.reconnectDelay = reconnectDelay
+        self.maxReconnectDelay = (maxReconnectDelay if maxReconnectDelay is not None
+                                  else 4 * reconnectDelay)
         self.idleTimeout = idleTimeout
         self.keepAlive = keepAlive
+        self.keepAliveInterval = keepAliveInterval or reconnectDelay
         self.tcpKeepAlive = tcpKeepAlive
         self.signOn = signOn
         self.echoInterval = echoInterval
         self.echoTimeout = echoTimeout
-        self.counters = {"connects": 0, "disconnects": 0, "echo_failures": 0,
-                         "sign_on_failures": 0, "idle_timeouts": 0}
+        self.counters = {"connects": 0, "disconnects": 0, "connect_failures": 0,
+                         "echo_failures": 0, "sign_on_failures": 0, "idle_timeouts": 0}
+        self.lastFailure: Optional[str] = None
+        self._jitter = jitter
+        self._failures = 0
         self._stan = 0
         self._network: Dict[str, Deferred] = {}
+        self._alive: List[Deferred] = []
         self._timer = None
-        cap = maxReconnectDelay if maxReconnectDelay is not None else 4 * reconnectDelay
         self._client = ClientService(
-            self.endpoint,
+            _ReportingEndpoint(self.endpoint, self, connectTimeout),
             _ChannelFactory(self),
-            retryPolicy=backoffPolicy(
-                initialDelay=reconnectDelay,
-                maxDelay=cap,
-                factor=1.5,
-                jitter=lambda: jitter() * reconnectDelay * 0.2,
-            ),
+            retryPolicy=self._retryDelay,
             clock=reactor,
         )
 
@@ -165,7 +195,57 @@ class ChannelAdaptor(LinkBase, Service):
         Stop reconnecting and close the connection; fires when it is closed.
         """
         Service.stopService(self)
+        alive, self._alive = self._alive, []
+        for d in alive:
+            d.cancel()
         return self._client.stopService()
+
+    def whenConnected(self, failAfterFailures: Optional[int] = None) -> Deferred:
+        """
+        Fires with the connection's protocol once connected (at once if it
+        is); with C{failAfterFailures}, fails with the reason after that many
+        failed attempts in a row.
+        """
+        connected = self._client.whenConnected(failAfterFailures=failAfterFailures)
+        # ClientService fires it from inside its state machine, which must
+        # not be re-entered (by stopService, say): hand it on next turn.
+        return connected.addBoth(lambda result: deferLater(self.clock, 0, lambda: result))
+
+    # -- reconnecting ---------------------------------------------------------
+
+    def _retryDelay(self, attempt: int) -> float:
+        """
+        ClientService's retry policy.  Its own attempt count restarts on
+        every connection, even one that fails its first echo; ours counts
+        failures until the link proves healthy, so a hung peer that still
+        accepts connections is retried with a growing delay, not at once.
+        """
+        steps = max(0, self._failures - 1)
+        delay = min(self.reconnectDelay * 1.5 ** steps, self.maxReconnectDelay)
+        return delay * (1 + 0.2 * (self._jitter() - 0.5))
+
+    def _connectFailed(self, failure):
+        if not self.running:
+            return failure  # stopped while connecting: not a failure of the peer
+        self._failures += 1
+        self.counters["connect_failures"] += 1
+        self._noteFailure(f"cannot connect to {self.target}: {_reason(failure)}")
+        return failure
+
+    def _noteFailure(self, why: str) -> None:
+        """
+        Log C{why} if it is news: once per change of state, not per attempt.
+        """
+        if why != self.lastFailure:
+            self.log.warn("{link}: {why}; retrying", link=self.name, why=why)
+        self.lastFailure = why
+
+    def _healthy(self) -> None:
+        """
+        The peer answered: reconnect delays start again from the base.
+        """
+        self._failures = 0
+        self.lastFailure = None
 
     # -- IChannelOwner --------------------------------------------------------
 
@@ -178,7 +258,11 @@ class ChannelAdaptor(LinkBase, Service):
         if self.signOn:
             self._networkRequest(SIGN_ON).addCallbacks(self._signedOn, self._signOnFailed)
         else:
+            if not self.echoInterval:
+                self._healthy()  # nothing else will tell
             self.ready.set(True)
+            if self._alive:
+                self._echo()  # a pool waits for proof that this peer answers
         self._schedule()
 
     def channelMessage(self, protocol: ISOChannelProtocol, message: Mapping[str, str]) -> None:
@@ -201,16 +285,41 @@ class ChannelAdaptor(LinkBase, Service):
         network, self._network = self._network, {}
         for d in network.values():
             d.cancel()
-        self.log.info("{link}: disconnected", link=self.name)
+        self.log.info("{link}: disconnected from {peer}: {reason}", link=self.name,
+                      peer=protocol.peer, reason=_reason(reason))
         self._lost(reason)
 
-    # -- sign-on and echo --------------------------------------------------
+    # -- sign-on, echo and probes --------------------------------------------
+
+    def probe(self) -> Deferred:
+        """
+        Fires the next time the peer proves it answers: an echo answered or
+        a sign-on accepted.  An echo is sent now if the link is up and none
+        is outstanding; if it is down, one is sent as soon as it connects.
+        """
+        alive = self._alive
+        d = Deferred(lambda d: alive.remove(d) if d in alive else None)
+        alive.append(d)
+        if self.protocol is not None and self.ready and not self._network:
+            self._echo()
+        return d
+
+    def _proven(self) -> None:
+        self._healthy()
+        alive, self._alive = self._alive, []
+        for d in alive:
+            d.callback(None)
 
     def _nextStan(self) -> str:
         self._stan = self._stan % 999999 + 1
         return "%06d" % self._stan
 
     def _networkRequest(self, code: str) -> Deferred:
+        """
+        Send an 0800 with 70=C{code}; fires with its answer, or fails with
+        a TimeoutError after C{echoTimeout} (or a PackError).  Either way the
+        idle timer is armed again afterwards.
+        """
         stan = self._nextStan()
         message = {
             "t": "0800",
@@ -229,10 +338,19 @@ class ChannelAdaptor(LinkBase, Service):
         d.addTimeout(self.echoTimeout, self.clock)
         return d
 
+    def _echo(self) -> None:
+        self._networkRequest(ECHO).addCallbacks(self._echoed, self._echoFailed)
+
+    def _echoed(self, response) -> None:
+        self._proven()
+        self._schedule()
+
     def _signedOn(self, response) -> None:
         if response.get("39") == "00":
             self.ready.set(True)
             self.log.info("{link}: signed on", link=self.name)
+            self._proven()
+            self._schedule()
         else:
             self._drop("sign-on refused with 39={rc}".format(rc=response.get("39")), "sign_on_failures")
 
@@ -249,12 +367,35 @@ class ChannelAdaptor(LinkBase, Service):
             self._drop(f"echo cannot be sent: {failure.value}", "echo_failures")
 
     def _drop(self, why: str, counter: str) -> None:
+        """
+        The peer failed a check: drop the connection; the reconnect follows
+        the backoff (this counts as a failure).
+        """
         self.counters[counter] += 1
+        self._failures += 1
+        self.lastFailure = why
         protocol = self.protocol
         self.ready.set(False)
         self.log.warn("{link}: {why}; reconnecting", link=self.name, why=why)
         if protocol is not None:
             protocol.transport.abortConnection()
+
+    # -- idle checks ------------------------------------------------------------
+
+    def _due(self, protocol) -> List[float]:
+        """
+        When each idle check next falls due: the echo (nothing received),
+        the keep-alive (nothing sent) and the read timeout (nothing
+        received).
+        """
+        due = []
+        if self.echoInterval and not self._network:
+            due.append(protocol.lastReceived + self.echoInterval)
+        if self.keepAlive:
+            due.append(protocol.lastSent + self.keepAliveInterval)
+        if self.idleTimeout:
+            due.append(protocol.lastReceived + self.idleTimeout)
+        return due
 
     def _schedule(self) -> None:
         if self._timer is not None and self._timer.active():
@@ -263,16 +404,10 @@ class ChannelAdaptor(LinkBase, Service):
         protocol = self.protocol
         if protocol is None:
             return
-        due = []
-        if self.echoInterval and not self._network:
-            due.append(protocol.lastReceived + self.echoInterval)
-        if self.idleTimeout:
-            base = protocol.lastSent if self.keepAlive else protocol.lastReceived
-            due.append(base + self.idleTimeout)
-        if not due:
-            return
-        delay = max(0.0, min(due) - self.clock.seconds())
-        self._timer = self.clock.callLater(delay, self._idleCheck)
+        due = self._due(protocol)
+        if due:
+            delay = max(0.0, min(due) - self.clock.seconds())
+            self._timer = self.clock.callLater(delay, self._idleCheck)
 
     def _idleCheck(self) -> None:
         self._timer = None
@@ -280,14 +415,27 @@ class ChannelAdaptor(LinkBase, Service):
         if protocol is None:
             return
         now = self.clock.seconds()
-        if self.echoInterval and now - protocol.lastReceived >= self.echoInterval and not self._network:
-            self._networkRequest(ECHO).addCallbacks(lambda _: self._schedule(), self._echoFailed)
-        if self.idleTimeout:
-            if self.keepAlive:
-                if now - protocol.lastSent >= self.idleTimeout:
-                    protocol.sendKeepAlive()
-            elif now - protocol.lastReceived >= self.idleTimeout:
-                self._drop(f"nothing received for {self.idleTimeout}s", "idle_timeouts")
-                return
+        if self.idleTimeout and now - protocol.lastReceived >= self.idleTimeout:
+            self._drop(f"nothing received for {self.idleTimeout}s", "idle_timeouts")
+            return
+        if self.echoInterval and not self._network and now - protocol.lastReceived >= self.echoInterval:
+            self._echo()
+        if self.keepAlive and now - protocol.lastSent >= self.keepAliveInterval:
+            protocol.sendKeepAlive()
         if self.protocol is not None:
             self._schedule()
+
+
+def _reason(failure) -> str:
+    """
+    A connection failure in a few words: refused, timed out, a TLS error.
+    """
+    if failure is None:
+        return "connection closed"
+    value = getattr(failure, "value", failure)
+    if isinstance(value, ConnectionDone):
+        return "closed by the peer"
+    if isinstance(value, TimeoutError):
+        return "timed out"
+    text = getattr(failure, "getErrorMessage", lambda: str(value))()
+    return f"{type(value).__name__}: {text}" if text else type(value).__name__

@@ -26,9 +26,11 @@ from muxpool.framing import (
     getFraming,
     newBase1Header,
 )
+from muxpool.boundary import describeError
 from muxpool.interfaces import IChannelOwner, IPackager
 from muxpool.masking import maskMessage
 from muxpool.packagers import PackError, UnpackError, getPackager
+from muxpool.ratelimit import RateLimiter
 
 HEADER_KEY = "h"
 
@@ -126,11 +128,26 @@ class ChannelSpec:
             raise
         except Exception as e:
             # A user's packager: its exception text may carry field data.
-            raise PackError("?", f"packager {self.packager.name} failed: {type(e).__name__}") from None
+            raise PackError("?", f"packager {self.packager.name} failed: {describeError(e)}") from None
         try:
             return self.framing.frame(header, body)
         except FramingError as e:
             raise PackError("length", str(e)) from None
+
+    def decode(self, body: bytes) -> dict:
+        """
+        Unpack one message (the frame without its header).
+
+        @raise UnpackError: if it cannot be unpacked; a user's packager that
+            raises anything else is turned into one naming only the
+            exception's type and place, since its text may carry field data.
+        """
+        try:
+            return self.packager.unpack(body)
+        except UnpackError:
+            raise
+        except Exception as e:
+            raise UnpackError("?", 0, f"packager {self.packager.name} failed: {describeError(e)}") from None
 
     def headerLength(self, frame: bytes) -> int:
         if self.framing.headerLength is not None:
@@ -157,6 +174,7 @@ class ISOChannelProtocol(Protocol):
         self._closing = False
         self.counters = {"rx": 0, "tx": 0, "rx_bad": 0, "rx_keepalive": 0}
         self.lastReceived = self.lastSent = clock.seconds()
+        self._limiter = RateLimiter(clock=clock)
 
     @property
     def peer(self) -> str:
@@ -221,7 +239,7 @@ class ISOChannelProtocol(Protocol):
             self._bad("frame shorter than its header", None)
             return
         try:
-            message = spec.packager.unpack(frame[headerLength:])
+            message = spec.decode(frame[headerLength:])
         except UnpackError as e:
             self._bad(str(e), None)
             return
@@ -230,17 +248,19 @@ class ISOChannelProtocol(Protocol):
         self.counters["rx"] += 1
         try:
             self.owner.channelMessage(self, message)
-        except Exception:
-            self.log.failure(
-                "handler for {framing} message from {peer} failed: {message}",
+        except Exception as e:
+            self.log.error(
+                "handler for {framing} message from {peer} failed on {message}: {error}",
                 framing=spec.framing.name,
                 peer=self.peer,
                 message=maskMessage(message, spec.packager.binaryFields),
+                error=describeError(e),
             )
 
     def _bad(self, why: str, message) -> None:
         self.counters["rx_bad"] += 1
-        self.log.warn(
+        self._limiter.emit(
+            self.log.warn, "bad frame",
             "undecodable {framing} frame from {peer} ({packager}): {why}",
             framing=self.spec.framing.name,
             peer=self.peer,

@@ -8,14 +8,21 @@ names allow: a new adaptor takes over its QMUXes once it is ready, a new
 QMUX takes its place in pools at once, and the old one is stopped only once
 its requests in flight have their outcomes (or C{drainTimeout} passes).  A
 server's port cannot be held twice, so an old server stops (with its grace
-period) before the new one listens.  A changed file that is broken is
-reported and the running bean is kept.
+period) before the new one listens.
+
+Nothing a file does stops the scanning: a file that cannot be deployed, for
+whatever reason, is reported with its name and kept aside (the running bean
+it would have replaced, if any, stays), and it is tried again when it, or a
+file it is built from (a packager file, a Python module it names), changes.
+A file renamed with the same content is the same bean.
 """
 
 from __future__ import annotations
 
 import glob
+import importlib
 import os
+import sys
 from typing import Dict, List, Optional, Set, Tuple
 
 from twisted.application.service import Service
@@ -30,17 +37,28 @@ from twisted.internet.defer import (
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from muxpool.boundary import describeError
+from muxpool.descriptors import Bean, DescriptorError, buildBean, dependenciesOf, readDescriptor
 from muxpool.interfaces import IMUX
-from muxpool.descriptors import Bean, DescriptorError, buildBean, readDescriptor
 from muxpool.registry import Registry, defaultRegistry
 
+Stamp = Tuple[int, int]
 
-def _stamp(path: str) -> Optional[Tuple[int, int]]:
+
+def _stamp(path: str) -> Optional[Stamp]:
     try:
         st = os.stat(path)
     except OSError:
         return None
     return (st.st_mtime_ns, st.st_size)
+
+
+def _read(path: str) -> Optional[bytes]:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 class DeployService(Service):
@@ -70,11 +88,16 @@ class DeployService(Service):
         self.drainTimeout = drainTimeout
         self.beans: Dict[str, Bean] = {}
         self.failed: Dict[str, str] = {}
-        self._stamps: Dict[str, Tuple[int, int]] = {}
-        self._missing: Set[Tuple[str, str]] = set()
+        self._stamps: Dict[str, Stamp] = {}
+        self._dependencies: Dict[str, Dict[str, Optional[Stamp]]] = {}
+        self._warned: Set[Tuple[str, str]] = set()
+        self._replaced: List[Tuple[Bean, Bean]] = []
         self._retiring: List[Deferred] = []
-        self._handovers: Set[int] = set()
+        self._handovers: Dict[object, Deferred] = {}
+        self._emptyPools: Set[str] = set()
+        self._draining: Set[Bean] = set()
         self._loop: Optional[LoopingCall] = None
+        self._empty = False
 
     # -- service --------------------------------------------------------------
 
@@ -94,6 +117,9 @@ class DeployService(Service):
         Service.stopService(self)
         if self._loop is not None and self._loop.running:
             self._loop.stop()
+        self._loop = None
+        for d in list(self._handovers.values()):
+            d.cancel()
         return self._shutdown()
 
     @inlineCallbacks
@@ -113,50 +139,97 @@ class DeployService(Service):
     def scan(self) -> None:
         """
         Deploy new and changed files, undeploy removed ones, then wire.
+        Never raises: the folder is scanned again next time whatever
+        happened (an unexpected error is logged as one).
         """
+        try:
+            self._scan()
+        except Exception:
+            self.log.failure("deploy scan of {directory} failed; scanning goes on",
+                             directory=self.directory)
+
+    def _scan(self) -> None:
         files = sorted(glob.glob(os.path.join(self.directory, "*.xml")))
+        if not files and not self._empty:
+            self.log.warn("deploy folder {directory} has no *.xml descriptors: nothing deployed",
+                          directory=os.path.abspath(self.directory))
+        self._empty = not files
+        present = set(files)
+        gone = {path: bean for path, bean in self.beans.items() if path not in present}
         for path in files:
             stamp = _stamp(path)
-            if stamp is None or self._stamps.get(path) == stamp:
+            if stamp is None:
+                continue
+            if self._stamps.get(path) == stamp and not self._dependencyChanged(path):
                 continue
             self._stamps[path] = stamp
-            self._load(path)
-        removed = []
-        for path in sorted(set(self.beans) - set(files), reverse=True):
-            self._stamps.pop(path, None)
-            self.log.info("{path}: removed; undeploying {name}", path=path,
-                          name=self.beans[path].name)
-            removed.append(self.beans.pop(path))
-        # MUXes and adaptors first; servers removed with them stop only once
-        # those are done (a local issuer outlives the link that uses it).
-        retiring = [self._retire(b, alongside=removed) for b in removed if b.kind != "server"]
-        servers = [b for b in removed if b.kind == "server"]
-        if servers:
-            for bean in servers:
-                self.registry.unregister(bean.name, bean.service)
-            after = DeferredList(retiring)
-            after.addBoth(lambda _: DeferredList([self._retire(b) for b in servers]))
-            self._track(after)
-        for path in set(self.failed) - set(files):
+            self._load(path, gone)
+        self._undeploy(gone)
+        for path in set(self.failed) - present:
             del self.failed[path]
             self._stamps.pop(path, None)
+            self._dependencies.pop(path, None)
         self._wire()
+        replaced, self._replaced = self._replaced, []
+        self._draining.update(old for old, _ in replaced)
+        for old, new in replaced:
+            self._retire(old, replacedBy=new)
 
-    def _load(self, path: str) -> None:
+    def _dependencyChanged(self, path: str) -> bool:
+        """
+        Whether a failed file should be tried again: a file it is built
+        from changed.  A changed Python module is reloaded, so the retry
+        sees the fix.
+        """
+        deps = self._dependencies.get(path)
+        changed = [dep for dep, stamp in (deps or {}).items() if _stamp(dep) != stamp]
+        if changed:
+            importlib.invalidate_caches()
+            for module in list(sys.modules.values()):
+                if getattr(module, "__file__", None) in changed:
+                    try:
+                        importlib.reload(module)
+                    except Exception:
+                        pass  # the retry reports it, naming the file
+        return bool(changed)
+
+    def _load(self, path: str, gone: Dict[str, Bean]) -> None:
+        """
+        Build the bean in C{path} and deploy it: as new, as a replacement
+        of the bean the file held, or (a renamed file) of the bean a file
+        gone this scan held under the same name.
+        """
         old = self.beans.get(path)
+        source = _read(path) or b""
+        root = None
         try:
             root = readDescriptor(path)
             bean = buildBean(path, root, self.reactor, self.registry)
-            for other, deployed in self.beans.items():
-                if other != path and deployed.name == bean.name:
-                    raise DescriptorError(path, root.line, root.tag,
-                                          f"name {bean.name!r} is already deployed from {other}")
-        except DescriptorError as e:
-            self.failed[path] = str(e)
-            self.log.error("cannot deploy {error}{kept}", error=str(e),
-                           kept=f" (keeping the running {old.name})" if old else "")
+        except Exception as e:
+            self._failed(path, root, old, e)
+            return
+        bean.source = source
+        for other, deployed in self.beans.items():
+            if other == path or deployed.name != bean.name:
+                continue
+            if other in gone:
+                old = gone.pop(other)  # renamed
+                del self.beans[other]
+                self._stamps.pop(other, None)
+                if old.source == source:
+                    self.log.info("{path}: renamed from {old}; {name} keeps running",
+                                  path=path, old=other, name=old.name)
+                    old.path = path
+                    self.beans[path] = old
+                    self.failed.pop(path, None)
+                    self._dependencies.pop(path, None)
+                    return
+                break
+            self._failed(path, root, old, DescriptorError(
+                path, root.line, root.tag, f"name {bean.name!r} is already deployed from {other}"))
             return
         self.failed.pop(path, None)
+        self._dependencies.pop(path, None)
         self.beans[path] = bean
         if old is not None:
             self.log.info("{path}: changed; redeploying {name}", path=path, name=bean.name)
@@ -171,14 +244,54 @@ class DeployService(Service):
             return
         self._start(bean)
         if old is not None:
-            self._retire(old, replacedBy=bean)
+            self._replaced.append((old, bean))
+
+    def _failed(self, path: str, root, old: Optional[Bean], error: Exception) -> None:
+        if isinstance(error, DescriptorError):
+            message = str(error)
+        else:
+            message = f"{path}: {describeError(error)}"
+            self.log.failure("{path}: unexpected error while deploying", path=path)
+        self.failed[path] = message
+        try:
+            deps = dependenciesOf(path, root)
+        except Exception:
+            deps = [path]
+        self._dependencies[path] = {dep: _stamp(dep) for dep in deps if dep != path}
+        self.log.error("cannot deploy {error}{kept}", error=message,
+                       kept=f" (keeping the running {old.name})" if old else "")
+
+    def _undeploy(self, gone: Dict[str, Bean]) -> None:
+        """
+        Undeploy the beans whose files were removed: MUXes and adaptors
+        first; servers removed with them stop only once those are done (a
+        local issuer outlives the link that uses it).
+        """
+        removed = []
+        for path in sorted(gone, reverse=True):
+            if self.beans.get(path) is not gone[path]:
+                continue
+            self._stamps.pop(path, None)
+            self.log.info("{path}: removed; undeploying {name}", path=path, name=gone[path].name)
+            removed.append(self.beans.pop(path))
+        for bean in removed:
+            self.registry.unregister(bean.name, bean.service)
+        self._wire()
+        self._draining.update(removed)
+        retiring = [self._retire(b) for b in removed if b.kind != "server"]
+        servers = [b for b in removed if b.kind == "server"]
+        if servers:
+            after = DeferredList(retiring)
+            after.addBoth(lambda _: DeferredList([self._retire(b) for b in servers]))
+            self._track(after)
 
     def _start(self, bean: Bean) -> None:
-        self.registry.register(bean.name, bean.service)
         d = maybeDeferred(bean.service.startService)
+        self.registry.register(bean.name, bean.service)  # found by name once running
 
         def failed(failure):
-            message = f"{bean.path}: {bean.name} did not start: {failure.getErrorMessage()}"
+            message = (f"{bean.path}: {bean.name} did not start: "
+                       f"{describeError(failure.value)}")
             self.log.error("{message}", message=message)
             self.failed[bean.path] = message
             if self.beans.get(bean.path) is bean:
@@ -205,57 +318,75 @@ class DeployService(Service):
             adaptor = self._adaptorFor(bean)
             mux = bean.service
             if adaptor is None:
-                self._warnMissing(bean, bean.outQueue or ",".join(bean.readyNames), "channel")
-            elif mux.link is None:
+                self._warnMissing(bean, bean.outQueue or ",".join(bean.readyNames), "channel",
+                                  "it is not ready until one is")
+                continue
+            self._warned.discard((bean.path, bean.outQueue or ",".join(bean.readyNames)))
+            if mux.link is None:
                 mux.setLink(adaptor.service)
             elif mux.link is not adaptor.service:
                 self._handover(mux, mux.link, adaptor.service)
-        for bean in list(self._beansOfKind("pool")):
+        for bean in self._beansOfKind("pool"):
             members = []
             for name in bean.memberNames:
                 obj = self.registry.lookup(name)
                 if obj is not bean.service and IMUX.providedBy(obj):
                     members.append(obj)
+                    self._warned.discard((bean.path, name))
                 else:
-                    self._warnMissing(bean, name, "MUX")
+                    self._warnMissing(bean, name, "MUX", "running without it")
             pool = bean.service
-            if not members and not pool.members:
-                message = (f"{bean.path}: pool {bean.name}: none of its <muxes> "
-                           f"({' '.join(bean.memberNames)}) is deployed")
-                self.log.error("cannot deploy {message}", message=message)
-                self.failed[bean.path] = message
-                del self.beans[bean.path]
-                self.registry.unregister(bean.name, pool)
-                self._track(self._stop(bean))
-                continue
+            if not members and bean.path not in self._emptyPools:
+                self._emptyPools.add(bean.path)
+                self.log.warn("{path}: pool {name}: none of its <muxes> ({muxes}) is deployed; "
+                              "it stays deployed, not usable until one is", path=bean.path,
+                              name=bean.name, muxes=" ".join(bean.memberNames))
+            elif members and bean.path in self._emptyPools:
+                self._emptyPools.discard(bean.path)
+                self.log.info("{path}: pool {name} has members again: {members}", path=bean.path,
+                              name=bean.name, members=" ".join(m.name for m in members))
             if tuple(members) != pool.members:
                 pool.setMembers(members)
+        for bean in self.beans.values():
+            for ref in bean.references:
+                if ref.name in self.registry:
+                    self._warned.discard((bean.path, ref.name))
+                else:
+                    self._warnMissing(bean, ref.name, ref.what,
+                                      f"{ref.consequence} ({os.path.basename(bean.path)}:"
+                                      f"{ref.line} <{ref.element}>)")
 
-    def _warnMissing(self, bean: Bean, name: str, what: str) -> None:
+    def _warnMissing(self, bean: Bean, name: str, what: str, consequence: str) -> None:
+        """
+        Warn once (per file and name) that C{bean} names something that is
+        not deployed.
+        """
         key = (bean.path, name)
-        if key not in self._missing:
-            self._missing.add(key)
-            self.log.warn("{path}: {bean}: {what} {name!r} is not deployed; running without it",
-                          path=bean.path, bean=bean.name, what=what, name=name)
+        if key not in self._warned:
+            self._warned.add(key)
+            self.log.warn("{path}: {bean}: {what} {name!r} is not deployed; {consequence}",
+                          path=bean.path, bean=bean.name, what=what, name=name,
+                          consequence=consequence)
 
     def _handover(self, mux, old, new) -> None:
         """
         Move C{mux} from link C{old} to C{new} once C{new} is ready; stop
         listening to C{old} once what was written on it has its outcome.
         """
-        if id(new) in self._handovers:
-            return
-        self._handovers.add(id(new))
+        if mux in self._handovers:
+            self._handovers.pop(mux).cancel()
 
         def ready(_):
-            self._handovers.discard(id(new))
-            if mux.link is not old:
+            self._handovers.pop(mux, None)
+            if mux.link is not old or not mux.running:
                 return
             mux.setLink(new, keepPrevious=True)
             drained = mux.whenDrained(old).addTimeout(self.drainTimeout, self.reactor)
             drained.addBoth(lambda _: mux.detachLink(old))
 
-        new.ready.whenReady().addCallback(ready)
+        d = new.ready.whenReady()
+        self._handovers[mux] = d
+        d.addCallbacks(ready, lambda failure: None)
 
     # -- retiring -------------------------------------------------------------
 
@@ -264,36 +395,36 @@ class DeployService(Service):
         d.addBoth(lambda result: (self._retiring.remove(d) if d in self._retiring else None, result)[1])
         return d
 
-    def _retire(self, bean: Bean, replacedBy: Optional[Bean] = None,
-                alongside: List[Bean] = ()) -> Deferred:
+    def _retire(self, bean: Bean, replacedBy: Optional[Bean] = None) -> Deferred:
         """
-        Take C{bean} out of service once its in-flight requests are done
-        (C{alongside}: beans removed in the same scan, whose requests count).
+        Take C{bean} out of service once its in-flight requests are done.
+        A QMUX and a pool drain themselves when stopped; an adaptor waits
+        for every QMUX that uses it, deployed or itself draining (and, if
+        replaced, for its replacement to be ready).
         """
         self.registry.unregister(bean.name, bean.service)  # no-op if replaced
+        self._draining.add(bean)
         service = bean.service
-        if bean.kind == "qmux":
-            drained = service.whenDrained()
-        elif bean.kind == "channel-adaptor":
-            users = [b.service for b in list(self.beans.values()) + list(alongside)
+        if bean.kind == "channel-adaptor":
+            users = [b.service for b in list(self.beans.values()) + list(self._draining)
                      if b.kind == "qmux" and service in b.service.links]
             if replacedBy is not None and users:
                 drained = replacedBy.service.ready.whenReady().addCallback(
                     lambda _: gatherResults([m.whenDrained(service) for m in users]))
             else:
                 drained = gatherResults([m.whenDrained(service) for m in users])
-        else:
-            drained = succeed(None)
-        drained.addTimeout(self.drainTimeout, self.reactor)
-        return self._track(drained.addBoth(lambda _: self._stop(bean)))
+            drained.addTimeout(self.drainTimeout, self.reactor)
+            return self._track(drained.addBoth(lambda _: self._stop(bean)))
+        return self._track(self._stop(bean))
 
     def _stop(self, bean: Bean) -> Deferred:
         d = maybeDeferred(bean.service.stopService)
-        if bean.kind == "qmux":
-            for link in bean.service.links:
-                bean.service.detachLink(link)
 
         def failed(failure):
-            self.log.failure("{name} did not stop cleanly", failure, name=bean.name)
+            self.log.error("{path}: {name} did not stop cleanly: {error}", path=bean.path,
+                           name=bean.name, error=describeError(failure.value))
 
-        return d.addErrback(failed)
+        def stopped(_):
+            self._draining.discard(bean)
+
+        return d.addErrback(failed).addCallback(stopped)

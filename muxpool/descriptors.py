@@ -11,6 +11,7 @@ error names the file, the line and the element.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import os
 import re
@@ -19,14 +20,17 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from muxpool.adaptor import ChannelAdaptor
+from muxpool.boundary import describeError
 from muxpool.channel import ChannelSpec
 from muxpool.interfaces import IRequestListener
 from muxpool.listeners import Forward, Responder
 from muxpool.messages import parseFieldList
 from muxpool.mux import KeyBuilder, QMUX
 from muxpool.pool import MUXPool
+from muxpool.ratelimit import RateLimiter
 from muxpool.server import QServer
 from muxpool.strategies import StrategyConfigError, strategyByName, strategyByPath
 
@@ -140,14 +144,44 @@ def readDescriptor(path: str, env: Optional[Mapping[str, str]] = None) -> Node:
 IGNORED_ATTRIBUTES = {"logger", "realm", "type", "enabled"}
 IGNORED_ELEMENTS = {"space"}
 
+#: jPOS elements and properties that change what goes on the wire (a MAC or
+#: encryption filter, a TLS socket factory).  Running without them would
+#: send something other than the peer expects, so such a bean is refused.
+WIRE_ELEMENTS = {
+    "filter": "a filter changes what goes on the wire (a MAC, an encryption)",
+    "server-socket-factory": "a socket factory changes the transport (TLS)",
+}
+WIRE_PROPERTIES = {
+    "socketFactory": "a socket factory changes the transport (TLS); use an endpoint "
+                     "property instead, e.g. tls:host:port",
+}
+
 CHANNEL_ELEMENTS = {"property"}
+CHANNEL_ATTRIBUTES = {"name", "class", "packager", "header"}
+#: Properties of <channel>, by the kind of bean it is in.
+CHANNEL_PROPERTIES = {"packager-config", "max-packet-length", "length-digits", "tpdu-swap",
+                      "srcid", "dstid", "timeout"}
+ADAPTOR_CHANNEL_PROPERTIES = CHANNEL_PROPERTIES | {"host", "port", "endpoint", "connect-timeout",
+                                                   "keep-alive"}
+SERVER_CHANNEL_PROPERTIES = CHANNEL_PROPERTIES
+#: Properties of the bean itself.
+PROPERTIES = {
+    "channel-adaptor": set(),
+    "qmux": {"return-rejects"},
+    "pool": {"check-enabled", "weights"},
+    "server": {"endpoint", "bind-address", "allow", "deny", "grace-period", "listener-error-code"},
+}
+#: <attr name="..."> of a server (minSessions sizes jPOS's thread pool).
+SERVER_ATTRS = {"port", "maxSessions", "minSessions"}
+IGNORED_SERVER_ATTRS = {"minSessions"}
+
 KNOWN = {
     "channel-adaptor": {"channel", "in", "out", "reconnect-delay", "max-reconnect-delay",
                         "keep-alive", "sign-on", "echo-interval", "echo-timeout", "property"},
     "qmux": {"in", "out", "ready", "unhandled", "key", "mtimapping", "ignore-rc",
              "request-listener", "property"},
     "pool": {"muxes", "strategy", "follower-override", "original-channel-field", "split-field",
-             "strategy-handler", "weights", "property"},
+             "strategy-handler", "weights", "suspend-after-timeouts", "check-enabled", "property"},
     "server": {"attr", "channel", "request-listener", "property"},
 }
 
@@ -164,6 +198,20 @@ _TRUE = {"true", "yes", "1", "on"}
 
 
 @dataclass
+class Reference:
+    """
+    A name a bean uses that deploy must find (a MUX, an unhandled handler),
+    with where the descriptor says it.
+    """
+
+    what: str
+    name: str
+    line: int
+    element: str
+    consequence: str = ""
+
+
+@dataclass(eq=False)
 class Bean:
     """
     A deployed descriptor's service and what it is wired by.
@@ -172,6 +220,9 @@ class Bean:
     @ivar inQueue, outQueue: jPOS queue names (adaptors and QMUXes).
     @ivar readyNames: a QMUX's C{<ready>} names (C{adaptor.ready}).
     @ivar memberNames: a pool's C{<muxes>}.
+    @ivar references: other names it uses (L{Reference}s), checked when
+        deployed.
+    @ivar source: the descriptor's bytes, to tell a rename from a change.
     """
 
     name: str
@@ -182,6 +233,8 @@ class Bean:
     outQueue: Optional[str] = None
     readyNames: Tuple[str, ...] = ()
     memberNames: Tuple[str, ...] = ()
+    references: List[Reference] = field(default_factory=list)
+    source: bytes = b""
 
 
 class _Reader:
@@ -192,21 +245,50 @@ class _Reader:
     def __init__(self, path: str, root: Node) -> None:
         self.path = path
         self.root = root
+        self.references: List[Reference] = []
 
     def error(self, node: Node, problem: str) -> DescriptorError:
         return DescriptorError(self.path, node.line, node.tag, problem)
 
-    def warnUnknown(self, node: Node, known: set) -> None:
+    def warn(self, node: Node, problem: str) -> None:
+        log.warn("{path}:{line}: <{tag}>: {problem}", path=self.path, line=node.line,
+                 tag=node.tag, problem=problem)
+
+    def refuseWireChanges(self, node: Node) -> None:
+        """
+        Refuse a bean whose descriptor asks for something that changes the
+        wire and that muxpool does not do: better not deployed than wrong.
+        """
+        for child in node.children:
+            why = WIRE_ELEMENTS.get(child.tag)
+            if why is not None:
+                raise self.error(child, f"not supported: {why}; refusing to deploy this bean "
+                                        "rather than run without it")
+            self.refuseWireChanges(child)
+        if node.tag == "property" and node.attrib.get("name") in WIRE_PROPERTIES:
+            raise self.error(node, f"property {node.attrib['name']!r} is not supported: "
+                                   f"{WIRE_PROPERTIES[node.attrib['name']]}; refusing to deploy")
         for attr in node.attrib:
-            if attr not in IGNORED_ATTRIBUTES and attr not in ("name", "class", "packager", "header"):
-                log.warn("{path}:{line}: <{tag}>: unknown attribute {attr!r} ignored",
-                         path=self.path, line=node.line, tag=node.tag, attr=attr)
+            if attr in WIRE_PROPERTIES and node.tag in ("channel", "server", "attr"):
+                raise self.error(node, f"{attr!r} is not supported: {WIRE_PROPERTIES[attr]}")
+        if node.tag == "attr" and node.attrib.get("name") in WIRE_PROPERTIES:
+            raise self.error(node, f"attr {node.attrib['name']!r} is not supported: "
+                                   f"{WIRE_PROPERTIES[node.attrib['name']]}")
+
+    def warnUnknown(self, node: Node, known: set, attributes=("name", "class")) -> None:
+        for attr in node.attrib:
+            if attr not in IGNORED_ATTRIBUTES and attr not in attributes:
+                self.warn(node, f"unknown attribute {attr!r} ignored")
         for child in node.children:
             if child.tag not in known and child.tag not in IGNORED_ELEMENTS:
-                log.warn("{path}:{line}: <{tag}>: unknown element ignored",
-                         path=self.path, line=child.line, tag=child.tag)
+                self.warn(child, "unknown element ignored")
 
-    def properties(self, node: Optional[Node]) -> Dict[str, str]:
+    def properties(self, node: Optional[Node], known=None, prefixes=()) -> Dict[str, str]:
+        """
+        C{node}'s C{<property>} children; with C{known}, a name that is not
+        in it (nor starts with one of C{prefixes}) is a warning naming the
+        file and line.
+        """
         props: Dict[str, str] = {}
         if node is None:
             return props
@@ -216,6 +298,9 @@ class _Reader:
                 raise self.error(p, "property without a name")
             if "value" not in p.attrib and "file" not in p.attrib:
                 raise self.error(p, f"property {name!r} without a value")
+            if known is not None and name not in known and not name.startswith(tuple(prefixes)):
+                self.warn(p, f"unknown property {name!r} ignored"
+                             f" (known: {', '.join(sorted(known)) or 'none'})")
             props[name] = p.attrib.get("value", p.attrib.get("file", "")).strip()
         return props
 
@@ -232,21 +317,19 @@ class _Reader:
             return default
         return text.strip().lower() in _TRUE
 
-    def channel(self, node: Node) -> Tuple[ChannelSpec, Dict[str, str]]:
+    def channel(self, node: Node, known: set) -> Tuple[ChannelSpec, Dict[str, str]]:
         channel = node.child("channel")
         if channel is None:
             raise self.error(node, "missing required element <channel>")
-        self.warnUnknown(channel, CHANNEL_ELEMENTS)
-        props = self.properties(channel)
+        self.warnUnknown(channel, CHANNEL_ELEMENTS, CHANNEL_ATTRIBUTES)
+        props = self.properties(channel, known)
         cls = channel.attrib.get("class")
         if not cls:
             raise self.error(channel, "missing class attribute")
         props_for_spec = dict(props)
         config = props_for_spec.get("packager-config")
-        if config and not os.path.isabs(config):
-            candidate = os.path.join(os.path.dirname(self.path), config)
-            if os.path.exists(candidate):
-                props_for_spec["packager-config"] = candidate
+        if config:
+            props_for_spec["packager-config"] = self.beside(config)
         try:
             spec = ChannelSpec.fromConfig(
                 cls, channel.attrib.get("packager", "ISO87A"), channel.attrib.get("header"),
@@ -254,7 +337,19 @@ class _Reader:
             )
         except (KeyError, ValueError) as e:
             raise self.error(channel, str(e).strip('"')) from None
+        except Exception as e:
+            raise self.error(channel, f"cannot build the channel: {describeError(e)}") from None
         return spec, props
+
+    def beside(self, relative: str) -> str:
+        """
+        A path in the descriptor, looked up beside the descriptor if it is
+        relative and exists there.
+        """
+        if os.path.isabs(relative):
+            return relative
+        candidate = os.path.join(os.path.dirname(self.path), relative)
+        return candidate if os.path.exists(candidate) else relative
 
     def listeners(self, node: Node, reactor, registry) -> List[IRequestListener]:
         out = []
@@ -262,20 +357,66 @@ class _Reader:
             cls = element.attrib.get("class")
             if not cls:
                 raise self.error(element, "missing class attribute")
-            props = self.properties(element)
             try:
-                out.append(makeListener(cls, props, reactor, registry))
-            except (ImportError, AttributeError, TypeError, ValueError, KeyError) as e:
-                raise self.error(element, f"request listener {cls!r}: {e}") from None
+                factory = listenerClass(cls)
+                known = getattr(factory, "properties", None)
+                props = self.properties(element, known, getattr(factory, "propertyPrefixes", ()))
+                listener = makeListener(cls, props, reactor, registry)
+            except DescriptorError:
+                raise
+            except Exception as e:
+                raise self.error(element, f"request listener {cls!r}: {_problem(e)}") from None
+            if isinstance(listener, Forward):
+                self.references.append(Reference(
+                    "MUX", listener.muxName, element.line, element.tag,
+                    f"requests are declined 39={listener.notSentCode} until it is"))
+            out.append(listener)
         return out
 
 
+def _problem(error: Exception) -> str:
+    """
+    What a user's code did wrong, for a descriptor error: our own errors
+    say it in words; anything else by type and place.
+    """
+    if isinstance(error, (KeyError, ValueError, TypeError, ImportError, AttributeError)) \
+            and not isinstance(error, SyntaxError):
+        text = str(error).strip('"')
+        return f"{type(error).__name__}: {text}" if isinstance(error, KeyError) else text
+    return describeError(error)
+
+
 _LISTENERS = {
-    "muxpool.listeners.Forward": lambda props, reactor, registry: Forward.fromProperties(
-        props, registry.getMUX),
-    "muxpool.listeners.Responder": lambda props, reactor, registry: Responder.fromProperties(
-        props, reactor),
+    "muxpool.listeners.Forward": (Forward, lambda props, reactor, registry: Forward.fromProperties(
+        props, registry.getMUX)),
+    "muxpool.listeners.Responder": (Responder, lambda props, reactor, registry:
+                                    Responder.fromProperties(props, reactor)),
 }
+
+
+def listenerClass(cls: str):
+    """
+    The class (or factory) a C{request-listener class} names: a built-in,
+    or any dotted path.
+
+    @raise ValueError: naming what is known.
+    """
+    if cls in _LISTENERS:
+        return _LISTENERS[cls][0]
+    if "." not in cls:
+        raise ValueError(f"unknown class (known: {', '.join(sorted(_LISTENERS))})")
+    module, _, attr = cls.rpartition(".")
+    try:
+        found = importlib.import_module(module)
+    except ImportError:
+        raise ValueError(
+            f"unknown class (known: {', '.join(sorted(_LISTENERS))}, or a dotted path "
+            "to an IRequestListener)"
+        ) from None
+    try:
+        return getattr(found, attr)
+    except AttributeError:
+        raise ValueError(f"module {module} has no {attr}") from None
 
 
 def makeListener(cls: str, props: Mapping[str, str], reactor, registry) -> IRequestListener:
@@ -285,17 +426,8 @@ def makeListener(cls: str, props: Mapping[str, str], reactor, registry) -> IRequ
     the properties dict.
     """
     if cls in _LISTENERS:
-        return _LISTENERS[cls](props, reactor, registry)
-    if "." not in cls:
-        raise ValueError(f"unknown class (known: {', '.join(sorted(_LISTENERS))})")
-    module, _, attr = cls.rpartition(".")
-    try:
-        factory = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError):
-        raise ValueError(
-            f"unknown class (known: {', '.join(sorted(_LISTENERS))}, or a dotted path "
-            "to an IRequestListener)"
-        ) from None
+        return _LISTENERS[cls][1](props, reactor, registry)
+    factory = listenerClass(cls)
     if hasattr(factory, "fromProperties"):
         listener = factory.fromProperties(props)
     elif inspect.isclass(factory) and len(inspect.signature(factory).parameters) >= 1:
@@ -305,6 +437,57 @@ def makeListener(cls: str, props: Mapping[str, str], reactor, registry) -> IRequ
     if not IRequestListener.providedBy(listener):
         raise TypeError("does not provide IRequestListener")
     return listener
+
+
+@implementer(IRequestListener)
+class UnhandledByName:
+    """
+    A QMUX's C{<unhandled>} naming something registered (an
+    L{IRequestListener} or a callable given the message), looked up when a
+    message comes, so deploy order does not matter.
+    """
+
+    log = Logger()
+
+    def __init__(self, name: str, registry) -> None:
+        self.name = name
+        self.registry = registry
+        self._limiter = RateLimiter()
+
+    def process(self, source, message) -> bool:
+        target = self.registry.lookup(self.name)
+        if IRequestListener.providedBy(target):
+            return bool(target.process(source, message))
+        if callable(target):
+            target(message)
+            return True
+        self._limiter.emit(self.log.warn, "missing",
+                           "unhandled messages go nowhere: nothing named {name!r} is registered",
+                           name=self.name)
+        return False
+
+
+def unhandledHandler(text: str, registry):
+    """
+    What C{<unhandled>} names: a dotted path to an L{IRequestListener}
+    class or object, or to a callable given the message; otherwise a name
+    in C{registry} (see L{UnhandledByName}).
+    """
+    if "." in text and not text.startswith("org.jpos."):
+        module, _, attr = text.rpartition(".")
+        try:
+            found = getattr(importlib.import_module(module), attr)
+        except ImportError:
+            found = None
+        except AttributeError:
+            raise ValueError(f"module {module} has no {attr}") from None
+        if found is not None:
+            if inspect.isclass(found):
+                found = found.fromProperties({}) if hasattr(found, "fromProperties") else found()
+            if IRequestListener.providedBy(found) or callable(found):
+                return found
+            raise TypeError(f"{text} is neither an IRequestListener nor callable")
+    return UnhandledByName(text, registry)
 
 
 def kindOf(path: str, root: Node) -> str:
@@ -321,7 +504,9 @@ def kindOf(path: str, root: Node) -> str:
 
 def buildBean(path: str, root: Node, reactor, registry) -> Bean:
     """
-    Build (not start) the bean C{root} describes.
+    Build (not start) the bean C{root} describes.  Unknown attributes,
+    elements and properties are warnings naming file and line; elements
+    that would change the wire and are not supported are errors.
 
     @raise DescriptorError: naming file, line and element.
     """
@@ -330,12 +515,62 @@ def buildBean(path: str, root: Node, reactor, registry) -> Bean:
     if not name:
         raise DescriptorError(path, root.line, root.tag, "missing name attribute")
     reader = _Reader(path, root)
+    reader.refuseWireChanges(root)
     reader.warnUnknown(root, KNOWN[kind])
-    return _BUILDERS[kind](reader, name, root, reactor, registry)
+    bean = _BUILDERS[kind](reader, name, root, reactor, registry)
+    bean.references.extend(reader.references)
+    return bean
+
+
+def dependenciesOf(path: str, root: Optional[Node]) -> List[str]:
+    """
+    The files a descriptor's bean is built from: the descriptor, the
+    packager files and the Python modules of the classes it names.  A file
+    that failed to deploy is tried again when any of them changes.
+    """
+    files = [path]
+    if root is None:
+        return files
+    reader = _Reader(path, root)
+
+    def walk(node: Node):
+        yield node
+        for child in node.children:
+            yield from walk(child)
+
+    for node in walk(root):
+        names = [node.attrib.get("class"), node.attrib.get("packager")]
+        if node.tag == "unhandled":
+            names.append(node.text.strip())
+        if node.tag == "property" and node.attrib.get("name") == "packager-config":
+            files.append(os.path.abspath(reader.beside(node.attrib.get("value", ""))))
+        for name in names:
+            source = _moduleFile(name)
+            if source is not None:
+                files.append(source)
+    return files
+
+
+def _moduleFile(dotted: Optional[str]) -> Optional[str]:
+    """
+    The source file of the module a dotted class path is in, without
+    running it; None for jPOS names, muxpool's own, and what is not found.
+    """
+    if not dotted or "." not in dotted or dotted.startswith(("org.jpos.", "muxpool.")):
+        return None
+    module = dotted.rpartition(".")[0]
+    try:
+        spec = importlib.util.find_spec(module)
+    except Exception:
+        return None
+    origin = getattr(spec, "origin", None)
+    return origin if origin and os.path.exists(origin) else None
 
 
 def _adaptor(reader: _Reader, name, root, reactor, registry) -> Bean:
-    spec, props = reader.channel(root)
+    reader.properties(root, PROPERTIES["channel-adaptor"])
+    spec, props = reader.channel(root, ADAPTOR_CHANNEL_PROPERTIES)
+
     def ms(text, what, default=None):
         value = reader.number(root, text, what)
         return default if value is None else value / 1000.0
@@ -383,13 +618,25 @@ def _qmux(reader: _Reader, name, root, reactor, registry) -> Bean:
     mapping = parseFieldList(root.childText("mtimapping") or "")
     if mapping and (len(mapping) != 3 or any(len(m) != 10 or not m.isdigit() for m in mapping)):
         raise reader.error(root.child("mtimapping"), "needs three strings of ten digits")
-    props = reader.properties(root)
+    props = reader.properties(root, PROPERTIES["qmux"])
+    unhandled = None
+    node = root.child("unhandled")
+    if node is not None and node.text.strip():
+        try:
+            unhandled = unhandledHandler(node.text.strip(), registry)
+        except Exception as e:
+            raise reader.error(node, f"{node.text.strip()!r}: {_problem(e)}") from None
+        if isinstance(unhandled, UnhandledByName):
+            reader.references.append(Reference(
+                "unhandled handler", unhandled.name, node.line, node.tag,
+                "unhandled messages are only counted and logged until it is"))
     mux = QMUX(
         name, None, reactor,
         KeyBuilder(fields, overrides, mapping or None),
         ignoreRC=parseFieldList(root.childText("ignore-rc") or ""),
         returnRejects=reader.flag(props.get("return-rejects")),
         listeners=reader.listeners(root, reactor, registry),
+        unhandled=unhandled,
     )
     inQueue, outQueue = root.childText("in"), root.childText("out")
     ready = parseFieldList(root.childText("ready") or "")
@@ -403,7 +650,7 @@ def _pool(reader: _Reader, name, root, reactor, registry) -> Bean:
     members = parseFieldList(root.childText("muxes") or "")
     if not members:
         raise reader.error(root, "missing required element <muxes>")
-    props = reader.properties(root)
+    props = reader.properties(root, PROPERTIES["pool"])
     config = {
         "follower-override": root.childText("follower-override") or "",
         "original-channel-field": root.childText("original-channel-field") or "",
@@ -426,17 +673,26 @@ def _pool(reader: _Reader, name, root, reactor, registry) -> Bean:
         except StrategyConfigError as e:
             raise reader.error(handler, str(e)) from None
         fallback = builtin
-    pool = MUXPool(name, [], reactor, strategy, checkEnabled=reader.flag(props.get("check-enabled")),
-                   fallback=fallback)
+    suspend = reader.number(root.child("suspend-after-timeouts") or root,
+                            root.childText("suspend-after-timeouts"), "suspend-after-timeouts",
+                            0, int)
+    checkEnabled = reader.flag(root.childText("check-enabled", props.get("check-enabled")))
+    pool = MUXPool(name, [], reactor, strategy, checkEnabled=checkEnabled, fallback=fallback,
+                   suspendAfterTimeouts=suspend)
     return Bean(name, "pool", pool, reader.path, memberNames=members)
 
 
 def _server(reader: _Reader, name, root, reactor, registry) -> Bean:
-    spec, channelProps = reader.channel(root)
+    spec, channelProps = reader.channel(root, SERVER_CHANNEL_PROPERTIES)
     attrs = {}
     for attr in root.all("attr"):
-        attrs[attr.attrib.get("name", "")] = (attr, attr.text.strip())
-    props = reader.properties(root)
+        attrName = attr.attrib.get("name", "")
+        if attrName not in SERVER_ATTRS:
+            reader.warn(attr, f"unknown attr {attrName!r} ignored (known: {', '.join(sorted(SERVER_ATTRS))})")
+        elif attrName in IGNORED_SERVER_ATTRS:
+            continue
+        attrs[attrName] = (attr, attr.text.strip())
+    props = reader.properties(root, PROPERTIES["server"])
     endpoint = props.get("endpoint")
     port = None
     if "port" in attrs:
@@ -455,6 +711,7 @@ def _server(reader: _Reader, name, root, reactor, registry) -> Bean:
             allow=props.get("allow"), deny=props.get("deny"),
             listeners=reader.listeners(root, reactor, registry),
             gracePeriod=reader.number(root, props.get("grace-period"), "grace-period", 5000.0) / 1000.0,
+            listenerErrorCode=props.get("listener-error-code", "96"),
         )
     except ValueError as e:
         raise reader.error(root, str(e)) from None

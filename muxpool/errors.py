@@ -49,6 +49,12 @@ class NoMUXAvailable(NotSent):
     """
 
 
+class StrategyFailed(NotSent):
+    """
+    A pool's strategy raised while choosing a member; nothing was sent.
+    """
+
+
 class OutcomeUnknown(RequestError):
     """
     The message was written; whether the issuer acted on it is unknown.
@@ -64,4 +70,26 @@ class RequestTimeout(OutcomeUnknown):
 class LinkLost(OutcomeUnknown):
     """
     The connection the message was written on dropped before its response.
+    """
+
+
+class RequestCancelled(RequestError):
+    """
+    The caller cancelled the request's Deferred.  Always also one of
+    L{CancelledBeforeWrite} (a L{NotSent}) or L{CancelledAfterWrite} (an
+    L{OutcomeUnknown}), so cancelling never hides whether the issuer may
+    have acted.
+    """
+
+
+class CancelledBeforeWrite(RequestCancelled, NotSent):
+    """
+    Cancelled before the message reached a socket: nothing was sent.
+    """
+
+
+class CancelledAfterWrite(RequestCancelled, OutcomeUnknown):
+    """
+    Cancelled after the message was written: the issuer may have acted.  A
+    response that still arrives is counted as late.
     """

@@ -96,6 +96,19 @@ class ILink(Interface):
         """
 
 
+class IProbe(Interface):
+    """
+    A link that can prove its peer answers (a ChannelAdaptor: an echo).
+    """
+
+    def probe():
+        """
+        A Deferred that fires the next time the peer proves it answers (an
+        echo answered, a sign-on accepted), asking for such proof now if it
+        can.  Cancelling it stops the wait.
+        """
+
+
 class IMUX(Interface):
     """
     Request/response over one or more links (a QMUX, or a MUXPool).

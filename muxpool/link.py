@@ -11,11 +11,14 @@ from typing import Callable, List, Mapping, Optional
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from muxpool.boundary import describeError, where
 from muxpool.channel import ChannelSpec, ISOChannelProtocol
 from muxpool.errors import EncodeFailed, LinkNotReady
 from muxpool.interfaces import ILink, ISource
 from muxpool.masking import maskMessage
+from muxpool.observers import Observers
 from muxpool.packagers import PackError
+from muxpool.ratelimit import RateLimiter
 from muxpool.readiness import Readiness
 
 
@@ -31,10 +34,11 @@ class LinkBase:
     def __init__(self, name: str, spec: ChannelSpec) -> None:
         self.name = name
         self.spec = spec
-        self.ready = Readiness(False)
+        self.ready = Readiness(False, f"{name} ready state")
         self.protocol: Optional[ISOChannelProtocol] = None
         self._receivers: List[Callable] = []
-        self._lossObservers: List[Callable] = []
+        self._lossObservers = Observers(f"{name} loss")
+        self._limiter = RateLimiter()
 
     def addReceiver(self, receiver: Callable) -> None:
         # Newest first: after a redeploy the new MUX sees messages first.
@@ -45,11 +49,18 @@ class LinkBase:
             self._receivers.remove(receiver)
 
     def addLossObserver(self, observer: Callable) -> None:
-        self._lossObservers.append(observer)
+        self._lossObservers.add(observer)
 
     def removeLossObserver(self, observer: Callable) -> None:
-        if observer in self._lossObservers:
-            self._lossObservers.remove(observer)
+        self._lossObservers.remove(observer)
+
+    @property
+    def attachments(self) -> int:
+        """
+        How many receivers and loss observers are attached (a MUX that
+        stopped leaves none behind).
+        """
+        return len(self._receivers) + len(self._lossObservers)
 
     def isConnected(self) -> bool:
         return self.protocol is not None and self.protocol.connected
@@ -67,7 +78,8 @@ class LinkBase:
         try:
             protocol.sendMessage(message)
         except PackError as e:
-            self.log.warn(
+            self._limiter.emit(
+                self.log.warn, ("pack", e.field),
                 "{link}: cannot send {message}: {error}",
                 link=self.name,
                 message=maskMessage(message, self.spec.packager.binaryFields),
@@ -76,18 +88,30 @@ class LinkBase:
             raise EncodeFailed(f"{self.name}: {e}") from None
 
     def _deliver(self, message: Mapping[str, str]) -> None:
-        if not self._receivers:
-            self.log.info(
+        """
+        Offer C{message} to the receivers, newest first, until one takes it.
+        A receiver that raises is logged and the next one is offered it.
+        """
+        receivers = list(self._receivers)
+        if not receivers:
+            self._limiter.emit(
+                self.log.info, "no receiver",
                 "{link}: no receiver for {message}",
                 link=self.name,
                 message=maskMessage(message, self.spec.packager.binaryFields),
             )
-        receivers = list(self._receivers)
+            return
         last = len(receivers) - 1
         for i, receiver in enumerate(receivers):
-            if receiver(message, i == last):
-                return
+            try:
+                if receiver(message, i == last):
+                    return
+            except Exception as e:
+                self.log.error(
+                    "{link}: receiver {receiver} failed on {message}: {error}",
+                    link=self.name, receiver=where(receiver), error=describeError(e),
+                    message=maskMessage(message, self.spec.packager.binaryFields),
+                )
 
     def _lost(self, reason) -> None:
-        for observer in list(self._lossObservers):
-            observer(reason)
+        self._lossObservers.notify(reason)

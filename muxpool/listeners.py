@@ -15,34 +15,62 @@ from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from muxpool.boundary import describeError, where
 from muxpool.errors import NotSent, OutcomeUnknown
 from muxpool.interfaces import IMUX, IRequestListener, ISource
-from muxpool.masking import binaryFieldsOf, maskMessage
+from muxpool.masking import HIDDEN, binaryFieldsOf, maskMessage
 from muxpool.messages import parseFieldList, responseMTI
+from muxpool.ratelimit import RateLimiter
 
 log = Logger()
 
 
-def offer(listeners: Iterable[IRequestListener], source: ISource, message, where: str) -> bool:
+class ListenerFailed(Exception):
     """
-    Give C{message} to each listener in turn until one handles it.  A
-    listener that raises is logged (message masked) and ends the chain.
+    A request listener raised.  Names the listener's class and file and the
+    error's type and place, never the error's text or the message.
+    """
+
+
+def offer(listeners: Iterable[IRequestListener], source: ISource, message) -> bool:
+    """
+    Give C{message} to each listener in turn until one handles it.
 
     @return: whether a listener handled it.
+    @raise ListenerFailed: a listener raised; the chain stops there, and the
+        caller decides the request's outcome.
     """
     for listener in listeners:
         try:
             if listener.process(source, message):
                 return True
-        except Exception:
-            log.failure(
-                "{where}: request listener {listener!r} failed on {message}",
-                where=where,
-                listener=listener,
-                message=maskMessage(message, binaryFieldsOf(source)),
-            )
-            return True
+        except Exception as e:
+            raise ListenerFailed(
+                f"request listener {where(listener)} failed: {describeError(e)}") from None
     return False
+
+
+#: Fields a decline made here copies from the request (besides the MTI, made
+#: a response, and 39): the key, amounts, dates and routing fields an
+#: acquirer matches an answer by.  Never card data: see L{decline}.
+DECLINE_FIELDS = ("h", "3", "4", "7", "11", "12", "13", "24", "32", "33", "37", "41", "42",
+                  "49", "100")
+
+
+def decline(request: Mapping[str, str], code: str, fields: Iterable[str] = DECLINE_FIELDS,
+            binaryFields: Iterable[str] = ()) -> dict:
+    """
+    The answer to C{request} that a switch gives on its own (a request it
+    could not forward, a listener that failed): the response MTI, 39 =
+    C{code} and the listed C{fields} the request has.  Fields the masking
+    rules hide (tracks, PIN block, ICC data, every binary field) are never
+    copied, whatever C{fields} says.
+    """
+    hidden = HIDDEN | frozenset(binaryFields)
+    answer = {k: request[k] for k in fields if k in request and k not in hidden}
+    answer["t"] = responseMTI(request["t"])
+    answer["39"] = code
+    return answer
 
 
 def _seconds(ms) -> float:
@@ -64,11 +92,17 @@ class Forward:
     the response.
 
     Not sent -> answers 39=91 (issuer unavailable).  Outcome unknown ->
-    answers 39=C{unknownCode} (default 68) and logs it for reversal.
+    answers 39=C{unknownCode} (default 68) and logs it for reversal.  These
+    declines carry only C{declineFields} (see L{decline}): never card data.
 
     Properties (jPOS style): C{mux}, C{timeout} (ms), C{not-sent-code},
-    C{unknown-code}.
+    C{unknown-code}, C{decline-fields} (ids, default L{DECLINE_FIELDS}).  Errors that repeat for every request while a fault
+    lasts (no such MUX, not sent) are logged at a bounded rate; an outcome
+    unknown, which may need a reversal, is logged every time.
     """
+
+    #: The properties a descriptor may give (others are warned about).
+    properties = frozenset({"mux", "timeout", "not-sent-code", "unknown-code", "decline-fields"})
 
     def __init__(
         self,
@@ -77,12 +111,22 @@ class Forward:
         resolve: Optional[Callable[[str], IMUX]] = None,
         notSentCode: str = "91",
         unknownCode: str = "68",
+        declineFields: Iterable[str] = DECLINE_FIELDS,
     ) -> None:
         self._mux = mux
+        self.declineFields = tuple(declineFields)
         self.timeout = timeout
         self._resolve = resolve
         self.notSentCode = notSentCode
         self.unknownCode = unknownCode
+        self._limiter = RateLimiter()
+
+    @property
+    def muxName(self) -> str:
+        """
+        The name of the MUX requests go to.
+        """
+        return self._mux if isinstance(self._mux, str) else self._mux.name
 
     @classmethod
     def fromProperties(cls, properties: Mapping[str, str], resolve=None) -> "Forward":
@@ -92,6 +136,8 @@ class Forward:
             resolve,
             properties.get("not-sent-code", "91"),
             properties.get("unknown-code", "68"),
+            parseFieldList(properties["decline-fields"]) if "decline-fields" in properties
+            else DECLINE_FIELDS,
         )
 
     @property
@@ -109,9 +155,10 @@ class Forward:
         try:
             mux = self.mux
         except KeyError as e:
-            self._reject(source, message, self.notSentCode, f"no such MUX: {e}")
+            self._limiter.emit(log.warn, "no mux", "Forward: no such MUX: {error}", error=str(e))
+            self._reject(source, message, self.notSentCode)
             return True
-        d = maybeDeferred(mux.request, request, self.timeout)  # a raise is "not sent" too
+        d = maybeDeferred(mux.request, request, self.timeout)
         d.addCallbacks(
             lambda response: self._answered(source, message, response),
             lambda failure: self._failed(source, message, failure),
@@ -134,21 +181,21 @@ class Forward:
                 message=maskMessage(request, binaryFieldsOf(source)),
                 error=str(failure.value),
             )
-            self._reject(source, request, self.unknownCode, None)
+            self._reject(source, request, self.unknownCode)
         elif failure.check(NotSent):
-            log.info("Forward: not sent: {error}", error=str(failure.value))
-            self._reject(source, request, self.notSentCode, None)
+            self._limiter.emit(log.info, ("not sent", type(failure.value)),
+                               "Forward: not sent: {error}", error=str(failure.value))
+            self._reject(source, request, self.notSentCode)
         else:
-            log.failure("Forward: unexpected failure", failure)
-            self._reject(source, request, self.notSentCode, None)
+            # Not one of the three outcomes: a bug in a MUX.  It may have
+            # been written, so it is answered as an outcome unknown.
+            log.error("Forward: MUX {mux} failed with {error} (not an outcome) on {message}",
+                      mux=self.muxName, error=describeError(failure.value),
+                      message=maskMessage(request, binaryFieldsOf(source)))
+            self._reject(source, request, self.unknownCode)
 
-    def _reject(self, source, request, code, why) -> None:
-        if why:
-            log.warn("Forward: {why}", why=why)
-        answer = {k: v for k, v in request.items() if k not in ("p", "1")}
-        answer["t"] = responseMTI(request["t"])
-        answer["39"] = code
-        _answer(source, answer, "Forward")
+    def _reject(self, source, request, code) -> None:
+        _answer(source, decline(request, code, self.declineFields, binaryFieldsOf(source)), "Forward")
 
 
 #: Fields a Responder copies from the request: key, amounts, references.
@@ -163,6 +210,9 @@ class Responder:
     seconds.  Properties: C{result-code}, C{delay} (ms), C{fields} (extra
     ids to echo), and C{field.N} for a fixed value of field N.
     """
+
+    properties = frozenset({"result-code", "delay", "fields"})
+    propertyPrefixes = ("field.",)
 
     def __init__(
         self,

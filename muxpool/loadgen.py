@@ -92,10 +92,11 @@ def percentile(values: List[float], p: float) -> float:
 
 
 def report(outcomes: List[object], latencies: List[float], elapsed: float,
-           splitField: Optional[str] = None) -> Dict[str, object]:
+           splitField: Optional[str] = None, okCodes=("00",)) -> Dict[str, object]:
     """
     What a run did: sent, answered by result code, not sent, outcome
     unknown, requests per second, latency percentiles, split by a field.
+    C{failed} counts everything but answers whose 39 is in C{okCodes}.
     """
     answered = Counter()
     split = Counter()
@@ -111,9 +112,13 @@ def report(outcomes: List[object], latencies: List[float], elapsed: float,
             notSent += 1
         else:
             other += 1
+    declined = sum(count for rc, count in answered.items() if rc not in okCodes)
     result = {
         "sent": len(outcomes),
         "answered": dict(sorted(answered.items())),
+        "ok_codes": list(okCodes),
+        "declined": declined,
+        "failed": declined + notSent + unknown + other,
         "not_sent": notSent,
         "outcome_unknown": unknown,
         "errors": other,

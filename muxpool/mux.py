@@ -4,46 +4,58 @@ QMUX: request/response matching over one link.
 A request's key is built exactly as jPOS's QMUX builds it (L{KeyBuilder});
 pending requests live in a table keyed by it, each with its own deadline
 timer, as Twisted's DNS client keeps its pending queries.  Every request ends
-in exactly one outcome: a response, L{NotSent}, or L{OutcomeUnknown}.
+in exactly one outcome (a response, L{NotSent}, or L{OutcomeUnknown}), and
+every ending goes through one method, L{QMUX._complete}, which ends a
+request once only, whatever order a response, a timer, a lost link and a
+cancellation arrive in.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from muxpool.boundary import describeError, where
 from muxpool.errors import (
+    CancelledAfterWrite,
+    CancelledBeforeWrite,
     DuplicateKey,
     LinkLost,
     LinkNotReady,
     MissingKey,
     NotSent,
+    OutcomeUnknown,
     RequestTimeout,
 )
 from muxpool.interfaces import ILink, IMUX, IRequestListener, ISource
-from muxpool.listeners import offer
+from muxpool.listeners import ListenerFailed, offer
 from muxpool.masking import binaryFieldsOf, maskMessage, maskValue
 from muxpool.messages import isResponse
 from muxpool.metrics import LatencySummary
+from muxpool.ratelimit import RateLimiter
 from muxpool.readiness import Readiness
 
 DEFAULT_KEY = ("41", "11")
 NO_MAP = "0123456789"
 DEFAULT_MTI_MAPPING = (NO_MAP, NO_MAP, "0022446689")
+#: The C{<key>} token that puts the message header into the key (jPOS).
+HEADER_TOKEN = "header"
 
 
 class KeyBuilder:
     """
     Builds the key that pairs a response with its request, as jPOS's QMUX:
-    the MTI through C{mtimapping}, then the key fields' values (field 11
-    zero-padded to 6, or 12 for 2003 MTIs; field 41 trimmed and zero-padded
-    to 16).  C{overrides} maps an MTI prefix (2 digits), optionally
-    C{"prefix:pcode"}, to other key fields.
+    the MTI through C{mtimapping}, the header if a key lists C{header},
+    then the key fields' values (field 11 zero-padded to 6, or 12 for 2003
+    MTIs; field 41 trimmed and zero-padded to 16).  C{overrides} maps an
+    MTI prefix (2 digits), optionally C{"prefix:pcode"}, to other key
+    fields.
     """
 
     def __init__(
@@ -52,8 +64,12 @@ class KeyBuilder:
         overrides: Optional[Mapping[str, Sequence[str]]] = None,
         mtiMapping: Optional[Sequence[str]] = None,
     ) -> None:
-        self.fields = tuple(fields)
-        self.overrides = {k: tuple(v) for k, v in (overrides or {}).items()}
+        # As jPOS, "header" in any key list puts the header in every key.
+        self.headerIsKey = any(
+            f.lower() == HEADER_TOKEN for f in list(fields) + [f for v in (overrides or {}).values() for f in v]
+        )
+        self.fields = _withoutHeader(fields)
+        self.overrides = {k: _withoutHeader(v) for k, v in (overrides or {}).items()}
         mapping = tuple(mtiMapping or ())
         if len(mapping) != 3 or any(len(m) != 10 for m in mapping):
             mapping = DEFAULT_MTI_MAPPING
@@ -87,6 +103,8 @@ class KeyBuilder:
         """
         mti = message.get("t", "")
         parts = [self.mapMTI(mti)]
+        if self.headerIsKey and message.get("h"):
+            parts.append(message["h"].upper())
         found = False
         for f in self.fieldsFor(message):
             value = message.get(f)
@@ -117,21 +135,32 @@ class KeyBuilder:
         )
 
 
+def _withoutHeader(fields: Sequence[str]) -> Tuple[str, ...]:
+    return tuple(f for f in fields if f.lower() != HEADER_TOKEN)
+
+
 class _Pending:
     """
     One request in the table: its Deferred, deadline timer and state.
+
+    @ivar link: the link it was written on; None until it is written.
     """
 
-    __slots__ = ("key", "message", "deferred", "timer", "written", "started", "link")
+    __slots__ = ("key", "message", "deferred", "timer", "link", "started", "deadline", "done")
 
-    def __init__(self, key, message, deferred, started):
+    def __init__(self, key, message, deferred, started, deadline):
         self.key = key
         self.message = message
         self.deferred = deferred
         self.timer = None
-        self.written = False
-        self.started = started
         self.link = None
+        self.started = started
+        self.deadline = deadline
+        self.done = False
+
+
+#: What C{<unhandled>} may name: a callable given the message, or a listener.
+UnhandledHandler = Union[Callable[[Mapping[str, str]], None], IRequestListener]
 
 
 @implementer(IMUX, ISource)
@@ -139,6 +168,13 @@ class QMUX(Service):
     """
     Matches responses to requests over one L{ILink}.
 
+    Like every muxpool service it holds nothing until started: it listens to
+    its link from C{startService}, and C{stopService} stops taking
+    requests, lets those in flight end, then lets go of the link.
+
+    @param unhandled: where messages that match no request and that no
+        request listener takes go (jPOS's C{<unhandled>}): a callable given
+        the message, or an L{IRequestListener}.
     @ivar latency: a L{LatencySummary} of answered requests.
     """
 
@@ -154,7 +190,7 @@ class QMUX(Service):
         ignoreRC: Iterable[str] = (),
         returnRejects: bool = False,
         listeners: Iterable[IRequestListener] = (),
-        unhandled: Optional[Callable[[Mapping[str, str]], None]] = None,
+        unhandled: Optional[UnhandledHandler] = None,
     ) -> None:
         self.setName(name)
         self.clock = clock
@@ -163,24 +199,60 @@ class QMUX(Service):
         self.returnRejects = returnRejects
         self.listeners: List[IRequestListener] = list(listeners)
         self.unhandled = unhandled
-        self.ready = Readiness(False)
+        self.ready = Readiness(False, f"{name} ready state")
         self.latency = LatencySummary()
         self._pending: Dict[str, _Pending] = {}
         self._waiting: "OrderedDict[str, _Pending]" = OrderedDict()
         self._expired: "OrderedDict[str, None]" = OrderedDict()
         self._counts = dict.fromkeys(
-            ("tx", "rx", "tx_expired", "rx_expired", "rx_unhandled", "rx_forwarded", "rx_late"),
+            ("tx", "rx", "tx_expired", "rx_expired", "rx_unhandled", "rx_forwarded", "rx_late",
+             "rx_ignored"),
             0,
         )
         self._counts["last_txn"] = 0.0
-        self.link: Optional[ILink] = None
-        self._links: Dict[ILink, Callable] = {}
-        self._drainWaiters: List[tuple] = []
-        if link is not None:
-            self.setLink(link)
+        self.link: Optional[ILink] = link
+        self._attached: Dict[ILink, Callable] = {}
+        self._written: Dict[ILink, int] = {}
+        self._drainWaiters: Dict[Optional[ILink], List[Deferred]] = {}
+        self._limiter = RateLimiter(clock=clock)
 
     def __repr__(self) -> str:
         return f"<QMUX {self.name}>"
+
+    # -- service ------------------------------------------------------------
+
+    def startService(self) -> None:
+        """
+        Listen to the link: its responses, its losses and its ready state.
+        """
+        Service.startService(self)
+        if self.link is not None:
+            self._attach(self.link)
+            self.link.ready.addObserver(self._linkReady)
+        self._linkReady(self._linkIsReady())
+
+    def stopService(self) -> Deferred:
+        """
+        Take no more requests; requests waiting for the link end "not sent"
+        at once; fires once those written have their outcomes (each is
+        bounded by its own deadline), and then lets go of every link.
+        """
+        Service.stopService(self)
+        if self.link is not None:
+            self.link.ready.removeObserver(self._linkReady)
+        self.ready.set(False)
+        for pending in list(self._waiting.values()):
+            self._counts["tx_expired"] += 1
+            self._complete(pending, LinkNotReady(
+                f"{self.name}: stopped before the link was ready "
+                f"({self.keys.describe(pending.message)}) - not sent"))
+        return self.whenDrained().addCallback(self._detachAll)
+
+    def _detachAll(self, result=None):
+        if not self.running:
+            for link in list(self._attached):
+                self.detachLink(link)
+        return result
 
     # -- the link ---------------------------------------------------------
 
@@ -193,46 +265,53 @@ class QMUX(Service):
         replaced with no request lost.
         """
         old = self.link
-        if old is not None:
+        if old is not None and self.running:
             old.ready.removeObserver(self._linkReady)
-            if not keepPrevious:
-                self.detachLink(old)
+        if old is not None and not keepPrevious:
+            self.detachLink(old)
         self.link = link
-        if link is not None:
-            if link not in self._links:
-                lost = lambda reason, link=link: self._linkLost(link)
-                self._links[link] = lost
-                link.addReceiver(self.messageReceived)
-                link.addLossObserver(lost)
-            link.ready.addObserver(self._linkReady)
-        self._linkReady(bool(link is not None and link.ready))
+        if self.running:
+            if link is not None:
+                self._attach(link)
+                link.ready.addObserver(self._linkReady)
+            self._linkReady(self._linkIsReady())
+
+    def _attach(self, link: ILink) -> None:
+        if link not in self._attached:
+            lost = lambda reason, link=link: self._linkLost(link)
+            self._attached[link] = lost
+            link.addReceiver(self.messageReceived)
+            link.addLossObserver(lost)
 
     @property
     def links(self) -> tuple:
         """
         Every link attached: the current one and any still draining.
         """
-        return tuple(self._links)
+        return tuple(self._attached)
 
     def detachLink(self, link: ILink) -> None:
         """
         Stop listening to C{link} (a previous link, once drained).
         """
-        lost = self._links.pop(link, None)
+        lost = self._attached.pop(link, None)
         if lost is not None:
             link.removeReceiver(self.messageReceived)
             link.removeLossObserver(lost)
 
+    def _linkIsReady(self) -> bool:
+        return bool(self.running and self.link is not None and self.link.ready)
+
     def _linkReady(self, value: bool) -> None:
-        self.ready.set(value)
-        if value:
+        ready = bool(value) and self._linkIsReady()
+        self.ready.set(ready)
+        if ready:
             self._flush()
 
     def _linkLost(self, link) -> None:
-        lost = [p for p in self._pending.values() if p.written and p.link is link]
-        for pending in lost:
-            self._finish(pending)
-            self._unknown(pending, LinkLost, "link lost after the request was written")
+        for pending in [p for p in self._pending.values() if p.link is link]:
+            if not pending.done:
+                self._unknown(pending, LinkLost, "link lost after the request was written")
 
     def _unknown(self, pending: _Pending, error, why: str) -> None:
         """
@@ -241,9 +320,8 @@ class QMUX(Service):
         """
         self._remember(pending.key)
         self._counts["rx_expired"] += 1
-        pending.deferred.errback(
-            error(f"{self.name}: {why} ({self.keys.describe(pending.message)}); outcome unknown")
-        )
+        self._complete(pending, error(
+            f"{self.name}: {why} ({self.keys.describe(pending.message)}); outcome unknown"))
 
     def pendingOn(self, link: Optional[ILink] = None) -> int:
         """
@@ -251,7 +329,7 @@ class QMUX(Service):
         """
         if link is None:
             return len(self._pending)
-        return sum(1 for p in self._pending.values() if p.written and p.link is link)
+        return self._written.get(link, 0)
 
     def whenDrained(self, link: Optional[ILink] = None) -> Deferred:
         """
@@ -259,10 +337,14 @@ class QMUX(Service):
         """
         if not self.pendingOn(link):
             return succeed(None)
-        d = Deferred(lambda d: self._drainWaiters.remove(entry) if entry in self._drainWaiters else None)
-        entry = (link, d)
-        self._drainWaiters.append(entry)
+        waiters = self._drainWaiters.setdefault(link, [])
+        d = Deferred(lambda d: waiters.remove(d) if d in waiters else None)
+        waiters.append(d)
         return d
+
+    def _drained(self, link: Optional[ILink]) -> None:
+        for d in self._drainWaiters.pop(link, ()):
+            d.callback(None)
 
     # -- IMUX ---------------------------------------------------------------
 
@@ -278,7 +360,8 @@ class QMUX(Service):
         jPOS's counters, now: C{tx}, C{rx}, C{tx_expired}, C{tx_pending}
         (waiting for the link), C{rx_expired}, C{rx_pending} (written, not
         answered), C{rx_unhandled}, C{rx_forwarded}, C{last_txn}, plus
-        C{rx_late} and C{connected}.
+        C{rx_late}, C{rx_ignored} (responses whose 39 is in C{ignore-rc})
+        and C{connected}.
         """
         values = dict(self._counts)
         values["tx_pending"] = len(self._waiting)
@@ -292,17 +375,24 @@ class QMUX(Service):
 
         @raise NotSent: if the link is not ready or the message cannot be packed.
         """
-        link = self.link
-        if link is None or not link.ready:
+        if not self._linkIsReady():
             raise LinkNotReady(f"{self.name}: link not ready")
-        link.send(message)
+        self.link.send(message)
         self._counts["tx"] += 1
 
     def request(self, message: Mapping[str, str], timeout: float) -> Deferred:
         """
         Send C{message}; the Deferred fires with the response or fails with
-        L{NotSent} / L{OutcomeUnknown}.  C{timeout} is in seconds.
+        L{NotSent} / L{OutcomeUnknown}.  C{timeout} is in seconds; the
+        message is never written after it has passed.
+
+        Cancelling the Deferred ends the request with
+        L{CancelledBeforeWrite} (a L{NotSent}) if it was not written yet,
+        else L{CancelledAfterWrite} (an L{OutcomeUnknown}); a response that
+        still arrives is counted as late.
         """
+        if not self.running:
+            return _fail(LinkNotReady(f"{self.name}: not running - not sent"))
         try:
             key = self.keys.key(message)
         except MissingKey as e:
@@ -314,16 +404,12 @@ class QMUX(Service):
                     "already pending - not sending"
                 )
             )
-
-        def cancel(d):
-            if self._pending.get(key) is pending:
-                self._finish(pending)
-
-        d = Deferred(cancel)
-        pending = _Pending(key, message, d, self.clock.seconds())
+        now = self.clock.seconds()
+        d = Deferred(lambda d: self._cancel(pending))
+        pending = _Pending(key, message, d, now, now + max(0.0, timeout))
         self._pending[key] = pending
         pending.timer = self.clock.callLater(max(0.0, timeout), self._expire, pending)
-        if self.link is not None and self.link.ready:
+        if self._linkIsReady():
             self._write(pending)
         else:
             self._waiting[key] = pending
@@ -332,120 +418,166 @@ class QMUX(Service):
     # -- the table ------------------------------------------------------------
 
     def _flush(self) -> None:
-        while self._waiting and self.link is not None and self.link.ready:
+        while self._waiting and self._linkIsReady():
             _, pending = self._waiting.popitem(last=False)
             self._write(pending)
 
     def _write(self, pending: _Pending) -> None:
+        self._waiting.pop(pending.key, None)
+        if self.clock.seconds() >= pending.deadline:
+            # Its timer is due in this very turn: never write after the deadline.
+            self._expire(pending, "the deadline passed before it could be written")
+            return
         link = self.link
+        # Written before send() returns: a link may answer synchronously.
+        pending.link = link
+        self._written[link] = self._written.get(link, 0) + 1
         try:
             link.send(pending.message)
         except NotSent as e:
-            self._finish(pending)
-            pending.deferred.errback(NotSent(f"{self.name}: {e}") if type(e) is NotSent else e)
+            self._unwrite(pending)
+            self._complete(pending, NotSent(f"{self.name}: {e}") if type(e) is NotSent else e)
             return
-        pending.written = True
-        pending.link = link
-        self._counts["tx"] += 1
+        except Exception as e:
+            # A link that failed in an unknown way may have written part of
+            # the message: the issuer may have it.
+            self.log.error("{mux}: link {link} failed while writing: {error}", mux=self.name,
+                           link=where(link), error=describeError(e))
+            self._unknown(pending, OutcomeUnknown, f"link failed while writing ({type(e).__name__})")
+            return
+        if not pending.done:
+            self._counts["tx"] += 1
 
-    def _finish(self, pending: _Pending) -> None:
-        self._pending.pop(pending.key, None)
+    def _unwrite(self, pending: _Pending) -> None:
+        link, pending.link = pending.link, None
+        self._written[link] -= 1
+        if not self._written[link]:
+            del self._written[link]
+            self._drained(link)
+
+    def _complete(self, pending: _Pending, result) -> None:
+        """
+        End C{pending} with C{result} (a response, or an exception): once.
+        """
+        if pending.done:
+            return
+        pending.done = True
+        if self._pending.get(pending.key) is pending:
+            del self._pending[pending.key]
         self._waiting.pop(pending.key, None)
         if pending.timer is not None and pending.timer.active():
             pending.timer.cancel()
-        if self._drainWaiters:
-            for entry in list(self._drainWaiters):
-                if not self.pendingOn(entry[0]):
-                    self._drainWaiters.remove(entry)
-                    entry[1].callback(None)
+        pending.timer = None
+        if isinstance(result, BaseException):
+            pending.deferred.errback(Failure(result))
+        else:
+            pending.deferred.callback(result)
+        if pending.link is not None:
+            self._unwrite(pending)
+        if not self._pending:
+            self._drained(None)
+
+    def _cancel(self, pending: _Pending) -> None:
+        if pending.done:
+            return
+        if pending.link is not None:
+            self._remember(pending.key)
+            error = CancelledAfterWrite(
+                f"{self.name}: cancelled after the request was written "
+                f"({self.keys.describe(pending.message)}); outcome unknown")
+        else:
+            error = CancelledBeforeWrite(
+                f"{self.name}: cancelled before the request was written "
+                f"({self.keys.describe(pending.message)}) - not sent")
+        self._complete(pending, error)
 
     def _remember(self, key: str) -> None:
         self._expired[key] = None
         if len(self._expired) > self.lateMemory:
             self._expired.popitem(last=False)
 
-    def _expire(self, pending: _Pending) -> None:
+    def _expire(self, pending: _Pending, why: str = "link not ready before the deadline") -> None:
         pending.timer = None
-        self._finish(pending)
-        if pending.written:
+        if pending.done:
+            return
+        if pending.link is not None:
             self._unknown(pending, RequestTimeout, "no response before the deadline")
         else:
             self._counts["tx_expired"] += 1
-            pending.deferred.errback(
-                LinkNotReady(
-                    f"{self.name}: link not ready before the deadline "
-                    f"({self.keys.describe(pending.message)}) - not sent"
-                )
-            )
+            self._complete(pending, LinkNotReady(
+                f"{self.name}: {why} ({self.keys.describe(pending.message)}) - not sent"))
 
     # -- inbound ----------------------------------------------------------------
 
     def messageReceived(self, message: Mapping[str, str], final: bool = True,
                         source: Optional[ISource] = None) -> bool:
         """
-        A message arrived on a link: a response to match, or a request for
-        the listeners.  When not C{final}, only a matching response is
-        taken (see L{ILink.addReceiver}).
+        A message arrived on a link: a response to match, or a message for
+        the request listeners and then the unhandled path (jPOS's
+        C{processUnhandled}).  When not C{final}, only a matching response
+        is taken (see L{ILink.addReceiver}).
 
         @return: whether this MUX took the message.
         """
         mti = message.get("t", "")
-        if self.returnRejects or isResponse(mti):
+        response = isResponse(mti)
+        if self.returnRejects or response:
             try:
                 key = self.keys.key(message)
             except MissingKey:
                 key = None
             pending = self._pending.get(key) if key is not None else None
-            if pending is not None and pending.written:
+            if pending is not None and pending.link is not None:
                 if message.get("39") in self.ignoreRC:
+                    self._counts["rx_ignored"] += 1
                     return True
-                self._finish(pending)
                 now = self.clock.seconds()
                 self._counts["rx"] += 1
                 self._counts["last_txn"] = now
                 self.latency.record(now - pending.started)
-                pending.deferred.callback(message)
+                self._complete(pending, message)
                 return True
-            if not final and isResponse(mti):
+            if not final and response:
                 return False
             if key is not None and key in self._expired:
                 self._counts["rx_late"] += 1
-            if isResponse(mti):
-                self._unhandled(message)
-                return True
-        self._dispatch(message, source or self.link)
+        self._processUnhandled(message, source or self.link)
         return True
 
-    def _dispatch(self, message, source) -> None:
+    def _processUnhandled(self, message, source) -> None:
+        """
+        As jPOS: offer the message to the request listeners (a late approval
+        can be reversed there); if none takes it, count it, log it (masked)
+        and hand it to C{unhandled}.
+        """
         if self.listeners:
             self._counts["rx_forwarded"] += 1
-            if offer(self.listeners, source, message, self.name):
+            try:
+                if offer(self.listeners, source, message):
+                    return
+            except ListenerFailed as e:
+                self.log.error("{mux}: {error} on {message}", mux=self.name, error=str(e),
+                               message=self._mask(message))
                 return
-        self._unhandled(message)
-
-    def _unhandled(self, message) -> None:
         self._counts["rx_unhandled"] += 1
         self.log.info(
             "{mux}: unhandled message {message}", mux=self.name, message=self._mask(message)
         )
-        if self.unhandled is not None:
-            try:
-                self.unhandled(message)
-            except Exception:
-                self.log.failure("{mux}: unhandled-message handler failed", mux=self.name)
+        handler = self.unhandled
+        if handler is None:
+            return
+        try:
+            if IRequestListener.providedBy(handler):
+                handler.process(source, message)
+            else:
+                handler(message)
+        except Exception as e:
+            self.log.error("{mux}: unhandled-message handler {handler} failed on {message}: {error}",
+                           mux=self.name, handler=where(handler), error=describeError(e),
+                           message=self._mask(message))
 
     def _mask(self, message) -> str:
         return maskMessage(message, binaryFieldsOf(self.link))
-
-    # -- service ----------------------------------------------------------------
-
-    def stopService(self):
-        """
-        Stop; requests still pending end with their own outcomes (their
-        timers keep running).
-        """
-        Service.stopService(self)
-        return succeed(None)
 
 
 def _fail(error: Exception) -> Deferred:

@@ -2,27 +2,43 @@
 MUXPool: a MUX over an ordered list of member MUXes, each request sent to a
 usable member chosen by a strategy.
 
-A member is usable when it is ready and enabled.  With no usable member the
-request waits for a readiness change (never polls) until its deadline.  A
-member's "not sent" is retried on another member within the same deadline;
-an "outcome unknown" is never resent: payments are not idempotent.
+A member is usable when it is ready, enabled and not suspended.  With no
+usable member the request waits for a change (never polls) until its
+deadline, and nothing is written after the deadline.  A member's "link not
+ready" or "no member available" is retried on another member within the
+same deadline; nothing else is (a duplicate key must not go out on a second
+link), and an "outcome unknown" never is: payments are not idempotent.
 """
 
 from __future__ import annotations
 
-from typing import List, Mapping, Optional, Sequence, Set
+from typing import Dict, List, Mapping, Optional, Sequence, Set
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from muxpool.errors import NoMUXAvailable, NotSent
-from muxpool.interfaces import IMUX, IPool, IStrategy
+from muxpool.boundary import describeError, where
+from muxpool.errors import (
+    CancelledAfterWrite,
+    CancelledBeforeWrite,
+    LinkNotReady,
+    NoMUXAvailable,
+    OutcomeUnknown,
+    RequestError,
+    RequestTimeout,
+    StrategyFailed,
+)
+from muxpool.interfaces import IMUX, IPool, IProbe, IStrategy
 from muxpool.metrics import LatencySummary
+from muxpool.ratelimit import RateLimiter
 from muxpool.readiness import Readiness
 from muxpool.strategies import strategyByName
+
+#: Failures of a member that another member could succeed at.
+RETRYABLE = (LinkNotReady, NoMUXAvailable)
 
 
 def _memberNames(member) -> tuple:
@@ -53,10 +69,20 @@ class _Attempt:
 class MUXPool(Service):
     """
     A pool of MUXes; itself an L{IMUX}, so pools nest and L{Forward} can use
-    one.
+    one.  It watches its members from C{startService} to C{stopService}.
+
+    @param checkEnabled: jPOS's C{check-enabled}: a member is usable only
+        once enabled (L{enable}), and a disconnect of the member clears that
+        (as jPOS ties the C{NAME.enabled} entry to the C{ready} entry its
+        channel replaces on every connect).
+    @param suspendAfterTimeouts: beyond jPOS, off (0) by default: a member
+        whose requests time out this many times in a row is taken out of
+        rotation until its link proves its peer answers again (an echo or
+        sign-on; see L{IProbe}).  A hung issuer whose kernel still accepts
+        connections then costs at most that many requests.
 
     @ivar counters: C{requests} per member name, C{no_mux}, C{retries},
-        C{tx}, C{rx}.
+        C{tx}, C{rx}, C{suspensions}.
     @ivar latency: the pool's own L{LatencySummary} (selection and waiting
         included).
     """
@@ -71,24 +97,58 @@ class MUXPool(Service):
         strategy: Optional[IStrategy] = None,
         checkEnabled: bool = False,
         fallback: Optional[IStrategy] = None,
+        suspendAfterTimeouts: int = 0,
     ) -> None:
         self.setName(name)
         self.clock = clock
         self.strategy = strategy if strategy is not None else strategyByName(None)
         self.fallback = fallback
         self.checkEnabled = checkEnabled
-        self.ready = Readiness(False)
+        self.suspendAfterTimeouts = suspendAfterTimeouts
+        self.ready = Readiness(False, f"{name} ready state")
         self.latency = LatencySummary()
-        self.counters = {"requests": {}, "no_mux": 0, "retries": 0, "tx": 0, "rx": 0}
+        self.counters = {"requests": {}, "no_mux": 0, "retries": 0, "tx": 0, "rx": 0,
+                         "suspensions": 0}
         self.members: tuple = ()
+        self._watching: Dict[IMUX, object] = {}
         self._disabled: Set[str] = set()
         self._enabled: Set[str] = set()
+        self._timeouts: Dict[str, int] = {}
+        self._suspended: Dict[str, Optional[Deferred]] = {}
         self._waiters: List[Deferred] = []
+        self._drainWaiters: List[Deferred] = []
         self._inFlight = 0
+        self._limiter = RateLimiter(clock=clock)
         self.setMembers(members)
 
     def __repr__(self) -> str:
         return f"<MUXPool {self.name} {[m.name for m in self.members]}>"
+
+    # -- service ---------------------------------------------------------
+
+    def startService(self) -> None:
+        Service.startService(self)
+        for member in self.members:
+            self._watch(member)
+        self._changed()
+
+    def stopService(self) -> Deferred:
+        """
+        Take no more requests (those waiting for a member end "not sent"),
+        let go of the members; fires when the requests in flight have their
+        outcomes.
+        """
+        Service.stopService(self)
+        for member in list(self._watching):
+            self._unwatch(member)
+        for name in list(self._suspended):
+            self._resume(name, log=False)
+        self._changed()
+        if not self._inFlight:
+            return succeed(None)
+        d = Deferred(lambda d: self._drainWaiters.remove(d) if d in self._drainWaiters else None)
+        self._drainWaiters.append(d)
+        return d
 
     # -- members --------------------------------------------------------
 
@@ -100,13 +160,30 @@ class MUXPool(Service):
         new = tuple(members)
         for member in self.members:
             if member not in new:
-                member.ready.removeObserver(self._memberChanged)
+                self._unwatch(member)
+                if not any(m.name == member.name for m in new):
+                    self._forget(member.name)
         for member in new:
-            if member not in self.members:
-                member.ready.addObserver(self._memberChanged)
-                self.counters["requests"].setdefault(member.name, 0)
+            self.counters["requests"].setdefault(member.name, 0)
+            if self.running:
+                self._watch(member)
         self.members = new
         self._changed()
+
+    def _watch(self, member: IMUX) -> None:
+        if member not in self._watching:
+            observer = lambda value, member=member: self._memberChanged(member, value)
+            self._watching[member] = observer
+            member.ready.addObserver(observer)
+
+    def _unwatch(self, member: IMUX) -> None:
+        observer = self._watching.pop(member, None)
+        if observer is not None:
+            member.ready.removeObserver(observer)
+
+    def _forget(self, name: str) -> None:
+        self._resume(name, log=False)
+        self._timeouts.pop(name, None)
 
     def addMember(self, member: IMUX) -> None:
         if member not in self.members:
@@ -123,7 +200,8 @@ class MUXPool(Service):
 
     def enable(self, name: str) -> None:
         """
-        Let member C{name} take new requests.
+        Let member C{name} take new requests (with C{checkEnabled}, for as
+        long as it stays connected).
         """
         self._enabled.add(name)
         self._disabled.discard(name)
@@ -145,10 +223,16 @@ class MUXPool(Service):
         name = member.name
         return name not in self._disabled and (not self.checkEnabled or name in self._enabled)
 
-    def isUsable(self, member: IMUX) -> bool:
-        return bool(member.ready) and self.isEnabled(member)
+    def isSuspended(self, member: IMUX) -> bool:
+        return member.name in self._suspended
 
-    def _memberChanged(self, value: bool) -> None:
+    def isUsable(self, member: IMUX) -> bool:
+        return (self.running and bool(member.ready) and self.isEnabled(member)
+                and member.name not in self._suspended)
+
+    def _memberChanged(self, member: IMUX, value: bool) -> None:
+        if not value:
+            self._enabled.discard(member.name)  # a reconnect must be enabled again
         self._changed()
 
     def _changed(self) -> None:
@@ -163,6 +247,48 @@ class MUXPool(Service):
         self._waiters.append(d)
         return d
 
+    # -- suspension (beyond jPOS) ----------------------------------------------
+
+    def _answeredBy(self, member: IMUX) -> None:
+        if self._timeouts:
+            self._timeouts.pop(member.name, None)
+
+    def _timedOut(self, member: IMUX) -> None:
+        if not self.suspendAfterTimeouts or member.name in self._suspended:
+            return
+        count = self._timeouts[member.name] = self._timeouts.get(member.name, 0) + 1
+        if count < self.suspendAfterTimeouts or member not in self.members:
+            return
+        link = getattr(member, "link", None)
+        if not IProbe.providedBy(link):
+            self._limiter.emit(
+                self.log.warn, ("cannot suspend", member.name),
+                "{pool}: {member}: {count} requests in a row timed out, but its link "
+                "cannot be probed, so it stays in rotation",
+                pool=self.name, member=member.name, count=count)
+            return
+        self.counters["suspensions"] += 1
+        self.log.warn(
+            "{pool}: {member}: {count} requests in a row timed out; out of rotation until "
+            "{link} proves its peer answers (an echo or a sign-on)",
+            pool=self.name, member=member.name, count=count, link=link.name)
+        probe = link.probe()
+        self._suspended[member.name] = probe
+        probe.addCallbacks(lambda _: self._resume(member.name), lambda f: None)
+        self._changed()
+
+    def _resume(self, name: str, log: bool = True) -> None:
+        if name not in self._suspended:
+            return
+        probe = self._suspended.pop(name)
+        self._timeouts.pop(name, None)
+        if probe is not None and not probe.called:
+            probe.cancel()
+        if log:
+            self.log.info("{pool}: {member} answers again; back in rotation",
+                          pool=self.name, member=name)
+            self._changed()
+
     # -- IMUX -------------------------------------------------------------
 
     def isConnected(self) -> bool:
@@ -175,21 +301,29 @@ class MUXPool(Service):
         """
         The member the strategy picks for C{message} (the fallback strategy
         when a custom one returns None), only if usable.
+
+        @raise StrategyFailed: the strategy raised (logged, naming it).
         """
         view = view or self
         for strategy in (self.strategy, self.fallback):
             if strategy is None:
                 continue
-            member = strategy.select(view, message)
-            if member is not None and view.isUsable(member):
-                return member
+            try:
+                member = strategy.select(view, message)
+                if member is not None and view.isUsable(member):
+                    return member
+            except Exception as e:
+                problem = f"strategy {where(strategy)} failed: {describeError(e)}"
+                self._limiter.emit(self.log.error, ("strategy", type(e)), "{pool}: {problem}",
+                                   pool=self.name, problem=problem)
+                raise StrategyFailed(f"{self.name}: {problem} - not sent") from None
         return None
 
     def send(self, message: Mapping[str, str]) -> None:
         """
         Write C{message} through a usable member now.
 
-        @raise NoMUXAvailable: no usable member.
+        @raise NotSent: no usable member, or the strategy failed.
         """
         member = self.select(message)
         if member is None:
@@ -206,54 +340,63 @@ class MUXPool(Service):
     def request(self, message: Mapping[str, str], timeout: float) -> Deferred:
         """
         Send C{message} through a usable member; see L{IMUX.request}.
+        Cancelling ends it as the member's request ends when cancelled
+        (L{CancelledBeforeWrite} or L{CancelledAfterWrite}).
         """
         started = self.clock.seconds()
-        deadline = started + timeout
-        tried: Set[int] = set()
         result = Deferred(lambda d: state.cancel())
-        state = _Request(self, message, deadline, tried, result, started)
+        state = _Request(self, message, started + timeout, result, started)
         self._inFlight += 1
         state.attempt()
         return result
 
-    # -- service -------------------------------------------------------------
-
-    def stopService(self):
-        Service.stopService(self)
-        return succeed(None)
+    def _finished(self) -> None:
+        """
+        A request ended: tell those waiting for the pool to drain.
+        """
+        if not self._inFlight and self._drainWaiters:
+            waiters, self._drainWaiters = self._drainWaiters, []
+            for d in waiters:
+                d.callback(None)
 
 
 class _Request:
     """
-    One pool request: select, wait for a change, send, retry on not-sent.
+    One pool request: select, wait for a change, send, retry on a failure
+    another member could succeed at.
     """
 
-    def __init__(self, pool, message, deadline, tried, result, started):
+    def __init__(self, pool: MUXPool, message, deadline: float, result: Deferred, started: float):
         self.pool = pool
         self.message = message
         self.deadline = deadline
-        self.tried = tried
+        self.tried: Set[int] = set()
         self.result = result
         self.started = started
         self.waiting: Optional[Deferred] = None
         self.timer = None
         self.inner: Optional[Deferred] = None
-        self.refused = None
+        self.refused: Optional[Failure] = None
+        self.cancelled = False
         self.done = False
 
     def attempt(self) -> None:
         if self.done:
             return
         pool = self.pool
-        member = pool.select(self.message, _Attempt(pool, self.tried) if self.tried else None)
+        if not pool.running:
+            self.finish(self.refused or NoMUXAvailable(f"{pool.name}: not running - not sent"))
+            return
         remaining = self.deadline - pool.clock.seconds()
+        if remaining <= 0:
+            self._noMUX()
+            return
+        try:
+            member = pool.select(self.message, _Attempt(pool, self.tried) if self.tried else None)
+        except StrategyFailed as e:
+            self.finish(e)
+            return
         if member is None:
-            if self.refused is not None:
-                self.finish(self.refused)
-                return
-            if remaining <= 0:
-                self._noMUX()
-                return
             self.waiting = pool._nextChange()
             self.waiting.addCallbacks(self._changed, lambda failure: None)  # cancelled
             if self.timer is None:
@@ -265,8 +408,10 @@ class _Request:
                           error=str(self.refused.value), member=member.name)
         self.tried.add(id(member))
         pool._count(member)
-        self.inner = maybeDeferred(member.request, self.message, remaining)
-        self.inner.addCallbacks(self._answered, self._failed)
+        inner = maybeDeferred(member.request, self.message, remaining)
+        if not inner.called:
+            self.inner = inner
+        inner.addCallbacks(self._answered, self._failed, (member,), None, (member,), None)
 
     def _changed(self, _) -> None:
         self.waiting = None
@@ -281,40 +426,65 @@ class _Request:
 
     def _noMUX(self) -> None:
         self.pool.counters["no_mux"] += 1
-        self.finish(NoMUXAvailable(f"{self.pool.name}: no MUX available before the deadline - not sent"))
+        after = f" (last: {self.refused.value})" if self.refused is not None else ""
+        self.finish(NoMUXAvailable(
+            f"{self.pool.name}: no MUX available before the deadline{after} - not sent"))
 
-    def _answered(self, response) -> None:
+    def _answered(self, response, member) -> None:
+        self.inner = None
         pool = self.pool
         pool.counters["rx"] += 1
         pool.latency.record(pool.clock.seconds() - self.started)
+        pool._answeredBy(member)
         self.finish(response)
 
-    def _failed(self, failure) -> None:
+    def _failed(self, failure: Failure, member) -> None:
         self.inner = None
-        if failure.check(NotSent) and not self.done:
-            self.refused = failure  # safe to try another member
+        if self.done:
+            return
+        if failure.check(*RETRYABLE) and not self.cancelled:
+            self.refused = failure  # another member could succeed
             self.attempt()
             return
+        if failure.check(RequestTimeout):
+            self.pool._timedOut(member)
+        elif failure.check(CancelledError):
+            # A member that does not know our outcomes: it was asked, so the
+            # issuer may have the message.
+            failure = Failure(CancelledAfterWrite(
+                f"{self.pool.name}: cancelled after {member.name} was asked; outcome unknown"))
+        elif not failure.check(RequestError):
+            self.pool.log.error("{pool}: member {member} failed: {error}", pool=self.pool.name,
+                                member=where(member), error=describeError(failure.value))
+            failure = Failure(OutcomeUnknown(
+                f"{self.pool.name}: member {member.name} failed ({failure.type.__name__}); "
+                "outcome unknown"))
         self.finish(failure)
 
     def cancel(self) -> None:
-        self.finish(None, fire=False)
-        if self.waiting is not None:
-            self.waiting.cancel()
+        """
+        The caller cancelled: end as the member request ends when cancelled,
+        or "not sent" if no member was asked yet.
+        """
+        self.cancelled = True
         if self.inner is not None:
-            self.inner.cancel()
+            self.inner.cancel()  # its outcome arrives through _failed
+            return
+        self.finish(CancelledBeforeWrite(f"{self.pool.name}: cancelled before sending - not sent"))
 
-    def finish(self, outcome, fire: bool = True) -> None:
+    def finish(self, outcome) -> None:
         if self.done:
             return
         self.done = True
-        self.pool._inFlight -= 1
         if self.timer is not None and self.timer.active():
             self.timer.cancel()
         self.timer = None
-        if not fire:
-            return
+        if self.waiting is not None:
+            waiting, self.waiting = self.waiting, None
+            waiting.cancel()
+        self.pool._inFlight -= 1
         if isinstance(outcome, (Exception, Failure)):
             self.result.errback(outcome)
         else:
             self.result.callback(outcome)
+        self.pool._finished()

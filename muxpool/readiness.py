@@ -9,15 +9,17 @@ from typing import Callable, Dict, List
 
 from twisted.internet.defer import Deferred
 
+from muxpool.observers import Observers
+
 
 class Readiness:
     """
     A boolean that tells observers when it changes.
     """
 
-    def __init__(self, value: bool = False) -> None:
+    def __init__(self, value: bool = False, what: str = "ready state") -> None:
         self._value = bool(value)
-        self._observers: List[Callable[[bool], None]] = []
+        self._observers = Observers(what)
         self._waiters: Dict[bool, List[Deferred]] = {True: [], False: []}
 
     def __bool__(self) -> bool:
@@ -38,8 +40,9 @@ class Readiness:
         if value == self._value:
             return
         self._value = value
-        for observer in list(self._observers):
-            observer(value)
+        self._observers.notify(value)
+        if self._value != value:
+            return  # an observer changed it back: those waiters wait on
         waiters, self._waiters[value] = self._waiters[value], []
         for d in waiters:
             d.callback(value)
@@ -48,11 +51,17 @@ class Readiness:
         """
         Call C{observer(value)} on every change.
         """
-        self._observers.append(observer)
+        self._observers.add(observer)
 
     def removeObserver(self, observer: Callable[[bool], None]) -> None:
-        if observer in self._observers:
-            self._observers.remove(observer)
+        self._observers.remove(observer)
+
+    @property
+    def observerCount(self) -> int:
+        """
+        How many observers are attached (a stopped service leaves none).
+        """
+        return len(self._observers)
 
     def whenState(self, value: bool) -> Deferred:
         """

@@ -11,6 +11,7 @@ from typing import Callable, Dict, List
 from twisted.internet.defer import Deferred
 
 from muxpool.interfaces import ILink, IMUX
+from muxpool.observers import Observers
 
 
 class Registry:
@@ -21,7 +22,7 @@ class Registry:
     def __init__(self) -> None:
         self._objects: Dict[str, object] = {}
         self._waiters: Dict[str, List[Deferred]] = {}
-        self._observers: List[Callable[[str, object], None]] = []
+        self._observers = Observers("registry")
 
     def register(self, name: str, obj: object) -> None:
         """
@@ -30,8 +31,7 @@ class Registry:
         self._objects[name] = obj
         for d in self._waiters.pop(name, []):
             d.callback(obj)
-        for observer in list(self._observers):
-            observer(name, obj)
+        self._observers.notify(name, obj)
 
     def unregister(self, name: str, obj: object = None) -> None:
         """
@@ -39,8 +39,7 @@ class Registry:
         """
         if name in self._objects and (obj is None or self._objects[name] is obj):
             del self._objects[name]
-            for observer in list(self._observers):
-                observer(name, None)
+            self._observers.notify(name, None)
 
     def get(self, name: str) -> object:
         """
@@ -80,7 +79,8 @@ class Registry:
         Fires with the object named C{name}: now if it exists, else when it
         is registered.
         """
-        d = Deferred(lambda d: self._waiters.get(name, []).remove(d))
+        d = Deferred(lambda d: self._waiters.get(name, []).remove(d)
+                     if d in self._waiters.get(name, []) else None)
         if name in self._objects:
             d.callback(self._objects[name])
         else:
@@ -91,11 +91,10 @@ class Registry:
         """
         Call C{observer(name, obj)} on each register (C{obj} None: unregister).
         """
-        self._observers.append(observer)
+        self._observers.add(observer)
 
     def removeObserver(self, observer) -> None:
-        if observer in self._observers:
-            self._observers.remove(observer)
+        self._observers.remove(observer)
 
 
 #: The process-wide registry that descriptors and L{Forward} use by default.

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.internet.protocol import Factory
@@ -22,7 +22,8 @@ from zope.interface import implementer
 from muxpool.channel import ChannelSpec, ISOChannelProtocol
 from muxpool.interfaces import IChannelOwner, IRequestListener
 from muxpool.link import LinkBase
-from muxpool.listeners import offer
+from muxpool.errors import NotSent
+from muxpool.listeners import ListenerFailed, decline, offer
 from muxpool.masking import maskMessage
 from muxpool.messages import isResponse
 
@@ -98,10 +99,20 @@ class QServer(Service):
     """
     Listens on a Twisted server endpoint and runs request listeners.
 
+    If the endpoint cannot listen (its port is in use, say), the server
+    keeps trying with a growing delay (C{bindRetryDelay} doubling up to
+    C{maxBindRetryDelay}) and logs each change of state once: the first
+    failure, a different failure, and listening at last.
+
     @param gracePeriod: seconds in-flight requests get to finish on stop.
+    @param listenerErrorCode: the 39 a request gets when a request listener
+        raises on it (the listener's class and file, and the error's type,
+        are logged).
     """
 
     log = Logger()
+    bindRetryDelay = 1.0
+    maxBindRetryDelay = 30.0
 
     def __init__(
         self,
@@ -117,6 +128,7 @@ class QServer(Service):
         deny=None,
         listeners: Iterable[IRequestListener] = (),
         gracePeriod: float = 5.0,
+        listenerErrorCode: str = "96",
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor
@@ -140,34 +152,77 @@ class QServer(Service):
         self.deny = parsePatterns(deny)
         self.listeners: List[IRequestListener] = list(listeners)
         self.gracePeriod = gracePeriod
+        self.listenerErrorCode = listenerErrorCode
         self.sessions: Dict[ISOChannelProtocol, ServerSession] = {}
-        self.counters = {"accepted": 0, "refused": 0, "rx": 0, "rx_unhandled": 0}
+        self.counters = {"accepted": 0, "refused": 0, "rx": 0, "rx_unhandled": 0,
+                         "listener_errors": 0}
         self.port = None
+        self.lastFailure: Optional[str] = None
         self._idleWaiters: List[Deferred] = []
+        self._listenWaiters: List[Deferred] = []
+        self._bindFailures = 0
+        self._bindRetry = None
+        self._listening: Optional[Deferred] = None
 
     def __repr__(self) -> str:
         return f"<QServer {self.name}>"
 
     # -- listening --------------------------------------------------------
 
-    def startService(self) -> Deferred:
+    def startService(self) -> None:
+        """
+        Start listening (retrying until it can; see L{whenListening}).
+        """
         Service.startService(self)
-        d = self.endpoint.listen(_ServerFactory(self))
+        self._bindFailures = 0
+        self._listen()
 
-        def listening(port):
-            self.port = port
-            address = port.getHost()
-            self.log.info(
-                "{server}: listening on {address}", server=self.name,
-                address=f"{getattr(address, 'host', '')}:{getattr(address, 'port', address)}",
-            )
-            return port
+    def whenListening(self) -> Deferred:
+        """
+        Fires with the listening port once the server listens (at once if
+        it does now).
+        """
+        if self.port is not None:
+            return succeed(self.port)
+        waiters = self._listenWaiters
+        d = Deferred(lambda d: waiters.remove(d) if d in waiters else None)
+        waiters.append(d)
+        return d
 
-        def failed(failure):
-            self.log.failure("{server}: cannot listen", failure, server=self.name)
-            return failure
+    def _listen(self) -> None:
+        self._bindRetry = None
+        self._listening = self.endpoint.listen(_ServerFactory(self))
+        self._listening.addCallbacks(self._listened, self._cannotListen)
 
-        return d.addCallbacks(listening, failed)
+    def _listened(self, port) -> None:
+        self._listening = None
+        if not self.running:
+            port.stopListening()
+            return
+        self.port = port
+        self.lastFailure = None
+        address = port.getHost()
+        self.log.info(
+            "{server}: listening on {address}{after}", server=self.name,
+            address=f"{getattr(address, 'host', '')}:{getattr(address, 'port', address)}",
+            after=f" (after {self._bindFailures} failed attempts)" if self._bindFailures else "",
+        )
+        waiters, self._listenWaiters = self._listenWaiters, []
+        for d in waiters:
+            d.callback(port)
+
+    def _cannotListen(self, failure) -> None:
+        self._listening = None
+        if not self.running or failure.check(CancelledError):
+            return
+        why = failure.getErrorMessage()
+        delay = min(self.maxBindRetryDelay, self.bindRetryDelay * 2 ** self._bindFailures)
+        self._bindFailures += 1
+        if why != self.lastFailure:
+            self.log.error("{server}: cannot listen: {why}; retrying, every {cap:.0f}s at most",
+                           server=self.name, why=why, cap=self.maxBindRetryDelay)
+        self.lastFailure = why
+        self._bindRetry = self.clock.callLater(delay, self._listen)
 
     def _accept(self, addr) -> Optional[ISOChannelProtocol]:
         host = getattr(addr, "host", "")
@@ -199,10 +254,26 @@ class QServer(Service):
         if session._receivers:
             session._deliver(message)
             return
-        if not isResponse(message.get("t", "")):
+        request = not isResponse(message.get("t", ""))
+        if request:
             session.inFlight += 1
-        if not offer(self.listeners, session, message, self.name):
-            if not isResponse(message.get("t", "")):
+        try:
+            handled = offer(self.listeners, session, message)
+        except ListenerFailed as e:
+            self.counters["listener_errors"] += 1
+            binary = self.spec.packager.binaryFields
+            self.log.error("{server}: {error} on {message}; answering 39={code}",
+                           server=self.name, error=str(e), code=self.listenerErrorCode,
+                           message=maskMessage(message, binary))
+            if request:
+                try:
+                    session.send(decline(message, self.listenerErrorCode, binaryFields=binary))
+                except NotSent as sendError:
+                    self.log.warn("{server}: could not answer: {error}", server=self.name,
+                                  error=str(sendError))
+            return
+        if not handled:
+            if request:
                 session.inFlight -= 1
             self.counters["rx_unhandled"] += 1
             self.log.info("{server}: unhandled message {message}", server=self.name,
@@ -240,6 +311,11 @@ class QServer(Service):
         close every session; fires when all are closed.
         """
         Service.stopService(self)
+        if self._bindRetry is not None and self._bindRetry.active():
+            self._bindRetry.cancel()
+        self._bindRetry = None
+        if self._listening is not None:
+            self._listening.cancel()
         port, self.port = self.port, None
         stopped = succeed(None) if port is None else maybeDeferred(port.stopListening)
 

@@ -15,6 +15,7 @@ from typing import Dict, List, Mapping, Optional
 from twisted.plugin import getPlugins
 from zope.interface import implementer
 
+from muxpool.boundary import describeError, where
 from muxpool.interfaces import IPool, IStrategy
 from muxpool.messages import parseFieldList
 
@@ -276,13 +277,20 @@ def strategyByPath(path: str, config: Optional[Mapping] = None) -> IStrategy:
             f"strategy handler {path!r} cannot be loaded: {e} "
             f"(built-in names: {', '.join(knownNames())})"
         ) from None
+    except Exception as e:  # a broken module: SyntaxError, or raising when imported
+        raise StrategyConfigError(
+            f"strategy handler {path!r} cannot be loaded: {describeError(e)}") from None
     if isinstance(obj, type):
         if not IStrategy.implementedBy(obj):
             raise StrategyConfigError(
                 f"strategy handler {path!r} does not implement IStrategy "
                 f"(built-in names: {', '.join(knownNames())})"
             )
-        obj = obj(config or {})
+        try:
+            obj = obj(config or {})
+        except Exception as e:
+            raise StrategyConfigError(
+                f"strategy handler {where(obj)} failed when built: {describeError(e)}") from None
     if not IStrategy.providedBy(obj):
         raise StrategyConfigError(
             f"strategy handler {path!r} does not provide IStrategy "

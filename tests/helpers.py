@@ -106,3 +106,24 @@ def answer(request, **fields):
     response["39"] = "00"
     response.update(fields)
     return response
+
+
+def runUntil(clock, end):
+    """
+    Advance C{clock} to C{end}, stopping at each delayed call on the way,
+    so every call runs at exactly its time.
+    """
+    while True:
+        due = [call.getTime() for call in clock.getDelayedCalls() if call.getTime() <= end]
+        if not due:
+            break
+        clock.advance(max(0.0, min(due) - clock.seconds()))
+    clock.advance(max(0.0, end - clock.seconds()))
+
+
+def started(service):
+    """
+    C{service}, started (a QMUX or pool holds nothing until it is).
+    """
+    service.startService()
+    return service

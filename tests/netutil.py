@@ -29,7 +29,8 @@ def startServer(reactor, listeners=None, port=0, **kwargs):
         listeners=listeners if listeners is not None else [Responder()],
         **kwargs,
     )
-    yield server.startService()
+    server.startService()
+    yield server.whenListening()
     return server
 
 
@@ -49,6 +50,7 @@ def startClient(reactor, port, name="client", **kwargs):
     )
     mux = QMUX(name + "-mux", adaptor, reactor)
     adaptor.startService()
+    mux.startService()
     return adaptor, mux
 
 

@@ -6,13 +6,13 @@ sign-on, echo, keep-alive, reconnect.
 from twisted.internet.defer import fail, succeed
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import StringTransportWithDisconnection
 from zope.interface.verify import verifyObject
 
 from muxpool.adaptor import ChannelAdaptor
 from muxpool.channel import ChannelSpec
 from muxpool.interfaces import IChannelOwner, ILink, ISource
-from tests.helpers import connectedProtocol
+from tests.helpers import connectedProtocol, runUntil
 
 SPEC = ChannelSpec.fromConfig("NACChannel", "ISO87A")
 
@@ -30,7 +30,8 @@ class Endpoint:
         if self.refuse:
             return fail(ConnectionRefusedError())
         protocol = factory.buildProtocol(None)
-        transport = StringTransport()
+        transport = StringTransportWithDisconnection()
+        transport.protocol = protocol
         protocol.makeConnection(transport)
         self.protocols.append(protocol)
         return succeed(protocol)
@@ -54,8 +55,9 @@ def reply(protocol, request, rc="00"):
 def makeAdaptor(**kwargs):
     clock = Clock()
     endpoint = Endpoint()
-    adaptor = ChannelAdaptor("link", SPEC, endpoint, clock, reconnectDelay=1.0,
-                             maxReconnectDelay=4.0, jitter=lambda: 0, **kwargs)
+    kwargs.setdefault("reconnectDelay", 1.0)
+    kwargs.setdefault("maxReconnectDelay", 4.0)
+    adaptor = ChannelAdaptor("link", SPEC, endpoint, clock, jitter=lambda: 0.5, **kwargs)
     adaptor.startService()
     return adaptor, endpoint, clock
 
@@ -71,15 +73,54 @@ def test_ready_while_connected_and_reconnects_with_backoff():
     adaptor, endpoint, clock = makeAdaptor()
     assert adaptor.ready
     endpoint.refuse = True
-    endpoint.protocols[0].transport.loseConnection()
     endpoint.protocols[0].connectionLost(None)
     assert not adaptor.ready
-    clock.advance(1.0)
-    clock.advance(1.5)
-    assert len(endpoint.protocols) == 1
+    attempts = []
+    endpoint.connect = lambda factory, connect=endpoint.connect: (
+        attempts.append(clock.seconds()), connect(factory))[1]
+    runUntil(clock, 15)
+    # at the base delay, then growing by half per failure up to the cap
+    assert attempts[:7] == [1.0, 2.0, 3.5, 5.75, 9.125, 13.125, 17.125][:len(attempts)]
+    assert len(attempts) == 6
     endpoint.refuse = False
     clock.advance(4.0)
     assert adaptor.ready and len(endpoint.protocols) == 2
+
+
+def test_first_reconnect_comes_at_reconnect_delay():
+    """
+    Issue 8 #13: a 10 s reconnect-delay gave a first reconnect at 15 s.
+    """
+    adaptor, endpoint, clock = makeAdaptor(reconnectDelay=10.0, maxReconnectDelay=40.0)
+    endpoint.protocols[0].connectionLost(None)
+    clock.advance(9.99)
+    assert len(endpoint.protocols) == 1
+    clock.advance(0.01)
+    assert len(endpoint.protocols) == 2 and adaptor.ready
+
+
+def test_jitter_stays_within_ten_percent():
+    for j, expected in ((0.0, 9.0), (0.999999, 11.0)):
+        adaptor = ChannelAdaptor("link", SPEC, Endpoint(), Clock(), reconnectDelay=10.0,
+                                 jitter=lambda j=j: j)
+        assert abs(adaptor._retryDelay(1) - expected) < 1e-4
+
+
+def test_connect_failures_are_logged_once_per_reason():
+    from tests.logcapture import capturedText
+
+    with capturedText() as lines:
+        adaptor, endpoint, clock = makeAdaptor()
+        endpoint.refuse = True
+        endpoint.protocols[0].connectionLost(None)
+        runUntil(clock, 20)
+        endpoint.refuse = False
+        clock.advance(4)
+    warnings = [line.split("\n")[0] for line in lines if "cannot connect" in line]
+    assert len(warnings) == 1, warnings
+    assert "Connection was refused" in warnings[0] and "retrying" in warnings[0]
+    assert adaptor.ready and adaptor.lastFailure is None
+    assert adaptor.counters["connect_failures"] >= 5
 
 
 def test_sign_on_gates_ready():
@@ -129,14 +170,38 @@ def test_traffic_postpones_echo():
     assert len(peerMessages(protocol)) == 1
 
 
-def test_keep_alive_frames_when_idle():
-    adaptor, endpoint, clock = makeAdaptor(keepAlive=True, idleTimeout=15)
+def test_keep_alive_when_nothing_was_sent_for_reconnect_delay():
+    """
+    Issue 8 #15: as jPOS, a keep-alive goes out when nothing was sent for
+    reconnect-delay (jPOS's sender waits that long for a message).
+    """
+    adaptor, endpoint, clock = makeAdaptor(keepAlive=True, reconnectDelay=10.0)
     protocol = endpoint.protocols[0]
-    clock.advance(15)
+    clock.advance(6)
+    protocol.sendMessage({"t": "0800", "11": "000001", "70": "301"})
+    protocol.transport.clear()
+    clock.advance(9.9)
+    assert protocol.transport.value() == b""  # something was sent 9.9 s ago
+    clock.advance(0.1)
     assert protocol.transport.value() == b"\x00\x00"
-    clock.advance(15)
+    clock.advance(10)
     assert protocol.transport.value() == b"\x00\x00\x00\x00"
     assert adaptor.ready
+
+
+def test_read_timeout_drops_even_with_keep_alive():
+    """
+    Issue 8 #15: jPOS's channel timeout is a read timeout, on whether or not
+    keep-alives are sent.
+    """
+    adaptor, endpoint, clock = makeAdaptor(keepAlive=True, reconnectDelay=5.0, idleTimeout=15)
+    protocol = endpoint.protocols[0]
+    runUntil(clock, 14.9)
+    assert protocol.transport.value() == b"\x00\x00\x00\x00"  # at 5 and 10
+    assert adaptor.ready
+    clock.advance(0.1)
+    assert not adaptor.ready
+    assert adaptor.counters["idle_timeouts"] == 1
 
 
 def test_idle_timeout_without_keep_alive_reconnects():
@@ -144,6 +209,55 @@ def test_idle_timeout_without_keep_alive_reconnects():
     clock.advance(15)
     assert not adaptor.ready
     assert adaptor.counters["idle_timeouts"] == 1
+
+
+def test_echo_keeps_running_after_sign_on():
+    """
+    Issue 8 #12: with sign-on, the echo timer was never armed again, so a
+    hung issuer was never detected.
+    """
+    adaptor, endpoint, clock = makeAdaptor(signOn=True, echoInterval=30, echoTimeout=5)
+    protocol = endpoint.protocols[0]
+    clock.advance(1)
+    [signOn] = peerMessages(protocol)
+    reply(protocol, signOn)
+    assert adaptor.ready
+    clock.advance(30)
+    [echo] = peerMessages(protocol)
+    assert echo["70"] == "301"
+    clock.advance(5)  # unanswered: the issuer hung
+    assert not adaptor.ready and adaptor.counters["echo_failures"] == 1
+
+
+def test_reconnects_after_failed_echoes_follow_the_backoff():
+    """
+    Issue 8 #14: a hung issuer whose kernel still accepts connections was
+    reconnected at once after each failed echo, and flapped.
+    """
+    adaptor, endpoint, clock = makeAdaptor(echoInterval=5, echoTimeout=2, maxReconnectDelay=10)
+    connects = []
+    connect = endpoint.connect
+    endpoint.connect = lambda factory: (connects.append(clock.seconds()), connect(factory))[1]
+    runUntil(clock, 40)
+    # each connection: echo at +5, failed at +7; then 1, 1.5, 2.25... s
+    assert connects == [8.0, 16.5, 25.75, 36.125]
+    assert adaptor.counters["echo_failures"] == 4
+    runUntil(clock, 41.125)  # the fifth connection's echo: this time answered
+    protocol = endpoint.protocols[-1]
+    [echo] = peerMessages(protocol)
+    reply(protocol, echo)
+    assert adaptor._failures == 0 and adaptor.ready  # the next loss starts from the base
+
+
+def test_probe_sends_an_echo_and_fires_when_answered():
+    adaptor, endpoint, clock = makeAdaptor()
+    protocol = endpoint.protocols[0]
+    proof = []
+    adaptor.probe().addCallback(proof.append)
+    [echo] = peerMessages(protocol)
+    assert echo["70"] == "301" and proof == []
+    reply(protocol, echo)
+    assert proof == [None]
 
 
 def test_received_messages_reach_receivers_and_losses_reach_observers():

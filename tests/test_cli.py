@@ -1,12 +1,34 @@
 """
-The command-line tools' argument handling and failure outcomes.
+The command-line tools: argument handling, and every way a request can end,
+told apart.  They run as the venv's own C{muxpool} script.
 """
 
+import json
+import time
+
 import pytest
+import pytest_twisted
+from twisted.internet import utils
 
 from muxpool.cli import parser
+from muxpool.listeners import Responder
 from tests.deployfiles import freePort
-from tests.twistdproc import tool
+from tests.netutil import portOf, spec, startServer
+from tests.twistdproc import MUXPOOL, environment, tool
+
+
+def reactor():
+    from twisted.internet import reactor
+
+    return reactor
+
+
+def run(*args):
+    """
+    The venv's C{muxpool ARGS}, without blocking the reactor (the server it
+    talks to runs in this process): fires with (stdout, stderr, code).
+    """
+    return utils.getProcessOutputAndValue(MUXPOOL, args, env=environment())
 
 
 def test_fields_parse():
@@ -28,7 +50,54 @@ def test_unknown_channel_is_reported():
     assert "unknown channel class 'FooChannel'" in result.stderr
 
 
-def test_nobody_listening_is_not_sent():
-    result = tool("send", "--endpoint", f"tcp:127.0.0.1:{freePort()}", "--timeout", "1")
+def test_nobody_listening_says_refused_at_once():
+    """
+    Issue 8 #23: a closed port waited the whole timeout, said "link not
+    ready" and printed a latency for a request never sent.
+    """
+    started = time.monotonic()
+    result = tool("send", "--endpoint", f"tcp:127.0.0.1:{freePort()}", "--timeout", "60",
+                  timeout=30)
     assert result.returncode == 2
-    assert "not sent" in result.stdout
+    assert "Connection was refused" in result.stdout, result.stdout
+    assert "latency" not in result.stdout and "request" not in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    assert time.monotonic() - started < 30
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_field_the_packager_lacks_is_not_sent_cleanly():
+    """
+    Issue 8 #23: `send -f 999=1` printed tracebacks after "not sent".
+    """
+    server = yield startServer(reactor(), spec=spec("ASCIIChannel"))
+    try:
+        out, err, code = yield run("send", "--endpoint", f"tcp:127.0.0.1:{portOf(server)}",
+                                   "-f", "999=1")
+    finally:
+        yield server.stopService()
+    out, err = out.decode(), err.decode()
+    assert code == 2, out + err
+    assert "not sent" in out and "cannot pack field 999" in out
+    assert "Traceback" not in out + err and "latency" not in out
+
+
+@pytest_twisted.inlineCallbacks
+def test_load_counts_a_switch_decline_as_a_failure():
+    """
+    Issue 8 #23: `load` counted 39=68 answers as answered, and exited 0.
+    """
+    server = yield startServer(reactor(), [Responder(resultCode="68")], spec=spec("ASCIIChannel"))
+    try:
+        out, err, code = yield run("load", "--endpoint", f"tcp:127.0.0.1:{portOf(server)}",
+                                   "-n", "20", "-c", "4", "--json", "--quiet")
+        text, textErr, textCode = yield run(
+            "load", "--endpoint", f"tcp:127.0.0.1:{portOf(server)}", "-n", "5", "--quiet")
+    finally:
+        yield server.stopService()
+    summary = json.loads(out)
+    assert code == 1, out + err.decode()
+    assert summary["answered"] == {"68": 20}
+    assert summary["declined"] == 20 and summary["failed"] == 20
+    assert textCode == 1
+    assert b"answered 39=68   5  (declined: outcome unknown, may need a reversal)" in text

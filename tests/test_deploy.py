@@ -3,13 +3,20 @@ The deploy service in process, on real loopback sockets: wiring by name in
 any file order, broken files, and hot deploy under load.
 """
 
+import textwrap
+
+import pytest
 import pytest_twisted
 from twisted.internet import defer
+from twisted.internet.task import Clock
 
 from muxpool.channel import ChannelSpec
 from muxpool.deploy import DeployService
+from muxpool.errors import NoMUXAvailable
 from muxpool.registry import Registry
 from tests.deployfiles import adaptor, freePort, front, issuer, member, pool, qmux
+from tests.helpers import runUntil
+from tests.logcapture import capturedText
 from tests.netutil import message, runLoad, startClient, whenInFlight, whenState
 
 
@@ -64,20 +71,186 @@ def test_wiring_by_name_in_any_file_order(tmp_path):
 
 
 @pytest_twisted.inlineCallbacks
-def test_missing_member_runs_with_rest_and_empty_pool_fails(tmp_path):
+def test_missing_member_runs_with_rest_and_empty_pool_waits(tmp_path):
     (tmp_path / "40_pool.xml").write_text(pool("core-mux", ["core-mux-1", "never-deployed"]))
     (tmp_path / "41_empty.xml").write_text(pool("empty", ["ghost-1", "ghost-2"]))
     (tmp_path / "42_broken.xml").write_text("<mux name='x'><in>")
     member(tmp_path, 1)
-    service, registry = yield deployed(tmp_path, ["core-mux-1"])
+    with capturedText() as lines:
+        service, registry = yield deployed(tmp_path, ["core-mux-1"])
     try:
         core = registry.getMUX("core-mux")
         assert [m.name for m in core.members] == ["core-mux-1"]
-        assert "empty" not in registry
-        assert "none of its <muxes> (ghost-1 ghost-2) is deployed" in service.failed[str(tmp_path / "41_empty.xml")]
+        empty = registry.getMUX("empty")
+        assert empty.members == () and not empty.ready
+        assert any("pool empty: none of its <muxes> (ghost-1 ghost-2) is deployed; it stays deployed"
+                   in line for line in lines)
         assert "42_broken.xml:1: <?>: malformed XML" in service.failed[str(tmp_path / "42_broken.xml")]
         response = yield core.request({"t": "0200", "11": "000001", "41": "T1"}, 5)
         assert response["44"] == "issuer-1"
+    finally:
+        yield service.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_pool_whose_members_all_leave_stays_and_resumes(tmp_path):
+    """
+    Issue 8 #4: a pool whose members were undeployed for two scans undeployed
+    itself, and did not come back with them.
+    """
+    (tmp_path / "40_pool.xml").write_text(pool("core-mux", ["core-mux-1"]))
+    files = member(tmp_path, 1)
+    service, registry = yield deployed(tmp_path, ["core-mux-1"])
+    try:
+        core = registry.getMUX("core-mux")
+        saved = {path: path.read_text() for path in files}
+        for path in files:
+            path.unlink()
+        service.scan()
+        service.scan()
+        service.scan()
+        assert registry.lookup("core-mux") is core and core.members == () and not core.ready
+        assert service.failed == {}
+        with pytest.raises(NoMUXAvailable):
+            yield core.request({"t": "0200", "11": "000001", "41": "T1"}, 0.2)
+        for path, text in saved.items():
+            path.write_text(text)
+        service.scan()
+        yield whenState(core.ready, True)
+        response = yield core.request({"t": "0200", "11": "000002", "41": "T1"}, 5)
+        assert response["44"] == "issuer-1"
+    finally:
+        yield service.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_renaming_a_descriptor_keeps_the_running_bean(tmp_path):
+    """
+    Issue 8 #5: 30_x.xml -> 31_x.xml failed with "already deployed" and then
+    undeployed the bean.
+    """
+    (tmp_path / "40_pool.xml").write_text(pool("core-mux", ["core-mux-1"]))
+    member(tmp_path, 1)
+    service, registry = yield deployed(tmp_path, ["core-mux-1"])
+    try:
+        mux, core = registry.getMUX("core-mux-1"), registry.getMUX("core-mux")
+        (tmp_path / "31_core-mux-1.xml").rename(tmp_path / "39_core-mux-1.xml")
+        (tmp_path / "40_pool.xml").rename(tmp_path / "45_pool.xml")
+        service.scan()
+        assert registry.getMUX("core-mux-1") is mux and mux.running
+        assert registry.getMUX("core-mux") is core and core.members == (mux,)
+        assert service.failed == {}
+        assert sorted(p.rsplit("/", 1)[1] for p in service.beans) == [
+            "11_issuer-1.xml", "21_channel-1.xml", "39_core-mux-1.xml", "45_pool.xml"]
+        response = yield core.request({"t": "0200", "11": "000001", "41": "T1"}, 5)
+        assert response["39"] == "00"
+    finally:
+        yield service.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_file_that_breaks_anything_is_named_and_scanning_goes_on(tmp_path, monkeypatch):
+    """
+    Issue 8 #6: a SyntaxError in a user's strategy module stopped the scan
+    loop for good.  It names the file, later files deploy, and the file is
+    tried again when the module is fixed.
+    """
+    code = tmp_path / "code"
+    code.mkdir()
+    monkeypatch.syspath_prepend(str(code))
+    (code / "broken_strategy_mod.py").write_text("def oops(:\n")
+    deploy = tmp_path / "deploy"
+    deploy.mkdir()
+    (deploy / "40_pool.xml").write_text(
+        "<mux class='org.jpos.q2.iso.MUXPool' name='core-mux'><muxes>core-mux-1</muxes>\n"
+        "<strategy-handler class='broken_strategy_mod.Sticky'/></mux>")
+    member(deploy, 1)
+    service = DeployService(str(deploy), reactor(), Registry(), scanInterval=0.05, drainTimeout=5)
+    registry = service.registry
+    with capturedText() as lines:
+        service.startService()
+    try:
+        yield whenState(registry.getMUX("core-mux-1").ready, True)
+        problem = service.failed[str(deploy / "40_pool.xml")]
+        assert "40_pool.xml:2: <strategy-handler>" in problem
+        assert "SyntaxError at " in problem and "broken_strategy_mod.py:1" in problem
+        assert any("cannot deploy" in line and "40_pool.xml" in line for line in lines)
+        assert service._loop.running
+        (code / "broken_strategy_mod.py").write_text(textwrap.dedent("""
+            from zope.interface import implementer
+            from muxpool.interfaces import IStrategy
+
+            @implementer(IStrategy)
+            class Sticky:
+                name = "sticky"
+                def __init__(self, config):
+                    pass
+                def select(self, pool, message):
+                    return pool.members[0]
+        """))
+        core = yield registry.whenRegistered("core-mux")
+        yield whenState(core.ready, True)
+        response = yield core.request(
+            {"t": "0200", "11": "000001", "41": "T1"}, 5)
+        assert response["44"] == "issuer-1" and service.failed == {}
+    finally:
+        yield service.stopService()
+
+
+def test_an_unexpected_error_in_one_file_does_not_stop_the_others(tmp_path, monkeypatch):
+    import muxpool.deploy
+
+    real = muxpool.deploy.buildBean
+
+    def buildBean(path, root, reactor, registry):
+        if path.endswith("10_bad.xml"):
+            raise ZeroDivisionError("a bug")
+        return real(path, root, reactor, registry)
+
+    monkeypatch.setattr(muxpool.deploy, "buildBean", buildBean)
+    (tmp_path / "10_bad.xml").write_text(qmux("bad", "q"))
+    (tmp_path / "20_good.xml").write_text(qmux("good", "q2"))
+    from twisted.internet.testing import MemoryReactorClock
+
+    service = DeployService(str(tmp_path), MemoryReactorClock(), Registry(), scanInterval=0)
+    service.scan()
+    assert "ZeroDivisionError" in service.failed[str(tmp_path / "10_bad.xml")]
+    assert "good" in service.registry
+
+
+@pytest_twisted.inlineCallbacks
+def test_redeploys_leave_nothing_behind(tmp_path):
+    """
+    Issue 8 #7: five redeploys left six live QMUXes and six live pools.
+    """
+    import gc
+    import weakref
+
+    (tmp_path / "40_pool.xml").write_text(pool("core-mux", ["core-mux-1"]))
+    member(tmp_path, 1)
+    service, registry = yield deployed(tmp_path, ["core-mux-1"])
+    try:
+        link = registry.getLink("channel-1")
+        old = []
+        for i in range(5):
+            old.append((registry.getMUX("core-mux-1"), registry.getMUX("core-mux")))
+            (tmp_path / "31_core-mux-1.xml").write_text(qmux("core-mux-1", "q1", f"<!-- {i} -->"))
+            (tmp_path / "40_pool.xml").write_text(pool("core-mux", ["core-mux-1"]) + f"<!-- {i} -->")
+            service.scan()
+            yield whenState(registry.getMUX("core-mux").ready, True)
+            response = yield registry.getMUX("core-mux").request(
+                {"t": "0200", "11": "%06d" % i, "41": "T1"}, 5)
+            assert response["39"] == "00"
+        yield defer.DeferredList(list(service._retiring))
+        for mux, pooled in old:  # stopped: not ready, whatever their link is
+            assert not mux.running and not mux.ready and not mux.isConnected()
+            assert not pooled.running and not pooled.ready
+        refs = [weakref.ref(service) for pair in old for service in pair]
+        del old, mux, pooled
+        gc.collect()
+        assert [ref() for ref in refs] == [None] * 10
+        assert link.attachments == 2  # one receiver and one loss observer: the live QMUX's
+        assert link.ready.observerCount == 1
     finally:
         yield service.stopService()
 
@@ -169,3 +342,63 @@ def test_shutdown_drains_in_flight_requests(tmp_path):
         assert registry.names() == []
     finally:
         yield client.stopService()
+
+
+def test_deploy_time_warnings(tmp_path):
+    """
+    Issue 8 #9 and #11: a Forward naming a MUX that does not exist is a
+    warning when deployed (with file and line), and so is an empty folder.
+    """
+    from twisted.internet.testing import MemoryReactorClock
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with capturedText() as lines:
+        service = DeployService(str(empty), MemoryReactorClock(), Registry(), scanInterval=0)
+        service.scan()
+        service.scan()
+    assert sum("has no *.xml descriptors" in line for line in lines) == 1
+    (tmp_path / "50_front.xml").write_text(front("front", freePort(), "core-mux-typo"))
+    with capturedText() as lines:
+        service = DeployService(str(tmp_path), MemoryReactorClock(), Registry(), scanInterval=0)
+        service.scan()
+        service.scan()
+    found = [line.split("\n")[0] for line in lines if "core-mux-typo" in line.split("\n")[0]]
+    assert len(found) == 1, found
+    assert "50_front.xml: front: MUX 'core-mux-typo' is not deployed; requests are declined " \
+           "39=91 until it is (50_front.xml:4 <request-listener>)" in found[0]
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_server_whose_port_is_taken_retries_until_free(tmp_path):
+    """
+    Issue 8 #10: a server whose port was in use logged a traceback and stayed
+    down until its file was touched.
+    """
+    import socket
+
+    from muxpool.server import QServer
+
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    port = blocker.getsockname()[1]
+    server = QServer("front", ASCII, f"tcp:{port}:interface=127.0.0.1", reactor())
+    server.clock = clock = Clock()  # retries on a fake clock; TCP listens at once
+    with capturedText() as lines:
+        server.startService()
+        try:
+            listening = server.whenListening()
+            runUntil(clock, 60)  # 1, 2, 4, 8, 16, 30, 30 s: several failed attempts
+            assert not listening.called and server.lastFailure
+            assert clock.getDelayedCalls()[0].getTime() - clock.seconds() <= 30
+            blocker.close()
+            runUntil(clock, 120)
+            yield listening
+        finally:
+            blocker.close()
+            yield server.stopService()
+    failures = [line for line in lines if "cannot listen" in line.split("\n")[0]]
+    assert len(failures) == 1 and "Traceback" not in "\n".join(lines)
+    assert "Address already in use" in failures[0]
+    assert any(f"listening on 127.0.0.1:{port} (after" in line for line in lines)

@@ -220,3 +220,107 @@ def test_unknown_elements_warn_with_file_and_line(tmp_path):
     assert len(warnings) == 2
     assert warnings[0].endswith("warn.xml:1: <mux>: unknown attribute 'colour' ignored")
     assert warnings[1].endswith("warn.xml:3: <frobnicate>: unknown element ignored")
+
+
+# -- issue 8 #9, #11, #22 -------------------------------------------------------
+
+def warningsOf(lines):
+    return [line.split("\n")[0] for line in lines if "unknown" in line.split("\n")[0]]
+
+
+def test_misspelt_settings_are_warnings_with_file_and_line(tmp_path):
+    """
+    Issue 8 #9: maxSesions, a Forward timout and a channel hots passed
+    silently.
+    """
+    with capturedText() as lines:
+        build(tmp_path, """<server class="org.jpos.q2.iso.QServer" name="front">
+  <attr name="port">8000</attr>
+  <attr name="maxSesions">7</attr>
+  <channel class="org.jpos.iso.channel.ASCIIChannel" packager="ISO87A">
+    <property name="hots" value="x"/>
+  </channel>
+  <request-listener class="muxpool.listeners.Forward">
+    <property name="mux" value="core-mux"/>
+    <property name="timout" value="5000"/>
+  </request-listener>
+  <request-listener class="muxpool.listeners.Responder">
+    <property name="field.44" value="me"/>
+    <property name="result-cod" value="05"/>
+  </request-listener>
+  <property name="grace-periode" value="1"/>
+</server>""", name="typo.xml")
+    warnings = sorted(warningsOf(lines), key=lambda w: int(w.split("typo.xml:")[1].split(":")[0]))
+    assert len(warnings) == 5, warnings
+    assert warnings[0].endswith("typo.xml:3: <attr>: unknown attr 'maxSesions' ignored "
+                                "(known: maxSessions, minSessions, port)")
+    assert "typo.xml:5: <property>: unknown property 'hots' ignored" in warnings[1]
+    assert "typo.xml:9: <property>: unknown property 'timout' ignored" in warnings[2]
+    assert "timeout" in warnings[2]  # the known names are listed
+    assert "typo.xml:13: <property>: unknown property 'result-cod' ignored" in warnings[3]
+    assert "typo.xml:15: <property>: unknown property 'grace-periode' ignored" in warnings[4]
+
+
+def test_the_jpos_article_descriptors_warn_about_nothing():
+    from pathlib import Path
+
+    folder = Path(__file__).parent / "fixtures" / "jpos-article"
+    with capturedText() as lines:
+        for path in sorted(folder.glob("*.xml")):
+            root = readDescriptor(str(path), {"CORE_HOST": "h", "CORE_PORT_PRIMARY": "1",
+                                              "CORE_PORT_SECONDARY": "2"})
+            from twisted.internet.testing import MemoryReactorClock
+
+            buildBean(str(path), root, MemoryReactorClock(), Registry())
+    assert warningsOf(lines) == []
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("<channel-adaptor name='c'><channel class='NACChannel'>\n"
+     "<property name='host' value='h'/><property name='port' value='1'/>\n"
+     "<filter class='org.jpos.iso.filter.MacroFilter' direction='outgoing'/>\n"
+     "</channel><in>a</in><out>b</out></channel-adaptor>",
+     r":3: <filter>: not supported: a filter changes what goes on the wire"),
+    ("<server name='s'><attr name='port'>1</attr><channel class='NACChannel'/>\n"
+     "<server-socket-factory class='org.jpos.iso.GenericSSLSocketFactory'/></server>",
+     r":2: <server-socket-factory>: not supported"),
+    ("<channel-adaptor name='c'><channel class='NACChannel'>\n"
+     "<property name='socketFactory' value='org.jpos.iso.GenericSSLSocketFactory'/>\n"
+     "<property name='host' value='h'/><property name='port' value='1'/>\n"
+     "</channel><in>a</in><out>b</out></channel-adaptor>",
+     r":2: <property>: property 'socketFactory' is not supported: .*tls:host:port"),
+])
+def test_what_would_change_the_wire_is_refused(tmp_path, text, expected):
+    """
+    Issue 8 #11: a MAC filter was warned about and dropped: the bean ran
+    without it.
+    """
+    with pytest.raises(DescriptorError, match=r"wire\.xml" + expected):
+        build(tmp_path, text, name="wire.xml")
+
+
+def test_qmux_key_header_unhandled_and_check_enabled(tmp_path, monkeypatch):
+    (tmp_path / "late_approvals.py").write_text(
+        "seen = []\ndef reverse(message):\n    seen.append(message)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    bean = build(tmp_path, """<mux name="m"><in>a</in><out>b</out>
+      <key>41 11 header</key>
+      <unhandled>late_approvals.reverse</unhandled></mux>""")
+    import late_approvals
+
+    assert bean.service.keys.headerIsKey and bean.service.unhandled is late_approvals.reverse
+    registry = Registry()
+    named = build(tmp_path, "<mux name='n'><in>a</in><out>b</out><unhandled>jpos-unhandled</unhandled></mux>")
+    assert named.references[0].name == "jpos-unhandled"
+    assert named.references[0].what == "unhandled handler"
+    pools = [build(tmp_path, f"<mux class='org.jpos.q2.iso.MUXPool' name='p'><muxes>a</muxes>{extra}</mux>")
+             for extra in ("<check-enabled>yes</check-enabled><suspend-after-timeouts>3</suspend-after-timeouts>",
+                           "<property name='check-enabled' value='true'/>", "")]
+    assert [p.service.checkEnabled for p in pools] == [True, True, False]
+    assert [p.service.suspendAfterTimeouts for p in pools] == [3, 0, 0]
+
+
+def test_a_forward_records_the_mux_it_names(tmp_path):
+    bean = build(tmp_path, SERVER_XML)
+    [ref] = bean.references
+    assert (ref.what, ref.name, ref.line, ref.element) == ("MUX", "core-mux", 7, "request-listener")

@@ -2,6 +2,7 @@
 Forward and Responder, and the listener chain.
 """
 
+import pytest
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from zope.interface import implementer
@@ -9,7 +10,7 @@ from zope.interface.verify import verifyObject
 
 from muxpool.errors import LinkLost, NoMUXAvailable
 from muxpool.interfaces import IMUX, IRequestListener
-from muxpool.listeners import Forward, Responder, offer
+from muxpool.listeners import Forward, ListenerFailed, Responder, offer
 from muxpool.readiness import Readiness
 from muxpool.registry import Registry
 from tests.helpers import FakeLink
@@ -121,15 +122,18 @@ def test_many_in_flight_per_source():
     assert [m["11"] for m in source.sent] == ["3", "2", "1"]
 
 
-def test_offer_survives_a_failing_listener():
+def test_a_failing_listener_is_named_never_its_error_text():
     class Boom:
         def process(self, source, message):
-            raise RuntimeError("bug")
+            raise RuntimeError(f"bug with {message['2']}")
 
-    with capturedText() as lines:
-        assert offer([Boom(), Responder()], FakeLink(), REQUEST, "here") is True
-    text = "\n".join(lines)
-    assert "bug" in text and REQUEST["2"] not in text
+    responder = Responder()
+    with pytest.raises(ListenerFailed) as info:
+        offer([Boom(), responder], FakeLink(), REQUEST)
+    text = str(info.value)
+    assert "tests.test_listeners" in text and "Boom" in text and "test_listeners.py" in text
+    assert "RuntimeError at test_listeners.py:" in text
+    assert REQUEST["2"] not in text and responder.answered == 0
 
 
 def test_forward_answers_even_when_the_mux_raises():
@@ -140,5 +144,51 @@ def test_forward_answers_even_when_the_mux_raises():
     source = FakeLink()
     with capturedText() as lines:
         Forward(Raising(None), 1).process(source, REQUEST)
-    assert source.sent[0]["39"] == "91"
-    assert "bug in a custom MUX" in "\n".join(lines)
+    # it was asked to send: the issuer may have it, so it is answered as an
+    # outcome unknown (a reversal of nothing is harmless; a missed one is not)
+    assert source.sent[0]["39"] == "68"
+    assert "RuntimeError at test_listeners.py" in "\n".join(lines)
+
+
+CARD_REQUEST = dict(REQUEST, **{"35": "4761739001010119=22122011758928889",
+                                "45": "B4761739001010119^CARDHOLDER/A^2212201",
+                                "52": "0A1B2C3D4E5F6071", "55": "9F2608AABBCCDDEEFF0011",
+                                "36": "011234567890", "37": "123456789012", "32": "12345"})
+
+
+def test_a_forward_decline_carries_no_card_data():
+    """
+    Issue 9: Forward's own declines copied every request field back,
+    tracks, PIN block and ICC data included.
+    """
+    for result, code in ((fail(NoMUXAvailable("none")), "91"), (fail(LinkLost("gone")), "68")):
+        source = FakeLink()
+        Forward(ScriptedMUX(result), 1).process(source, CARD_REQUEST)
+        [answer] = source.sent
+        assert answer["39"] == code and answer["t"] == "0210"
+        for hidden in ("2", "35", "36", "45", "52", "55"):
+            assert hidden not in answer
+        assert {k: answer[k] for k in ("11", "41", "37", "32", "h")} == {
+            k: CARD_REQUEST[k] for k in ("11", "41", "37", "32", "h")}
+
+
+def test_decline_fields_are_configurable_but_hidden_ones_never_echo():
+    source = FakeLink()
+    forward = Forward.fromProperties({"mux": "x", "decline-fields": "11 41 2 35 52"},
+                                     Registry().getMUX)
+    forward.process(source, CARD_REQUEST)
+    assert source.sent[0] == {"t": "0210", "39": "91", "11": "000042", "41": "TERM0001",
+                              "2": CARD_REQUEST["2"]}
+
+
+def test_a_persistent_fault_is_logged_at_a_bounded_rate():
+    """
+    Issue 8 #9: a Forward naming a missing MUX logged once per request.
+    """
+    source = FakeLink()
+    forward = Forward("missing", 1, Registry().getMUX)
+    with capturedText() as lines:
+        for i in range(500):
+            forward.process(source, dict(REQUEST, **{"11": "%06d" % i}))
+    assert len(source.sent) == 500
+    assert sum("no such MUX" in line for line in lines) == 1

@@ -4,9 +4,12 @@ QMUX: keys as jPOS builds them, the pending table, and the three outcomes.
 
 import pytest
 from twisted.internet.task import Clock
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from muxpool.errors import (
+    CancelledAfterWrite,
+    CancelledBeforeWrite,
     DuplicateKey,
     EncodeFailed,
     LinkLost,
@@ -14,12 +17,14 @@ from muxpool.errors import (
     MissingKey,
     NotSent,
     OutcomeUnknown,
+    RequestCancelled,
     RequestTimeout,
 )
-from muxpool.interfaces import IMUX, ISource
+from muxpool.interfaces import IMUX, IRequestListener, ISource
 from muxpool.mux import KeyBuilder, QMUX
 from muxpool.messages import parseFieldList
-from tests.helpers import FakeLink, answer
+from tests.helpers import FakeLink, answer, started
+from tests.logcapture import capturedText
 
 
 def request(stan="000001", tid="TERM0001", mti="0200", **extra):
@@ -37,7 +42,7 @@ def outcome(d):
 def makeMux(**kwargs):
     clock = Clock()
     link = FakeLink()
-    mux = QMUX("test-mux", link, clock, **kwargs)
+    mux = started(QMUX("test-mux", link, clock, **kwargs))
     return mux, link, clock
 
 
@@ -193,6 +198,7 @@ def test_requests_are_not_matched_unless_return_rejects():
     assert results2[0]["t"] == "0200"
 
 
+@implementer(IRequestListener)
 class Listener:
     def __init__(self, handles):
         self.handles = handles
@@ -267,10 +273,202 @@ def test_a_packager_that_raises_is_not_sent_and_logs_no_data():
     link = LinkBase("link", spec)
     link.protocol, transport, _ = connectedProtocol(spec)
     link.ready.set(True)
-    mux = QMUX("m", link, Clock())
+    mux = started(QMUX("m", link, Clock()))
     with capturedText() as lines:
         results = outcome(mux.request(request(), 5))
     assert results[0].check(EncodeFailed)
     assert "KeyError" in str(results[0].value)
     assert transport.value() == b"" and mux.pendingCount() == 0
     assert "4761739001010119" not in "\n".join(lines) + str(results[0].value)
+
+
+# -- issue 8: the request path -------------------------------------------------
+
+class AnsweringLink(FakeLink):
+    """
+    A link whose peer answers inside send(), before send() returns.
+    """
+
+    def send(self, message):
+        FakeLink.send(self, message)
+        self.deliver(answer(message))
+
+
+def test_a_synchronous_answer_is_matched():
+    """
+    Issue 8 #19: `written` was set only after link.send returned, so an
+    answer given inside send() went to "unhandled".
+    """
+    clock = Clock()
+    mux = started(QMUX("m", AnsweringLink(), clock))
+    results = outcome(mux.request(request(), 5))
+    assert results[0]["39"] == "00"
+    assert mux.counters["rx"] == 1 and mux.counters["rx_unhandled"] == 0
+    assert mux.pendingCount() == 0 and clock.getDelayedCalls() == []
+
+
+def test_cancel_before_write_is_not_sent():
+    mux, link, clock = makeMux()
+    link.ready.set(False)
+    d = mux.request(request(), 5)
+    results = outcome(d)
+    d.cancel()
+    assert results[0].check(CancelledBeforeWrite) and results[0].check(NotSent)
+    assert results[0].check(RequestCancelled)
+    assert mux.pendingCount() == 0 and clock.getDelayedCalls() == [] and link.sent == []
+
+
+def test_cancel_after_write_is_outcome_unknown_and_a_late_answer_is_counted():
+    """
+    Issue 8 #19: cancelling gave CancelledError, not an outcome, and forgot
+    the key so a late answer was not counted as late.
+    """
+    mux, link, clock = makeMux()
+    d = mux.request(request(), 5)
+    results = outcome(d)
+    d.cancel()
+    assert results[0].check(CancelledAfterWrite) and results[0].check(OutcomeUnknown)
+    assert not results[0].check(NotSent)
+    link.deliver(answer(request()))
+    assert mux.counters["rx_late"] == 1 and mux.counters["rx_unhandled"] == 1
+
+
+def test_cancelling_a_sibling_while_the_link_is_lost():
+    """
+    Issue 8 #20: a callback that cancelled a sibling during the loss raised
+    AlreadyCalledError out of the link, and a third request waited for its
+    timeout instead of failing at once.
+    """
+    mux, link, clock = makeMux()
+    first = mux.request(request("000001"), 30)
+    second = mux.request(request("000002"), 30)
+    third = mux.request(request("000003"), 30)
+    results = {}
+    first.addBoth(lambda r: (results.__setitem__(1, r), second.cancel())[0])
+    second.addBoth(lambda r: results.__setitem__(2, r))
+    third.addBoth(lambda r: results.__setitem__(3, r))
+    link.lose()
+    assert results[1].check(LinkLost)
+    assert results[2].check(OutcomeUnknown)  # cancelled or lost: never both
+    assert results[3].check(LinkLost)
+    assert mux.pendingCount() == 0 and clock.getDelayedCalls() == []
+
+
+def test_never_written_after_the_deadline():
+    """
+    Issue 8 #17: a link that became ready in the reactor turn in which the
+    deadline passed got the message: a "not sent" became "outcome unknown".
+    """
+    mux, link, clock = makeMux()
+    link.ready.set(False)
+    results = outcome(mux.request(request(), 5))
+    clock.rightNow = 5.0  # the deadline's turn: its timer is due, not yet run
+    link.ready.set(True)
+    assert link.sent == []
+    assert results[0].check(LinkNotReady) and "deadline passed" in str(results[0].value)
+    zero = outcome(mux.request(request("000002"), 0))
+    assert zero[0].check(NotSent) and link.sent == []
+
+
+def test_draining_keeps_counts_per_link():
+    """
+    Issue 8 #8: every completion recounted all pending requests for each
+    drain waiter (quadratic).  Completions now never walk the table.
+    """
+
+    class Watched(dict):
+        walks = 0
+
+        def values(self):
+            Watched.walks += 1
+            return dict.values(self)
+
+    mux, link, clock = makeMux()
+    mux._pending = Watched()
+    other = FakeLink("other")
+    sent = [request("%06d" % i) for i in range(2000)]
+    for message in sent:
+        mux.request(message, 30)
+    drained = outcome(mux.whenDrained(other))
+    everything = outcome(mux.whenDrained(link))
+    assert drained == [None] and everything == []  # nothing was written on "other"
+    for message in sent:
+        link.deliver(answer(message))
+    assert everything == [None] and Watched.walks == 0
+    assert mux.pendingOn(link) == 0 and mux.counters["rx"] == 2000
+
+
+def test_unmatched_responses_go_to_the_listeners_first():
+    """
+    Issue 8 #22 (jPOS processUnhandled): a late approval reaches the request
+    listeners (to reverse it) before it is counted as unhandled.
+    """
+    reversals = Listener(True)
+    mux, link, clock = makeMux(listeners=[reversals])
+    results = outcome(mux.request(request(), 5))
+    clock.advance(5)
+    assert results[0].check(RequestTimeout)
+    link.deliver(answer(request()))
+    assert len(reversals.seen) == 1 and reversals.seen[0][1]["39"] == "00"
+    assert mux.counters["rx_late"] == 1 and mux.counters["rx_forwarded"] == 1
+    assert mux.counters["rx_unhandled"] == 0
+
+
+def test_unhandled_goes_to_a_listener_or_a_callable():
+    got = []
+    sink = Listener(True)
+    for handler, check in ((got.append, lambda: got), (sink, lambda: sink.seen)):
+        mux, link, clock = makeMux(unhandled=handler)
+        link.deliver(answer(request()))
+        assert len(check()) == 1 and mux.counters["rx_unhandled"] == 1
+
+
+def test_an_unhandled_handler_that_raises_is_contained():
+    def boom(message):
+        raise ValueError(message["2"])
+
+    mux, link, clock = makeMux(unhandled=boom)
+    with capturedText() as lines:
+        link.deliver(answer(request(), **{"2": "4761739001010119"}))
+    text = "\n".join(lines)
+    assert "ValueError at test_mux.py" in text and "4761739001010119" not in text
+
+
+def test_ignored_response_codes_are_counted():
+    mux, link, clock = makeMux(ignoreRC={"91"})
+    mux.request(request(), 5)
+    link.deliver(answer(request(), **{"39": "91"}))
+    assert mux.counters["rx_ignored"] == 1 and mux.pendingCount() == 1
+
+
+def test_header_in_the_key():
+    """
+    Issue 8 #22: the `header` token in <key> (jPOS) puts the header in the key.
+    """
+    builder = KeyBuilder(("41", "11", "header"))
+    assert builder.fields == ("41", "11") and builder.headerIsKey
+    with_header = {"t": "0200", "11": "1", "41": "T", "h": "6000120034"}
+    assert builder.key(with_header) == "020.6000120034.000000000000000T.000001"
+    assert builder.key(dict(with_header, h="6000340012")) != builder.key(with_header)
+    assert KeyBuilder(("11",), {"08": ("header", "11")}).headerIsKey
+
+
+def test_a_stopped_qmux_is_not_ready_and_holds_nothing():
+    """
+    Issue 8 #7: a stopped QMUX still reported ready, and its observers stayed
+    on the link.  Stopping drains: what was written gets its answer, what
+    waits for the link ends "not sent" at once.
+    """
+    mux, link, clock = makeMux()
+    written = outcome(mux.request(request("000001"), 30))
+    link.ready.set(False)
+    waiting = outcome(mux.request(request("000002"), 30))
+    stopped = outcome(mux.stopService())
+    assert waiting[0].check(LinkNotReady) and stopped == []
+    link.ready.set(True)
+    assert not mux.ready and not mux.isConnected()
+    assert [m["11"] for m in link.sent] == ["000001"]
+    link.deliver(answer(request("000001")))
+    assert written[0]["39"] == "00" and stopped == [None]
+    assert link.receivers == [] and link.lossObservers == [] and link.ready.observerCount == 0
+    assert outcome(mux.request(request("000003"), 5))[0].check(NotSent)

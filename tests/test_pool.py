@@ -12,13 +12,18 @@ from zope.interface.verify import verifyObject
 
 from muxpool.errors import (
     DuplicateKey,
+    EncodeFailed,
+    MissingKey,
     LinkLost,
     LinkNotReady,
     NoMUXAvailable,
     NotSent,
     OutcomeUnknown,
+    StrategyFailed,
+    CancelledAfterWrite,
+    CancelledBeforeWrite,
 )
-from muxpool.interfaces import IMUX, IPool, IStrategy
+from muxpool.interfaces import IMUX, IPool, IProbe, IStrategy
 from muxpool.mux import QMUX
 from muxpool.pool import MUXPool
 from muxpool.readiness import Readiness
@@ -28,7 +33,8 @@ from muxpool.strategies import (
     strategyByName,
     strategyByPath,
 )
-from tests.helpers import FakeLink, answer
+from tests.helpers import FakeLink, answer, started
+from tests.logcapture import capturedText
 
 
 @implementer(IMUX)
@@ -77,7 +83,7 @@ def picks(pool, n, message=None):
 
 
 def makePool(ms, strategy=None, config=None, **kw):
-    return MUXPool("pool", ms, Clock(), strategyByName(strategy, config or {}), **kw)
+    return started(MUXPool("pool", ms, Clock(), strategyByName(strategy, config or {}), **kw))
 
 
 def test_interfaces():
@@ -199,7 +205,7 @@ def test_strategy_handler_by_path_and_fallback(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     handler = strategyByPath("myhandlers.LastForReversals", {"mti": "0400"})
     ms = members(3)
-    pool = MUXPool("pool", ms, Clock(), handler, fallback=strategyByName("round-robin"))
+    pool = started(MUXPool("pool", ms, Clock(), handler, fallback=strategyByName("round-robin")))
     assert picks(pool, 2, {"t": "0400"}) == ["m2", "m2"]
     assert picks(pool, 3, {"t": "0200"}) == ["m0", "m1", "m2"]
     with pytest.raises(StrategyConfigError, match="does not implement IStrategy"):
@@ -229,7 +235,7 @@ def test_strategy_plugin_found_by_name(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(twisted.plugins, "__path__", list(twisted.plugins.__path__) + [str(plugins)])
     strategy = strategyByName("always-last")
-    pool = MUXPool("pool", members(3), Clock(), strategy)
+    pool = started(MUXPool("pool", members(3), Clock(), strategy))
     assert picks(pool, 2) == ["m2", "m2"]
     with pytest.raises(StrategyConfigError, match="always-last"):
         strategyByName("nope")
@@ -277,15 +283,32 @@ def test_not_sent_retries_next_member():
     assert pool.counters["retries"] == 1
 
 
-def test_not_sent_everywhere_returns_not_sent():
+def test_link_not_ready_everywhere_waits_then_not_sent():
     ms = members(2)
     for m in ms:
-        m.script = [fail(DuplicateKey("dup"))]
+        m.script = [fail(LinkNotReady("down"))]
     pool = makePool(ms)
     results = outcome(pool.request({"t": "0200"}, 5))
-    assert results[0].check(DuplicateKey)
+    assert results == []  # both tried: waits for a change until the deadline
     assert len(ms[0].requests) == len(ms[1].requests) == 1
     assert pool.counters["retries"] == 1  # one retry: there was one other member
+    pool.clock.advance(5)
+    assert results[0].check(NoMUXAvailable) and "down" in str(results[0].value)
+
+
+@pytest.mark.parametrize("error", [DuplicateKey("dup"), MissingKey("no key"),
+                                   EncodeFailed("cannot pack field 4")])
+def test_only_what_another_member_could_send_is_retried(error):
+    """
+    Issue 8 #18: a duplicate key went out on a second link, defeating the
+    duplicate guard; a missing key or an encode error fails everywhere.
+    """
+    ms = members(2)
+    ms[0].script = [fail(error)]
+    pool = makePool(ms)
+    results = outcome(pool.request({"t": "0200"}, 5))
+    assert results[0].check(type(error)) and results[0].check(NotSent)
+    assert ms[1].requests == [] and pool.counters["retries"] == 0
 
 
 def test_outcome_unknown_never_retried():
@@ -320,8 +343,8 @@ def test_disable_drains_without_failing_in_flight():
 
 def test_nested_pools():
     inner1 = makePool(members(2), "round-robin")
-    inner2 = MUXPool("inner2", [Member("x")], Clock())
-    outer = MUXPool("outer", [inner1, inner2], Clock(), strategyByName("round-robin"))
+    inner2 = started(MUXPool("inner2", [Member("x")], Clock()))
+    outer = started(MUXPool("outer", [inner1, inner2], Clock(), strategyByName("round-robin")))
     got = [outcome(outer.request({"t": "0200"}, 5))[0]["by"] for _ in range(4)]
     assert got == ["m0", "x", "m1", "x"]
     inner2.members[0].ready.set(False)
@@ -332,8 +355,8 @@ def test_nested_pools():
 def test_pool_of_qmuxes_fails_over_on_link_loss():
     clock = Clock()
     links = [FakeLink("a"), FakeLink("b")]
-    muxes = [QMUX(f"mux-{l.name}", l, clock) for l in links]
-    pool = MUXPool("pool", muxes, clock, strategyByName("round-robin"))
+    muxes = [started(QMUX(f"mux-{l.name}", l, clock)) for l in links]
+    pool = started(MUXPool("pool", muxes, clock, strategyByName("round-robin")))
     req = {"t": "0200", "11": "000001", "41": "T1"}
     first = outcome(pool.request(req, 5))
     links[0].lose()
@@ -372,5 +395,166 @@ def test_member_that_raises_still_gives_one_outcome():
     ms[0].request = boom
     pool = makePool(ms)
     results = outcome(pool.request({"t": "0200"}, 5))
-    assert len(results) == 1 and results[0].check(RuntimeError)
+    # it was asked to send: the issuer may have it, so it is never resent
+    assert len(results) == 1 and results[0].check(OutcomeUnknown)
+    assert "RuntimeError" in str(results[0].value) and ms[1].requests == []
     assert pool.pendingCount() == 0 and pool.clock.getDelayedCalls() == []
+
+
+# -- issue 8 -------------------------------------------------------------------
+
+@implementer(IStrategy)
+class Raising:
+    name = "raising"
+
+    def select(self, pool, message):
+        raise KeyError(message.get("2"))
+
+
+def test_a_strategy_that_raises_is_not_sent_never_a_hang():
+    """
+    Issue 8 #16: a raising strategy left the request without an outcome for
+    ever (and leaked its in-flight count), or raised out of request().
+    """
+    pool = started(MUXPool("pool", members(2), Clock(), Raising()))
+    with capturedText() as lines:
+        results = outcome(pool.request({"t": "0200", "2": "4761739001010119"}, 5))
+    assert results[0].check(StrategyFailed) and results[0].check(NotSent)
+    text = "\n".join(lines) + str(results[0].value)
+    assert "test_pool.Raising" in text and "test_pool.py" in text and "KeyError" in text
+    assert "4761739001010119" not in text
+    assert pool.pendingCount() == 0 and pool.clock.getDelayedCalls() == []
+    with pytest.raises(StrategyFailed):
+        pool.send({"t": "0200"})
+
+
+def test_a_strategy_that_raises_while_waiting_ends_the_wait():
+    ms = members(1, ready=False)
+    strategy = strategyByName("round-robin")
+    pool = started(MUXPool("pool", ms, Clock(), strategy))
+    results = outcome(pool.request({"t": "0200"}, 5))
+    strategy.select = Raising().select
+    ms[0].ready.set(True)
+    assert results[0].check(StrategyFailed) and pool.pendingCount() == 0
+
+
+def test_the_pool_never_sends_after_its_deadline():
+    """
+    Issue 8 #17: a member that became ready in the deadline's reactor turn
+    was handed the request with no time left.
+    """
+    ms = members(1, ready=False)
+    pool = makePool(ms)
+    results = outcome(pool.request({"t": "0200"}, 5))
+    pool.clock.rightNow = 5.0  # the deadline's turn: its timer not yet run
+    ms[0].ready.set(True)
+    assert ms[0].requests == []
+    assert results[0].check(NoMUXAvailable)
+
+
+def test_cancelling_a_pool_request_gives_the_members_outcome():
+    """
+    Issue 8 #19: cancelling gives an outcome, never CancelledError.
+    """
+    clock = Clock()
+    link = FakeLink("a")
+    mux = started(QMUX("mux-a", link, clock))
+    pool = started(MUXPool("pool", [mux], clock))
+    d = pool.request({"t": "0200", "11": "000001", "41": "T1"}, 5)
+    results = outcome(d)
+    d.cancel()
+    assert results[0].check(CancelledAfterWrite) and results[0].check(OutcomeUnknown)
+    waiting = started(MUXPool("idle", members(1, ready=False), clock))
+    d = waiting.request({"t": "0200"}, 5)
+    results = outcome(d)
+    d.cancel()
+    assert results[0].check(CancelledBeforeWrite) and results[0].check(NotSent)
+    assert waiting.pendingCount() == pool.pendingCount() == 0
+
+
+def test_check_enabled_is_cleared_by_a_reconnect():
+    """
+    Issue 8 #22: as jPOS, enabling lasts while the member stays connected.
+    """
+    ms = members(2)
+    pool = makePool(ms, checkEnabled=True)
+    pool.enable("m0")
+    assert picks(pool, 1) == ["m0"]
+    ms[0].ready.set(False)
+    ms[0].ready.set(True)
+    assert not pool.isUsable(ms[0]) and not pool.ready
+    pool.enable("m0")
+    assert pool.isUsable(ms[0])
+
+
+@implementer(IProbe)
+class ProbedLink(FakeLink):
+    def __init__(self, name):
+        FakeLink.__init__(self, name)
+        self.probes = []
+
+    def probe(self):
+        d = Deferred()
+        self.probes.append(d)
+        return d
+
+
+def test_a_member_that_keeps_timing_out_is_suspended_until_it_answers_an_echo():
+    """
+    Issue 8 #14: a hung issuer kept its share of round-robin traffic.  With
+    suspend-after-timeouts, N timeouts in a row take it out of rotation
+    until an echo on it succeeds.
+    """
+    clock = Clock()
+    links = [ProbedLink("a"), ProbedLink("b")]
+    muxes = [started(QMUX(f"mux-{l.name}", l, clock)) for l in links]
+    pool = started(MUXPool("pool", muxes, clock, strategyByName("round-robin"),
+                           suspendAfterTimeouts=2))
+    stan = iter(range(1, 1000))
+
+    def send():
+        return outcome(pool.request({"t": "0200", "11": "%06d" % next(stan), "41": "T1"}, 1))
+
+    for _ in range(4):  # a, b, a, b: a never answers, b does
+        send()
+        for message in links[1].sent[len(links[1].sent) - 1:]:
+            links[1].deliver(answer(message))
+        clock.advance(1)
+    assert len(links[0].sent) == 2 and pool.isSuspended(muxes[0])
+    assert len(links[0].probes) == 1 and pool.counters["suspensions"] == 1
+    for _ in range(6):
+        send()
+    assert len(links[0].sent) == 2 and len(links[1].sent) == 8  # all to b now
+    links[0].probes[0].callback(None)  # an echo answered
+    assert not pool.isSuspended(muxes[0])
+    send()
+    send()
+    assert len(links[0].sent) == 3
+
+
+def test_suspension_is_off_by_default():
+    clock = Clock()
+    links = [ProbedLink("a"), ProbedLink("b")]
+    muxes = [started(QMUX(f"mux-{l.name}", l, clock)) for l in links]
+    pool = started(MUXPool("pool", muxes, clock, strategyByName("round-robin")))
+    for i in range(10):
+        outcome(pool.request({"t": "0200", "11": "%06d" % i, "41": "T1"}, 1))
+        clock.advance(1)
+    assert len(links[0].sent) == 5 and links[0].probes == []
+
+
+def test_a_stopped_pool_holds_nothing():
+    ms = members(2)
+    pool = makePool(ms)
+    slow = Deferred()
+    ms[0].script = [slow]
+    inflight = outcome(pool.request({"t": "0200"}, 5))
+    waiting = started(MUXPool("w", members(1, ready=False), pool.clock))
+    queued = outcome(waiting.request({"t": "0200"}, 5))
+    stopped = outcome(pool.stopService())
+    assert outcome(waiting.stopService()) == [None] and queued[0].check(NoMUXAvailable)
+    assert not pool.ready and stopped == []
+    assert all(m.ready.observerCount == 0 for m in ms)
+    assert outcome(pool.request({"t": "0200"}, 5))[0].check(NotSent)
+    slow.callback({"t": "0210", "by": "m0"})
+    assert inflight[0]["by"] == "m0" and stopped == [None]

@@ -33,6 +33,7 @@ def twoBackends(r, strategy="round-robin"):
         adaptors.append(adaptor)
         muxes.append(mux)
     pool = MUXPool("pool", muxes, r, strategyByName(strategy))
+    pool.startService()
     for adaptor in adaptors:
         yield whenState(adaptor.ready, True)
     return servers, adaptors, muxes, pool

@@ -53,6 +53,7 @@ def test_pool_churn():
         links.append(startClient(reactor, server.port.getHost().port, name=f"soak-{tag}"))
     ports = [s.port.getHost().port for s in servers]
     pool = MUXPool("soak", [m for _, m in links], reactor, strategyByName("round-robin"))
+    pool.startService()
     for adaptor, _ in links:
         yield whenState(adaptor.ready, True)
     deadline = time.monotonic() + SECONDS

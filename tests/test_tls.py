@@ -60,12 +60,13 @@ def test_requests_over_tls(tmp_path):
     server = QServer("tls-server", spec(),
                      f"ssl:0:interface=127.0.0.1:privateKey={keyPath}:certKey={certPath}",
                      reactor, listeners=[Responder()])
-    yield server.startService()
-    port = server.port.getHost().port
+    server.startService()
+    port = (yield server.whenListening()).getHost().port
     adaptor = ChannelAdaptor("tls-link", spec(), f"tls:127.0.0.1:{port}:trustRoots={roots}",
                              reactor, reconnectDelay=0.1)
     mux = QMUX("tls-mux", adaptor, reactor)
     adaptor.startService()
+    mux.startService()
     try:
         yield whenState(adaptor.ready, True)
         outcomes = yield runLoad(mux, 500, 20)

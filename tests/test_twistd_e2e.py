@@ -17,9 +17,15 @@ DEMO = ROOT / "examples" / "demo" / "deploy"
 
 @pytest.fixture
 def demo(tmp_path):
+    """
+    The demo switch, from a copy of its folder (someone may be trying
+    README's hot-deploy example on the original while the suite runs).
+    """
+    deploy = tmp_path / "deploy"
+    shutil.copytree(DEMO, deploy)
     ports = {"DEMO_PORT": str(freePort()), "ISSUER_A_PORT": str(freePort()),
              "ISSUER_B_PORT": str(freePort())}
-    proc = Twistd(DEMO, tmp_path, ports)
+    proc = Twistd(deploy, tmp_path, ports)
     try:
         proc.waitFor("core-mux-primary-channel: connected")
         proc.waitFor("core-mux-secondary-channel: connected")

@@ -10,15 +10,18 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
-from tests.conftest import ROOT
-
-TWISTD = "from twisted.scripts.twistd import run; run()"
+#: The console scripts of the venv the tests run in: what README's install
+#: command built, run as a user runs them (no PYTHONPATH, no checkout on
+#: sys.path).
+BIN = Path(sys.executable).parent
+TWISTD = str(BIN / "twistd")
+MUXPOOL = str(BIN / "muxpool")
 
 
 def environment(extra=None):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(extra or {})
     return env
 
@@ -32,7 +35,7 @@ class Twistd:
         self.lines = []
         self._queue = queue.Queue()
         self.process = subprocess.Popen(
-            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "muxpool",
+            [TWISTD, "-n", "--pidfile=", "muxpool",
              "--deploy", str(deploy), "--scan-interval", scanInterval, "--drain-timeout", "10"],
             cwd=str(cwd), env=environment(env), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True,
@@ -96,18 +99,18 @@ class Twistd:
         return "".join(self.lines)
 
 
-def tool(*args, timeout=120):
+def tool(*args, timeout=120, cwd=None):
     """
-    Run C{muxpool ARGS...}; return the completed process.
+    Run the venv's C{muxpool ARGS...}; return the completed process.
     """
     return subprocess.run(
-        [sys.executable, "-m", "muxpool.cli", *args], env=environment(),
-        capture_output=True, text=True, timeout=timeout,
+        [MUXPOOL, *args], env=environment(), capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
     )
 
 
 def startTool(*args):
     return subprocess.Popen(
-        [sys.executable, "-m", "muxpool.cli", *args], env=environment(),
+        [MUXPOOL, *args], env=environment(),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

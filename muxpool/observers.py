@@ -1,0 +1,66 @@
+"""
+Observer lists that survive their observers.
+
+Calling observers is a boundary with other code.  As Twisted's own event
+triggers do, L{Observers.notify} calls each observer on a snapshot of the
+list (so an observer may add or remove observers, itself included, while
+it runs) and an observer that raises is logged and skipped: the others still
+hear of the change, and the caller never sees the exception.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, List
+
+from twisted.logger import Logger
+
+from muxpool.boundary import describeError, where
+
+log = Logger()
+
+
+class Observers:
+    """
+    An ordered list of callables, notified safely.
+
+    @ivar what: what is being observed, for the log line of a failure.
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._observers: List[Callable[..., Any]] = []
+
+    def add(self, observer: Callable[..., Any]) -> None:
+        self._observers.append(observer)
+
+    def remove(self, observer: Callable[..., Any]) -> None:
+        """
+        Forget C{observer}; no error if it is not there.
+        """
+        if observer in self._observers:
+            self._observers.remove(observer)
+
+    def __len__(self) -> int:
+        return len(self._observers)
+
+    def __iter__(self) -> Iterator[Callable[..., Any]]:
+        return iter(tuple(self._observers))
+
+    def __contains__(self, observer: object) -> bool:
+        return observer in self._observers
+
+    def notify(self, *args: Any) -> None:
+        """
+        Call every observer with C{args}; log and skip any that raises.
+
+        The log line names the observer and the error's type and place, not
+        its text: the arguments may carry card data.
+        """
+        for observer in tuple(self._observers):
+            try:
+                observer(*args)
+            except Exception as e:
+                log.error(
+                    "{what}: observer {observer} failed: {error}",
+                    what=self.what, observer=where(observer), error=describeError(e),
+                )
