@@ -24,12 +24,15 @@ from twisted.internet.protocol import Factory
 from twisted.internet.task import deferLater
 from zope.interface import implementer
 
+from muxpool.backoff import backoffDelay
 from muxpool.channel import ChannelSpec, ISOChannelProtocol
 from muxpool.interfaces import IChannelOwner, IProbe
 from muxpool.link import LinkBase
+from muxpool.observers import Waiters
 from muxpool.packagers import PackError
 
 SIGN_ON = "001"
+SIGN_OFF = "002"
 ECHO = "301"
 
 
@@ -150,7 +153,7 @@ class ChannelAdaptor(LinkBase, Service):
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor
-        LinkBase.__init__(self, name, spec)
+        LinkBase.__init__(self, name, spec, reactor)
         self.setName(name)
         self.clock = reactor
         self.target = describeTarget(endpoint, host, port)
@@ -172,14 +175,18 @@ class ChannelAdaptor(LinkBase, Service):
         self._failures = 0
         self._stan = 0
         self._network: Dict[str, Deferred] = {}
-        self._alive: List[Deferred] = []
+        self._alive = Waiters()
         self._timer = None
+        self._signedOff = None
         self._client = ClientService(
             _ReportingEndpoint(self.endpoint, self, connectTimeout),
             _ChannelFactory(self),
             retryPolicy=self._retryDelay,
             clock=reactor,
         )
+
+    #: How long a peer that signed off may keep the connection.
+    signOffLinger = 30.0
 
     def __repr__(self) -> str:
         return f"<ChannelAdaptor {self.name}>"
@@ -195,9 +202,7 @@ class ChannelAdaptor(LinkBase, Service):
         Stop reconnecting and close the connection; fires when it is closed.
         """
         Service.stopService(self)
-        alive, self._alive = self._alive, []
-        for d in alive:
-            d.cancel()
+        self._alive.cancel()
         return self._client.stopService()
 
     def whenConnected(self, failAfterFailures: Optional[int] = None) -> Deferred:
@@ -220,9 +225,8 @@ class ChannelAdaptor(LinkBase, Service):
         failures until the link proves healthy, so a hung peer that still
         accepts connections is retried with a growing delay, not at once.
         """
-        steps = max(0, self._failures - 1)
-        delay = min(self.reconnectDelay * 1.5 ** steps, self.maxReconnectDelay)
-        return delay * (1 + 0.2 * (self._jitter() - 0.5))
+        return backoffDelay(self._failures, self.reconnectDelay, self.maxReconnectDelay, 1.5,
+                            self._jitter)
 
     def _connectFailed(self, failure):
         if not self.running:
@@ -266,12 +270,45 @@ class ChannelAdaptor(LinkBase, Service):
         self._schedule()
 
     def channelMessage(self, protocol: ISOChannelProtocol, message: Mapping[str, str]) -> None:
-        if message.get("t") == "0810":
+        if self._failures or self.lastFailure:
+            self._healthy()  # the peer answers: a busy link needs no echo to prove it
+        mti = message.get("t")
+        if mti == "0810":
             waiting = self._network.pop(message.get("11", "").strip(), None)
             if waiting is not None:
                 waiting.callback(message)
                 return
+        elif mti == "0800" and message.get("70") == SIGN_OFF:
+            self._peerSignedOff(protocol, message)
+            return
         self._deliver(message)
+
+    def _peerSignedOff(self, protocol: ISOChannelProtocol, message: Mapping[str, str]) -> None:
+        """
+        The peer is going (a server's planned stop, QServer C{sign-off-on-
+        stop}): send nothing more on this connection, so nothing is left
+        unread; answers to what was sent still come.  The answer tells the
+        peer everything before it has been sent.
+        """
+        self.ready.set(False)
+        self.log.info("{link}: {peer} signed off; nothing more is sent on this connection",
+                      link=self.name, peer=protocol.peer)
+        answer = {k: message[k] for k in ("7", "11", "70") if k in message}
+        answer.update(t="0810", **{"39": "00"})
+        try:
+            protocol.sendMessage(answer)
+        except PackError:
+            pass
+        if self._signedOff is None:
+            # A peer that signs off and then keeps the connection is left.
+            self._signedOff = self.clock.callLater(self.signOffLinger, self._leave, protocol)
+
+    def _leave(self, protocol: ISOChannelProtocol) -> None:
+        self._signedOff = None
+        if protocol is self.protocol:
+            self.log.warn("{link}: {peer} signed off {linger:g}s ago and kept the connection; "
+                          "closing it", link=self.name, peer=protocol.peer, linger=self.signOffLinger)
+            protocol.transport.loseConnection()
 
     def channelLost(self, protocol: ISOChannelProtocol, reason) -> None:
         if protocol is not self.protocol:
@@ -282,12 +319,18 @@ class ChannelAdaptor(LinkBase, Service):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        if self._signedOff is not None and self._signedOff.active():
+            self._signedOff.cancel()
+        self._signedOff = None
         network, self._network = self._network, {}
         for d in network.values():
             d.cancel()
         self.log.info("{link}: disconnected from {peer}: {reason}", link=self.name,
                       peer=protocol.peer, reason=_reason(reason))
         self._lost(reason)
+
+    def channelIdle(self, protocol: ISOChannelProtocol) -> bool:
+        return True  # the adaptor keeps its own read timeout (idleTimeout)
 
     # -- sign-on, echo and probes --------------------------------------------
 
@@ -297,18 +340,14 @@ class ChannelAdaptor(LinkBase, Service):
         a sign-on accepted.  An echo is sent now if the link is up and none
         is outstanding; if it is down, one is sent as soon as it connects.
         """
-        alive = self._alive
-        d = Deferred(lambda d: alive.remove(d) if d in alive else None)
-        alive.append(d)
+        d = self._alive.wait()
         if self.protocol is not None and self.ready and not self._network:
             self._echo()
         return d
 
     def _proven(self) -> None:
         self._healthy()
-        alive, self._alive = self._alive, []
-        for d in alive:
-            d.callback(None)
+        self._alive.fire()
 
     def _nextStan(self) -> str:
         self._stan = self._stan % 999999 + 1
@@ -434,7 +473,7 @@ def _reason(failure) -> str:
         return "connection closed"
     value = getattr(failure, "value", failure)
     if isinstance(value, ConnectionDone):
-        return "closed by the peer"
+        return "closed cleanly"
     if isinstance(value, TimeoutError):
         return "timed out"
     text = getattr(failure, "getErrorMessage", lambda: str(value))()

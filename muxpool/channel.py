@@ -159,9 +159,17 @@ class ISOChannelProtocol(Protocol):
     """
     One ISO 8583 connection.  Reports to C{owner} (an L{IChannelOwner}).
 
+    Its owner can hold frames (L{holdFrames}: bytes already read stay
+    buffered, undecoded, until L{releaseFrames}) and set two timeouts
+    (L{setTimeouts}): a frame that started and did not finish in time closes
+    the connection, and so does silence, when the owner agrees
+    (L{IChannelOwner.channelIdle}).
+
     @ivar counters: C{rx}, C{tx}, C{rx_bad} (frames that did not decode),
         C{rx_keepalive}.
     @ivar lastReceived: clock time of the last bytes received (for idle checks).
+    @ivar partialSince: clock time the unfinished frame in the buffer started
+        to arrive, or None.
     """
 
     log = Logger()
@@ -172,8 +180,14 @@ class ISOChannelProtocol(Protocol):
         self.clock = clock
         self._buffer = bytearray()
         self._closing = False
+        self._held = False
         self.counters = {"rx": 0, "tx": 0, "rx_bad": 0, "rx_keepalive": 0}
         self.lastReceived = self.lastSent = clock.seconds()
+        self.partialSince: Optional[float] = None
+        self.idleTimeout: Optional[float] = None
+        self.frameTimeout: Optional[float] = None
+        self._idleTimer = None
+        self._frameTimer = None
         self._limiter = RateLimiter(clock=clock)
 
     @property
@@ -191,14 +205,17 @@ class ISOChannelProtocol(Protocol):
     def connectionLost(self, reason: Failure = None) -> None:
         self.connected = False
         self._closing = True
+        self._cancelTimers()
         self.owner.channelLost(self, reason)
 
     def close(self, why: str) -> None:
         """
-        Drop this connection (and only it) because of C{why}.
+        Drop this connection (and only it) because of C{why}, logged once
+        with the peer's address.
         """
         if not self._closing:
             self._closing = True
+            self._cancelTimers()
             self.log.warn(
                 "{framing} connection from {peer} closed: {why}",
                 framing=self.spec.framing.name,
@@ -207,17 +224,102 @@ class ISOChannelProtocol(Protocol):
             )
             self.transport.loseConnection()
 
+    # -- timeouts -------------------------------------------------------------
+
+    def setTimeouts(self, idle: Optional[float], frame: Optional[float]) -> None:
+        """
+        Close the connection after C{idle} seconds with nothing received
+        (if the owner agrees), or C{frame} seconds after a frame started to
+        arrive and did not finish.  None: no such timeout.
+        """
+        self.idleTimeout = idle or None
+        self.frameTimeout = frame or None
+        self._armIdle(self.lastReceived)
+
+    def _armIdle(self, since: float) -> None:
+        if self._idleTimer is not None and self._idleTimer.active():
+            self._idleTimer.cancel()
+        self._idleTimer = None
+        if self.idleTimeout and not self._closing:
+            delay = max(0.0, since + self.idleTimeout - self.clock.seconds())
+            self._idleTimer = self.clock.callLater(delay, self._idleCheck)
+
+    def _idleCheck(self) -> None:
+        # Lazy: data received since arming only moves the next check.
+        self._idleTimer = None
+        now = self.clock.seconds()
+        if self._held or now - self.lastReceived < self.idleTimeout:
+            self._armIdle(now if self._held else self.lastReceived)
+        elif self.owner.channelIdle(self):
+            self.close(f"idle: nothing received for {self.idleTimeout:g}s")
+        else:
+            self._armIdle(now)
+
+    def _partial(self, restarted: bool) -> None:
+        """
+        Note whether an unfinished frame is in the buffer, and time it from
+        when it started (C{restarted}: a whole frame was just taken, so what
+        is left started now).
+        """
+        pending = bool(self._buffer) and not self._closing and not self._held
+        if not pending or restarted:
+            self.partialSince = None
+            if self._frameTimer is not None and self._frameTimer.active():
+                self._frameTimer.cancel()
+            self._frameTimer = None
+        if pending and self.partialSince is None:
+            self.partialSince = self.clock.seconds()
+            if self.frameTimeout:
+                self._frameTimer = self.clock.callLater(self.frameTimeout, self._frameExpired)
+
+    def _frameExpired(self) -> None:
+        self._frameTimer = None
+        if self.partialSince is not None and not self._held:
+            self.close(f"a frame started {self.clock.seconds() - self.partialSince:g}s ago "
+                       f"was not finished (frame timeout {self.frameTimeout:g}s)")
+
+    def _cancelTimers(self) -> None:
+        for timer in (self._idleTimer, self._frameTimer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._idleTimer = self._frameTimer = None
+
+    # -- frames -----------------------------------------------------------------
+
+    def holdFrames(self) -> None:
+        """
+        Decode no more frames until L{releaseFrames}: the owner wants no
+        more requests for now (bytes already read stay buffered).
+        """
+        self._held = True
+        self.partialSince = None
+        if self._frameTimer is not None and self._frameTimer.active():
+            self._frameTimer.cancel()
+        self._frameTimer = None
+
+    def releaseFrames(self) -> None:
+        """
+        Decode what was held, and go on.
+        """
+        if self._held:
+            self._held = False
+            self._processBuffer()
+
     def dataReceived(self, data: bytes) -> None:
         if self._closing:
             return
         self.lastReceived = self.clock.seconds()
+        self._buffer += data
+        if not self._held:
+            self._processBuffer()
+
+    def _processBuffer(self) -> None:
         buffer = self._buffer
-        buffer += data
         framing = self.spec.framing
         maxLength = self.spec.maxPacketLength
         offset = 0
         try:
-            while not self._closing:
+            while not self._closing and not self._held:
                 found = framing.nextFrame(buffer, offset, maxLength)
                 if found is None:
                     break
@@ -231,6 +333,7 @@ class ISOChannelProtocol(Protocol):
             del buffer[:]
             return
         del buffer[:offset]
+        self._partial(offset > 0)
 
     def _frameReceived(self, frame: bytes) -> None:
         spec = self.spec

@@ -18,8 +18,8 @@ from twisted.internet import defer, task
 
 from muxpool.adaptor import ChannelAdaptor
 from muxpool.channel import ChannelSpec
-from muxpool.errors import NotSent, OutcomeUnknown
-from muxpool.loadgen import defaultFields, report, runLoad
+from muxpool.errors import CancelledBeforeWrite, LinkLost, NotSent, OutcomeUnknown, RequestTimeout
+from muxpool.loadgen import defaultFields, outcomeRecord, report, runLoad
 from muxpool.masking import maskMessage
 from muxpool.messages import parseFieldList
 from muxpool.mux import QMUX
@@ -69,6 +69,9 @@ def parser() -> argparse.ArgumentParser:
                       help="response codes (39) that count as success (default 00); any other "
                            "answer, e.g. a switch's 91 or 68, makes the exit status 1")
     load.add_argument("--json", action="store_true", help="print the summary as JSON")
+    load.add_argument("--record", metavar="FILE",
+                      help="write each request's outcome to FILE, one JSON object a line "
+                           "(11, 41 and 39, or the failure)")
     load.add_argument("--quiet", action="store_true", help="no progress bar")
     return top
 
@@ -119,21 +122,49 @@ def _send(reactor, args):
         binary = adaptor.spec.packager.binaryFields
         print(f"request  {maskMessage(message, binary)}")
         started = time.perf_counter()
+        connection = adaptor.protocol
+        pending = mux.request(message, args.timeout)
+        # A connection closed before the request is written ends it at once
+        # ("not sent"), instead of waiting for a reconnection.
+        closed = lambda reason: pending.called or pending.cancel()
+        adaptor.addLossObserver(closed)
         try:
-            response = yield mux.request(message, args.timeout)
+            response = yield pending
         except NotSent as e:
-            print(f"not sent: {e}")
+            if isinstance(e, CancelledBeforeWrite):
+                print("refused: the server closed the connection before the request was "
+                      "written (maxSessions reached, or not allowed); not sent")
+            else:
+                print(f"not sent: {e}")
             return 2
         except OutcomeUnknown as e:
-            print(f"outcome unknown: {e}")
+            if isinstance(e, LinkLost) and not _heardFrom(connection):
+                print("connection closed by the server before it sent anything on it: refused "
+                      "(maxSessions reached, or not allowed) or crashed; outcome unknown")
+            elif isinstance(e, LinkLost):
+                print("connection closed before an answer; outcome unknown")
+            elif isinstance(e, RequestTimeout):
+                print(f"no answer within {args.timeout:g}s; outcome unknown")
+            else:
+                print(f"outcome unknown: {e}")
             print(f"after    {(time.perf_counter() - started) * 1000:.1f} ms")
             return 3
+        finally:
+            adaptor.removeLossObserver(closed)
         print(f"response {maskMessage(response, binary)}")
         print(f"latency  {(time.perf_counter() - started) * 1000:.1f} ms")
         return 0
     finally:
         yield mux.stopService()
         yield adaptor.stopService()
+
+
+def _heardFrom(protocol) -> bool:
+    """
+    Whether anything at all came in on the connection.
+    """
+    counters = getattr(protocol, "counters", {})
+    return bool(counters.get("rx") or counters.get("rx_keepalive") or counters.get("rx_bad"))
 
 
 def _progress(done: List[int], total: int, started: float) -> None:
@@ -184,6 +215,10 @@ def _load(reactor, args):
             yield adaptor.stopService()
     summary = report(outcomes, latencies, time.perf_counter() - started, args.split_field,
                      args.ok_codes)
+    if args.record:
+        with open(args.record, "w") as record:
+            for i, outcome in enumerate(outcomes):
+                record.write(json.dumps(outcomeRecord(make(base + i), outcome)) + "\n")
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

@@ -32,7 +32,6 @@ from twisted.internet.defer import (
     gatherResults,
     inlineCallbacks,
     maybeDeferred,
-    succeed,
 )
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -236,12 +235,13 @@ class DeployService(Service):
         else:
             self.log.info("{path}: deploying {kind} {name}", path=path, kind=bean.kind, name=bean.name)
         if old is not None and old.kind == "server":
-            # A port cannot be held twice: the old server goes first.
             self.registry.unregister(old.name, old.service)
-            d = self._stop(old)
-            d.addCallback(lambda _: self._start(bean))
-            self._track(d)
-            return
+            if not (bean.kind == "server" and bean.service.takeOver(old.service)):
+                # A port cannot be held twice: the old server goes first.
+                d = self._stop(old)
+                d.addCallback(lambda _: self._start(bean))
+                self._track(d)
+                return
         self._start(bean)
         if old is not None:
             self._replaced.append((old, bean))

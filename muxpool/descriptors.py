@@ -169,7 +169,9 @@ PROPERTIES = {
     "channel-adaptor": set(),
     "qmux": {"return-rejects"},
     "pool": {"check-enabled", "weights"},
-    "server": {"endpoint", "bind-address", "allow", "deny", "grace-period", "listener-error-code"},
+    "server": {"endpoint", "bind-address", "allow", "deny", "grace-period", "listener-error-code",
+               "max-in-flight", "idle-timeout", "frame-timeout", "sign-off-on-stop",
+               "sign-off-timeout"},
 }
 #: <attr name="..."> of a server (minSessions sizes jPOS's thread pool).
 SERVER_ATTRS = {"port", "maxSessions", "minSessions"}
@@ -388,7 +390,7 @@ def _problem(error: Exception) -> str:
 
 _LISTENERS = {
     "muxpool.listeners.Forward": (Forward, lambda props, reactor, registry: Forward.fromProperties(
-        props, registry.getMUX)),
+        props, registry.getMUX, reactor)),
     "muxpool.listeners.Responder": (Responder, lambda props, reactor, registry:
                                     Responder.fromProperties(props, reactor)),
 }
@@ -449,10 +451,10 @@ class UnhandledByName:
 
     log = Logger()
 
-    def __init__(self, name: str, registry) -> None:
+    def __init__(self, name: str, registry, clock=None) -> None:
         self.name = name
         self.registry = registry
-        self._limiter = RateLimiter()
+        self._limiter = RateLimiter(clock=clock)
 
     def process(self, source, message) -> bool:
         target = self.registry.lookup(self.name)
@@ -467,7 +469,7 @@ class UnhandledByName:
         return False
 
 
-def unhandledHandler(text: str, registry):
+def unhandledHandler(text: str, registry, clock=None):
     """
     What C{<unhandled>} names: a dotted path to an L{IRequestListener}
     class or object, or to a callable given the message; otherwise a name
@@ -487,7 +489,7 @@ def unhandledHandler(text: str, registry):
             if IRequestListener.providedBy(found) or callable(found):
                 return found
             raise TypeError(f"{text} is neither an IRequestListener nor callable")
-    return UnhandledByName(text, registry)
+    return UnhandledByName(text, registry, clock)
 
 
 def kindOf(path: str, root: Node) -> str:
@@ -623,7 +625,7 @@ def _qmux(reader: _Reader, name, root, reactor, registry) -> Bean:
     node = root.child("unhandled")
     if node is not None and node.text.strip():
         try:
-            unhandled = unhandledHandler(node.text.strip(), registry)
+            unhandled = unhandledHandler(node.text.strip(), registry, reactor)
         except Exception as e:
             raise reader.error(node, f"{node.text.strip()!r}: {_problem(e)}") from None
         if isinstance(unhandled, UnhandledByName):
@@ -703,6 +705,12 @@ def _server(reader: _Reader, name, root, reactor, registry) -> Bean:
     if "maxSessions" in attrs:
         maxSessions = reader.number(attrs["maxSessions"][0], attrs["maxSessions"][1],
                                     "maxSessions", cast=int)
+
+    def ms(text, what, default):
+        return reader.number(root, text, what, default * 1000.0) / 1000.0
+
+    # jPOS's channel timeout is the read timeout of each accepted channel.
+    idle = ms(channelProps.get("timeout", props.get("idle-timeout")), "idle-timeout", 300.0)
     try:
         server = QServer(
             name, spec, endpoint, reactor, port=port,
@@ -710,7 +718,12 @@ def _server(reader: _Reader, name, root, reactor, registry) -> Bean:
             maxSessions=maxSessions,
             allow=props.get("allow"), deny=props.get("deny"),
             listeners=reader.listeners(root, reactor, registry),
-            gracePeriod=reader.number(root, props.get("grace-period"), "grace-period", 5000.0) / 1000.0,
+            gracePeriod=ms(props.get("grace-period"), "grace-period", 5.0),
+            maxInFlight=reader.number(root, props.get("max-in-flight"), "max-in-flight", 128, int),
+            idleTimeout=idle or None,
+            frameTimeout=ms(props.get("frame-timeout"), "frame-timeout", 10.0) or None,
+            signOffOnStop=reader.flag(props.get("sign-off-on-stop")),
+            signOffTimeout=ms(props.get("sign-off-timeout"), "sign-off-timeout", 1.0),
             listenerErrorCode=props.get("listener-error-code", "96"),
         )
     except ValueError as e:

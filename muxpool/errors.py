@@ -55,6 +55,13 @@ class StrategyFailed(NotSent):
     """
 
 
+class AnswerUndelivered(NotSent):
+    """
+    An answer to an inbound request could not be written (its client is
+    gone).  Whoever raised it has logged it, with what to reverse it by.
+    """
+
+
 class OutcomeUnknown(RequestError):
     """
     The message was written; whether the issuer acted on it is unknown.

@@ -221,3 +221,10 @@ class IChannelOwner(Interface):
         """
         C{protocol}'s connection is gone (C{reason} a Failure).
         """
+
+    def channelIdle(protocol):
+        """
+        C{protocol} received nothing for its idle timeout (see
+        C{ISOChannelProtocol.setTimeouts}): may it be closed?  An owner still
+        owing answers on it says no.
+        """

@@ -31,14 +31,14 @@ class LinkBase:
 
     log = Logger()
 
-    def __init__(self, name: str, spec: ChannelSpec) -> None:
+    def __init__(self, name: str, spec: ChannelSpec, clock=None) -> None:
         self.name = name
         self.spec = spec
         self.ready = Readiness(False, f"{name} ready state")
         self.protocol: Optional[ISOChannelProtocol] = None
         self._receivers: List[Callable] = []
         self._lossObservers = Observers(f"{name} loss")
-        self._limiter = RateLimiter()
+        self._limiter = RateLimiter(clock=clock)
 
     def addReceiver(self, receiver: Callable) -> None:
         # Newest first: after a redeploy the new MUX sees messages first.

@@ -9,6 +9,7 @@ for demos and tests.
 
 from __future__ import annotations
 
+import json
 from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from twisted.internet.defer import maybeDeferred
@@ -16,9 +17,9 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from muxpool.boundary import describeError, where
-from muxpool.errors import NotSent, OutcomeUnknown
+from muxpool.errors import AnswerUndelivered, NotSent, OutcomeUnknown
 from muxpool.interfaces import IMUX, IRequestListener, ISource
-from muxpool.masking import HIDDEN, binaryFieldsOf, maskMessage
+from muxpool.masking import HIDDEN, binaryFieldsOf, describeForReversal, maskMessage
 from muxpool.messages import parseFieldList, responseMTI
 from muxpool.ratelimit import RateLimiter
 
@@ -77,11 +78,22 @@ def _seconds(ms) -> float:
     return float(ms) / 1000.0
 
 
-def _answer(source: ISource, response, where: str) -> None:
+def _answer(source: ISource, response, where: str) -> bool:
+    """
+    Send C{response}; if it cannot be, say so with what to reverse it by
+    (never silently).
+
+    @return: whether it was written.
+    """
     try:
         source.send(response)
+    except AnswerUndelivered:
+        return False  # the session logged and counted it
     except NotSent as e:
-        log.warn("{where}: could not answer: {error}", where=where, error=str(e))
+        log.warn("{where}: could not answer ({error}): {answer}; reverse it if it was approved",
+                 where=where, error=str(e), answer=describeForReversal(response))
+        return False
+    return True
 
 
 @implementer(IRequestListener)
@@ -112,6 +124,7 @@ class Forward:
         notSentCode: str = "91",
         unknownCode: str = "68",
         declineFields: Iterable[str] = DECLINE_FIELDS,
+        clock=None,
     ) -> None:
         self._mux = mux
         self.declineFields = tuple(declineFields)
@@ -119,7 +132,7 @@ class Forward:
         self._resolve = resolve
         self.notSentCode = notSentCode
         self.unknownCode = unknownCode
-        self._limiter = RateLimiter()
+        self._limiter = RateLimiter(clock=clock)
 
     @property
     def muxName(self) -> str:
@@ -129,7 +142,7 @@ class Forward:
         return self._mux if isinstance(self._mux, str) else self._mux.name
 
     @classmethod
-    def fromProperties(cls, properties: Mapping[str, str], resolve=None) -> "Forward":
+    def fromProperties(cls, properties: Mapping[str, str], resolve=None, clock=None) -> "Forward":
         return cls(
             properties["mux"],
             _seconds(properties.get("timeout", 30000)),
@@ -138,6 +151,7 @@ class Forward:
             properties.get("unknown-code", "68"),
             parseFieldList(properties["decline-fields"]) if "decline-fields" in properties
             else DECLINE_FIELDS,
+            clock,
         )
 
     @property
@@ -208,10 +222,12 @@ class Responder:
     Answers every request: the response MTI, the request's key and amount
     fields, 39 from C{resultCode}, any C{fixed} fields, after C{delay}
     seconds.  Properties: C{result-code}, C{delay} (ms), C{fields} (extra
-    ids to echo), and C{field.N} for a fixed value of field N.
+    ids to echo), C{field.N} for a fixed value of field N, and C{record}: a
+    file to which each answer written is appended, one JSON line (11, 41,
+    39), for tests that check nothing approved was lost.
     """
 
-    properties = frozenset({"result-code", "delay", "fields"})
+    properties = frozenset({"result-code", "delay", "fields", "record"})
     propertyPrefixes = ("field.",)
 
     def __init__(
@@ -221,6 +237,7 @@ class Responder:
         delay: float = 0.0,
         echo: Sequence[str] = ECHOED_FIELDS,
         clock=None,
+        record: Optional[str] = None,
     ) -> None:
         self.resultCode = resultCode
         self.fixed = dict(fixed or {})
@@ -228,6 +245,8 @@ class Responder:
         self.echo = tuple(echo)
         self.clock = clock
         self.answered = 0
+        self.record = record
+        self._recordFile = None
 
     @classmethod
     def fromProperties(cls, properties: Mapping[str, str], clock=None) -> "Responder":
@@ -239,6 +258,7 @@ class Responder:
             _seconds(properties.get("delay", 0)),
             echo,
             clock,
+            properties.get("record"),
         )
 
     def response(self, message) -> dict:
@@ -263,4 +283,7 @@ class Responder:
 
     def _send(self, source, answer) -> None:
         self.answered += 1
-        _answer(source, answer, "Responder")
+        if _answer(source, answer, "Responder") and self.record:
+            if self._recordFile is None:
+                self._recordFile = open(self.record, "a", buffering=1)
+            self._recordFile.write(json.dumps({k: answer.get(k, "") for k in ("11", "41", "39")}) + "\n")

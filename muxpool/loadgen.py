@@ -57,31 +57,58 @@ def runLoad(
     make: Callable[[int], Mapping[str, str]] = sampleRequest,
     latencies: Optional[List[float]] = None,
     clock=None,
+    keepGoing: Optional[Callable[[], bool]] = None,
 ):
     """
     Send C{total} requests through C{mux} with at most C{inFlight}
     outstanding.  Fires with one outcome per request (a response dict or a
-    Failure), in request order.
+    Failure), in request order; once C{keepGoing()} is false, requests not
+    sent yet are not sent at all (their outcome is None).
     """
     outcomes: List[object] = [None] * total
-    semaphore = defer.DeferredSemaphore(max(1, inFlight))
     now = clock.seconds if clock is not None else time.perf_counter
+    indices = iter(range(total))
 
-    def one(i):
-        started = now()
-        d = mux.request(make(start + i), timeout)
-
-        def done(result):
+    @defer.inlineCallbacks
+    def worker():
+        # Each of the inFlight workers sends its next request when the last
+        # one has its outcome (inlineCallbacks loops, so a request ending at
+        # once does not recurse).
+        for i in indices:
+            if keepGoing is not None and not keepGoing():
+                return
+            started = now()
+            try:
+                result = yield mux.request(make(start + i), timeout)
+            except Exception:
+                result = Failure()
             outcomes[i] = result
             if latencies is not None and isinstance(result, dict):
                 latencies.append(now() - started)
             if onEach is not None:
                 onEach(i, result)
 
-        return d.addBoth(done)
-
-    yield defer.gatherResults([semaphore.run(one, i) for i in range(total)])
+    yield defer.gatherResults([worker() for _ in range(max(1, min(inFlight, total)))])
     return outcomes
+
+
+def outcomeRecord(request: Mapping[str, str], outcome) -> Dict[str, str]:
+    """
+    One request's outcome as a small dict (for a record file): its 11 and
+    41, and 39 if answered, else which failure.
+    """
+    record = {"11": request.get("11", ""), "41": request.get("41", "")}
+    if isinstance(outcome, dict):
+        record["39"] = outcome.get("39", "")
+    elif isinstance(outcome, Failure) and outcome.check(OutcomeUnknown):
+        record["outcome"] = "unknown"
+        record["error"] = type(outcome.value).__name__
+    elif isinstance(outcome, Failure) and outcome.check(NotSent):
+        record["outcome"] = "not sent"
+        record["error"] = type(outcome.value).__name__
+    else:
+        record["outcome"] = "error"
+    return record
 
 
 def percentile(values: List[float], p: float) -> float:

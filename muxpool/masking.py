@@ -56,3 +56,19 @@ def binaryFieldsOf(holder) -> Iterable[str]:
     """
     spec = getattr(holder, "spec", holder)
     return getattr(getattr(spec, "packager", None), "binaryFields", ())
+
+
+#: The fields an operator reverses a transaction by: trace number, terminal,
+#: retrieval reference; with the MTI and the response code.
+REVERSAL_FIELDS = ("11", "41", "37")
+
+
+def describeForReversal(message: Mapping[str, str]) -> str:
+    """
+    One line to reverse C{message} by: its MTI, 11, 41 and 37 where present
+    (masked as any field would be) and its response code.
+    """
+    parts = [message.get("t", "????")]
+    parts.extend(f"{f}={maskValue(f, message[f])}" for f in REVERSAL_FIELDS if f in message)
+    parts.append(f"39={maskValue('39', message['39'])}" if "39" in message else "39=none")
+    return " ".join(parts)

@@ -38,7 +38,7 @@ from muxpool.listeners import ListenerFailed, offer
 from muxpool.masking import binaryFieldsOf, maskMessage, maskValue
 from muxpool.messages import isResponse
 from muxpool.metrics import LatencySummary
-from muxpool.ratelimit import RateLimiter
+from muxpool.observers import Waiters
 from muxpool.readiness import Readiness
 
 DEFAULT_KEY = ("41", "11")
@@ -213,8 +213,7 @@ class QMUX(Service):
         self.link: Optional[ILink] = link
         self._attached: Dict[ILink, Callable] = {}
         self._written: Dict[ILink, int] = {}
-        self._drainWaiters: Dict[Optional[ILink], List[Deferred]] = {}
-        self._limiter = RateLimiter(clock=clock)
+        self._drainWaiters: Dict[Optional[ILink], Waiters] = {}
 
     def __repr__(self) -> str:
         return f"<QMUX {self.name}>"
@@ -318,6 +317,8 @@ class QMUX(Service):
         End a written request as "outcome unknown"; remember its key so a
         late response is counted as late.
         """
+        if pending.done:
+            return
         self._remember(pending.key)
         self._counts["rx_expired"] += 1
         self._complete(pending, error(
@@ -337,14 +338,12 @@ class QMUX(Service):
         """
         if not self.pendingOn(link):
             return succeed(None)
-        waiters = self._drainWaiters.setdefault(link, [])
-        d = Deferred(lambda d: waiters.remove(d) if d in waiters else None)
-        waiters.append(d)
-        return d
+        return self._drainWaiters.setdefault(link, Waiters()).wait()
 
     def _drained(self, link: Optional[ILink]) -> None:
-        for d in self._drainWaiters.pop(link, ()):
-            d.callback(None)
+        waiters = self._drainWaiters.pop(link, None)
+        if waiters is not None:
+            waiters.fire()
 
     # -- IMUX ---------------------------------------------------------------
 
@@ -429,27 +428,31 @@ class QMUX(Service):
             self._expire(pending, "the deadline passed before it could be written")
             return
         link = self.link
-        # Written before send() returns: a link may answer synchronously.
+        # Written before send() returns: a link may answer synchronously,
+        # or be lost inside send() (the request then already has its outcome).
         pending.link = link
         self._written[link] = self._written.get(link, 0) + 1
+        self._counts["tx"] += 1
         try:
             link.send(pending.message)
         except NotSent as e:
-            self._unwrite(pending)
-            self._complete(pending, NotSent(f"{self.name}: {e}") if type(e) is NotSent else e)
-            return
+            if not pending.done:
+                self._counts["tx"] -= 1
+                self._unwrite(pending)
+                self._complete(pending, NotSent(f"{self.name}: {e}") if type(e) is NotSent else e)
         except Exception as e:
             # A link that failed in an unknown way may have written part of
             # the message: the issuer may have it.
             self.log.error("{mux}: link {link} failed while writing: {error}", mux=self.name,
                            link=where(link), error=describeError(e))
-            self._unknown(pending, OutcomeUnknown, f"link failed while writing ({type(e).__name__})")
-            return
-        if not pending.done:
-            self._counts["tx"] += 1
+            if not pending.done:
+                self._unknown(pending, OutcomeUnknown,
+                              f"link failed while writing ({type(e).__name__})")
 
     def _unwrite(self, pending: _Pending) -> None:
         link, pending.link = pending.link, None
+        if link is None:
+            return
         self._written[link] -= 1
         if not self._written[link]:
             del self._written[link]
@@ -497,7 +500,9 @@ class QMUX(Service):
             self._expired.popitem(last=False)
 
     def _expire(self, pending: _Pending, why: str = "link not ready before the deadline") -> None:
-        pending.timer = None
+        timer, pending.timer = pending.timer, None
+        if timer is not None and timer.active():
+            timer.cancel()  # expired early, in its due turn, by _write
         if pending.done:
             return
         if pending.link is not None:

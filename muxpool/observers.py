@@ -1,5 +1,6 @@
 """
-Observer lists that survive their observers.
+Observer lists that survive their observers, and waiter lists that survive
+their waiters.
 
 Calling observers is a boundary with other code.  As Twisted's own event
 triggers do, L{Observers.notify} calls each observer on a snapshot of the
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator, List
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from muxpool.boundary import describeError, where
@@ -64,3 +66,49 @@ class Observers:
                     "{what}: observer {observer} failed: {error}",
                     what=self.what, observer=where(observer), error=describeError(e),
                 )
+
+
+class Waiters:
+    """
+    Deferreds waiting for one event, fired together when it comes.
+
+    Cancelling a waiter forgets it; a waiter cancelled while the others are
+    being fired (by a callback of an earlier one) is skipped, never fired
+    twice.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: List[Deferred] = []
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def wait(self) -> Deferred:
+        """
+        A Deferred that fires at the next L{fire}.
+        """
+        d = Deferred(self._forget)
+        self._waiting.append(d)
+        return d
+
+    def _forget(self, d: Deferred) -> None:
+        if d in self._waiting:
+            self._waiting.remove(d)
+
+    def fire(self, result: Any = None) -> None:
+        """
+        Fire every waiter with C{result} (those added meanwhile wait on).
+        """
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            if not d.called:
+                d.callback(result)
+
+    def cancel(self) -> None:
+        """
+        Cancel every waiter (a service stopping holds none).
+        """
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            if not d.called:
+                d.cancel()

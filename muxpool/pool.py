@@ -12,7 +12,7 @@ link), and an "outcome unknown" never is: payments are not idempotent.
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Sequence, Set
+from typing import Dict, Mapping, Optional, Sequence, Set
 
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
@@ -33,6 +33,7 @@ from muxpool.errors import (
 )
 from muxpool.interfaces import IMUX, IPool, IProbe, IStrategy
 from muxpool.metrics import LatencySummary
+from muxpool.observers import Waiters
 from muxpool.ratelimit import RateLimiter
 from muxpool.readiness import Readiness
 from muxpool.strategies import strategyByName
@@ -115,8 +116,8 @@ class MUXPool(Service):
         self._enabled: Set[str] = set()
         self._timeouts: Dict[str, int] = {}
         self._suspended: Dict[str, Optional[Deferred]] = {}
-        self._waiters: List[Deferred] = []
-        self._drainWaiters: List[Deferred] = []
+        self._waiters = Waiters()
+        self._drainWaiters = Waiters()
         self._inFlight = 0
         self._limiter = RateLimiter(clock=clock)
         self.setMembers(members)
@@ -146,9 +147,7 @@ class MUXPool(Service):
         self._changed()
         if not self._inFlight:
             return succeed(None)
-        d = Deferred(lambda d: self._drainWaiters.remove(d) if d in self._drainWaiters else None)
-        self._drainWaiters.append(d)
-        return d
+        return self._drainWaiters.wait()
 
     # -- members --------------------------------------------------------
 
@@ -237,15 +236,10 @@ class MUXPool(Service):
 
     def _changed(self) -> None:
         self.ready.set(any(self.isUsable(m) for m in self.members))
-        if self._waiters:
-            waiters, self._waiters = self._waiters, []
-            for d in waiters:
-                d.callback(None)
+        self._waiters.fire()
 
     def _nextChange(self) -> Deferred:
-        d = Deferred(lambda d: self._waiters.remove(d) if d in self._waiters else None)
-        self._waiters.append(d)
-        return d
+        return self._waiters.wait()
 
     # -- suspension (beyond jPOS) ----------------------------------------------
 
@@ -272,10 +266,26 @@ class MUXPool(Service):
             "{pool}: {member}: {count} requests in a row timed out; out of rotation until "
             "{link} proves its peer answers (an echo or a sign-on)",
             pool=self.name, member=member.name, count=count, link=link.name)
+        self._probe(member, link)
+        self._changed()
+
+    def _probe(self, member: IMUX, link) -> None:
+        """
+        Wait for C{link} to prove its peer answers; if that wait ends
+        otherwise (the link stopped: its channel was redeployed), wait on
+        the member's link as it is now.
+        """
         probe = link.probe()
         self._suspended[member.name] = probe
-        probe.addCallbacks(lambda _: self._resume(member.name), lambda f: None)
-        self._changed()
+        probe.addCallbacks(lambda _: self._resume(member.name),
+                           lambda failure: self._probeEnded(member, probe))
+
+    def _probeEnded(self, member: IMUX, probe: Deferred) -> None:
+        if self._suspended.get(member.name) is not probe or not self.running:
+            return  # resumed, forgotten or stopped: nothing to wait for
+        link = getattr(member, "link", None)
+        if IProbe.providedBy(link):
+            self._probe(member, link)
 
     def _resume(self, name: str, log: bool = True) -> None:
         if name not in self._suspended:
@@ -354,10 +364,8 @@ class MUXPool(Service):
         """
         A request ended: tell those waiting for the pool to drain.
         """
-        if not self._inFlight and self._drainWaiters:
-            waiters, self._drainWaiters = self._drainWaiters, []
-            for d in waiters:
-                d.callback(None)
+        if not self._inFlight:
+            self._drainWaiters.fire()
 
 
 class _Request:
@@ -414,7 +422,10 @@ class _Request:
         inner.addCallbacks(self._answered, self._failed, (member,), None, (member,), None)
 
     def _changed(self, _) -> None:
+        # Something changed: a member that refused (its link was down) may
+        # be usable now, and nothing was sent to it.
         self.waiting = None
+        self.tried.clear()
         self.attempt()
 
     def _deadline(self) -> None:

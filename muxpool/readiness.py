@@ -5,11 +5,11 @@ A link's L{Readiness} is true while a connection is up and signed on; a MUX
 mirrors its link's; a pool's is true while any member is usable.
 """
 
-from typing import Callable, Dict, List
+from typing import Callable
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 
-from muxpool.observers import Observers
+from muxpool.observers import Observers, Waiters
 
 
 class Readiness:
@@ -20,7 +20,7 @@ class Readiness:
     def __init__(self, value: bool = False, what: str = "ready state") -> None:
         self._value = bool(value)
         self._observers = Observers(what)
-        self._waiters: Dict[bool, List[Deferred]] = {True: [], False: []}
+        self._waiters = {True: Waiters(), False: Waiters()}
 
     def __bool__(self) -> bool:
         return self._value
@@ -43,9 +43,7 @@ class Readiness:
         self._observers.notify(value)
         if self._value != value:
             return  # an observer changed it back: those waiters wait on
-        waiters, self._waiters[value] = self._waiters[value], []
-        for d in waiters:
-            d.callback(value)
+        self._waiters[value].fire(value)
 
     def addObserver(self, observer: Callable[[bool], None]) -> None:
         """
@@ -70,13 +68,8 @@ class Readiness:
         """
         value = bool(value)
         if self._value == value:
-            d = Deferred()
-            d.callback(value)
-            return d
-        waiters = self._waiters[value]
-        d = Deferred(lambda d: waiters.remove(d) if d in waiters else None)
-        waiters.append(d)
-        return d
+            return succeed(value)
+        return self._waiters[value].wait()
 
     def whenReady(self) -> Deferred:
         """

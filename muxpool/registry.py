@@ -6,12 +6,12 @@ same.  A name can be waited on before it exists (deploy order does not
 matter for wiring).
 """
 
-from typing import Callable, Dict, List
+from typing import Callable, Dict
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 
 from muxpool.interfaces import ILink, IMUX
-from muxpool.observers import Observers
+from muxpool.observers import Observers, Waiters
 
 
 class Registry:
@@ -21,7 +21,7 @@ class Registry:
 
     def __init__(self) -> None:
         self._objects: Dict[str, object] = {}
-        self._waiters: Dict[str, List[Deferred]] = {}
+        self._waiters: Dict[str, Waiters] = {}
         self._observers = Observers("registry")
 
     def register(self, name: str, obj: object) -> None:
@@ -29,8 +29,9 @@ class Registry:
         Bind C{name} to C{obj}, replacing what it named before.
         """
         self._objects[name] = obj
-        for d in self._waiters.pop(name, []):
-            d.callback(obj)
+        waiters = self._waiters.pop(name, None)
+        if waiters is not None:
+            waiters.fire(obj)
         self._observers.notify(name, obj)
 
     def unregister(self, name: str, obj: object = None) -> None:
@@ -79,13 +80,9 @@ class Registry:
         Fires with the object named C{name}: now if it exists, else when it
         is registered.
         """
-        d = Deferred(lambda d: self._waiters.get(name, []).remove(d)
-                     if d in self._waiters.get(name, []) else None)
         if name in self._objects:
-            d.callback(self._objects[name])
-        else:
-            self._waiters.setdefault(name, []).append(d)
-        return d
+            return succeed(self._objects[name])
+        return self._waiters.setdefault(name, Waiters()).wait()
 
     def addObserver(self, observer: Callable[[str, object], None]) -> None:
         """

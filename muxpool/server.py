@@ -3,33 +3,53 @@ QServer: a listening service; each accepted connection is a L{ServerSession}.
 
 Requests that arrive go to the server's request listeners, each given the
 session they came on as the source to answer.  C{maxSessions} and
-C{allow}/C{deny} (jPOS syntax, C{*} suffix wildcard) refuse connections;
-stopping lets in-flight requests finish for a grace period, then closes.
+C{allow}/C{deny} (jPOS syntax, C{*} suffix wildcard) refuse connections.
+
+The front door holds under load and under attack: a session stops being read
+while its client does not read its answers (Twisted's producer/consumer) or
+has C{maxInFlight} requests unanswered, so one client costs bounded memory;
+a frame that starts and does not finish, or a session idle too long, is
+closed.  A planned stop drains: no more connections or requests are taken,
+every request already read gets its answer written (or, if its client is
+gone, one warning line to reverse it by), then the sessions close.  A
+replacement server takes over the listening port, so a redeploy refuses no
+connection.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
+import time
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Union
 
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, DeferredList, maybeDeferred, succeed
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    DeferredList,
+    inlineCallbacks,
+    maybeDeferred,
+    succeed,
+)
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.interfaces import IPushProducer, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from muxpool.backoff import backoffDelay
 from muxpool.channel import ChannelSpec, ISOChannelProtocol
+from muxpool.errors import AnswerUndelivered, NotSent
 from muxpool.interfaces import IChannelOwner, IRequestListener
 from muxpool.link import LinkBase
-from muxpool.errors import NotSent
 from muxpool.listeners import ListenerFailed, decline, offer
-from muxpool.masking import maskMessage
+from muxpool.masking import describeForReversal, maskMessage
+from muxpool.observers import Waiters
 from muxpool.messages import isResponse
-
+from muxpool.ratelimit import RateLimiter
 
 #: Listen backlog for servers built from a port number.
 BACKLOG = 511
+SIGN_OFF = "002"
 
 
 def parsePatterns(text: Union[str, Sequence[str], None]) -> tuple:
@@ -54,34 +74,187 @@ def matches(address: str, patterns: Iterable[str]) -> bool:
     return False
 
 
+@implementer(IPushProducer)
 class ServerSession(LinkBase):
     """
     One accepted connection: an L{ILink} and the L{ISource} that requests
     from it are answered on.
 
+    It is also the producer of what is written to its transport: when the
+    client stops reading and the transport's buffer fills, Twisted pauses
+    it, and the session stops reading requests until the buffer drains.
+
     @ivar inFlight: requests received and not yet answered.
     """
 
     def __init__(self, server: "QServer", protocol: ISOChannelProtocol) -> None:
-        LinkBase.__init__(self, f"{server.name}/{protocol.peer}", server.spec)
+        LinkBase.__init__(self, f"{server.name}/{protocol.peer}", server.spec, server.clock)
         self.server = server
         self.protocol = protocol
+        self.peer = protocol.peer
         self.inFlight = 0
+        self.answered = 0
+        self._holds: Set[str] = set()
+        self._idleWaiters = Waiters()
+        self._closed = Deferred()
+        self._signOff: Optional[tuple] = None
         self.ready.set(True)
+        protocol.transport.registerProducer(self, True)
 
     def __repr__(self) -> str:
         return f"<ServerSession {self.name}>"
 
-    def send(self, message: Mapping[str, str]) -> None:
-        LinkBase.send(self, message)
-        if self.inFlight and isResponse(message.get("t", "")):
-            self.inFlight -= 1
-            if not self.inFlight:
-                self.server._sessionIdle()
+    # -- reading less ---------------------------------------------------------
 
-    def close(self) -> None:
+    def hold(self, why: str) -> None:
+        """
+        Stop reading requests for C{why} (until L{release}).
+        """
+        if not self._holds and self.protocol.connected:
+            self.protocol.holdFrames()
+            self.protocol.transport.pauseProducing()
+        self._holds.add(why)
+
+    def release(self, why: str) -> None:
+        if why not in self._holds:
+            return
+        self._holds.discard(why)
+        if not self._holds and self.protocol.connected:
+            self.protocol.releaseFrames()  # may hold again (in flight)
+            if not self._holds and self.protocol.connected:
+                self.protocol.transport.resumeProducing()
+
+    @property
+    def holds(self) -> frozenset:
+        """
+        Why the session is not being read now (empty: it is).
+        """
+        return frozenset(self._holds)
+
+    def pauseProducing(self) -> None:
+        self.hold("client not reading its answers")
+
+    def resumeProducing(self) -> None:
+        self.release("client not reading its answers")
+
+    def stopProducing(self) -> None:
+        pass  # the connection is going: channelLost tells
+
+    # -- answering ------------------------------------------------------------
+
+    def received(self, message: Mapping[str, str]) -> None:
+        """
+        A request arrived: one more owed an answer.
+        """
+        self.inFlight += 1
+        if self.inFlight >= self.server.maxInFlight:
+            self.hold("in-flight limit")
+
+    def send(self, message: Mapping[str, str]) -> None:
+        """
+        Write C{message} to the client.  An answer that cannot be written
+        (the client is gone, or it cannot be packed) is logged with what to
+        reverse it by, counted, and raised as L{AnswerUndelivered}.
+        """
+        response = isResponse(message.get("t", ""))
+        if not self.isConnected():
+            self._answered(response)
+            self.server._undelivered(self, message, "its client is gone")
+            raise AnswerUndelivered(f"{self.name}: client is gone")
+        try:
+            LinkBase.send(self, message)
+        except NotSent as e:
+            self._answered(response)
+            self.server._undelivered(self, message, str(e))
+            raise AnswerUndelivered(f"{self.name}: {e}") from None
+        self._answered(response)
+
+    def _answered(self, response: bool) -> None:
+        if not response:
+            return
+        self.answered += 1
+        if not self.inFlight:
+            return
+        self.inFlight -= 1
+        if self.inFlight < self.server.maxInFlight:
+            self.release("in-flight limit")
+        if not self.inFlight:
+            self._idleWaiters.fire()
+
+    def whenIdle(self) -> Deferred:
+        """
+        Fires when no request is owed an answer (at once if none is).
+        """
+        if not self.inFlight:
+            return succeed(None)
+        return self._idleWaiters.wait()
+
+    # -- closing ------------------------------------------------------------------
+
+    def lost(self) -> None:
+        """
+        The connection is gone: answers still owed will be undeliverable.
+        """
+        self.ready.set(False)
+        self._idleWaiters.fire()
+        if not self._closed.called:
+            self._closed.callback(None)
+
+    def signedOff(self, message: Mapping[str, str]) -> bool:
+        """
+        Whether C{message} answers our sign-off (and take it if so).
+        """
+        if self._signOff is None or message.get("11", "").strip() != self._signOff[0]:
+            return False
+        stan, d = self._signOff
+        self._signOff = None
+        d.callback(message)
+        return True
+
+    def _signOffNow(self, stan: str, timeout: float) -> Deferred:
+        """
+        Tell the client we are going (0800 70=002): one that understands
+        stops sending and answers; all it sent before the answer is read.
+        """
+        d = Deferred(lambda d: setattr(self, "_signOff", None))
+        self._signOff = (stan, d)
+        message = {"t": "0800", "7": time.strftime("%m%d%H%M%S", time.gmtime(self.server.clock.seconds())),
+                   "11": stan, "70": SIGN_OFF}
+        try:
+            self.protocol.sendMessage(message)
+        except Exception:
+            self._signOff = None
+            return succeed(None)
+        return d.addTimeout(timeout, self.server.clock).addErrback(lambda f: None)
+
+    @inlineCallbacks
+    def drain(self, deadline: float, stan: Optional[str]):
+        """
+        A planned stop of this session: sign off (with C{stan}, if the
+        server does), stop reading, let what was read be answered (until
+        C{deadline}), then close once what was written is flushed.
+        """
+        server = self.server
+        clock = server.clock
+        if stan is not None and self.protocol.connected:
+            yield self._signOffNow(stan, max(0.0, min(server.signOffTimeout, deadline - clock.seconds())))
+        self.hold("server stopping")
+        if self.inFlight and self.protocol.connected:
+            remaining = max(0.0, deadline - clock.seconds())
+            yield self.whenIdle().addTimeout(remaining, clock).addErrback(lambda f: None)
+        if self.inFlight:
+            server.log.warn("{server}: grace period over with {count} answers still owed to "
+                            "{peer}; each will be logged if it comes", server=server.name,
+                            count=self.inFlight, peer=self.peer)
         if self.protocol.connected:
-            self.protocol.transport.loseConnection()
+            self.protocol.transport.loseConnection()  # after what is buffered is written
+            try:
+                yield self._closed.addTimeout(server.flushTimeout, clock)
+            except Exception:
+                server.log.warn("{server}: {peer} did not read its last answers within {timeout}s; "
+                                "connection aborted", server=server.name, peer=self.peer,
+                                timeout=server.flushTimeout)
+                self.protocol.transport.abortConnection()
 
 
 class _ServerFactory(Factory):
@@ -101,13 +274,27 @@ class QServer(Service):
 
     If the endpoint cannot listen (its port is in use, say), the server
     keeps trying with a growing delay (C{bindRetryDelay} doubling up to
-    C{maxBindRetryDelay}) and logs each change of state once: the first
-    failure, a different failure, and listening at last.
+    C{maxBindRetryDelay}) and logs each change of state once.
 
-    @param gracePeriod: seconds in-flight requests get to finish on stop.
+    All times are in seconds.
+
+    @param gracePeriod: how long a planned stop waits for the answers owed
+        to its clients.
+    @param maxInFlight: requests one session may have unanswered before it
+        is not read any more (until some are answered).
+    @param idleTimeout: a session that sent nothing for this long, and is
+        owed no answer, is closed (jPOS channel C{timeout}); None: never.
+    @param frameTimeout: a session whose frame started and did not finish
+        within this long is closed.
+    @param signOffOnStop: on a planned stop, send each client an 0800
+        70=002 first and keep reading until it answers (or
+        C{signOffTimeout}): a client that understands it (muxpool's
+        ChannelAdaptor does) stops sending, so nothing it sends is left
+        unread.
+    @param flushTimeout: after its last answer, how long a client that does
+        not read gets before its connection is aborted.
     @param listenerErrorCode: the 39 a request gets when a request listener
-        raises on it (the listener's class and file, and the error's type,
-        are logged).
+        raises on it.
     """
 
     log = Logger()
@@ -128,6 +315,12 @@ class QServer(Service):
         deny=None,
         listeners: Iterable[IRequestListener] = (),
         gracePeriod: float = 5.0,
+        maxInFlight: int = 128,
+        idleTimeout: Optional[float] = 300.0,
+        frameTimeout: Optional[float] = 10.0,
+        signOffOnStop: bool = False,
+        signOffTimeout: float = 1.0,
+        flushTimeout: float = 5.0,
         listenerErrorCode: str = "96",
     ) -> None:
         if reactor is None:
@@ -135,34 +328,44 @@ class QServer(Service):
         self.setName(name)
         self.spec = spec
         self.clock = reactor
-        if isinstance(endpoint, str):
-            endpoint = serverFromString(reactor, endpoint)
-        elif endpoint is None:
+        self.reactor = reactor
+        if endpoint is None:
             if port is None:
                 raise ValueError(f"server {name}: needs a port or an endpoint")
             # A deep accept queue: many adaptors (re)connecting at once must
             # not be dropped by the kernel after their handshake completed.
-            description = f"tcp:{int(port)}:backlog={BACKLOG}"
+            endpoint = f"tcp:{int(port)}:backlog={BACKLOG}"
             if bindAddress:
-                description += f":interface={bindAddress}"
-            endpoint = serverFromString(reactor, description)
+                endpoint += f":interface={bindAddress}"
+        self.description = endpoint if isinstance(endpoint, str) else None
+        if isinstance(endpoint, str):
+            endpoint = serverFromString(reactor, endpoint)
         self.endpoint = endpoint
         self.maxSessions = maxSessions
         self.allow = parsePatterns(allow)
         self.deny = parsePatterns(deny)
         self.listeners: List[IRequestListener] = list(listeners)
         self.gracePeriod = gracePeriod
+        self.maxInFlight = max(1, int(maxInFlight))
+        self.idleTimeout = idleTimeout
+        self.frameTimeout = frameTimeout
+        self.signOffOnStop = signOffOnStop
+        self.signOffTimeout = signOffTimeout
+        self.flushTimeout = flushTimeout
         self.listenerErrorCode = listenerErrorCode
         self.sessions: Dict[ISOChannelProtocol, ServerSession] = {}
         self.counters = {"accepted": 0, "refused": 0, "rx": 0, "rx_unhandled": 0,
-                         "listener_errors": 0}
+                         "listener_errors": 0, "undelivered": 0}
         self.port = None
         self.lastFailure: Optional[str] = None
-        self._idleWaiters: List[Deferred] = []
-        self._listenWaiters: List[Deferred] = []
+        self._listenWaiters = Waiters()
         self._bindFailures = 0
         self._bindRetry = None
         self._listening: Optional[Deferred] = None
+        self._predecessor: Optional["QServer"] = None
+        self._draining: Set[ServerSession] = set()
+        self._stan = 0
+        self._limiter = RateLimiter(clock=reactor)
 
     def __repr__(self) -> str:
         return f"<QServer {self.name}>"
@@ -171,11 +374,48 @@ class QServer(Service):
 
     def startService(self) -> None:
         """
-        Start listening (retrying until it can; see L{whenListening}).
+        Start listening: on the socket of the server it takes over (see
+        L{takeOver}), else on its endpoint, retrying until it can (see
+        L{whenListening}).
         """
         Service.startService(self)
         self._bindFailures = 0
+        predecessor, self._predecessor = self._predecessor, None
+        if predecessor is not None and self._adopt(predecessor):
+            return
         self._listen()
+
+    def takeOver(self, predecessor: "QServer") -> bool:
+        """
+        Take over C{predecessor}'s listening port when started, so a
+        redeploy refuses no connection: the port itself is handed over
+        (connections it accepts from then on are ours), and C{predecessor}
+        is stopped as usual, draining its sessions.  Only for the same
+        endpoint.
+
+        @return: whether it will.
+        """
+        if self.description is None or self.description != predecessor.description:
+            return False
+        self._predecessor = predecessor
+        return True
+
+    def _adopt(self, predecessor: "QServer") -> bool:
+        port = predecessor.port
+        holder = getattr(port, "factory", None)
+        holder = getattr(holder, "wrappedFactory", holder)  # a TLS port wraps the factory
+        if not isinstance(holder, _ServerFactory) or port is None:
+            return False
+        factory = _ServerFactory(self)
+        factory.doStart()
+        if holder is port.factory:
+            port.factory = factory
+        else:
+            port.factory.wrappedFactory = factory
+        holder.doStop()
+        predecessor.port = None
+        self._listened(port, adopted=True)
+        return True
 
     def whenListening(self) -> Deferred:
         """
@@ -184,17 +424,14 @@ class QServer(Service):
         """
         if self.port is not None:
             return succeed(self.port)
-        waiters = self._listenWaiters
-        d = Deferred(lambda d: waiters.remove(d) if d in waiters else None)
-        waiters.append(d)
-        return d
+        return self._listenWaiters.wait()
 
     def _listen(self) -> None:
         self._bindRetry = None
         self._listening = self.endpoint.listen(_ServerFactory(self))
         self._listening.addCallbacks(self._listened, self._cannotListen)
 
-    def _listened(self, port) -> None:
+    def _listened(self, port, adopted: bool = False) -> None:
         self._listening = None
         if not self.running:
             port.stopListening()
@@ -203,21 +440,20 @@ class QServer(Service):
         self.lastFailure = None
         address = port.getHost()
         self.log.info(
-            "{server}: listening on {address}{after}", server=self.name,
+            "{server}: listening on {address}{how}", server=self.name,
             address=f"{getattr(address, 'host', '')}:{getattr(address, 'port', address)}",
-            after=f" (after {self._bindFailures} failed attempts)" if self._bindFailures else "",
+            how=" (took over the listening port)" if adopted else
+            f" (after {self._bindFailures} failed attempts)" if self._bindFailures else "",
         )
-        waiters, self._listenWaiters = self._listenWaiters, []
-        for d in waiters:
-            d.callback(port)
+        self._listenWaiters.fire(port)
 
     def _cannotListen(self, failure) -> None:
         self._listening = None
         if not self.running or failure.check(CancelledError):
             return
         why = failure.getErrorMessage()
-        delay = min(self.maxBindRetryDelay, self.bindRetryDelay * 2 ** self._bindFailures)
         self._bindFailures += 1
+        delay = backoffDelay(self._bindFailures, self.bindRetryDelay, self.maxBindRetryDelay, 2.0)
         if why != self.lastFailure:
             self.log.error("{server}: cannot listen: {why}; retrying, every {cap:.0f}s at most",
                            server=self.name, why=why, cap=self.maxBindRetryDelay)
@@ -234,9 +470,10 @@ class QServer(Service):
         elif self.maxSessions is not None and len(self.sessions) >= self.maxSessions:
             why = f"maxSessions {self.maxSessions} reached"
         if why is not None:
+            # Closed at once, before a byte is read: no request taken, none dropped.
             self.counters["refused"] += 1
-            self.log.warn("{server}: refused connection from {peer}: {why}",
-                          server=self.name, peer=host, why=why)
+            self._limiter.emit(self.log.warn, why, "{server}: refused connection from {peer}: {why}",
+                               server=self.name, peer=host, why=why)
             return None
         return ISOChannelProtocol(self.spec, self, self.clock)
 
@@ -245,18 +482,26 @@ class QServer(Service):
     def channelConnected(self, protocol: ISOChannelProtocol) -> None:
         self.counters["accepted"] += 1
         self.sessions[protocol] = ServerSession(self, protocol)
+        protocol.setTimeouts(self.idleTimeout, self.frameTimeout)
+
+    def channelIdle(self, protocol: ISOChannelProtocol) -> bool:
+        session = self.sessions.get(protocol)
+        return session is None or not session.inFlight
 
     def channelMessage(self, protocol: ISOChannelProtocol, message) -> None:
         session = self.sessions.get(protocol)
         if session is None:
             return
         self.counters["rx"] += 1
+        response = isResponse(message.get("t", ""))
+        if response and session.signedOff(message):
+            return
         if session._receivers:
             session._deliver(message)
             return
-        request = not isResponse(message.get("t", ""))
-        if request:
-            session.inFlight += 1
+        if not response:
+            session.received(message)
+        answered = session.answered
         try:
             handled = offer(self.listeners, session, message)
         except ListenerFailed as e:
@@ -265,16 +510,15 @@ class QServer(Service):
             self.log.error("{server}: {error} on {message}; answering 39={code}",
                            server=self.name, error=str(e), code=self.listenerErrorCode,
                            message=maskMessage(message, binary))
-            if request:
+            if not response and session.answered == answered:  # unless it did answer
                 try:
                     session.send(decline(message, self.listenerErrorCode, binaryFields=binary))
-                except NotSent as sendError:
-                    self.log.warn("{server}: could not answer: {error}", server=self.name,
-                                  error=str(sendError))
+                except NotSent:
+                    pass  # logged by the session
             return
         if not handled:
-            if request:
-                session.inFlight -= 1
+            if not response:
+                session._answered(True)
             self.counters["rx_unhandled"] += 1
             self.log.info("{server}: unhandled message {message}", server=self.name,
                           message=maskMessage(message, self.spec.packager.binaryFields))
@@ -282,33 +526,33 @@ class QServer(Service):
     def channelLost(self, protocol: ISOChannelProtocol, reason) -> None:
         session = self.sessions.pop(protocol, None)
         if session is not None:
-            session.ready.set(False)
+            session.lost()
             session._lost(reason)
-            session.inFlight = 0
-            self._sessionIdle()
+
+    def _undelivered(self, session: ServerSession, message, why: str) -> None:
+        """
+        One warning line per answer that did not reach its client, with
+        what to reverse it by, and a count: never silently.
+        """
+        self.counters["undelivered"] += 1
+        self.log.warn("{server}: answer not delivered to {peer} ({why}): {answer}; "
+                      "reverse it if it was approved", server=self.name, peer=session.peer,
+                      why=why, answer=describeForReversal(message))
 
     # -- stopping -----------------------------------------------------------
 
     def inFlight(self) -> int:
         return sum(s.inFlight for s in self.sessions.values())
 
-    def _sessionIdle(self) -> None:
-        if self.inFlight() == 0:
-            waiters, self._idleWaiters = self._idleWaiters, []
-            for d in waiters:
-                d.callback(None)
-
-    def _whenIdle(self) -> Deferred:
-        if self.inFlight() == 0:
-            return succeed(None)
-        d = Deferred(lambda d: self._idleWaiters.remove(d) if d in self._idleWaiters else None)
-        self._idleWaiters.append(d)
-        return d.addTimeout(self.gracePeriod, self.clock).addErrback(lambda _: None)
+    def _nextStan(self) -> str:
+        self._stan = self._stan % 999999 + 1
+        return "%06d" % self._stan
 
     def stopService(self) -> Deferred:
         """
-        Stop listening, give in-flight requests up to C{gracePeriod}, then
-        close every session; fires when all are closed.
+        A planned stop: take no more connections, then drain every session
+        (see L{ServerSession.drain}) within C{gracePeriod}; fires when all
+        are closed.
         """
         Service.stopService(self)
         if self._bindRetry is not None and self._bindRetry.active():
@@ -316,16 +560,18 @@ class QServer(Service):
         self._bindRetry = None
         if self._listening is not None:
             self._listening.cancel()
+        self._listenWaiters.cancel()
         port, self.port = self.port, None
         stopped = succeed(None) if port is None else maybeDeferred(port.stopListening)
+        sessions = list(self.sessions.values())
+        if sessions:
+            self.log.info("{server}: stopping; draining {count} sessions ({owed} answers owed)",
+                          server=self.name, count=len(sessions), owed=self.inFlight())
+        deadline = self.clock.seconds() + self.gracePeriod
 
-        def closeAll(_):
-            closing = []
-            for protocol, session in list(self.sessions.items()):
-                done = Deferred()
-                session.addLossObserver(lambda reason, done=done: done.called or done.callback(None))
-                closing.append(done)
-                session.close()
-            return DeferredList(closing)
+        def drainAll(_):
+            return DeferredList([
+                session.drain(deadline, self._nextStan() if self.signOffOnStop else None)
+                for session in sessions])
 
-        return stopped.addBoth(lambda _: self._whenIdle()).addCallback(closeAll)
+        return stopped.addBoth(drainAll)

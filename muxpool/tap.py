@@ -6,6 +6,8 @@ import os
 import signal
 
 from twisted.application.service import MultiService
+from twisted.internet.error import ReactorNotRunning
+from twisted.logger import Logger
 from twisted.python import usage
 
 from muxpool.deploy import DeployService
@@ -44,16 +46,45 @@ class Options(usage.Options):
 
 class SwitchService(MultiService):
     """
-    The switch twistd runs.  A SIGTERM or SIGINT that ends in a clean stop
-    (every bean drained and stopped) exits with status 0, as supervisors of
-    a payment switch expect; Twisted's default is to die by the signal.
+    The switch twistd runs.
+
+    SIGTERM, SIGINT and SIGHUP all stop it gracefully: servers take no more
+    connections or requests, every request already read is answered (or
+    logged to be reversed), then MUXes and links close after what is in
+    flight on them.  A stop that ends cleanly exits with status 0, as
+    supervisors of a payment switch expect (Twisted's default is to die by
+    the signal, and SIGHUP would kill at once, with no drain).
     """
+
+    log = Logger()
 
     def __init__(self, reactor) -> None:
         MultiService.__init__(self)
         self.reactor = reactor
+        self._previousHangup = None
+
+    def startService(self) -> None:
+        MultiService.startService(self)
+        if hasattr(signal, "SIGHUP"):
+            try:
+                self._previousHangup = signal.signal(signal.SIGHUP, self._hangup)
+            except ValueError:
+                self._previousHangup = None  # not the main thread: leave it alone
+
+    def _hangup(self, signum, frame) -> None:
+        self.reactor.callFromThread(self._stopGracefully, "SIGHUP")
+
+    def _stopGracefully(self, why: str) -> None:
+        self.log.info("{why}: stopping gracefully", why=why)
+        try:
+            self.reactor.stop()
+        except ReactorNotRunning:
+            pass  # already stopping
 
     def stopService(self):
+        if self._previousHangup is not None:
+            signal.signal(signal.SIGHUP, self._previousHangup)
+            self._previousHangup = None
         d = MultiService.stopService(self)
 
         def clean(results):

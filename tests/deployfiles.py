@@ -16,17 +16,18 @@ def freePort() -> int:
         return s.getsockname()[1]
 
 
-def issuer(name, port, mark, header="", delay=0):
+def issuer(name, port, mark, header="", delay=0, record=None, extra=""):
     header = f' header="{header}"' if header else ""
+    record = f'\n    <property name="record" value="{record}"/>' if record else ""
     return f"""<server class="org.jpos.q2.iso.QServer" logger="Q2" name="{name}">
   <attr name="port" type="java.lang.Integer">{port}</attr>
   <channel class="org.jpos.iso.channel.NACChannel" packager="org.jpos.iso.packager.ISO87BPackager"{header}/>
   <request-listener class="muxpool.listeners.Responder">
     <property name="field.44" value="{mark}"/>
-    <property name="delay" value="{delay}"/>
+    <property name="delay" value="{delay}"/>{record}
   </request-listener>
   <property name="bind-address" value="127.0.0.1"/>
-  <property name="grace-period" value="5000"/>
+  <property name="grace-period" value="5000"/>{extra}
 </server>
 """
 
@@ -61,9 +62,9 @@ def pool(name, members, strategy="round-robin"):
 """
 
 
-def front(name, port, mux, timeout=10000):
+def front(name, port, mux, timeout=10000, extra=""):
     return f"""<server class="org.jpos.q2.iso.QServer" logger="Q2" name="{name}">
-  <attr name="port" type="java.lang.Integer">{port}</attr>
+  <attr name="port" type="java.lang.Integer">{port}</attr>{extra}
   <channel class="org.jpos.iso.channel.ASCIIChannel" packager="org.jpos.iso.packager.ISO87APackager"/>
   <request-listener class="muxpool.listeners.Forward">
     <property name="mux" value="{mux}"/>

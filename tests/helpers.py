@@ -7,7 +7,9 @@ from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
 from muxpool.channel import ChannelSpec, ISOChannelProtocol
-from muxpool.interfaces import IChannelOwner
+from muxpool.errors import LinkNotReady
+from muxpool.interfaces import IChannelOwner, ILink, ISource
+from muxpool.readiness import Readiness
 
 
 @implementer(IChannelOwner)
@@ -27,6 +29,9 @@ class RecordingOwner:
     def channelMessage(self, protocol, message):
         self.messages.append(message)
 
+    def channelIdle(self, protocol):
+        return True
+
     def channelLost(self, protocol, reason):
         self.lost.append(reason)
 
@@ -40,11 +45,6 @@ def connectedProtocol(spec: ChannelSpec, owner=None, clock=None):
     transport = StringTransport()
     protocol.makeConnection(transport)
     return protocol, transport, owner
-
-
-from muxpool.errors import LinkNotReady
-from muxpool.interfaces import ILink, ISource
-from muxpool.readiness import Readiness
 
 
 @implementer(ILink, ISource)

@@ -270,3 +270,51 @@ def test_received_messages_reach_receivers_and_losses_reach_observers():
     assert got[0]["11"] == "000001"
     protocol.connectionLost(None)
     assert len(lost) == 1
+
+
+def test_a_peer_that_signs_off_gets_nothing_more_on_that_connection():
+    """
+    Issue 9: a server's planned stop signs off (0800 70=002); the adaptor
+    answers, sends nothing more there, and takes the answers still owed.
+    """
+    adaptor, endpoint, clock = makeAdaptor(reconnectDelay=1.0)
+    got = []
+    adaptor.addReceiver(lambda message, final: got.append(message) or True)
+    protocol = endpoint.protocols[0]
+    protocol.dataReceived(SPEC.encode({"t": "0800", "11": "000009", "70": "002"}))
+    [answer] = peerMessages(protocol)
+    assert {k: answer[k] for k in ("t", "11", "70", "39")} == {
+        "t": "0810", "11": "000009", "70": "002", "39": "00"}
+    assert not adaptor.ready and adaptor.isConnected()
+    protocol.dataReceived(SPEC.encode({"t": "0210", "11": "000001", "41": "T1", "39": "00"}))
+    assert got[0]["11"] == "000001"
+    protocol.connectionLost(None)
+    clock.advance(1.0)  # an ordinary reconnect, at the base delay
+    assert adaptor.ready and len(endpoint.protocols) == 2
+
+
+def test_a_peer_that_signs_off_and_stays_is_left():
+    adaptor, endpoint, clock = makeAdaptor()
+    protocol = endpoint.protocols[0]
+    protocol.dataReceived(SPEC.encode({"t": "0800", "11": "000009", "70": "002"}))
+    clock.advance(adaptor.signOffLinger)
+    assert not protocol.transport.connected
+
+
+def test_a_busy_link_is_healthy_without_an_echo():
+    """
+    Review of issue 8 #13: with an echo configured, traffic never let the
+    link prove itself, so the next loss waited the grown delay.
+    """
+    adaptor, endpoint, clock = makeAdaptor(echoInterval=30, reconnectDelay=10.0,
+                                           maxReconnectDelay=40.0)
+    endpoint.refuse = True
+    endpoint.protocols[0].connectionLost(None)
+    runUntil(clock, 40)  # three refusals
+    endpoint.refuse = False
+    runUntil(clock, 80)
+    protocol = endpoint.protocols[-1]
+    assert adaptor.ready and adaptor._failures > 0
+    protocol.dataReceived(SPEC.encode({"t": "0210", "11": "000001", "41": "T1"}))
+    assert adaptor._failures == 0 and adaptor.lastFailure is None
+    assert adaptor._retryDelay(1) == 10.0

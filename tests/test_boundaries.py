@@ -170,3 +170,27 @@ def test_a_listener_that_raises_gets_its_request_declined():
     assert "<locals>.Broken (" in text and "ValueError at test_boundaries.py" in text
     assert "=22122011758928889" not in text
     assert server.inFlight() == 0 and server.counters["listener_errors"] == 1
+
+
+def test_a_listener_that_answers_and_then_raises_is_not_answered_twice():
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+    from muxpool.listeners import Responder
+    from muxpool.server import QServer
+
+    class AnswersThenRaises:
+        def process(self, source, message):
+            source.send(Responder().response(message))
+            raise RuntimeError("its own logging failed")
+
+    spec = ChannelSpec.fromConfig("ASCIIChannel", "ISO87A")
+    server = QServer("front", spec, "tcp:0", MemoryReactorClock(), listeners=[AnswersThenRaises()])
+    protocol = server._accept(IPv4Address("TCP", "127.0.0.1", 5555))
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(spec.encode({"t": "0200", "11": "000001", "41": "TERM0001"}))
+    peer, _, owner = connectedProtocol(spec)
+    peer.dataReceived(transport.value())
+    assert [m["39"] for m in owner.messages] == ["00"]
+    assert server.counters["listener_errors"] == 1 and server.inFlight() == 0

@@ -309,7 +309,6 @@ def test_qmux_key_header_unhandled_and_check_enabled(tmp_path, monkeypatch):
     import late_approvals
 
     assert bean.service.keys.headerIsKey and bean.service.unhandled is late_approvals.reverse
-    registry = Registry()
     named = build(tmp_path, "<mux name='n'><in>a</in><out>b</out><unhandled>jpos-unhandled</unhandled></mux>")
     assert named.references[0].name == "jpos-unhandled"
     assert named.references[0].what == "unhandled handler"

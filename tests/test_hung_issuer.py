@@ -8,7 +8,6 @@ import os
 import signal
 
 import pytest_twisted
-from twisted.internet import defer
 
 from muxpool.adaptor import ChannelAdaptor
 from muxpool.channel import ChannelSpec
@@ -16,7 +15,7 @@ from muxpool.mux import QMUX
 from muxpool.pool import MUXPool
 from muxpool.strategies import strategyByName
 from tests.deployfiles import freePort, issuer
-from tests.netutil import runLoad, sampleRequest
+from tests.netutil import runLoad
 from tests.twistdproc import Twistd
 
 ISO87B = ChannelSpec.fromConfig("NACChannel", "ISO87B")

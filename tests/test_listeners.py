@@ -186,9 +186,14 @@ def test_a_persistent_fault_is_logged_at_a_bounded_rate():
     Issue 8 #9: a Forward naming a missing MUX logged once per request.
     """
     source = FakeLink()
-    forward = Forward("missing", 1, Registry().getMUX)
+    clock = Clock()
+    forward = Forward("missing", 1, Registry().getMUX, clock=clock)
     with capturedText() as lines:
         for i in range(500):
             forward.process(source, dict(REQUEST, **{"11": "%06d" % i}))
-    assert len(source.sent) == 500
-    assert sum("no such MUX" in line for line in lines) == 1
+            clock.advance(0.01)  # 5 s of requests
+        clock.advance(10)
+        forward.process(source, REQUEST)
+    assert len(source.sent) == 501
+    found = [line.split("\n")[0] for line in lines if "no such MUX" in line]
+    assert len(found) == 2 and "(499 more like this in the last 10s)" in found[1]

@@ -34,6 +34,9 @@ class ExplodingOwner:
     def channelConnected(self, protocol):
         pass
 
+    def channelIdle(self, protocol):
+        return True
+
     def channelLost(self, protocol, reason):
         pass
 

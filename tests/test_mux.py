@@ -472,3 +472,39 @@ def test_a_stopped_qmux_is_not_ready_and_holds_nothing():
     assert written[0]["39"] == "00" and stopped == [None]
     assert link.receivers == [] and link.lossObservers == [] and link.ready.observerCount == 0
     assert outcome(mux.request(request("000003"), 5))[0].check(NotSent)
+
+
+class LosingLink(FakeLink):
+    """
+    A link whose connection is lost inside send(), which then raises.
+    """
+
+    def __init__(self, error):
+        FakeLink.__init__(self)
+        self.error = error
+
+    def send(self, message):
+        self.lose()
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [LinkNotReady("gone"), KeyError("a bug")])
+def test_a_link_lost_inside_send_gives_one_outcome(error):
+    clock = Clock()
+    mux = started(QMUX("m", LosingLink(error), clock))
+    results = outcome(mux.request(request(), 5))
+    assert len(results) == 1 and results[0].check(OutcomeUnknown)
+    assert mux.counters["rx_expired"] == 1 and mux.pendingCount() == 0
+    assert mux.pendingOn(mux.link) == 0 and clock.getDelayedCalls() == []
+
+
+def test_a_synchronous_answer_is_counted_as_sent():
+    mux = started(QMUX("m", AnsweringLink(), Clock()))
+    outcome(mux.request(request(), 5))
+    assert mux.counters["tx"] == 1 and mux.counters["rx"] == 1
+
+
+def test_expired_in_the_deadline_turn_leaves_no_timer():
+    mux, link, clock = makeMux()
+    results = outcome(mux.request(request(), 0))
+    assert results[0].check(NotSent) and clock.getDelayedCalls() == []

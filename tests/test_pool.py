@@ -558,3 +558,52 @@ def test_a_stopped_pool_holds_nothing():
     assert outcome(pool.request({"t": "0200"}, 5))[0].check(NotSent)
     slow.callback({"t": "0210", "by": "m0"})
     assert inflight[0]["by"] == "m0" and stopped == [None]
+
+
+def test_a_waiter_cancelled_while_others_are_woken_does_not_stop_them():
+    """
+    Review of issue 8 #20: the pool's waiter loop woke a waiter a callback
+    had just cancelled (AlreadyCalledError), and the later ones never.
+    """
+    ms = members(1, ready=False)
+    pool = makePool(ms)
+    results = [outcome(d) for d in [pool.request({"t": "0200", "n": i}, 5) for i in range(3)]]
+    requests = [pool.request({"t": "0200", "n": i}, 5) for i in range(3, 6)]
+    requests[0].addBoth(lambda r: (requests[1].cancel(), r)[1])
+    later = [outcome(d) for d in requests]
+    ms[0].ready.set(True)
+    assert all(r[0]["by"] == "m0" for r in results)
+    assert later[0][0]["by"] == "m0" and later[1][0].check(CancelledBeforeWrite)
+    assert later[2][0]["by"] == "m0"  # woken, not left to its deadline
+    assert pool.pendingCount() == 0
+
+
+def test_a_member_that_refused_is_tried_again_once_it_is_back():
+    ms = members(1)
+    ms[0].script = [fail(LinkNotReady("reconnecting"))]
+    pool = makePool(ms)
+    results = outcome(pool.request({"t": "0200"}, 30))
+    assert results == []
+    ms[0].ready.set(False)
+    ms[0].ready.set(True)
+    assert results[0]["by"] == "m0" and len(ms[0].requests) == 2
+
+
+def test_a_suspended_member_is_probed_again_on_its_new_link():
+    """
+    Review of issue 8 #14: the channel of a suspended member was redeployed;
+    the old channel's probe was cancelled and the member stayed out for good.
+    """
+    clock = Clock()
+    old, new = ProbedLink("old"), ProbedLink("new")
+    mux = started(QMUX("mux-a", old, clock))
+    other = started(QMUX("mux-b", FakeLink("b"), clock))
+    pool = started(MUXPool("pool", [mux, other], clock, suspendAfterTimeouts=1))
+    outcome(pool.request({"t": "0200", "11": "000001", "41": "T1"}, 1))
+    clock.advance(1)
+    assert pool.isSuspended(mux) and len(old.probes) == 1
+    mux.setLink(new)
+    old.probes[0].cancel()  # the old channel stopped
+    assert pool.isSuspended(mux) and len(new.probes) == 1
+    new.probes[0].callback(None)
+    assert not pool.isSuspended(mux) and pool.isUsable(mux)

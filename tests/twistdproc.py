@@ -72,12 +72,13 @@ class Twistd:
             if text in line:
                 return line
 
-    def stop(self, timeout=30.0):
+    def stop(self, timeout=30.0, sig=signal.SIGTERM):
         """
-        SIGTERM; return the exit code once it has ended.
+        Send C{sig} (None: none, it is already stopping); return the exit
+        code once it has ended.
         """
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+        if self.process.poll() is None and sig is not None:
+            self.process.send_signal(sig)
         try:
             code = self.process.wait(timeout=timeout)
         finally:

@@ -1,0 +1,226 @@
+"""
+Issue 9, end to end: a real `twistd -n muxpool` switch in front of issuer
+simulators that record every request they answer, under steady load from
+several connections.  Whatever stops or changes, each request an issuer
+approved reaches its client or is named in exactly one warning line (to
+reverse it by), no client sees a decline for an approved request, and the
+switch exits 0.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+from collections import Counter
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer
+
+from muxpool.channel import ChannelSpec
+from muxpool.pool import MUXPool
+from muxpool.strategies import strategyByName
+from tests.conftest import ROOT
+from tests.deployfiles import adaptor, freePort, front, issuer, pool, qmux
+from tests.netutil import runLoad, startClient
+from tests.twistdproc import Twistd
+
+ASCII = ChannelSpec.fromConfig("ASCIIChannel", "ISO87A")
+SIGN_OFF = '\n  <property name="sign-off-on-stop" value="true"/>'
+UNDELIVERED = re.compile(r"answer not delivered .*: 0210 11=(\d+) 41=(\S+) ")
+
+
+def reactor():
+    from twisted.internet import reactor
+
+    return reactor
+
+
+def issuers(tmp_path, count=2, delay=5):
+    """
+    Issuer simulators, each its own twistd process; they record (11, 41,
+    39) of every answer they write.
+    """
+    made = []
+    for i in range(1, count + 1):
+        folder = tmp_path / f"issuer-{i}"
+        folder.mkdir()
+        port, record = freePort(), tmp_path / f"issuer-{i}.jsonl"
+        (folder / "10_issuer.xml").write_text(issuer(f"issuer-{i}", port, f"issuer-{i}",
+                                                     delay=delay, record=record))
+        made.append((Twistd(folder, tmp_path), port, record))
+    for proc, _, _ in made:
+        proc.waitFor("listening")
+    return made
+
+
+def switch(tmp_path, issuerPorts, extra=SIGN_OFF):
+    """
+    The switch under test: a channel, QMUX and pool member per issuer, and
+    a front server forwarding to the pool.
+    """
+    deploy = tmp_path / "switch"
+    deploy.mkdir()
+    names = []
+    for i, port in enumerate(issuerPorts, 1):
+        (deploy / f"2{i}_channel-{i}.xml").write_text(adaptor(f"channel-{i}", port, f"q{i}"))
+        (deploy / f"3{i}_core-mux-{i}.xml").write_text(qmux(f"core-mux-{i}", f"q{i}"))
+        names.append(f"core-mux-{i}")
+    (deploy / "40_pool.xml").write_text(pool("core-mux", names))
+    frontPort = freePort()
+    (deploy / "50_front.xml").write_text(front("front", frontPort, "core-mux", extra=extra))
+    proc = Twistd(deploy, tmp_path)
+    proc.waitFor("front: listening")
+    for i in range(1, len(issuerPorts) + 1):
+        proc.waitFor(f"channel-{i}: connected")
+    return proc, frontPort, deploy
+
+
+@defer.inlineCallbacks
+def underLoad(port, total, actions, connections=4, inFlight=16, until=None):
+    """
+    C{total} requests through C{connections} acquirer connections; each
+    C{actions[i]} runs when request i has its outcome.  Once C{until()} is
+    false no more are sent (the switch is gone).
+    """
+    links = [startClient(reactor(), port, name=f"acquirer-{i}", spec=ASCII,
+                         reconnectDelay=0.2, maxReconnectDelay=0.5) for i in range(connections)]
+    acquirer = MUXPool("acquirer", [mux for _, mux in links], reactor(),
+                       strategyByName("round-robin"))
+    acquirer.startService()
+    for adaptor_, _ in links:
+        yield adaptor_.ready.whenState(True)
+
+    def onEach(i, result):
+        if i in actions:
+            actions.pop(i)()
+
+    try:
+        outcomes = yield runLoad(acquirer, total, inFlight, timeout=3, onEach=onEach,
+                                 keepGoing=until)
+    finally:
+        yield acquirer.stopService()
+        for adaptor_, mux in links:
+            yield mux.stopService()
+            yield adaptor_.stopService()
+    return outcomes
+
+
+def key(message):
+    return (message["11"].strip(), message["41"].strip())
+
+
+def checkNothingApprovedWasLost(outcomes, records, log):
+    """
+    Every approval an issuer wrote reached its client, or is in exactly one
+    warning line; no client got a decline for an approved request.
+    """
+    approved = set()
+    for record in records:
+        with open(record) as f:
+            approved |= {key(line) for line in map(json.loads, f) if line["39"] == "00"}
+    answered = {key(o): o["39"] for o in outcomes if isinstance(o, dict)}
+    assert len(answered) == sum(isinstance(o, dict) for o in outcomes)  # keys are unique
+    warned = Counter(UNDELIVERED.findall(log))
+    assert all(count == 1 for count in warned.values()), warned
+    lost = [k for k in approved if answered.get(k) != "00" and k not in warned]
+    assert lost == [], f"approved but neither delivered nor logged: {lost[:5]}"
+    declined = [k for k, code in answered.items() if code != "00" and k in approved]
+    assert declined == [], f"declined to the client, approved by the issuer: {declined[:5]}"
+    return approved, answered, warned
+
+
+def stopIssuers(made):
+    for proc, _, _ in made:
+        assert proc.stop() == 0, proc.log[-2000:]
+
+
+@pytest.mark.parametrize("sig,said", [(signal.SIGTERM, "Received SIGTERM"),
+                                       (signal.SIGHUP, "SIGHUP: stopping gracefully")])
+@pytest_twisted.inlineCallbacks
+def test_a_signal_under_load_stops_gracefully_and_loses_no_approval(tmp_path, sig, said):
+    """
+    Issue 9: SIGTERM exited in 0.1 s losing approvals; SIGHUP killed twistd
+    -n at once (exit 129), with no drain and no log line.
+    """
+    made = issuers(tmp_path)
+    proc, port, _ = switch(tmp_path, [p for _, p, _ in made])
+    try:
+        outcomes = yield underLoad(port, 3000, {800: lambda: os.kill(proc.process.pid, sig)},
+                                   until=lambda: proc.process.poll() is None)
+        code = proc.stop(sig=None)
+    finally:
+        proc.stop()
+        stopIssuers(made)
+    approved, answered, warned = checkNothingApprovedWasLost(outcomes, [r for _, _, r in made], proc.log)
+    assert code == 0, proc.log[-3000:]
+    assert len(approved) >= 800 and said in proc.log and "Traceback" not in proc.log
+    assert "front: stopping; draining" in proc.log
+
+
+@pytest_twisted.inlineCallbacks
+def test_rewriting_the_front_server_file_under_load(tmp_path):
+    """
+    Issue 9: redeploying the front server (changing maxSessions) lost 0-8
+    approvals per run.  The new server takes over the listening socket; the
+    old one signs off and drains.
+    """
+    made = issuers(tmp_path)
+    proc, port, deploy = switch(tmp_path, [p for _, p, _ in made])
+
+    def redeploy():
+        (deploy / "50_front.xml").write_text(front(
+            "front", port, "core-mux",
+            extra=SIGN_OFF + '\n  <attr name="maxSessions" type="java.lang.Integer">50</attr>'))
+
+    try:
+        outcomes = yield underLoad(port, 4000, {800: redeploy})
+        proc.waitFor("took over the listening port")
+    finally:
+        code = proc.stop()
+        stopIssuers(made)
+    approved, answered, warned = checkNothingApprovedWasLost(outcomes, [r for _, _, r in made], proc.log)
+    assert code == 0, proc.log[-3000:]
+    failures = [o for o in outcomes if not isinstance(o, dict)]
+    assert failures == [] and set(answered.values()) == {"00"}, failures[:3]
+    assert "front: stopping; draining 4 sessions" in proc.log and "Traceback" not in proc.log
+
+
+@pytest_twisted.inlineCallbacks
+def test_readme_hot_deploy_example_removes_and_restores_an_issuer(tmp_path):
+    """
+    Issue 9: README's own example (remove an issuer file under load, put it
+    back) answered 5-10 requests 39=68.
+    """
+    deploy = tmp_path / "deploy"
+    shutil.copytree(ROOT / "examples" / "demo" / "deploy", deploy)
+    records = []
+    for name in ("10_issuer-a.xml", "11_issuer-b.xml"):
+        record = tmp_path / f"{name}.jsonl"
+        text = (deploy / name).read_text().replace(
+            '<property name="result-code" value="00" />',
+            f'<property name="result-code" value="00" />\n    <property name="record" value="{record}"/>')
+        (deploy / name).write_text(text)
+        records.append(record)
+    ports = {"DEMO_PORT": str(freePort()), "ISSUER_A_PORT": str(freePort()),
+             "ISSUER_B_PORT": str(freePort())}
+    proc = Twistd(deploy, tmp_path, ports)
+    issuerB = deploy / "11_issuer-b.xml"
+    saved = issuerB.read_text()
+    try:
+        proc.waitFor("core-mux-secondary-channel: connected")
+        proc.waitFor("switch: listening")
+        outcomes = yield underLoad(int(ports["DEMO_PORT"]), 6000, {
+            1000: issuerB.unlink,
+            3000: lambda: issuerB.write_text(saved),
+        })
+    finally:
+        code = proc.stop()
+    approved, answered, warned = checkNothingApprovedWasLost(outcomes, records, proc.log)
+    assert code == 0, proc.log[-3000:]
+    assert [o for o in outcomes if not isinstance(o, dict)] == []
+    assert set(answered.values()) == {"00"}  # not one 68, nor 91
+    split = Counter(o["44"] for o in outcomes[3500:])
+    assert split["issuer-b"] > 0, split  # it came back
+    assert "issuer-b: stopping; draining" in proc.log and "Traceback" not in proc.log

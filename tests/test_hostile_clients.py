@@ -1,0 +1,151 @@
+"""
+Issue 9: hostile clients on a real port, each while a well-behaved client
+runs.  The well-behaved client keeps being answered, and each hostile session
+is closed within its timeout; one that never reads its answers costs the
+switch bounded memory.
+"""
+
+import json
+import select
+import socket
+import time
+
+import pytest_twisted
+from twisted.internet import defer, protocol
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+
+from muxpool.channel import ChannelSpec
+from muxpool.listeners import Responder
+from tests.deployfiles import adaptor, freePort, front, issuer, qmux
+from tests.netutil import portOf, runLoad, startClient, startServer
+from tests.twistdproc import Twistd, tool
+
+ASCII = ChannelSpec.fromConfig("ASCIIChannel", "ISO87A")
+
+
+def reactor():
+    from twisted.internet import reactor
+
+    return reactor
+
+
+class Raw(protocol.Protocol):
+    """
+    A hostile client: writes what it is told, notes when it was closed.
+    """
+
+    def __init__(self):
+        self.closed = defer.Deferred()
+        self.opened = None
+
+    def connectionMade(self):
+        self.opened = reactor().seconds()
+
+    def connectionLost(self, reason):
+        self.closed.callback(reactor().seconds() - self.opened)
+
+
+def raw(port):
+    return connectProtocol(TCP4ClientEndpoint(reactor(), "127.0.0.1", port), Raw())
+
+
+@pytest_twisted.inlineCallbacks
+def test_hostile_clients_are_closed_and_do_not_starve_a_good_one():
+    server = yield startServer(reactor(), [Responder()], spec=ASCII, maxSessions=30,
+                               idleTimeout=1.5, frameTimeout=0.5)
+    port = portOf(server)
+    good, mux = startClient(reactor(), port, name="good", spec=ASCII)
+    try:
+        yield good.ready.whenState(True)
+        silent = yield raw(port)
+        silent.transport.write(b"9999")  # a length prefix, then silence
+        slow = yield raw(port)
+        frame = ASCII.encode({"t": "0200", "11": "000001", "41": "TERM0001"})
+        dribble = [reactor().callLater(0.2 * i, slow.transport.write, frame[i:i + 1])
+                   for i in range(len(frame))]  # one byte every 0.2 s
+        garbage = yield raw(port)
+        garbage.transport.write(b"\xff\xfe garbage, not a length")
+        idle = yield defer.gatherResults([raw(port) for _ in range(40)])  # past maxSessions
+        outcomes = yield runLoad(mux, 3000, 8, timeout=5)
+        assert all(isinstance(o, dict) and o["39"] == "00" for o in outcomes)
+        assert (yield garbage.closed) < 0.5
+        assert 0.5 <= (yield silent.closed) < 2.0
+        assert 0.5 <= (yield slow.closed) < 2.0
+        lifetimes = yield defer.gatherResults([c.closed for c in idle])
+        refused = [t for t in lifetimes if t < 0.5]
+        assert len(refused) >= 40 - 26  # beyond maxSessions: closed at once
+        assert all(1.5 <= t < 3.5 for t in lifetimes if t >= 0.5)  # the idle timeout
+        assert server.counters["refused"] >= len(refused)
+        response = yield mux.request({"t": "0200", "11": "999999", "41": "TERM0001"}, 5)
+        assert response["39"] == "00" and good.ready  # never closed: it is not idle
+        for call in dribble:
+            if call.active():
+                call.cancel()
+    finally:
+        yield mux.stopService()
+        yield good.stopService()
+        yield server.stopService()
+
+
+def rss(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_a_client_that_never_reads_costs_bounded_memory(tmp_path):
+    """
+    Issue 9: 300,000 requests from a client that never read its answers grew
+    the switch from 51 MB to 101 MB.
+    """
+    issuerDir, switchDir = tmp_path / "issuer", tmp_path / "switch"
+    issuerDir.mkdir()
+    switchDir.mkdir()
+    issuerPort, frontPort = freePort(), freePort()
+    (issuerDir / "10_issuer.xml").write_text(issuer("issuer-1", issuerPort, "issuer-1"))
+    (switchDir / "20_channel.xml").write_text(adaptor("channel-1", issuerPort, "q1"))
+    (switchDir / "30_mux.xml").write_text(qmux("core-mux", "q1"))
+    (switchDir / "50_front.xml").write_text(front("front", frontPort, "core-mux"))
+    issuerProc = Twistd(issuerDir, tmp_path)
+    switch = Twistd(switchDir, tmp_path)
+    hog = None
+    try:
+        issuerProc.waitFor("listening")
+        switch.waitFor("front: listening")
+        switch.waitFor("channel-1: connected")
+        warm = tool("load", "--endpoint", f"tcp:127.0.0.1:{frontPort}", "-n", "2000", "-c", "16",
+                    "--quiet", "--json")
+        assert warm.returncode == 0, warm.stdout + warm.stderr
+        before = rss(switch.process.pid)
+        hog = socket.create_connection(("127.0.0.1", frontPort))
+        hog.setblocking(False)
+        wire = b"".join(ASCII.encode({"t": "0200", "11": "%06d" % i, "41": "HOG%05d" % (i // 1000000),
+                                      "4": "000000001000"}) for i in range(1000))
+        sent, blocked = 0, 0.0
+        while sent < 300 and blocked < 1.0:  # 300,000 requests, or it stops taking them
+            started = time.monotonic()
+            _, writable, _ = select.select([], [hog], [], 0.25)
+            if not writable:
+                blocked += time.monotonic() - started
+                continue
+            try:
+                hog.send(wire)
+            except BlockingIOError:
+                continue
+            sent += 1
+        assert blocked >= 1.0, "the switch kept reading a client that does not read"
+        during = rss(switch.process.pid)
+        print(f"switch RSS {before / 1e6:.1f} MB -> {during / 1e6:.1f} MB after {sent * 1000} requests sent unread")
+        good = tool("load", "--endpoint", f"tcp:127.0.0.1:{frontPort}", "-n", "2000", "-c", "16",
+                    "--quiet", "--json")
+        summary = json.loads(good.stdout)
+        assert summary["answered"] == {"00": 2000}, summary
+        assert during - before < 20 * 1024 * 1024, (before, during)
+    finally:
+        if hog is not None:
+            hog.close()
+        assert switch.stop() == 0
+        issuerProc.stop()
+    assert "Traceback" not in switch.log

@@ -1,0 +1,257 @@
+"""
+The front door, in memory: sessions that are not read while their client
+does not read or owes too many answers, timeouts for idle sessions and
+unfinished frames, planned stops that drain, and answers whose client is
+gone, logged to be reversed.
+"""
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock, StringTransportWithDisconnection
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from muxpool.channel import ChannelSpec
+from muxpool.errors import AnswerUndelivered
+from muxpool.interfaces import IChannelOwner, ILink, IRequestListener, ISource
+from muxpool.listeners import Responder
+from muxpool.server import QServer
+from tests.helpers import connectedProtocol, runUntil
+from tests.logcapture import capturedText
+
+SPEC = ChannelSpec.fromConfig("ASCIIChannel", "ISO87A")
+
+
+def request(stan, **extra):
+    message = {"t": "0200", "11": "%06d" % stan, "41": "TERM0001", "37": "RRN%09d" % stan,
+               "4": "000000001000"}
+    message.update(extra)
+    return message
+
+
+@implementer(IRequestListener)
+class Holding:
+    """
+    Keeps each request and the session to answer it on, for the test to
+    answer when it likes.
+    """
+
+    def __init__(self):
+        self.held = []
+
+    def process(self, source, message):
+        self.held.append((source, message))
+        return True
+
+    def answer(self, index=0, code="00"):
+        source, message = self.held.pop(index)
+        response = Responder(resultCode=code).response(message)
+        source.send(response)
+        return response
+
+
+def makeServer(listener=None, **kwargs):
+    reactor = MemoryReactorClock()
+    server = QServer("front", SPEC, "tcp:0", reactor, listeners=[listener or Responder()],
+                     **kwargs)
+    server.startService()
+    return server, reactor
+
+
+def connect(server, port=5000):
+    address = IPv4Address("TCP", "127.0.0.1", port)
+    protocol = server._accept(address)
+    if protocol is None:
+        return None, None
+    transport = StringTransportWithDisconnection(peerAddress=address)
+    transport.protocol = protocol
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+def answers(transport):
+    """
+    What the server wrote, decoded as the client would.
+    """
+    peer, _, owner = connectedProtocol(SPEC)
+    peer.dataReceived(transport.value())
+    transport.clear()
+    return owner.messages
+
+
+def test_interfaces():
+    server, _ = makeServer()
+    protocol, _ = connect(server)
+    session = server.sessions[protocol]
+    assert verifyObject(IChannelOwner, server)
+    assert verifyObject(ILink, session) and verifyObject(ISource, session)
+
+
+def test_a_client_that_does_not_read_stops_being_read():
+    """
+    Issue 9: with no backpressure a client that never read its answers made
+    the switch read and forward everything it sent.
+    """
+    listener = Holding()
+    server, _ = makeServer(listener)
+    protocol, transport = connect(server)
+    assert transport.producer is server.sessions[protocol] and transport.streaming
+    transport.producer.pauseProducing()  # the write buffer passed its high-water mark
+    assert transport.producerState == "paused"
+    protocol.dataReceived(SPEC.encode(request(1)) + SPEC.encode(request(2)))
+    assert listener.held == []  # read from the socket, but not taken as requests
+    transport.producer.resumeProducing()  # the client read its answers
+    assert [m["11"] for _, m in listener.held] == ["000001", "000002"]
+    assert transport.producerState == "producing"
+
+
+def test_requests_in_flight_per_session_are_bounded():
+    listener = Holding()
+    server, _ = makeServer(listener, maxInFlight=3)
+    protocol, transport = connect(server)
+    protocol.dataReceived(b"".join(SPEC.encode(request(i)) for i in range(1, 8)))
+    assert len(listener.held) == 3 and transport.producerState == "paused"
+    listener.answer()
+    assert len(listener.held) == 3 and transport.producerState == "paused"
+    for _ in range(3):
+        listener.answer()
+    assert len(listener.held) == 3  # 7 - 4 answered
+    for _ in range(3):
+        listener.answer()
+    assert listener.held == [] and transport.producerState == "producing"
+    assert [m["11"] for m in answers(transport)] == ["%06d" % i for i in range(1, 8)]
+
+
+def test_an_unfinished_frame_is_closed_after_the_frame_timeout():
+    """
+    Issue 9: a `9999` length prefix then silence was held 90 s; a sender of
+    one byte a second, 45 s.
+    """
+    server, reactor = makeServer(frameTimeout=5, idleTimeout=300)
+    silent, silentTransport = connect(server, 5001)
+    slow, slowTransport = connect(server, 5002)
+    silent.dataReceived(b"9999")
+    wire = SPEC.encode(request(1))
+    with capturedText() as lines:
+        for i in range(6):
+            slow.dataReceived(wire[i:i + 1])
+            reactor.advance(1)
+    assert not silentTransport.connected and not slowTransport.connected
+    closes = [line.split("\n")[0] for line in lines if "closed" in line.split("\n")[0]]
+    assert len(closes) == 2
+    assert "127.0.0.1:5002 closed: a frame started 5s ago was not finished" in "\n".join(closes)
+    assert server.sessions == {}
+
+
+def test_whole_frames_in_pieces_are_not_timed_out():
+    server, reactor = makeServer(frameTimeout=5)
+    protocol, transport = connect(server)
+    for i in range(1, 20):
+        wire = SPEC.encode(request(i))
+        protocol.dataReceived(wire[:10])
+        reactor.advance(4)
+        protocol.dataReceived(wire[10:])
+    assert transport.connected and len(answers(transport)) == 19
+
+
+def test_an_idle_session_is_closed_but_not_while_it_is_owed_answers():
+    listener = Holding()
+    server, reactor = makeServer(listener, idleTimeout=10)
+    protocol, transport = connect(server)
+    protocol.dataReceived(SPEC.encode(request(1)))
+    runUntil(reactor, 30)
+    assert transport.connected  # silent, but waiting for its answer
+    listener.answer()
+    runUntil(reactor, 39.9)
+    assert transport.connected
+    with capturedText() as lines:
+        runUntil(reactor, 40.1)
+    assert not transport.connected
+    assert any("127.0.0.1:5000 closed: idle: nothing received for 10s" in line for line in lines)
+
+
+def test_a_planned_stop_drains_what_was_read_and_reads_nothing_more():
+    """
+    Issue 9: a stop under load lost answers the issuer had approved.
+    """
+    listener = Holding()
+    server, reactor = makeServer(listener, gracePeriod=5)
+    first, firstTransport = connect(server, 5001)
+    second, secondTransport = connect(server, 5002)
+    first.dataReceived(SPEC.encode(request(1)) + SPEC.encode(request(2)))
+    second.dataReceived(SPEC.encode(request(3)))
+    stopped = []
+    server.stopService().addCallback(stopped.append)
+    first.dataReceived(SPEC.encode(request(4)))  # after the stop: not taken
+    assert [m["11"] for _, m in listener.held] == ["000001", "000002", "000003"]
+    assert stopped == [] and firstTransport.connected
+    listener.answer(0)
+    listener.answer(0)
+    assert not firstTransport.connected and secondTransport.connected and stopped == []
+    listener.answer(0)
+    assert not secondTransport.connected and stopped != []
+    assert [m["11"] for m in answers(firstTransport)] == ["000001", "000002"]
+    assert [m["11"] for m in answers(secondTransport)] == ["000003"]
+
+
+def test_an_answer_whose_client_is_gone_is_one_warning_line_to_reverse_it_by():
+    """
+    Issue 9: sometimes the only trace was "not connected" with no key;
+    sometimes there was none.
+    """
+    listener = Holding()
+    server, reactor = makeServer(listener)
+    protocol, transport = connect(server)
+    protocol.dataReceived(SPEC.encode(request(7, **{"2": "4761739001010119"})))
+    transport.loseConnection()
+    with capturedText() as lines:
+        with pytest.raises(AnswerUndelivered):
+            listener.answer()
+    warnings = [line.split("\n")[0] for line in lines if "not delivered" in line]
+    assert len(warnings) == 1
+    assert warnings[0].endswith("front: answer not delivered to 127.0.0.1:5000 (its client is "
+                                "gone): 0210 11=000007 41=TERM0001 37=RRN000000007 39=00; "
+                                "reverse it if it was approved")
+    assert "'log_level': <LogLevel=warn>" in [line for line in lines if "not delivered" in line][0]
+    assert server.counters["undelivered"] == 1
+    assert "4761739001010119" not in "\n".join(lines)
+
+
+def test_a_stop_with_sign_off_reads_until_the_client_has_stopped_sending():
+    listener = Holding()
+    server, reactor = makeServer(listener, signOffOnStop=True, signOffTimeout=2)
+    protocol, transport = connect(server)
+    stopped = []
+    server.stopService().addCallback(stopped.append)
+    [signOff] = answers(transport)
+    assert signOff["t"] == "0800" and signOff["70"] == "002"
+    protocol.dataReceived(SPEC.encode(request(1)))  # sent before it saw the sign-off
+    assert len(listener.held) == 1
+    protocol.dataReceived(SPEC.encode({"t": "0810", "11": signOff["11"], "70": "002", "39": "00"}))
+    protocol.dataReceived(SPEC.encode(request(2)))  # after its answer: there is none
+    assert len(listener.held) == 1 and transport.connected
+    listener.answer()
+    assert not transport.connected and stopped != []
+
+
+def test_a_client_that_does_not_answer_the_sign_off_is_drained_after_the_timeout():
+    listener = Holding()
+    server, reactor = makeServer(listener, signOffOnStop=True, signOffTimeout=1)
+    protocol, transport = connect(server)
+    protocol.dataReceived(SPEC.encode(request(1)))
+    stopped = []
+    server.stopService().addCallback(stopped.append)
+    reactor.advance(1)
+    protocol.dataReceived(SPEC.encode(request(2)))
+    assert len(listener.held) == 1
+    listener.answer()
+    assert not transport.connected and stopped != []
+
+
+def test_refusals_close_at_once_and_are_logged_at_a_bounded_rate():
+    server, reactor = makeServer(maxSessions=1)
+    kept, _ = connect(server, 5000)
+    with capturedText() as lines:
+        refused = [connect(server, 6000 + i)[0] for i in range(200)]
+    assert refused == [None] * 200 and server.counters["refused"] == 200
+    assert sum("refused connection" in line for line in lines) == 1
