@@ -33,9 +33,9 @@ def shortClass(name: str) -> str:
 
 class Transform:
     """
-    A string transform written once, as a Python expression of C{value}:
-    called as a function on the generic path, and inlined as source by the
-    compiler, so both paths pad exactly alike.
+    A string transform written once, as a Python expression of C{value}
+    (and builtins only): called as a function on the generic path, and
+    inlined as source by the compiler, so both paths pad exactly alike.
 
     @ivar expression: the expression, e.g. C{"value.rjust(6, '0')"}.
     """

@@ -1,15 +1,17 @@
 """
-L{SpecPackager}: message dicts <-> bytes with a pyiso8583 spec.
+L{SpecPackager}: message dicts <-> bytes with a pyiso8583 spec, through the
+compiled codec when the spec allows it, else through pyiso8583 itself.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Mapping, Optional
+from typing import Callable, Dict, Iterable, Mapping, Optional
 
 import iso8583
 from zope.interface import implementer
 
 from muxpool.interfaces import IPackager
+from muxpool.packagers.compiled import NotCompilable, compileCodec
 from muxpool.packagers.errors import PackError, UnpackError
 from muxpool.packagers.fieldclasses import Transform
 
@@ -24,6 +26,13 @@ class SpecPackager:
     L{muxpool.packagers.Packager} builds from jPOS field classes, with its
     padding transforms.
 
+    C{pack} and C{unpack} are the compiled codec
+    (L{muxpool.packagers.compiled}) when the compiler handles every field of
+    the spec, else pyiso8583's generic encode and decode
+    (L{packGeneric}, L{unpackGeneric}).  The compiled functions hand every
+    message or frame they do not take exactly as pyiso8583 would to the
+    generic ones, so both paths give the same bytes, dicts and errors.
+
     @ivar name: a name for logs and errors.
     @ivar spec: the pyiso8583 spec.
     @ivar toWire: field id -> L{Transform} applied to a value before it is
@@ -32,7 +41,16 @@ class SpecPackager:
         decoded.
     @ivar binaryFields: ids of fields whose value is binary (hex); they are
         hidden entirely when a message is logged.
+    @ivar pack: C{pack(message) -> bytes}; raises L{PackError} naming the
+        field.  The message is not modified.
+    @ivar unpack: C{unpack(data) -> dict}; raises L{UnpackError} naming the
+        field and byte offset.
+    @ivar notCompiled: C{None} when C{pack} and C{unpack} are compiled, else
+        why the generic path is used.
     """
+
+    pack: Callable[[Mapping[str, str]], bytes]
+    unpack: Callable[[bytes], dict]
 
     def __init__(
         self,
@@ -51,11 +69,20 @@ class SpecPackager:
                 k for k, v in self.spec.items() if k.isdigit() and v.get("data_enc") == "b"
             )
         self.binaryFields = frozenset(binaryFields)
+        try:
+            self.pack, self.unpack = compileCodec(
+                name, self.spec, self.toWire, self.fromWire,
+                self.packGeneric, self.unpackGeneric,
+            )
+            self.notCompiled: Optional[str] = None
+        except NotCompilable as e:
+            self.pack, self.unpack = self.packGeneric, self.unpackGeneric
+            self.notCompiled = str(e)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
 
-    def pack(self, message: Mapping[str, str]) -> bytes:
+    def packGeneric(self, message: Mapping[str, str]) -> bytes:
         """
         Pack C{message} (not modified) with pyiso8583's C{encode}: C{"t"}
         and the field ids are packed, other keys (C{"p"}, C{"1"}, C{"65"},
@@ -84,7 +111,7 @@ class SpecPackager:
             raise PackError("?", type(e).__name__) from None
         return bytes(data)
 
-    def unpack(self, data: bytes) -> dict:
+    def unpackGeneric(self, data: bytes) -> dict:
         """
         Unpack C{data} with pyiso8583's C{decode}.
 
