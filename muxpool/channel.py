@@ -193,13 +193,18 @@ class ISOChannelProtocol(Protocol):
         if self._closing:
             return
         self.lastReceived = self.clock.seconds()
+        # Frames are cut from data itself (one slice each) unless a partial
+        # frame is pending; then data joins it in the buffer.
         buffer = self._buffer
-        buffer += data
+        if buffer:
+            buffer += data
+        else:
+            buffer = data
         framing = self.spec.framing
         maxLength = self.spec.maxPacketLength
         offset = 0
         try:
-            while not self._closing:
+            while offset < len(buffer) and not self._closing:
                 found = framing.nextFrame(buffer, offset, maxLength)
                 if found is None:
                     break
@@ -210,9 +215,12 @@ class ISOChannelProtocol(Protocol):
                 self._frameReceived(frame)
         except FramingError as e:
             self.close(str(e))
-            del buffer[:]
+            del self._buffer[:]
             return
-        del buffer[:offset]
+        if buffer is not data:
+            del buffer[:offset]
+        elif offset < len(data):
+            self._buffer += memoryview(data)[offset:]
 
     def _frameReceived(self, frame: bytes) -> None:
         spec = self.spec
