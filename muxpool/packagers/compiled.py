@@ -38,6 +38,7 @@ MAX_TABLE = 10000
 
 _LOW = (1 << 64) - 1  # the secondary bitmap's bits in a 128-bit bitmap
 _TOP = 1 << 127  # field 1: a secondary bitmap follows
+_ALL = bytes(range(256))
 
 
 class NotCompilable(Exception):
@@ -114,10 +115,14 @@ class _Codec:
         self._texts: Dict[str, _Text] = {}
         self.views: Dict[str, str] = {}  # variable -> source, for the views unpack uses
         self._check()
+        self.fieldCodecs = {fid: self.field(fid) for fid in self.fields}
 
     # -- what the compiler takes
 
     def _check(self) -> None:
+        """
+        Note the fields and the text encodings, or raise L{NotCompilable}.
+        """
         spec = self.spec
         for key in ("h", "t", "p", "1"):
             if key not in spec:
@@ -157,14 +162,14 @@ class _Codec:
             return self._texts[encoding]
         try:
             name = codecs.lookup(encoding).name
-            chars = bytes(range(256)).decode(encoding, "replace")
+            chars = _ALL.decode(encoding, "replace")
         except (LookupError, TypeError, ValueError):
             raise NotCompilable(f"field {key}: encoding {encoding!r}") from None
         if name == "iso8859-1":
             text = _Text("T", "s.decode('latin-1')", "{}.encode('latin-1')", "{}")
         elif name == "ascii":
             text = _Text("T", "s.decode('latin-1')", "{}.encode('ascii')", "{}", True)
-        elif sorted(map(ord, chars)) == list(range(256)) and chars.encode(encoding) == bytes(range(256)):
+        elif sorted(map(ord, chars)) == list(range(256)) and chars.encode(encoding) == _ALL:
             n = len(self._texts)
             toLatin1 = bytes(map(ord, chars))
             fromLatin1 = bytes(chars.index(chr(b)) for b in range(256))
@@ -198,12 +203,16 @@ class _Codec:
     # -- pack
 
     def packSource(self) -> str:
+        """
+        C{pack(m)}: the bitmap from the message's keys, then the MTI, the
+        bitmaps and, bit by bit, each field's bytes.
+        """
         spec = self.spec
+        fields = self.fieldCodecs
         bits = _BitmapBits({"t": 0, "p": 0, "h": 0, "1": 0, "65": 0})
         for fid in self.fields:
             bits[str(fid)] = 1 << (128 - fid)
         self.namespace["BITS"] = bits
-        fields = {fid: self.field(fid) for fid in self.fields}
         out = _Source()
         with out.block("def pack(m):"):
             with out.block("try:"):
@@ -213,11 +222,12 @@ class _Codec:
                 out.line("value = m['t']")
                 _packMTI(self, spec["t"], out)
                 out.line(f"sec = bm & {_LOW:#x}")
+                primary = self.packBitmap("p", "bm >> 64")
                 with out.block("if sec:"):
                     out.line(f"bm |= {_TOP:#x}")
-                    out.line(f"out = [mti, {self.packBitmap('p', 'bm >> 64')}, {self.packBitmap('1', 'sec')}]")
+                    out.line(f"out = [mti, {primary}, {self.packBitmap('1', 'sec')}]")
                 with out.block("else:"):
-                    out.line(f"out = [mti, {self.packBitmap('p', 'bm >> 64')}]")
+                    out.line(f"out = [mti, {primary}]")
                 out.line("ap = out.append")
                 out.line("bb = bm.to_bytes(16, 'big')")
                 for byte in range(8):
@@ -234,6 +244,9 @@ class _Codec:
         return out.text()
 
     def packBitmap(self, key: str, bits: str) -> str:
+        """
+        Source giving bitmap C{key} with the 64 bits C{bits} on the wire.
+        """
         encoding = self.spec[key]["data_enc"]
         if encoding == "b":
             return f"({bits}).to_bytes(8, 'big')"
@@ -254,8 +267,12 @@ class _Codec:
     # -- unpack
 
     def unpackSource(self) -> str:
+        """
+        C{unpack(s)}: the views of C{s}, the MTI, the bitmaps, and bit by
+        bit each field, as slices of the views; then the end of C{s}.
+        """
         spec = self.spec
-        fields = {fid: self.field(fid) for fid in self.fields}
+        fields = self.fieldCodecs
         body = _Source()
         body.indent = 2
         _unpackMTI(self, spec["t"], body)
@@ -286,6 +303,10 @@ class _Codec:
         return out.text()
 
     def unpackBitmap(self, out: "_Source", key: str, name: str) -> None:
+        """
+        Source reading bitmap C{key} at C{i} into C{out} and its bytes into
+        the variable C{name}.
+        """
         encoding = self.spec[key]["data_enc"]
         if encoding == "b":
             out.line(f"{name} = s[i:i + 8]")
@@ -297,7 +318,8 @@ class _Codec:
             out.line(f"out[{key!r}] = value")
             out.line("i += 16")
 
-    def unpackByte(self, out: "_Source", byte: int, bitmap: str, fields: Mapping[int, "_Field"]) -> None:
+    def unpackByte(self, out: "_Source", byte: int, bitmap: str,
+                   fields: Mapping[int, "_Field"]) -> None:
         ids = [fid for fid in _bitsOf(byte) if fid not in (1, 65)]
         undefined = sum(_mask(fid) for fid in ids if fid not in fields)
         out.line(f"c = {bitmap}[{byte % 8}]")
