@@ -309,17 +309,27 @@ class ISOChannelProtocol(Protocol):
         if self._closing:
             return
         self.lastReceived = self.clock.seconds()
-        self._buffer += data
-        if not self._held:
-            self._processBuffer()
+        if self._held or self._buffer:
+            self._buffer += data
+            if not self._held:
+                self._processBuffer(self._buffer)
+        else:
+            # Frames are cut from data itself (one slice each); only what is
+            # left of a partial frame goes to the buffer.
+            self._processBuffer(data)
 
-    def _processBuffer(self) -> None:
-        buffer = self._buffer
+    def _processBuffer(self, buffer=None) -> None:
+        """
+        Decode the whole frames in C{buffer} (the pending buffer, or bytes
+        just received with nothing pending), until held; keep the rest.
+        """
+        if buffer is None:
+            buffer = self._buffer
         framing = self.spec.framing
         maxLength = self.spec.maxPacketLength
         offset = 0
         try:
-            while not self._closing and not self._held:
+            while offset < len(buffer) and not self._closing and not self._held:
                 found = framing.nextFrame(buffer, offset, maxLength)
                 if found is None:
                     break
@@ -330,9 +340,12 @@ class ISOChannelProtocol(Protocol):
                 self._frameReceived(frame)
         except FramingError as e:
             self.close(str(e))
-            del buffer[:]
+            del self._buffer[:]
             return
-        del buffer[:offset]
+        if buffer is self._buffer:
+            del buffer[:offset]
+        elif offset < len(buffer):
+            self._buffer += memoryview(buffer)[offset:]
         self._partial(offset > 0)
 
     def _frameReceived(self, frame: bytes) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable, Dict, Optional, Tuple
 
 #: What L{Framing.nextFrame} gives as the frame of a keep-alive.
@@ -40,7 +41,7 @@ class LengthCodec:
     width: int
     modulo: Optional[int] = None
 
-    @property
+    @cached_property
     def maximum(self) -> int:
         if self.kind == "bin":
             return (1 << (8 * self.width)) - 1
@@ -66,6 +67,9 @@ class LengthCodec:
         return b"%0*x" % (self.width, n)
 
     def decode(self, data: bytes) -> int:
+        """
+        The length written in C{data} (bytes or a bytearray slice).
+        """
         if self.kind == "bin":
             return int.from_bytes(data, "big")
         if self.kind == "bcd":
@@ -138,7 +142,7 @@ class Framing:
     base1: bool = False
     aliases: tuple = field(default=())
 
-    @property
+    @cached_property
     def prefixSize(self) -> int:
         return len(self.before) + (self.length.width if self.length else 0) + len(self.after)
 
@@ -148,12 +152,13 @@ class Framing:
         """
         return self.before + self.length.encode(size + self.adjust if size else 0) + self.after
 
-    def decodePrefix(self, prefix: bytes) -> int:
+    def decodePrefix(self, buffer: bytes, offset: int = 0) -> int:
         """
-        The header + body length announced by C{prefix} (0: a keep-alive).
+        The header + body length announced by the prefix at C{offset} in
+        C{buffer} (0: a keep-alive), read from the length's own bytes.
         """
-        start = len(self.before)
-        n = self.length.decode(prefix[start:start + self.length.width])
+        start = offset + len(self.before)
+        n = self.length.decode(buffer[start:start + self.length.width])
         if n == 0:
             return 0
         size = n - self.adjust
@@ -173,20 +178,23 @@ class Framing:
         """
         if self.base1:
             header = base1Header(header, len(body))
-        return self.encodePrefix(len(header) + len(body)) + header + body + self.trailer
+        return b"".join((self.encodePrefix(len(header) + len(body)), header, body, self.trailer))
 
-    def nextFrame(self, buffer: bytearray, offset: int, maxLength: int) -> Optional[Tuple[bytes, int]]:
+    def nextFrame(self, buffer: bytes, offset: int, maxLength: int) -> Optional[Tuple[bytes, int]]:
         """
         The next frame in C{buffer} from C{offset}: C{(header + message,
         offset after it)}, C{(KEEPALIVE, offset after it)} for a zero-length
-        frame, or None until more bytes arrive.
+        frame, or None until more bytes arrive.  The frame is one slice of
+        C{buffer}: given bytes, its only copy.
 
         @raise FramingError: the bytes cannot be a frame; close the connection.
         """
-        prefix = self._readPrefix(buffer, offset, maxLength)
-        if prefix is None:
+        start = offset + self.prefixSize
+        if len(buffer) < start:
             return None
-        size, start = prefix
+        size = self.decodePrefix(buffer, offset)
+        if size > maxLength:
+            raise FramingError(f"length {size} is above max-packet-length {maxLength}")
         if size == 0:
             return KEEPALIVE, start
         return self._readBody(buffer, start, size)
@@ -199,18 +207,6 @@ class Framing:
         if len(buffer) < end + len(self.trailer):
             return None
         return bytes(buffer[start:end]), end + len(self.trailer)
-
-    def _readPrefix(self, buffer, offset: int, maxLength: int) -> Optional[Tuple[int, int]]:
-        """
-        C{(announced size, offset after the prefix)}, or None if incomplete.
-        """
-        prefixSize = self.prefixSize
-        if len(buffer) - offset < prefixSize:
-            return None
-        size = self.decodePrefix(bytes(buffer[offset:offset + prefixSize]))
-        if size > maxLength:
-            raise FramingError(f"length {size} is above max-packet-length {maxLength}")
-        return size, offset + prefixSize
 
 
 @dataclass(frozen=True)
@@ -262,7 +258,8 @@ class GzipFraming(Framing):
         # The length counts uncompressed bytes: the member ends where gzip says.
         decompressor = zlib.decompressobj(31)
         try:
-            data = decompressor.decompress(bytes(buffer[start:]), size + 1)
+            with memoryview(buffer) as view, view[start:] as member:
+                data = decompressor.decompress(member, size + 1)
         except zlib.error as e:
             raise FramingError(f"body is not gzip: {e}") from None
         if not decompressor.eof:

@@ -99,6 +99,16 @@ def test_one_byte_at_a_time(spec):
     assert not transport.disconnecting
 
 
+def test_frames_split_anywhere_between_two_chunks(spec):
+    data = sample(spec) * 3
+    for cut in range(len(data) + 1):
+        protocol, transport, owner = connectedProtocol(spec)
+        protocol.dataReceived(data[:cut])
+        protocol.dataReceived(data[cut:])
+        assert len(owner.messages) == 3, cut
+        assert not transport.disconnecting
+
+
 def test_several_frames_in_one_chunk_with_keepalives(spec):
     framing = spec.framing
     if framing.length is None:

@@ -78,7 +78,7 @@ def switch(tmp_path, issuerPorts, extra=SIGN_OFF):
 
 
 @defer.inlineCallbacks
-def underLoad(port, total, actions, connections=4, inFlight=16, until=None):
+def underLoad(port, total, actions, connections=4, inFlight=16, until=None, start=0):
     """
     C{total} requests through C{connections} acquirer connections; each
     C{actions[i]} runs when request i has its outcome.  Once C{until()} is
@@ -98,7 +98,7 @@ def underLoad(port, total, actions, connections=4, inFlight=16, until=None):
 
     try:
         outcomes = yield runLoad(acquirer, total, inFlight, timeout=3, onEach=onEach,
-                                 keepGoing=until)
+                                 keepGoing=until, start=start)
     finally:
         yield acquirer.stopService()
         for adaptor_, mux in links:
@@ -211,16 +211,20 @@ def test_readme_hot_deploy_example_removes_and_restores_an_issuer(tmp_path):
     try:
         proc.waitFor("core-mux-secondary-channel: connected")
         proc.waitFor("switch: listening")
-        outcomes = yield underLoad(int(ports["DEMO_PORT"]), 6000, {
-            1000: issuerB.unlink,
-            3000: lambda: issuerB.write_text(saved),
-        })
+        removing = yield underLoad(int(ports["DEMO_PORT"]), 3000, {1000: issuerB.unlink})
+        proc.waitFor("issuer-b: stopping; draining")
+        proc.waitFor("core-mux-secondary-channel: disconnected")
+        removed = yield underLoad(int(ports["DEMO_PORT"]), 1000, {}, start=5000)
+        issuerB.write_text(saved)
+        proc.waitFor("core-mux-secondary-channel: connected", count=2)
+        restored = yield underLoad(int(ports["DEMO_PORT"]), 2000, {}, start=10000)
     finally:
         code = proc.stop()
+    outcomes = removing + removed + restored
     approved, answered, warned = checkNothingApprovedWasLost(outcomes, records, proc.log)
     assert code == 0, proc.log[-3000:]
     assert [o for o in outcomes if not isinstance(o, dict)] == []
     assert set(answered.values()) == {"00"}  # not one 68, nor 91
-    split = Counter(o["44"] for o in outcomes[3500:])
-    assert split["issuer-b"] > 0, split  # it came back
+    assert Counter(o["44"] for o in removed) == {"issuer-a": 1000}  # it was gone
+    assert Counter(o["44"] for o in restored) == {"issuer-a": 1000, "issuer-b": 1000}
     assert "issuer-b: stopping; draining" in proc.log and "Traceback" not in proc.log

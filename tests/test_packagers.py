@@ -109,6 +109,20 @@ def test_register_own_spec():
     assert packager.unpack(packager.pack({"t": "0800", "70": "301"}))["70"] == "301"
 
 
+def test_own_spec_errors_are_pack_and_unpack_errors_naming_the_field():
+    from iso8583.specs import default_ascii
+
+    spec = {k: v for k, v in default_ascii.items() if k != "6"}
+    packager = SpecPackager("no-6", spec)
+    with pytest.raises(PackError, match="field 6: not defined"):
+        packager.pack({"t": "0200", "6": "000000000100"})
+    data = bytearray(packager.pack({"t": "0200", "3": "000000"}))
+    data[4:20] = b"2400000000000000"  # fields 3 and 6
+    with pytest.raises(UnpackError) as info:
+        packager.unpack(bytes(data))
+    assert (info.value.field, info.value.position) == ("6", 4)
+
+
 def writeXml(tmp_path, body):
     path = tmp_path / "p.xml"
     path.write_text(f"<isopackager>{body}</isopackager>")

@@ -49,15 +49,18 @@ class Twistd:
             self._queue.put(line)
         self._queue.put(None)
 
-    def waitFor(self, text, timeout=30.0):
+    def waitFor(self, text, timeout=30.0, count=1):
         """
-        Block until a log line (from the start) contains C{text}; fail
-        with the log so far if it does not come.
+        Block until C{count} log lines (from the start) contain C{text};
+        fail with the log so far if they do not come.
         """
         deadline = time.monotonic() + timeout
+        seen = 0
         for line in self.lines:
             if text in line:
-                return line
+                seen += 1
+                if seen == count:
+                    return line
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -70,7 +73,9 @@ class Twistd:
                 raise AssertionError(f"twistd exited before logging {text!r}:\n" + "".join(self.lines[-60:]))
             self.lines.append(line)
             if text in line:
-                return line
+                seen += 1
+                if seen == count:
+                    return line
 
     def stop(self, timeout=30.0, sig=signal.SIGTERM):
         """
