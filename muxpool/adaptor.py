@@ -24,12 +24,14 @@ from twisted.internet.protocol import Factory
 from twisted.internet.task import deferLater
 from zope.interface import implementer
 
+from muxpool import tls
 from muxpool.backoff import backoffDelay
 from muxpool.channel import ChannelSpec, ISOChannelProtocol
 from muxpool.interfaces import IChannelOwner, IProbe
 from muxpool.link import LinkBase
 from muxpool.observers import Waiters
 from muxpool.packagers import PackError
+from muxpool.tls import ClientTLS
 
 SIGN_ON = "001"
 SIGN_OFF = "002"
@@ -95,7 +97,11 @@ class _ChannelFactory(Factory):
         self.adaptor = adaptor
 
     def buildProtocol(self, addr):
-        return ISOChannelProtocol(self.adaptor.spec, self.adaptor, self.adaptor.clock)
+        adaptor = self.adaptor
+        protocol = ISOChannelProtocol(adaptor.spec, adaptor, adaptor.clock)
+        if adaptor.tlsOptions is not None:
+            return tls.wrap(protocol, adaptor.tlsOptions, True, adaptor.clock)
+        return protocol
 
 
 @implementer(IChannelOwner, IProbe)
@@ -126,6 +132,10 @@ class ChannelAdaptor(LinkBase, Service):
         only once it is answered 39=00.
     @param echoInterval: send 0800 (70=301) after this long with nothing
         received; an echo unanswered within C{echoTimeout} drops the link.
+    @param tls: speak TLS (a L{muxpool.tls.ClientTLS}): the link is ready
+        only once the handshake is done (the issuer verified against the CA
+        file and host name); a failed handshake is a failed connection,
+        logged with OpenSSL's reason and retried with the backoff.
     @ivar lastFailure: why the last connection attempt or connection
         failed (None once connected and healthy).
     """
@@ -149,6 +159,7 @@ class ChannelAdaptor(LinkBase, Service):
         signOn: bool = False,
         echoInterval: Optional[float] = None,
         echoTimeout: float = 10.0,
+        tls: Optional[ClientTLS] = None,
         jitter=random.random,
     ) -> None:
         if reactor is None:
@@ -168,6 +179,12 @@ class ChannelAdaptor(LinkBase, Service):
         self.signOn = signOn
         self.echoInterval = echoInterval
         self.echoTimeout = echoTimeout
+        self.tls = tls
+        self.tlsOptions = tls.options() if tls is not None else None
+        self.handshakeTimeout = connectTimeout or echoTimeout
+        self.signedOn = False
+        self.lastEcho: Optional[float] = None
+        self.ready.addObserver(self._readyChanged)
         self.counters = {"connects": 0, "disconnects": 0, "connect_failures": 0,
                          "echo_failures": 0, "sign_on_failures": 0, "idle_timeouts": 0}
         self.lastFailure: Optional[str] = None
@@ -241,8 +258,13 @@ class ChannelAdaptor(LinkBase, Service):
         Log C{why} if it is news: once per change of state, not per attempt.
         """
         if why != self.lastFailure:
-            self.log.warn("{link}: {why}; retrying", link=self.name, why=why)
+            self.log.warn("{link}: {why}; retrying", link=self.name, why=why,
+                          event="link.connect_failed", target=self.target)
         self.lastFailure = why
+
+    def _readyChanged(self, value: bool) -> None:
+        self.log.info("{link}: {state}", link=self.name, state="ready" if value else "not ready",
+                      event="link.ready" if value else "link.not_ready", target=self.target)
 
     def _healthy(self) -> None:
         """
@@ -258,7 +280,35 @@ class ChannelAdaptor(LinkBase, Service):
         self.counters["connects"] += 1
         if self.tcpKeepAlive and hasattr(protocol.transport, "setTcpKeepAlive"):
             protocol.transport.setTcpKeepAlive(True)
-        self.log.info("{link}: connected to {peer}", link=self.name, peer=protocol.peer)
+        self.log.info("{link}: connected to {peer}{tls}", link=self.name, peer=protocol.peer,
+                      tls="; TLS handshake" if self.tlsOptions is not None else "",
+                      event="link.connected", target=self.target)
+        if self.tlsOptions is not None:
+            self._timer = self.clock.callLater(self.handshakeTimeout, self._handshakeTimedOut,
+                                               protocol)
+            return  # usable once secured
+        self._usable(protocol)
+
+    def channelSecured(self, protocol: ISOChannelProtocol) -> None:
+        if protocol is not self.protocol:
+            return
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self.log.info("{link}: TLS handshake with {peer} done", link=self.name,
+                      peer=protocol.peer, event="link.secured")
+        self._usable(protocol)
+
+    def _handshakeTimedOut(self, protocol: ISOChannelProtocol) -> None:
+        self._timer = None
+        if protocol is self.protocol and not protocol.secured:
+            self._drop(f"TLS handshake with {self.target} not done in {self.handshakeTimeout:g}s",
+                       "connect_failures")
+
+    def _usable(self, protocol: ISOChannelProtocol) -> None:
+        """
+        The connection can carry messages: sign on, or be ready.
+        """
         if self.signOn:
             self._networkRequest(SIGN_ON).addCallbacks(self._signedOn, self._signOnFailed)
         else:
@@ -325,8 +375,18 @@ class ChannelAdaptor(LinkBase, Service):
         network, self._network = self._network, {}
         for d in network.values():
             d.cancel()
+        self.signedOn = False
+        if self.tlsOptions is not None and self.running and (
+                not protocol.secured or tls.isFailure(reason)):
+            # The handshake failed (an unknown CA, another host name, no
+            # client certificate; with TLS 1.3 the server refuses ours just
+            # after our side is done): a failed connection, as a refusal is.
+            self._failures += 1
+            self.counters["connect_failures"] += 1
+            self._noteFailure(f"TLS with {self.target} failed: {tls.describeFailure(reason)}")
         self.log.info("{link}: disconnected from {peer}: {reason}", link=self.name,
-                      peer=protocol.peer, reason=_reason(reason))
+                      peer=protocol.peer, reason=_reason(reason), event="link.disconnected",
+                      target=self.target)
         self._lost(reason)
 
     def channelIdle(self, protocol: ISOChannelProtocol) -> bool:
@@ -381,13 +441,15 @@ class ChannelAdaptor(LinkBase, Service):
         self._networkRequest(ECHO).addCallbacks(self._echoed, self._echoFailed)
 
     def _echoed(self, response) -> None:
+        self.lastEcho = self.clock.seconds()
         self._proven()
         self._schedule()
 
     def _signedOn(self, response) -> None:
         if response.get("39") == "00":
+            self.signedOn = True
             self.ready.set(True)
-            self.log.info("{link}: signed on", link=self.name)
+            self.log.info("{link}: signed on", link=self.name, event="link.signed_on")
             self._proven()
             self._schedule()
         else:
@@ -415,7 +477,8 @@ class ChannelAdaptor(LinkBase, Service):
         self.lastFailure = why
         protocol = self.protocol
         self.ready.set(False)
-        self.log.warn("{link}: {why}; reconnecting", link=self.name, why=why)
+        self.log.warn("{link}: {why}; reconnecting", link=self.name, why=why,
+                      event=f"link.{counter[:-1]}", target=self.target)
         if protocol is not None:
             protocol.transport.abortConnection()
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
+from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
+from zope.interface import implementer
 from twisted.python.failure import Failure
 
 from muxpool.framing import (
@@ -155,6 +157,7 @@ class ChannelSpec:
         return len(self.header)
 
 
+@implementer(IHandshakeListener)
 class ISOChannelProtocol(Protocol):
     """
     One ISO 8583 connection.  Reports to C{owner} (an L{IChannelOwner}).
@@ -170,6 +173,7 @@ class ISOChannelProtocol(Protocol):
     @ivar lastReceived: clock time of the last bytes received (for idle checks).
     @ivar partialSince: clock time the unfinished frame in the buffer started
         to arrive, or None.
+    @ivar secured: whether a TLS handshake on this connection is done.
     """
 
     log = Logger()
@@ -184,6 +188,7 @@ class ISOChannelProtocol(Protocol):
         self.counters = {"rx": 0, "tx": 0, "rx_bad": 0, "rx_keepalive": 0}
         self.lastReceived = self.lastSent = clock.seconds()
         self.partialSince: Optional[float] = None
+        self.secured = False
         self.idleTimeout: Optional[float] = None
         self.frameTimeout: Optional[float] = None
         self._idleTimer = None
@@ -201,6 +206,13 @@ class ISOChannelProtocol(Protocol):
     def connectionMade(self) -> None:
         self.lastReceived = self.lastSent = self.clock.seconds()
         self.owner.channelConnected(self)
+
+    def handshakeCompleted(self) -> None:
+        """
+        TLS is up (see L{muxpool.tls.wrap}): tell the owner.
+        """
+        self.secured = True
+        self.owner.channelSecured(self)
 
     def connectionLost(self, reason: Failure = None) -> None:
         self.connected = False

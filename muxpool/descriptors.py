@@ -33,6 +33,7 @@ from muxpool.pool import MUXPool
 from muxpool.ratelimit import RateLimiter
 from muxpool.server import QServer
 from muxpool.strategies import StrategyConfigError, strategyByName, strategyByPath
+from muxpool.tls import CLIENT_PROPERTIES, SERVER_PROPERTIES, ClientTLS, ServerTLS, TLSConfigError
 
 log = Logger()
 
@@ -162,7 +163,7 @@ CHANNEL_ATTRIBUTES = {"name", "class", "packager", "header"}
 CHANNEL_PROPERTIES = {"packager-config", "max-packet-length", "length-digits", "tpdu-swap",
                       "srcid", "dstid", "timeout"}
 ADAPTOR_CHANNEL_PROPERTIES = CHANNEL_PROPERTIES | {"host", "port", "endpoint", "connect-timeout",
-                                                   "keep-alive"}
+                                                   "keep-alive"} | CLIENT_PROPERTIES
 SERVER_CHANNEL_PROPERTIES = CHANNEL_PROPERTIES
 #: Properties of the bean itself.
 PROPERTIES = {
@@ -171,7 +172,7 @@ PROPERTIES = {
     "pool": {"check-enabled", "weights"},
     "server": {"endpoint", "bind-address", "allow", "deny", "grace-period", "listener-error-code",
                "max-in-flight", "idle-timeout", "frame-timeout", "sign-off-on-stop",
-               "sign-off-timeout"},
+               "sign-off-timeout"} | SERVER_PROPERTIES,
 }
 #: <attr name="..."> of a server (minSessions sizes jPOS's thread pool).
 SERVER_ATTRS = {"port", "maxSessions", "minSessions"}
@@ -342,6 +343,13 @@ class _Reader:
         except Exception as e:
             raise self.error(channel, f"cannot build the channel: {describeError(e)}") from None
         return spec, props
+
+    def files(self, props: Mapping[str, str]) -> Dict[str, str]:
+        """
+        C{props} with the TLS file paths looked up beside the descriptor.
+        """
+        return {k: (self.beside(v) if k.startswith("tls-") and k.endswith(("-ca", "-cert", "-key"))
+                    else v) for k, v in props.items()}
 
     def beside(self, relative: str) -> str:
         """
@@ -586,6 +594,7 @@ def _adaptor(reader: _Reader, name, root, reactor, registry) -> Bean:
     connectTimeout = ms(props.get("connect-timeout"), "connect-timeout", timeout)
     reconnect = ms(root.childText("reconnect-delay"), "reconnect-delay", 10.0)
     try:
+        clientTLS = ClientTLS.fromProperties(reader.files(props), host)
         adaptor = ChannelAdaptor(
             name, spec, endpoint or None, reactor,
             host=host, port=port,
@@ -598,6 +607,7 @@ def _adaptor(reader: _Reader, name, root, reactor, registry) -> Bean:
             signOn=reader.flag(root.childText("sign-on")),
             echoInterval=ms(root.childText("echo-interval"), "echo-interval"),
             echoTimeout=ms(root.childText("echo-timeout"), "echo-timeout", 10.0),
+            tls=clientTLS,
         )
     except ValueError as e:
         raise reader.error(root.child("channel"), str(e)) from None
@@ -712,6 +722,7 @@ def _server(reader: _Reader, name, root, reactor, registry) -> Bean:
     # jPOS's channel timeout is the read timeout of each accepted channel.
     idle = ms(channelProps.get("timeout", props.get("idle-timeout")), "idle-timeout", 300.0)
     try:
+        serverTLS = ServerTLS.fromProperties(reader.files(props))
         server = QServer(
             name, spec, endpoint, reactor, port=port,
             bindAddress=props.get("bind-address"),
@@ -725,6 +736,7 @@ def _server(reader: _Reader, name, root, reactor, registry) -> Bean:
             signOffOnStop=reader.flag(props.get("sign-off-on-stop")),
             signOffTimeout=ms(props.get("sign-off-timeout"), "sign-off-timeout", 1.0),
             listenerErrorCode=props.get("listener-error-code", "96"),
+            tls=serverTLS,
         )
     except ValueError as e:
         raise reader.error(root, str(e)) from None

@@ -222,6 +222,12 @@ class IChannelOwner(Interface):
         C{protocol}'s connection is gone (C{reason} a Failure).
         """
 
+    def channelSecured(protocol):
+        """
+        The TLS handshake on C{protocol}'s connection is done (only for
+        connections the owner wrapped in TLS).
+        """
+
     def channelIdle(protocol):
         """
         C{protocol} received nothing for its idle timeout (see

@@ -36,6 +36,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from muxpool import tls
 from muxpool.backoff import backoffDelay
 from muxpool.channel import ChannelSpec, ISOChannelProtocol
 from muxpool.errors import AnswerUndelivered, NotSent
@@ -46,6 +47,7 @@ from muxpool.masking import describeForReversal, maskMessage
 from muxpool.observers import Waiters
 from muxpool.messages import isResponse
 from muxpool.ratelimit import RateLimiter
+from muxpool.tls import ServerTLS
 
 #: Listen backlog for servers built from a port number.
 BACKLOG = 511
@@ -264,7 +266,11 @@ class _ServerFactory(Factory):
         self.server = server
 
     def buildProtocol(self, addr):
-        return self.server._accept(addr)
+        server = self.server
+        protocol = server._accept(addr)
+        if protocol is not None and server.tlsOptions is not None:
+            return tls.wrap(protocol, server.tlsOptions, False, server.clock)
+        return protocol
 
 
 @implementer(IChannelOwner)
@@ -295,6 +301,9 @@ class QServer(Service):
         not read gets before its connection is aborted.
     @param listenerErrorCode: the 39 a request gets when a request listener
         raises on it.
+    @param tls: speak TLS (a L{muxpool.tls.ServerTLS}), requiring and
+        checking client certificates if it says so; a client refused by the
+        handshake or by the pinned subjects is logged with the reason.
     """
 
     log = Logger()
@@ -322,6 +331,7 @@ class QServer(Service):
         signOffTimeout: float = 1.0,
         flushTimeout: float = 5.0,
         listenerErrorCode: str = "96",
+        tls: Optional[ServerTLS] = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor
@@ -337,7 +347,11 @@ class QServer(Service):
             endpoint = f"tcp:{int(port)}:backlog={BACKLOG}"
             if bindAddress:
                 endpoint += f":interface={bindAddress}"
+        self.tls = tls
+        self.tlsOptions = tls.options() if tls is not None else None
         self.description = endpoint if isinstance(endpoint, str) else None
+        if self.description is not None and tls is not None:
+            self.description += f" tls={tls.identity()}"
         if isinstance(endpoint, str):
             endpoint = serverFromString(reactor, endpoint)
         self.endpoint = endpoint
@@ -355,7 +369,7 @@ class QServer(Service):
         self.listenerErrorCode = listenerErrorCode
         self.sessions: Dict[ISOChannelProtocol, ServerSession] = {}
         self.counters = {"accepted": 0, "refused": 0, "rx": 0, "rx_unhandled": 0,
-                         "listener_errors": 0, "undelivered": 0}
+                         "listener_errors": 0, "undelivered": 0, "tls_refused": 0}
         self.port = None
         self.lastFailure: Optional[str] = None
         self._listenWaiters = Waiters()
@@ -473,7 +487,7 @@ class QServer(Service):
             # Closed at once, before a byte is read: no request taken, none dropped.
             self.counters["refused"] += 1
             self._limiter.emit(self.log.warn, why, "{server}: refused connection from {peer}: {why}",
-                               server=self.name, peer=host, why=why)
+                               server=self.name, peer=host, why=why, event="server.refused")
             return None
         return ISOChannelProtocol(self.spec, self, self.clock)
 
@@ -482,7 +496,20 @@ class QServer(Service):
     def channelConnected(self, protocol: ISOChannelProtocol) -> None:
         self.counters["accepted"] += 1
         self.sessions[protocol] = ServerSession(self, protocol)
+        self.log.info("{server}: session from {peer}", server=self.name, peer=protocol.peer,
+                      event="server.session_opened")
         protocol.setTimeouts(self.idleTimeout, self.frameTimeout)
+
+    def channelSecured(self, protocol: ISOChannelProtocol) -> None:
+        subject = tls.peerSubject(protocol.transport)
+        if self.tls is not None and not self.tls.allows(subject):
+            self._refuse(protocol.peer, f"TLS client subject CN={subject} is not allowed")
+            protocol.transport.abortConnection()
+
+    def _refuse(self, peer: str, why: str) -> None:
+        self.counters["tls_refused"] += 1
+        self._limiter.emit(self.log.warn, why, "{server}: refused {peer}: {why}", server=self.name,
+                           peer=peer, why=why, event="server.refused")
 
     def channelIdle(self, protocol: ISOChannelProtocol) -> bool:
         session = self.sessions.get(protocol)
@@ -524,8 +551,13 @@ class QServer(Service):
                           message=maskMessage(message, self.spec.packager.binaryFields))
 
     def channelLost(self, protocol: ISOChannelProtocol, reason) -> None:
+        if self.tls is not None and not protocol.secured:
+            self._refuse(protocol.peer, tls.describeFailure(reason))
         session = self.sessions.pop(protocol, None)
         if session is not None:
+            self.log.info("{server}: session from {peer} closed: {reason}", server=self.name,
+                          peer=session.peer, reason=reason.getErrorMessage() if reason else "closed",
+                          event="server.session_closed")
             session.lost()
             session._lost(reason)
 

@@ -32,6 +32,9 @@ class RecordingOwner:
     def channelIdle(self, protocol):
         return True
 
+    def channelSecured(self, protocol):
+        pass
+
     def channelLost(self, protocol, reason):
         self.lost.append(reason)
 

@@ -37,6 +37,9 @@ class ExplodingOwner:
     def channelIdle(self, protocol):
         return True
 
+    def channelSecured(self, protocol):
+        pass
+
     def channelLost(self, protocol, reason):
         pass
 

@@ -137,7 +137,7 @@ def test_an_unfinished_frame_is_closed_after_the_frame_timeout():
             slow.dataReceived(wire[i:i + 1])
             reactor.advance(1)
     assert not silentTransport.connected and not slowTransport.connected
-    closes = [line.split("\n")[0] for line in lines if "closed" in line.split("\n")[0]]
+    closes = [line.split("\n")[0] for line in lines if "connection from" in line.split("\n")[0]]
     assert len(closes) == 2
     assert "127.0.0.1:5002 closed: a frame started 5s ago was not finished" in "\n".join(closes)
     assert server.sessions == {}

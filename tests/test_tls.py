@@ -1,77 +1,215 @@
 """
-A link over real TLS on loopback: QServer on an `ssl:` endpoint, the
-adaptor on a `tls:` endpoint that verifies the server's certificate.
+Links over real TLS on loopback, with certificates made at run time
+(trustme): mutual TLS configured with PEM files, as a descriptor does, and
+every way a peer without a valid certificate is refused, with the reason.
 """
 
-import datetime
-import ipaddress
-
+import pytest
 import pytest_twisted
+import trustme
+from twisted.internet import defer
 
-from tests.netutil import runLoad, whenState
+from muxpool.adaptor import ChannelAdaptor
+from muxpool.listeners import Responder
+from muxpool.mux import QMUX
+from muxpool.pool import MUXPool
+from muxpool.server import QServer
+from muxpool.strategies import strategyByName
+from muxpool.tls import ClientTLS, ServerTLS, TLSConfigError
+from tests.logcapture import capturedText
+from tests.netutil import runLoad, spec
 
 
-def selfSigned(directory):
+def reactor():
+    from twisted.internet import reactor
+
+    return reactor
+
+
+class PKI:
     """
-    A key and a certificate for 127.0.0.1, written as PEM files.
+    A CA and the PEM files a test needs, written under a folder.
     """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-            critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    keyPath, certPath = directory / "key.pem", directory / "cert.pem"
-    keyPath.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    certPath.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    roots = directory / "roots"
-    roots.mkdir()
-    (roots / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return keyPath, certPath, roots
+    def __init__(self, folder, name="ca"):
+        self.folder = folder
+        self.ca = trustme.CA(organization_name=name)
+        self.caFile = self.write(f"{name}.pem", self.ca.cert_pem)
+
+    def write(self, name, blob):
+        path = self.folder / name
+        blob.write_to_path(str(path))
+        return str(path)
+
+    def issue(self, name, *identities):
+        """
+        A certificate for C{identities} (CN C{name}) and its key, in one file.
+        """
+        cert = self.ca.issue_cert(*(identities or (name,)), common_name=name)
+        return self.write(f"{name}.pem", cert.private_key_and_cert_chain_pem)
+
+
+@pytest.fixture
+def pki(tmp_path):
+    return PKI(tmp_path)
+
+
+@defer.inlineCallbacks
+def tlsServer(pki, name="issuer", clientCA=True, subjects=(), mark=None):
+    server = QServer(name, spec(), "tcp:0:interface=127.0.0.1", reactor(),
+                     listeners=[Responder(fixed={"44": mark or name})], gracePeriod=0,
+                     tls=ServerTLS(pki.issue(name, "localhost"), None,
+                                   pki.caFile if clientCA else None, tuple(subjects)))
+    server.startService()
+    port = yield server.whenListening()
+    return server, port.getHost().port
+
+
+def tlsLink(port, name, tls):
+    adaptor = ChannelAdaptor(name, spec(), f"tcp:127.0.0.1:{port}", reactor(),
+                             reconnectDelay=0.2, maxReconnectDelay=0.5, tls=tls)
+    mux = QMUX(f"{name}-mux", adaptor, reactor())
+    adaptor.startService()
+    mux.startService()
+    return adaptor, mux
+
+
+@defer.inlineCallbacks
+def stop(*services):
+    for service in services:
+        yield service.stopService()
+
+
+@defer.inlineCallbacks
+def refused(adaptor, count=2):
+    """
+    Wait until C{adaptor} lost C{count} connections, and say why it was
+    told (each must have been a TLS failure).
+    """
+    lost = defer.Deferred()
+    seen = []
+
+    def observer(reason):
+        seen.append(reason)
+        if len(seen) == count and not lost.called:
+            lost.callback(None)
+
+    adaptor.addLossObserver(observer)
+    yield lost
+    adaptor.removeLossObserver(observer)
+    assert adaptor.counters["connect_failures"] >= count
+    return adaptor.lastFailure
 
 
 @pytest_twisted.inlineCallbacks
-def test_requests_over_tls(tmp_path):
-    from twisted.internet import reactor
-
-    from muxpool.adaptor import ChannelAdaptor
-    from muxpool.listeners import Responder
-    from muxpool.mux import QMUX
-    from muxpool.server import QServer
-    from tests.netutil import spec
-
-    keyPath, certPath, roots = selfSigned(tmp_path)
-    server = QServer("tls-server", spec(),
-                     f"ssl:0:interface=127.0.0.1:privateKey={keyPath}:certKey={certPath}",
-                     reactor, listeners=[Responder()])
-    server.startService()
-    port = (yield server.whenListening()).getHost().port
-    adaptor = ChannelAdaptor("tls-link", spec(), f"tls:127.0.0.1:{port}:trustRoots={roots}",
-                             reactor, reconnectDelay=0.1)
-    mux = QMUX("tls-mux", adaptor, reactor)
-    adaptor.startService()
-    mux.startService()
+def test_a_pool_over_two_mutual_tls_backends(pki):
+    servers, links = [], []
+    for name in ("issuer-a", "issuer-b"):
+        server, port = yield tlsServer(pki, name)
+        servers.append(server)
+        links.append(tlsLink(port, f"link-{name}", ClientTLS(
+            "localhost", pki.caFile, pki.issue(f"switch-{name}"))))
+    pool = MUXPool("pool", [mux for _, mux in links], reactor(), strategyByName("round-robin"))
+    pool.startService()
     try:
-        yield whenState(adaptor.ready, True)
-        outcomes = yield runLoad(mux, 500, 20)
-        assert all(isinstance(o, dict) and o["39"] == "00" for o in outcomes)
-        assert adaptor.protocol.transport.getPeerCertificate() is not None
+        for adaptor, _ in links:
+            yield adaptor.ready.whenState(True)
+            assert adaptor.protocol.secured
+        outcomes = yield runLoad(pool, 400, 16)
+        assert sorted(o["44"] for o in outcomes) == ["issuer-a"] * 200 + ["issuer-b"] * 200
     finally:
-        yield adaptor.stopService()
-        yield server.stopService()
+        yield stop(pool, *[s for pair in links for s in reversed(pair)], *servers)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_client_without_a_certificate_from_the_ca_is_refused_and_logged(pki, tmp_path):
+    stranger = PKI(tmp_path, "stranger-ca")
+    server, port = yield tlsServer(pki)
+    anonymous = tlsLink(port, "anonymous", ClientTLS("localhost", pki.caFile))
+    foreign = tlsLink(port, "foreign", ClientTLS("localhost", pki.caFile,
+                                                 stranger.issue("acquirer")))
+    with capturedText() as lines:
+        try:
+            for adaptor, _ in (anonymous, foreign):
+                assert "TLS with tcp:127.0.0.1" in (yield refused(adaptor))
+        finally:
+            yield stop(*reversed(anonymous), *reversed(foreign), server)
+    reasons = [line.split("\n")[0] for line in lines if "issuer: refused 127.0.0.1" in line]
+    assert any("TLS: " in r and "certificate" in r for r in reasons), reasons
+    assert server.counters["tls_refused"] >= 2 and server.counters["rx"] == 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_pinned_subjects(pki):
+    server, port = yield tlsServer(pki, subjects=("switch-1",))
+    good = tlsLink(port, "good", ClientTLS("localhost", pki.caFile, pki.issue("switch-1")))
+    other = tlsLink(port, "other", ClientTLS("localhost", pki.caFile, pki.issue("switch-2")))
+    with capturedText() as lines:
+        try:
+            yield good[0].ready.whenState(True)
+            response = yield good[1].request({"t": "0200", "11": "000001", "41": "T1"}, 5)
+            assert response["39"] == "00"
+            # the handshake succeeds; the server then drops it for its subject
+            while server.counters["tls_refused"] < 2:
+                yield other[0].ready.whenState(False)
+                yield other[0].ready.whenState(True)
+        finally:
+            yield stop(*reversed(good), *reversed(other), server)
+    assert any("TLS client subject CN=switch-2 is not allowed" in line for line in lines)
+
+
+@pytest.mark.parametrize("case", ["unknown CA", "another host"])
+@pytest_twisted.inlineCallbacks
+def test_the_adaptor_refuses_an_issuer_it_cannot_verify(pki, tmp_path, case):
+    if case == "unknown CA":
+        server, port = yield tlsServer(PKI(tmp_path, "rogue-ca"), clientCA=False)
+        tls = ClientTLS("localhost", pki.caFile)
+    else:
+        server, port = yield tlsServer(pki, clientCA=False)
+        tls = ClientTLS("issuer.example.com", pki.caFile)
+    link = tlsLink(port, "link", tls)
+    try:
+        why = yield refused(link[0])
+    finally:
+        yield stop(*reversed(link), server)
+    assert why.startswith("TLS with tcp:127.0.0.1") and "certificate verify failed" in why \
+        if case == "unknown CA" else "issuer.example.com" in why or "verify" in why, why
+    assert server.counters["rx"] == 0
+
+
+def test_tls_files_are_checked_when_configured(tmp_path, pki):
+    with pytest.raises(TLSConfigError, match="tls-ca .*missing.pem.*cannot read"):
+        ClientTLS("localhost", str(tmp_path / "missing.pem")).options()
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    with pytest.raises(TLSConfigError, match="tls-cert .*junk.pem.*not a PEM certificate"):
+        ServerTLS(str(tmp_path / "junk.pem")).options()
+    with pytest.raises(TLSConfigError, match="tls-client-subjects needs tls-client-ca"):
+        ServerTLS.fromProperties({"tls-cert": "x", "tls-client-subjects": "a"})
+
+
+def test_descriptors_configure_mutual_tls_with_pem_files(tmp_path, pki):
+    from twisted.internet.testing import MemoryReactorClock
+
+    from muxpool.descriptors import buildBean, readDescriptor
+    from muxpool.registry import Registry
+
+    pki.issue("switch")
+    pki.issue("issuer", "localhost")
+    (tmp_path / "a.xml").write_text("""<channel-adaptor name="a">
+      <channel class="NACChannel" packager="ISO87B">
+        <property name="host" value="127.0.0.1"/><property name="port" value="9000"/>
+        <property name="tls-ca" value="ca.pem"/>
+        <property name="tls-cert" value="switch.pem"/>
+        <property name="tls-hostname" value="localhost"/>
+      </channel><in>x</in><out>y</out></channel-adaptor>""")
+    (tmp_path / "s.xml").write_text("""<server name="s"><attr name="port">0</attr>
+      <channel class="NACChannel" packager="ISO87B"/>
+      <property name="tls-cert" value="issuer.pem"/>
+      <property name="tls-client-ca" value="ca.pem"/>
+      <property name="tls-client-subjects" value="switch, other"/></server>""")
+    beans = [buildBean(str(tmp_path / f), readDescriptor(str(tmp_path / f), {}),
+                       MemoryReactorClock(), Registry()) for f in ("a.xml", "s.xml")]
+    adaptor, server = (b.service for b in beans)
+    assert adaptor.tls == ClientTLS("localhost", str(tmp_path / "ca.pem"),
+                                    str(tmp_path / "switch.pem"), None)
+    assert server.tls.clientSubjects == ("switch", "other") and server.tlsOptions is not None
