@@ -15,7 +15,8 @@ import time
 
 from twisted.internet import defer, task
 
-from muxpool.loadgen import percentile, runLoad
+from muxpool.loadgen import runLoad
+from muxpool.metrics import percentile
 from tests.netutil import portOf, spec, startClient, startServer, whenState
 
 

@@ -222,6 +222,19 @@ class ChannelAdaptor(LinkBase, Service):
         self._alive.cancel()
         return self._client.stopService()
 
+    def status(self) -> Dict[str, object]:
+        """
+        The channel as an operator sees it.
+        """
+        now = self.clock.seconds()
+        return {"kind": "channel-adaptor", "name": self.name, "running": self.running,
+                "target": self.target, "ready": bool(self.ready), "connected": self.isConnected(),
+                "tls": self.tls is not None, "signed_on": self.signedOn,
+                "last_failure": self.lastFailure,
+                "last_echo_seconds_ago": None if self.lastEcho is None else round(now - self.lastEcho, 3),
+                "peer": self.protocol.peer if self.protocol is not None else None,
+                "counters": dict(self.counters)}
+
     def whenConnected(self, failAfterFailures: Optional[int] = None) -> Deferred:
         """
         Fires with the connection's protocol once connected (at once if it

@@ -16,6 +16,7 @@ from typing import List, Optional
 
 from twisted.internet import defer, task
 
+from muxpool import adminclient
 from muxpool.adaptor import ChannelAdaptor
 from muxpool.channel import ChannelSpec
 from muxpool.errors import CancelledBeforeWrite, LinkLost, NotSent, OutcomeUnknown, RequestTimeout
@@ -73,6 +74,19 @@ def parser() -> argparse.ArgumentParser:
                       help="write each request's outcome to FILE, one JSON object a line "
                            "(11, 41 and 39, or the failure)")
     load.add_argument("--quiet", action="store_true", help="no progress bar")
+    status = commands.add_parser("status", help="a running switch's pools, channels and servers "
+                                                "(through its admin API)")
+    adminclient.addArguments(status)
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    for verb, text in (("enable", "put a MUX (back) into every pool's rotation"),
+                       ("disable", "take a MUX out of every pool's rotation"),
+                       ("drain", "disable a MUX and wait until nothing is in flight on it")):
+        command = commands.add_parser(verb, help=text)
+        command.add_argument("name", help="the MUX's name")
+        adminclient.addArguments(command)
+        if verb == "drain":
+            command.add_argument("--timeout", type=float, default=30.0,
+                                 help="seconds to wait (default 30)")
     return top
 
 
@@ -243,6 +257,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     Entry point of the C{muxpool} console script.
     """
     args = parser().parse_args(argv)
+    if args.command not in ("send", "load"):
+        sys.exit(adminclient.run(args))
     try:
         _spec(args)
     except (KeyError, ValueError) as e:

@@ -133,6 +133,16 @@ class DeployService(Service):
             yield self._retire(bean)
         yield DeferredList(list(self._retiring))
 
+    def status(self) -> Dict[str, object]:
+        """
+        The deploy folder: what is deployed from which file, what failed and
+        why.
+        """
+        return {"directory": os.path.abspath(self.directory),
+                "deployed": [{"file": os.path.basename(path), "name": bean.name, "kind": bean.kind}
+                             for path, bean in sorted(self.beans.items())],
+                "failed": {os.path.basename(path): error for path, error in sorted(self.failed.items())}}
+
     # -- scanning ---------------------------------------------------------------
 
     def scan(self) -> None:

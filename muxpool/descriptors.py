@@ -33,7 +33,7 @@ from muxpool.pool import MUXPool
 from muxpool.ratelimit import RateLimiter
 from muxpool.server import QServer
 from muxpool.strategies import StrategyConfigError, strategyByName, strategyByPath
-from muxpool.tls import CLIENT_PROPERTIES, SERVER_PROPERTIES, ClientTLS, ServerTLS, TLSConfigError
+from muxpool.tls import CLIENT_PROPERTIES, SERVER_PROPERTIES, ClientTLS, ServerTLS
 
 log = Logger()
 

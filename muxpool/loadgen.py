@@ -14,6 +14,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from muxpool.errors import NotSent, OutcomeUnknown
+from muxpool.metrics import percentile
 
 TEST_PAN = "4761739001010119"
 
@@ -109,13 +110,6 @@ def outcomeRecord(request: Mapping[str, str], outcome) -> Dict[str, str]:
     else:
         record["outcome"] = "error"
     return record
-
-
-def percentile(values: List[float], p: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(round(p / 100.0 * len(ordered))) - 1))]
 
 
 def report(outcomes: List[object], latencies: List[float], elapsed: float,

@@ -1,22 +1,40 @@
 """
-Latency summaries for MUXes and pools.
+Latency for MUXes and pools: a summary of recent requests and a histogram of
+all of them, in the buckets Prometheus scrapes.
 """
 
+from bisect import bisect_left
 from collections import deque
-from typing import Dict
+from typing import Dict, List, Sequence, Tuple
+
+#: Upper bounds (seconds) of the latency histogram buckets; +Inf is implied.
+BUCKETS: Tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                              2.5, 5.0, 10.0, 30.0)
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """
+    The C{p}th percentile (0-100) of C{values}, nearest rank; 0 if empty.
+    """
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(round(p / 100.0 * len(ordered))) - 1))]
 
 
 class LatencySummary:
     """
     Count, mean, max and percentiles of recent latencies (seconds), over a
-    bounded window so memory stays flat under any load.
+    bounded window so memory stays flat under any load, and a cumulative
+    histogram over L{BUCKETS}.
     """
 
     def __init__(self, window: int = 10000) -> None:
         self.count = 0
         self.total = 0.0
         self.maximum = 0.0
-        self._recent = deque(maxlen=window)
+        self._recent: deque = deque(maxlen=window)
+        self._buckets: List[int] = [0] * (len(BUCKETS) + 1)
 
     def record(self, seconds: float) -> None:
         self.count += 1
@@ -24,16 +42,24 @@ class LatencySummary:
         if seconds > self.maximum:
             self.maximum = seconds
         self._recent.append(seconds)
+        self._buckets[bisect_left(BUCKETS, seconds)] += 1
 
     def percentile(self, p: float) -> float:
         """
         The C{p}th percentile (0-100) of the recent window, in seconds.
         """
-        if not self._recent:
-            return 0.0
-        ordered = sorted(self._recent)
-        index = min(len(ordered) - 1, max(0, int(round(p / 100.0 * len(ordered))) - 1))
-        return ordered[index]
+        return percentile(self._recent, p)
+
+    def histogram(self) -> List[Tuple[str, int]]:
+        """
+        Cumulative counts per bucket upper bound, Prometheus style (the last
+        bound is C{"+Inf"}).
+        """
+        out, running = [], 0
+        for bound, count in zip([str(b) for b in BUCKETS] + ["+Inf"], self._buckets):
+            running += count
+            out.append((bound, running))
+        return out
 
     def summary(self) -> Dict[str, float]:
         """

@@ -581,6 +581,17 @@ class QMUX(Service):
                            mux=self.name, handler=where(handler), error=describeError(e),
                            message=self._mask(message))
 
+    def status(self) -> Dict[str, object]:
+        """
+        The QMUX as an operator sees it: its link, readiness, jPOS-named
+        counters and latency.
+        """
+        return {"kind": "qmux", "name": self.name, "running": self.running,
+                "connected": self.isConnected(), "in_flight": len(self._pending),
+                "link": getattr(self.link, "name", None),
+                "links": [getattr(link, "name", repr(link)) for link in self._attached],
+                "counters": self.counters, "latency": self.latency.summary()}
+
     def _mask(self, message) -> str:
         return maskMessage(message, binaryFieldsOf(self.link))
 

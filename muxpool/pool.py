@@ -113,6 +113,7 @@ class MUXPool(Service):
         self.members: tuple = ()
         self._watching: Dict[IMUX, object] = {}
         self._disabled: Set[str] = set()
+        self._draining: Set[str] = set()
         self._enabled: Set[str] = set()
         self._timeouts: Dict[str, int] = {}
         self._suspended: Dict[str, Optional[Deferred]] = {}
@@ -145,9 +146,7 @@ class MUXPool(Service):
         for name in list(self._suspended):
             self._resume(name, log=False)
         self._changed()
-        if not self._inFlight:
-            return succeed(None)
-        return self._drainWaiters.wait()
+        return self.whenDrained()
 
     # -- members --------------------------------------------------------
 
@@ -204,16 +203,38 @@ class MUXPool(Service):
         """
         self._enabled.add(name)
         self._disabled.discard(name)
+        self._draining.discard(name)
+        self.log.info("{pool}: {member} enabled", pool=self.name, member=name,
+                      event="pool.member_enabled")
         self._changed()
 
-    def disable(self, name: str) -> None:
+    def disable(self, name: str, draining: bool = False) -> None:
         """
         Stop giving member C{name} new requests; its in-flight ones finish.
-        This is how a node is drained for an update.
+        This is how a node is drained for an update (C{draining}: the
+        operator waits for it, see L{isDraining}).
         """
         self._enabled.discard(name)
         self._disabled.add(name)
+        if draining:
+            self._draining.add(name)
+        self.log.info("{pool}: {member} {how}", pool=self.name, member=name,
+                      how="draining" if draining else "disabled",
+                      event="pool.member_draining" if draining else "pool.member_disabled")
         self._changed()
+
+    def isDraining(self, member: IMUX) -> bool:
+        """
+        Disabled to be drained, and still with requests in flight.
+        """
+        return member.name in self._draining and member.pendingCount() > 0
+
+    def whenDrained(self) -> Deferred:
+        """
+        Fires when no request is in flight through the pool (at once if none
+        is).
+        """
+        return succeed(None) if not self._inFlight else self._drainWaiters.wait()
 
     def isEnabled(self, member: IMUX) -> bool:
         """
@@ -298,6 +319,34 @@ class MUXPool(Service):
             self.log.info("{pool}: {member} answers again; back in rotation",
                           pool=self.name, member=name)
             self._changed()
+
+    def status(self) -> Dict[str, object]:
+        """
+        The pool as an operator sees it: strategy, members in order with
+        their state (up, down, disabled, draining, suspended), counters.
+        """
+        members = []
+        for member in self.members:
+            if self.isDraining(member):
+                state = "draining"
+            elif not self.isEnabled(member):
+                state = "disabled"
+            elif member.name in self._suspended:
+                state = "suspended"
+            elif member.ready:
+                state = "up"
+            else:
+                state = "down"
+            members.append({"name": member.name, "state": state, "connected": bool(member.ready),
+                            "usable": self.isUsable(member), "enabled": self.isEnabled(member),
+                            "in_flight": member.pendingCount(),
+                            "requests": self.counters["requests"].get(member.name, 0)})
+        return {"kind": "pool", "name": self.name, "running": self.running,
+                "strategy": getattr(self.strategy, "name", type(self.strategy).__name__),
+                "check_enabled": self.checkEnabled, "usable": bool(self.ready),
+                "in_flight": self._inFlight, "members": members,
+                "counters": {k: v for k, v in self.counters.items() if k != "requests"},
+                "latency": self.latency.summary()}
 
     # -- IMUX -------------------------------------------------------------
 

@@ -573,6 +573,22 @@ class QServer(Service):
 
     # -- stopping -----------------------------------------------------------
 
+    def status(self) -> Dict[str, object]:
+        """
+        The server as an operator sees it: where it listens, its sessions
+        (peer, answers owed, why not read), counters.
+        """
+        address = self.port.getHost() if self.port is not None else None
+        return {"kind": "server", "name": self.name, "running": self.running,
+                "endpoint": self.description,
+                "listening": None if address is None else
+                f"{getattr(address, 'host', '')}:{getattr(address, 'port', address)}",
+                "tls": self.tls is not None, "last_failure": self.lastFailure,
+                "sessions": len(self.sessions), "in_flight": self.inFlight(),
+                "peers": [{"peer": s.peer, "in_flight": s.inFlight, "paused": sorted(s.holds)}
+                          for s in self.sessions.values()],
+                "counters": dict(self.counters)}
+
     def inFlight(self) -> int:
         return sum(s.inFlight for s in self.sessions.values())
 

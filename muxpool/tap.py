@@ -10,7 +10,9 @@ from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 from twisted.python import usage
 
+from muxpool.admin import AdminConfigError, AdminService, checkEndpoint
 from muxpool.deploy import DeployService
+from muxpool.operations import Operations
 
 
 class Options(usage.Options):
@@ -18,7 +20,8 @@ class Options(usage.Options):
     Options for C{twistd muxpool}.
     """
 
-    synopsis = "[--deploy DIR] [--scan-interval SECONDS] [--drain-timeout SECONDS]"
+    synopsis = ("[--deploy DIR] [--scan-interval SECONDS] [--drain-timeout SECONDS] "
+                "[--admin ENDPOINT [--admin-token-file FILE]]")
     longdesc = (
         "Run an ISO 8583 switch from a folder of jPOS-style descriptors "
         "(<channel-adaptor>, <mux> (QMUX or MUXPool), <server>), deployed in "
@@ -31,6 +34,12 @@ class Options(usage.Options):
          "Seconds between rescans of the deploy folder (0: never rescan).", float],
         ["drain-timeout", None, 30.0,
          "Seconds a replaced or removed bean gets to finish its in-flight requests.", float],
+        ["admin", None, None,
+         "Serve the admin API (status, metrics, enable/disable/drain, status page) on this "
+         "endpoint, e.g. tcp:8080:interface=127.0.0.1.  Off by default."],
+        ["admin-token-file", None, None,
+         "File holding the token the admin API requires (Authorization: Bearer TOKEN); "
+         "or set MUXPOOL_ADMIN_TOKEN.  Without one it listens on loopback only."],
     ]
 
     def postOptions(self) -> None:
@@ -42,6 +51,25 @@ class Options(usage.Options):
             )
         if self["scan-interval"] < 0 or self["drain-timeout"] < 0:
             raise usage.UsageError("--scan-interval and --drain-timeout must not be negative")
+        self["admin-token"] = self._token()
+        if self["admin"]:
+            try:
+                checkEndpoint(self["admin"], self["admin-token"])
+            except AdminConfigError as e:
+                raise usage.UsageError(str(e)) from None
+
+    def _token(self):
+        path = self["admin-token-file"]
+        if path:
+            try:
+                with open(path) as f:
+                    token = f.read().strip()
+            except OSError as e:
+                raise usage.UsageError(f"--admin-token-file {path!r}: {e.strerror}") from None
+            if not token:
+                raise usage.UsageError(f"--admin-token-file {path!r} is empty")
+            return token
+        return os.environ.get("MUXPOOL_ADMIN_TOKEN", "").strip() or None
 
 
 class SwitchService(MultiService):
@@ -97,15 +125,21 @@ class SwitchService(MultiService):
 
 def makeService(options: Options) -> SwitchService:
     """
-    The switch for C{options}: a L{DeployService} on the deploy folder.
+    The switch for C{options}: a L{DeployService} on the deploy folder, and
+    the admin API if asked for.
     """
     from twisted.internet import reactor
 
     switch = SwitchService(reactor)
-    DeployService(
+    deploy = DeployService(
         options["deploy"],
         reactor,
         scanInterval=options["scan-interval"],
         drainTimeout=options["drain-timeout"],
-    ).setServiceParent(switch)
+    )
+    deploy.setServiceParent(switch)
+    if options["admin"]:
+        operations = Operations(deploy.registry, reactor, deploy)
+        AdminService(options["admin"], operations, reactor,
+                     options["admin-token"]).setServiceParent(switch)
     return switch

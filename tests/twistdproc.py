@@ -31,12 +31,13 @@ class Twistd:
     C{twistd -n muxpool --deploy DIR}, its log read line by line.
     """
 
-    def __init__(self, deploy, cwd, env=None, scanInterval="0.2"):
+    def __init__(self, deploy, cwd, env=None, scanInterval="0.2", args=()):
         self.lines = []
         self._queue = queue.Queue()
         self.process = subprocess.Popen(
             [TWISTD, "-n", "--pidfile=", "muxpool",
-             "--deploy", str(deploy), "--scan-interval", scanInterval, "--drain-timeout", "10"],
+             "--deploy", str(deploy), "--scan-interval", scanInterval, "--drain-timeout", "10",
+             *args],
             cwd=str(cwd), env=environment(env), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True,
         )

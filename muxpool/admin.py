@@ -1,0 +1,278 @@
+"""
+The admin HTTP endpoint (twisted.web): status as JSON, Prometheus metrics,
+enable / disable / drain a MUX, and a status page for people.
+
+    GET  /                      the status page (HTML, refreshing itself)
+    GET  /status                every bean's state, as JSON
+    GET  /metrics               Prometheus text
+    POST /muxes/NAME/enable     put NAME (back) into every pool's rotation
+    POST /muxes/NAME/disable    take NAME out of every pool's rotation
+    POST /muxes/NAME/drain      disable, then answer once nothing is in flight
+                                on it (?timeout=SECONDS, default 30; 504 if not)
+
+With a token every request needs C{Authorization: Bearer TOKEN}; without
+one the endpoint refuses to listen anywhere but loopback.  No answer
+carries message content, so no card data.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import re
+from importlib import resources
+from typing import Optional
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.web import http
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
+
+from muxpool.observers import Waiters
+from muxpool.operations import DrainTimeout, Operations, UnknownMUX
+from muxpool.prometheus import CONTENT_TYPE_LATEST, metricsText
+
+ACTIONS = ("enable", "disable", "drain")
+
+
+class AdminConfigError(ValueError):
+    """
+    An admin endpoint that must not be used as given.
+    """
+
+
+def _isLoopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def checkEndpoint(description: str, token: Optional[str]) -> None:
+    """
+    Refuse an endpoint that would expose the admin API beyond this machine
+    without a token: only loopback TCP and UNIX sockets may go without.
+
+    @raise AdminConfigError: saying why.
+    """
+    if token:
+        return
+    kind, _, rest = description.partition(":")
+    kind = kind.strip().lower()
+    if kind == "unix":
+        return
+    if kind in ("tcp", "tcp6", "ssl"):
+        parts = re.split(r"(?<!\\):", rest)  # a colon may be escaped, as in "\:\:1"
+        params = dict(part.replace("\\:", ":").split("=", 1) for part in parts if "=" in part)
+        interface = params.get("interface")
+        if interface and _isLoopback(interface):
+            return
+        raise AdminConfigError(
+            f"admin endpoint {description!r} listens on {interface or 'every interface'}: give it "
+            "interface=127.0.0.1, or a token (--admin-token-file or MUXPOOL_ADMIN_TOKEN)")
+    raise AdminConfigError(f"admin endpoint {description!r}: without a token only tcp:PORT:"
+                           "interface=127.0.0.1 or unix: endpoints are allowed")
+
+
+def _json(request, code: int, body) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-store")
+    return json.dumps(body, indent=1, sort_keys=True, default=str).encode()
+
+
+class _Leaf(Resource):
+    """
+    A resource answering only the methods it has C{render_*} for (405 with
+    C{Allow} otherwise, 404 for anything below it).
+    """
+
+    isLeaf = True
+
+    def render(self, request):
+        if getattr(self, "render_" + request.method.decode("ascii", "replace"), None) is None:
+            allowed = [m for m in ("GET", "POST", "HEAD") if hasattr(self, "render_" + m)]
+            request.setHeader(b"allow", ", ".join(allowed).encode())
+            return _json(request, http.NOT_ALLOWED,
+                         {"error": f"{request.method.decode()} not allowed; use {' or '.join(allowed)}"})
+        if request.postpath and request.postpath != [b""]:
+            return _json(request, http.NOT_FOUND, {"error": "no such path"})
+        return Resource.render(self, request)
+
+
+class StatusResource(_Leaf):
+    def __init__(self, operations: Operations) -> None:
+        _Leaf.__init__(self)
+        self.operations = operations
+
+    def render_GET(self, request):
+        return _json(request, http.OK, self.operations.status())
+
+
+class MetricsResource(_Leaf):
+    def __init__(self, operations: Operations) -> None:
+        _Leaf.__init__(self)
+        self.operations = operations
+
+    def render_GET(self, request):
+        request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
+        return metricsText(self.operations)
+
+
+class PageResource(_Leaf):
+    """
+    The status page: plain HTML and a little script that draws /status.
+    """
+
+    def render_GET(self, request):
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        return resources.files("muxpool").joinpath("statuspage.html").read_bytes()
+
+
+class MuxesResource(Resource):
+    """
+    C{/muxes/NAME/ACTION}.
+    """
+
+    isLeaf = True
+
+    def __init__(self, operations: Operations) -> None:
+        Resource.__init__(self)
+        self.operations = operations
+
+    def render(self, request):
+        path = [p.decode("utf-8", "replace") for p in request.postpath if p]
+        if len(path) != 2 or path[1] not in ACTIONS:
+            return _json(request, http.NOT_FOUND,
+                         {"error": "use POST /muxes/NAME/enable, /disable or /drain"})
+        if request.method != b"POST":
+            request.setHeader(b"allow", b"POST")
+            return _json(request, http.NOT_ALLOWED, {"error": "use POST"})
+        name, action = path
+        try:
+            if action == "drain":
+                timeout = float(request.args.get(b"timeout", [b"30"])[0])
+                return self._drain(request, name, timeout)
+            pools = getattr(self.operations, action)(name)
+        except UnknownMUX as e:
+            return _json(request, http.NOT_FOUND, {"error": e.args[0]})
+        except ValueError:
+            return _json(request, http.BAD_REQUEST, {"error": "timeout must be a number of seconds"})
+        return _json(request, http.OK, {"mux": name, "action": action, "pools": pools})
+
+    def _drain(self, request, name: str, timeout: float):
+        d: Deferred = self.operations.drain(name, timeout)
+
+        def done(pools):
+            request.write(_json(request, http.OK, {"mux": name, "action": "drain",
+                                                   "pools": pools, "drained": True}))
+
+        def late(failure):
+            failure.trap(DrainTimeout)
+            request.write(_json(request, http.GATEWAY_TIMEOUT,
+                                {"mux": name, "action": "drain", "drained": False,
+                                 "error": str(failure.value)}))
+
+        d.addCallbacks(done, late).addBoth(lambda _: request.finish())
+        request.notifyFinish().addErrback(lambda _: None)  # the client may go first
+        return NOT_DONE_YET
+
+
+class Root(Resource):
+    """
+    The admin API's root: routes, and the token check for everything.
+    """
+
+    def __init__(self, operations: Operations, token: Optional[str] = None) -> None:
+        Resource.__init__(self)
+        self.token = token
+        self.putChild(b"", PageResource())
+        self.putChild(b"status", StatusResource(operations))
+        self.putChild(b"metrics", MetricsResource(operations))
+        self.putChild(b"muxes", MuxesResource(operations))
+
+    def getChildWithDefault(self, path, request):
+        if self.token and not self._authorized(request):
+            return _Unauthorized()
+        return Resource.getChildWithDefault(self, path, request)
+
+    def getChild(self, path, request):
+        return _NotFound()
+
+    def _authorized(self, request) -> bool:
+        header = request.getHeader(b"authorization") or b""
+        scheme, _, given = header.partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(),
+                                                                   self.token.encode())
+
+
+class _Unauthorized(Resource):
+    isLeaf = True
+
+    def render(self, request):
+        request.setHeader(b"www-authenticate", b'Bearer realm="muxpool"')
+        return _json(request, http.UNAUTHORIZED, {"error": "needs Authorization: Bearer <token>"})
+
+
+class _NotFound(Resource):
+    isLeaf = True
+
+    def render(self, request):
+        return _json(request, http.NOT_FOUND, {"error": "no such path"})
+
+
+class AdminService(Service):
+    """
+    Serves the admin API on a Twisted server endpoint string.
+
+    @raise AdminConfigError: an endpoint beyond loopback without a token.
+    """
+
+    log = Logger()
+
+    def __init__(self, endpoint: str, operations: Operations, reactor,
+                 token: Optional[str] = None) -> None:
+        checkEndpoint(endpoint, token)
+        self.setName("admin")
+        self.description = endpoint
+        self.endpoint = serverFromString(reactor, endpoint)
+        self.site = Site(Root(operations, token))
+        self.site.noisy = False
+        self.port = None
+        self._listeners = Waiters()
+
+    def startService(self) -> None:
+        Service.startService(self)
+
+        def listening(port):
+            if not self.running:
+                return port.stopListening()
+            self.port = port
+            address = port.getHost()
+            self.log.info("admin API on {address}", event="admin.listening",
+                          address=f"{getattr(address, 'host', '')}:{getattr(address, 'port', address)}")
+            self._listeners.fire(port)
+
+        def failed(failure):
+            self.log.error("admin API cannot listen on {endpoint}: {why}",
+                           endpoint=self.description, why=failure.getErrorMessage())
+
+        self.endpoint.listen(self.site).addCallbacks(listening, failed)
+
+    def whenListening(self) -> Deferred:
+        """
+        Fires with the listening port (at once if listening).
+        """
+        return succeed(self.port) if self.port is not None else self._listeners.wait()
+
+    def stopService(self):
+        Service.stopService(self)
+        self._listeners.cancel()
+        port, self.port = self.port, None
+        if port is not None:
+            return port.stopListening()

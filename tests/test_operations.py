@@ -1,0 +1,118 @@
+"""
+What an operator does, in memory: enable, disable and drain a MUX in every
+pool it is in, the status of every bean, Prometheus metrics, and which admin
+endpoints may go without a token.
+"""
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet.task import Clock
+
+from muxpool.admin import AdminConfigError, checkEndpoint
+from muxpool.mux import QMUX
+from muxpool.operations import DrainTimeout, Operations, UnknownMUX
+from muxpool.pool import MUXPool
+from muxpool.prometheus import metricsText
+from muxpool.registry import Registry
+from muxpool.strategies import strategyByName
+from tests.helpers import FakeLink, answer, started
+
+
+def request(stan):
+    return {"t": "0200", "11": "%06d" % stan, "41": "TERM0001", "2": "4761739001010119"}
+
+
+def switch():
+    clock = Clock()
+    registry = Registry()
+    links = [FakeLink(f"link-{i}") for i in (1, 2)]
+    muxes = [started(QMUX(f"mux-{i}", link, clock)) for i, link in zip((1, 2), links)]
+    pools = [started(MUXPool("pool-a", muxes, clock, strategyByName("round-robin"))),
+             started(MUXPool("pool-b", [muxes[0]], clock))]
+    for service in muxes + pools:
+        registry.register(service.name, service)
+    return Operations(registry, clock), clock, links, muxes, pools
+
+
+def test_disable_and_enable_in_every_pool():
+    ops, clock, links, muxes, (a, b) = switch()
+    assert ops.disable("mux-1") == ["pool-a", "pool-b"]
+    assert not a.isUsable(muxes[0]) and not b.isUsable(muxes[0]) and not b.ready
+    assert ops.enable("mux-1") == ["pool-a", "pool-b"]
+    assert a.isUsable(muxes[0]) and b.ready
+    with pytest.raises(UnknownMUX, match="no MUX named 'ghost' .*mux-1, mux-2, pool-a, pool-b"):
+        ops.disable("ghost")
+
+
+def test_drain_answers_when_nothing_is_in_flight():
+    ops, clock, links, muxes, (a, b) = switch()
+    a.request(request(1), 30)  # round-robin: mux-1
+    assert muxes[0].pendingCount() == 1
+    drained = []
+    ops.drain("mux-1", 10).addBoth(drained.append)
+    status = ops.status()
+    assert [m["state"] for m in status["pools"][0]["members"]] == ["draining", "up"]
+    assert drained == []
+    links[0].deliver(answer(links[0].sent[0]))
+    assert drained == [["pool-a", "pool-b"]]
+    assert [m["state"] for m in ops.status()["pools"][0]["members"]] == ["disabled", "up"]
+
+
+def test_drain_gives_up_after_its_timeout():
+    ops, clock, links, muxes, (a, b) = switch()
+    a.request(request(1), 60)
+    drained = []
+    ops.drain("mux-1", 10).addBoth(drained.append)
+    clock.advance(10)
+    assert drained[0].check(DrainTimeout) and "1 requests still in flight" in str(drained[0].value)
+
+
+def test_status_of_every_bean_has_no_card_data():
+    ops, clock, links, muxes, (a, b) = switch()
+    a.request(request(1), 30)
+    links[0].deliver(answer(links[0].sent[0]))
+    status = ops.status()
+    assert [m["name"] for m in status["muxes"]] == ["mux-1", "mux-2"]
+    mux = status["muxes"][0]
+    assert mux["pools"] == ["pool-a", "pool-b"] and mux["enabled"] and not mux["draining"]
+    assert mux["counters"]["rx"] == 1 and mux["latency"]["count"] == 1
+    assert status["pools"][0]["strategy"] == "round-robin"
+    assert "4761739001010119" not in repr(status)
+
+
+def test_metrics_are_prometheus_text_and_count_what_happened():
+    ops, clock, links, muxes, (a, b) = switch()
+    for i in range(4):
+        a.request(request(i), 30)
+    clock.advance(0.02)
+    for link in links:
+        for message in link.sent:
+            link.deliver(answer(message))
+    families = {f.name: f for f in text_string_to_metric_families(metricsText(ops).decode())}
+    requests = {tuple(sorted(s.labels.items())): s.value
+                for s in families["muxpool_pool_requests"].samples}
+    assert requests[(("member", "mux-1"), ("pool", "pool-a"))] == 2
+    histogram = {(s.name, s.labels.get("le")): s.value
+                 for s in families["muxpool_mux_request_duration_seconds"].samples
+                 if s.labels["mux"] == "mux-1"}
+    assert histogram[("muxpool_mux_request_duration_seconds_count", None)] == 2
+    assert histogram[("muxpool_mux_request_duration_seconds_bucket", "0.01")] == 0
+    assert histogram[("muxpool_mux_request_duration_seconds_bucket", "0.025")] == 2
+    assert families["muxpool_mux_requests"].type == "counter"
+
+
+@pytest.mark.parametrize("endpoint,token,ok", [
+    ("tcp:8080:interface=127.0.0.1", None, True),
+    ("tcp6:8080:interface=\\:\\:1", None, True),
+    ("unix:/run/muxpool/admin.sock", None, True),
+    ("tcp:8080", None, False),
+    ("tcp:8080:interface=0.0.0.0", None, False),
+    ("tcp:8080:interface=10.0.0.5", None, False),
+    ("tcp:8080", "a-token", True),
+])
+def test_without_a_token_the_admin_api_stays_on_this_machine(endpoint, token, ok):
+    if ok:
+        checkEndpoint(endpoint, token)
+    else:
+        with pytest.raises(AdminConfigError, match="token"):
+            checkEndpoint(endpoint, token)
