@@ -16,8 +16,9 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
 from muxpool.channel import ChannelSpec
 from muxpool.listeners import Responder
+from muxpool.loadgen import runLoad
+from muxpool.testing import portOf, startIssuer, startLink
 from tests.deployfiles import adaptor, freePort, front, issuer, qmux
-from tests.netutil import portOf, runLoad, startClient, startServer
 from tests.twistdproc import Twistd, tool
 
 ASCII = ChannelSpec.fromConfig("ASCIIChannel", "ISO87A")
@@ -51,10 +52,10 @@ def raw(port):
 
 @pytest_twisted.inlineCallbacks
 def test_hostile_clients_are_closed_and_do_not_starve_a_good_one():
-    server = yield startServer(reactor(), [Responder()], spec=ASCII, maxSessions=30,
+    server = yield startIssuer(reactor(), [Responder()], spec=ASCII, maxSessions=30,
                                idleTimeout=1.5, frameTimeout=0.5)
     port = portOf(server)
-    good, mux = startClient(reactor(), port, name="good", spec=ASCII)
+    good, mux = startLink(reactor(), port, name="good", spec=ASCII)
     try:
         yield good.ready.whenState(True)
         silent = yield raw(port)

@@ -8,7 +8,6 @@ import ipaddress
 
 import pytest_twisted
 
-from tests.netutil import runLoad, whenState
 
 
 def selfSigned(directory):
@@ -52,23 +51,24 @@ def test_requests_over_tls(tmp_path):
 
     from muxpool.adaptor import ChannelAdaptor
     from muxpool.listeners import Responder
+    from muxpool.loadgen import runLoad
     from muxpool.mux import QMUX
     from muxpool.server import QServer
-    from tests.netutil import spec
+    from muxpool.testing import defaultSpec
 
     keyPath, certPath, roots = selfSigned(tmp_path)
-    server = QServer("tls-server", spec(),
+    server = QServer("tls-server", defaultSpec(),
                      f"ssl:0:interface=127.0.0.1:privateKey={keyPath}:certKey={certPath}",
                      reactor, listeners=[Responder()])
     server.startService()
     port = (yield server.whenListening()).getHost().port
-    adaptor = ChannelAdaptor("tls-link", spec(), f"tls:127.0.0.1:{port}:trustRoots={roots}",
+    adaptor = ChannelAdaptor("tls-link", defaultSpec(), f"tls:127.0.0.1:{port}:trustRoots={roots}",
                              reactor, reconnectDelay=0.1)
     mux = QMUX("tls-mux", adaptor, reactor)
     adaptor.startService()
     mux.startService()
     try:
-        yield whenState(adaptor.ready, True)
+        yield adaptor.ready.whenState(True)
         outcomes = yield runLoad(mux, 500, 20)
         assert all(isinstance(o, dict) and o["39"] == "00" for o in outcomes)
         assert adaptor.protocol.transport.getPeerCertificate() is not None
