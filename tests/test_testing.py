@@ -3,6 +3,7 @@ The public testing kit, muxpool.testing: the in-memory link and issuer, the
 pool harness, the loopback helpers, and the README examples that use them.
 """
 
+import re
 import subprocess
 import sys
 
@@ -29,6 +30,7 @@ from muxpool.testing import (
     startIssuer,
     startLink,
 )
+from tests.conftest import ROOT
 
 REQUEST = {"t": "0200", "3": "000000", "4": "000000001000", "11": "000001", "41": "TERM0001"}
 
@@ -272,3 +274,17 @@ def test_production_code_never_loads_the_kit():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
+
+def readmeExamples():
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Testing your own strategy or listener", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_the_readme_examples_run(index):
+    namespace = {}
+    exec(compile(readmeExamples()[index], f"README.md example {index + 1}", "exec"), namespace)
+    tests = [f for name, f in namespace.items() if name.startswith("test_")]
+    assert len(tests) == 1
+    tests[0]()
