@@ -11,10 +11,6 @@ framing (the bytes a channel writes), "unframe" is feeding those bytes to a
 channel protocol (framing, unpack, header, delivery to its owner).
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
 
 import argparse
 import timeit
@@ -105,7 +101,7 @@ def main():
         genericFrame = framingRows(GenericPath(packager), channel, header, message, n)
         where = f"{channel}{' + header' if header else ''}"
         rows.append((f"frame (pack + {where})", compiledFrame[0], genericFrame[0], None))
-        rows.append((f"unframe (feed + unpack)", compiledFrame[1], genericFrame[1], None))
+        rows.append(("unframe (feed + unpack)", compiledFrame[1], genericFrame[1], None))
         for label, *figures in rows:
             cells = " ".join(f"{f:9.1f}" if f is not None else f"{'-':>9}" for f in figures)
             print(f"{name:8} {label:34} {cells}")

@@ -5,19 +5,15 @@ QServer + Responder on 127.0.0.1, at 1, 16 and 64 in flight, in one run.
     python benchmarks/link.py [--requests 5000] [--channel NACChannel]
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
-
 import argparse
 import time
 
 from twisted.internet import defer, task
 
+from muxpool.channel import ChannelSpec
 from muxpool.loadgen import runLoad
 from muxpool.metrics import percentile
-from tests.netutil import portOf, spec, startClient, startServer, whenState
+from muxpool.testing import portOf, startIssuer, startLink
 
 
 @defer.inlineCallbacks
@@ -32,18 +28,18 @@ def measure(reactor, mux, total, inFlight):
 
 @defer.inlineCallbacks
 def main(reactor, args):
-    channelSpec = spec(args.channel, args.packager)
-    server = yield startServer(reactor, spec=channelSpec)
-    adaptor, mux = startClient(reactor, portOf(server), spec=channelSpec)
-    yield whenState(adaptor.ready, True)
+    channelSpec = ChannelSpec.fromConfig(args.channel, args.packager)
+    server = yield startIssuer(reactor, spec=channelSpec)
+    link = startLink(reactor, portOf(server), spec=channelSpec)
+    yield link.whenReady()
     print(f"{args.channel} + {args.packager}, {args.requests} requests per row, 127.0.0.1")
     print(f"{'in flight':>9} {'answered':>9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
     try:
         for inFlight in (1, 16, 64):
-            ok, rps, p50, p99 = yield measure(reactor, mux, args.requests, inFlight)
+            ok, rps, p50, p99 = yield measure(reactor, link.mux, args.requests, inFlight)
             print(f"{inFlight:>9} {ok:>9} {rps:>9.0f} {p50:>8.2f} {p99:>8.2f}")
     finally:
-        yield adaptor.stopService()
+        yield link.stop()
         yield server.stopService()
 
 

@@ -8,21 +8,17 @@ All traffic goes to QServer + Responder backends on 127.0.0.1.
     python benchmarks/pool.py [--requests 5000] [--in-flight 64]
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root
-
 import argparse
 import time
 import timeit
 
 from twisted.internet import defer, task
 
+from muxpool.loadgen import runLoad
+from muxpool.mux import QMUX
 from muxpool.pool import MUXPool
 from muxpool.strategies import strategyByName
-from muxpool.loadgen import runLoad
-from tests.netutil import portOf, startClient, startServer, whenState
+from muxpool.testing import MemoryLink, PoolHarness, answer, portOf, startIssuer, startLink
 
 
 @defer.inlineCallbacks
@@ -42,23 +38,14 @@ def rate(mux, total, inFlight):
 
 @defer.inlineCallbacks
 def members(reactor, port, n, prefix):
-    made = [startClient(reactor, port, name=f"{prefix}{i}") for i in range(n)]
+    made = [startLink(reactor, port, name=f"{prefix}{i}") for i in range(n)]
     for adaptor, _ in made:
-        yield whenState(adaptor.ready, True)
+        yield adaptor.ready.whenState(True)
     return made
 
 
 def selectionCost(n):
-    from twisted.internet.task import Clock
-    from muxpool.mux import QMUX
-    from tests.helpers import FakeLink
-
-    clock = Clock()
-    muxes = [QMUX(f"m{i}", FakeLink(f"l{i}"), clock) for i in range(n)]
-    for mux in muxes:
-        mux.startService()
-    pool = MUXPool("p", muxes, clock, strategyByName("round-robin"))
-    pool.startService()
+    pool = PoolHarness(n, "round-robin").pool
     msg = {"t": "0200"}
     number = 100000
     return min(timeit.repeat(lambda: pool.select(msg), number=number, repeat=3)) / number * 1e6
@@ -69,12 +56,8 @@ def drainCost(n, waiters):
     Seconds to answer C{n} pending requests while C{waiters} wait for the
     QMUX to drain (issue 8 #8: this was quadratic).
     """
-    from twisted.internet.task import Clock
-    from muxpool.mux import QMUX
-    from tests.helpers import FakeLink, answer
-
-    clock = Clock()
-    link = FakeLink("l")
+    clock = task.Clock()
+    link = MemoryLink("l")
     mux = QMUX("m", link, clock)
     mux.startService()
     for i in range(n):
@@ -92,10 +75,10 @@ def drainCost(n, waiters):
 def failover(reactor, inFlight):
     servers = []
     for _ in range(2):
-        servers.append((yield startServer(reactor, gracePeriod=0)))
-    made = [startClient(reactor, portOf(s), name=f"fo{i}") for i, s in enumerate(servers)]
+        servers.append((yield startIssuer(reactor, gracePeriod=0)))
+    made = [startLink(reactor, portOf(s), name=f"fo{i}") for i, s in enumerate(servers)]
     for adaptor, _ in made:
-        yield whenState(adaptor.ready, True)
+        yield adaptor.ready.whenState(True)
     pool = MUXPool("fo", [m for _, m in made], reactor, strategyByName("primary-secondary"))
     pool.startService()
     marks = {}
@@ -121,7 +104,7 @@ def failover(reactor, inFlight):
 
 @defer.inlineCallbacks
 def main(reactor, args):
-    server = yield startServer(reactor)
+    server = yield startIssuer(reactor)
     port = portOf(server)
     print(f"{args.requests} requests per row, {args.in_flight} in flight, 127.0.0.1")
     print(f"{'target':>18} {'answered':>9} {'req/s':>9}")

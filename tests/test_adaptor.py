@@ -12,7 +12,8 @@ from zope.interface.verify import verifyObject
 from muxpool.adaptor import ChannelAdaptor
 from muxpool.channel import ChannelSpec
 from muxpool.interfaces import IChannelOwner, ILink, ISource
-from tests.helpers import connectedProtocol, runUntil
+from muxpool.testing import runUntil
+from tests.helpers import connectedProtocol
 
 SPEC = ChannelSpec.fromConfig("NACChannel", "ISO87A")
 

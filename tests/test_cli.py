@@ -10,10 +10,11 @@ import pytest
 import pytest_twisted
 from twisted.internet import utils
 
+from muxpool.channel import ChannelSpec
 from muxpool.cli import parser
 from muxpool.listeners import Responder
+from muxpool.testing import portOf, startIssuer
 from tests.deployfiles import freePort
-from tests.netutil import portOf, spec, startServer
 from tests.twistdproc import MUXPOOL, environment, tool
 
 
@@ -70,7 +71,7 @@ def test_a_field_the_packager_lacks_is_not_sent_cleanly():
     """
     Issue 8 #23: `send -f 999=1` printed tracebacks after "not sent".
     """
-    server = yield startServer(reactor(), spec=spec("ASCIIChannel"))
+    server = yield startIssuer(reactor(), spec=ChannelSpec.fromConfig("ASCIIChannel", "ISO87A"))
     try:
         out, err, code = yield run("send", "--endpoint", f"tcp:127.0.0.1:{portOf(server)}",
                                    "-f", "999=1")
@@ -87,7 +88,7 @@ def test_load_counts_a_switch_decline_as_a_failure():
     """
     Issue 8 #23: `load` counted 39=68 answers as answered, and exited 0.
     """
-    server = yield startServer(reactor(), [Responder(resultCode="68")], spec=spec("ASCIIChannel"))
+    server = yield startIssuer(reactor(), [Responder(resultCode="68")], spec=ChannelSpec.fromConfig("ASCIIChannel", "ISO87A"))
     try:
         out, err, code = yield run("load", "--endpoint", f"tcp:127.0.0.1:{portOf(server)}",
                                    "-n", "20", "-c", "4", "--json", "--quiet")

@@ -17,10 +17,9 @@ from muxpool.packagers import (
     PackError,
     SpecPackager,
     UnpackError,
-    getPackager,
 )
 from muxpool.packagers.compiled import compileCodec
-from tests.conftest import interopLines, interopPath
+from tests.conftest import interopLines
 from tests.strategies import frames, messages, nearMessages
 from tests.test_packagers import VECTOR_SETS, packagerFor, vectorMessage
 

@@ -13,11 +13,12 @@ from twisted.internet.task import Clock
 from muxpool.channel import ChannelSpec
 from muxpool.deploy import DeployService
 from muxpool.errors import NoMUXAvailable
+from muxpool.loadgen import runLoad, sampleRequest
 from muxpool.registry import Registry
+from muxpool.testing import runUntil, startLink
 from tests.deployfiles import adaptor, freePort, front, issuer, member, pool, qmux
-from tests.helpers import runUntil
+from tests.helpers import whenInFlight
 from tests.logcapture import capturedText
-from tests.netutil import message, runLoad, startClient, whenInFlight, whenState
 
 
 def reactor():
@@ -38,7 +39,7 @@ def deployed(directory, names=("core-mux-1", "core-mux-2")):
     service = DeployService(str(directory), reactor(), registry, scanInterval=0, drainTimeout=5)
     service.startService()
     for name in names:
-        yield whenState(registry.getMUX(name).ready, True)
+        yield registry.getMUX(name).ready.whenState(True)
     return service, registry
 
 
@@ -59,9 +60,9 @@ def test_wiring_by_name_in_any_file_order(tmp_path):
     member(tmp_path, 1)
     member(tmp_path, 2)
     service, registry = yield deployed(tmp_path)
-    adaptor, mux = startClient(reactor(), frontPort, spec=ASCII)
+    adaptor, mux = startLink(reactor(), frontPort, spec=ASCII)
     try:
-        yield whenState(adaptor.ready, True)
+        yield adaptor.ready.whenState(True)
         outcomes = yield runLoad(mux, 200, 10)
         assert split(outcomes) == {"issuer-1": 100, "issuer-2": 100}
         assert service.failed == {}
@@ -116,7 +117,7 @@ def test_pool_whose_members_all_leave_stays_and_resumes(tmp_path):
         for path, text in saved.items():
             path.write_text(text)
         service.scan()
-        yield whenState(core.ready, True)
+        yield core.ready.whenState(True)
         response = yield core.request({"t": "0200", "11": "000002", "41": "T1"}, 5)
         assert response["44"] == "issuer-1"
     finally:
@@ -170,7 +171,7 @@ def test_a_file_that_breaks_anything_is_named_and_scanning_goes_on(tmp_path, mon
     with capturedText() as lines:
         service.startService()
     try:
-        yield whenState(registry.getMUX("core-mux-1").ready, True)
+        yield registry.getMUX("core-mux-1").ready.whenState(True)
         problem = service.failed[str(deploy / "40_pool.xml")]
         assert "40_pool.xml:2: <strategy-handler>" in problem
         assert "SyntaxError at " in problem and "broken_strategy_mod.py:1" in problem
@@ -189,7 +190,7 @@ def test_a_file_that_breaks_anything_is_named_and_scanning_goes_on(tmp_path, mon
                     return pool.members[0]
         """))
         core = yield registry.whenRegistered("core-mux")
-        yield whenState(core.ready, True)
+        yield core.ready.whenState(True)
         response = yield core.request(
             {"t": "0200", "11": "000001", "41": "T1"}, 5)
         assert response["44"] == "issuer-1" and service.failed == {}
@@ -237,7 +238,7 @@ def test_redeploys_leave_nothing_behind(tmp_path):
             (tmp_path / "31_core-mux-1.xml").write_text(qmux("core-mux-1", "q1", f"<!-- {i} -->"))
             (tmp_path / "40_pool.xml").write_text(pool("core-mux", ["core-mux-1"]) + f"<!-- {i} -->")
             service.scan()
-            yield whenState(registry.getMUX("core-mux").ready, True)
+            yield registry.getMUX("core-mux").ready.whenState(True)
             response = yield registry.getMUX("core-mux").request(
                 {"t": "0200", "11": "%06d" % i, "41": "T1"}, 5)
             assert response["39"] == "00"
@@ -304,7 +305,7 @@ def test_hot_deploy_under_load_loses_nothing(tmp_path):
             service.scan()
 
     try:
-        yield whenState(core.ready, True)
+        yield core.ready.whenState(True)
         outcomes = yield runLoad(core, 2500, 20, timeout=10, onEach=onEach)
         assert all(isinstance(o, dict) and o["39"] == "00" for o in outcomes), [
             o for o in outcomes if not isinstance(o, dict)][:3]
@@ -331,10 +332,10 @@ def test_shutdown_drains_in_flight_requests(tmp_path):
     (tmp_path / "30_core-mux-1.xml").write_text(qmux("core-mux-1", "q1"))
     (tmp_path / "40_front.xml").write_text(front("front", frontPort, "core-mux-1"))
     service, registry = yield deployed(tmp_path, ["core-mux-1"])
-    client, mux = startClient(reactor(), frontPort, spec=ASCII)
+    client, mux = startLink(reactor(), frontPort, spec=ASCII)
     try:
-        yield whenState(client.ready, True)
-        pending = [mux.request(message(i), 10) for i in range(10)]
+        yield client.ready.whenState(True)
+        pending = [mux.request(sampleRequest(i), 10) for i in range(10)]
         yield whenInFlight(registry.get("issuer-1"), 10)
         yield service.stopService()
         results = yield defer.gatherResults(pending)

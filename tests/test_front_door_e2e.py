@@ -19,11 +19,12 @@ import pytest_twisted
 from twisted.internet import defer
 
 from muxpool.channel import ChannelSpec
+from muxpool.loadgen import runLoad
 from muxpool.pool import MUXPool
 from muxpool.strategies import strategyByName
+from muxpool.testing import startLink
 from tests.conftest import ROOT
 from tests.deployfiles import adaptor, freePort, front, issuer, pool, qmux
-from tests.netutil import runLoad, startClient
 from tests.twistdproc import Twistd
 
 ASCII = ChannelSpec.fromConfig("ASCIIChannel", "ISO87A")
@@ -84,7 +85,7 @@ def underLoad(port, total, actions, connections=4, inFlight=16, until=None, star
     C{actions[i]} runs when request i has its outcome.  Once C{until()} is
     false no more are sent (the switch is gone).
     """
-    links = [startClient(reactor(), port, name=f"acquirer-{i}", spec=ASCII,
+    links = [startLink(reactor(), port, name=f"acquirer-{i}", spec=ASCII,
                          reconnectDelay=0.2, maxReconnectDelay=0.5) for i in range(connections)]
     acquirer = MUXPool("acquirer", [mux for _, mux in links], reactor(),
                        strategyByName("round-robin"))

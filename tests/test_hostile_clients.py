@@ -16,8 +16,9 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
 from muxpool.channel import ChannelSpec
 from muxpool.listeners import Responder
+from muxpool.loadgen import runLoad
+from muxpool.testing import portOf, startIssuer, startLink
 from tests.deployfiles import adaptor, freePort, front, issuer, qmux
-from tests.netutil import portOf, runLoad, startClient, startServer
 from tests.twistdproc import Twistd, tool
 
 ASCII = ChannelSpec.fromConfig("ASCIIChannel", "ISO87A")
@@ -51,10 +52,10 @@ def raw(port):
 
 @pytest_twisted.inlineCallbacks
 def test_hostile_clients_are_closed_and_do_not_starve_a_good_one():
-    server = yield startServer(reactor(), [Responder()], spec=ASCII, maxSessions=30,
+    server = yield startIssuer(reactor(), [Responder()], spec=ASCII, maxSessions=30,
                                idleTimeout=1.5, frameTimeout=0.5)
     port = portOf(server)
-    good, mux = startClient(reactor(), port, name="good", spec=ASCII)
+    good, mux = startLink(reactor(), port, name="good", spec=ASCII)
     try:
         yield good.ready.whenState(True)
         silent = yield raw(port)
@@ -67,14 +68,15 @@ def test_hostile_clients_are_closed_and_do_not_starve_a_good_one():
         garbage.transport.write(b"\xff\xfe garbage, not a length")
         idle = yield defer.gatherResults([raw(port) for _ in range(40)])  # past maxSessions
         outcomes = yield runLoad(mux, 3000, 8, timeout=5)
-        assert all(isinstance(o, dict) and o["39"] == "00" for o in outcomes)
+        failed = [o for o in outcomes if not (isinstance(o, dict) and o["39"] == "00")]
+        assert failed == [], failed[:3]
         assert (yield garbage.closed) < 0.5
         assert 0.5 <= (yield silent.closed) < 2.0
         assert 0.5 <= (yield slow.closed) < 2.0
         lifetimes = yield defer.gatherResults([c.closed for c in idle])
         refused = [t for t in lifetimes if t < 0.5]
         assert len(refused) >= 40 - 26  # beyond maxSessions: closed at once
-        assert all(1.5 <= t < 3.5 for t in lifetimes if t >= 0.5)  # the idle timeout
+        assert all(1.4 <= t < 3.5 for t in lifetimes if t >= 0.5), lifetimes  # idle timeout 1.5 s
         assert server.counters["refused"] >= len(refused)
         response = yield mux.request({"t": "0200", "11": "999999", "41": "TERM0001"}, 5)
         assert response["39"] == "00" and good.ready  # never closed: it is not idle

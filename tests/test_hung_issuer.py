@@ -11,11 +11,11 @@ import pytest_twisted
 
 from muxpool.adaptor import ChannelAdaptor
 from muxpool.channel import ChannelSpec
+from muxpool.loadgen import runLoad
 from muxpool.mux import QMUX
 from muxpool.pool import MUXPool
 from muxpool.strategies import strategyByName
 from tests.deployfiles import freePort, issuer
-from tests.netutil import runLoad
 from tests.twistdproc import Twistd
 
 ISO87B = ChannelSpec.fromConfig("NACChannel", "ISO87B")

@@ -10,9 +10,12 @@ import pytest_twisted
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
+from muxpool.channel import ChannelSpec
 from muxpool.errors import LinkLost, LinkNotReady
 from muxpool.listeners import Responder
-from tests.netutil import spec, whenInFlight, message, portOf, runLoad, startClient, startServer, whenState
+from muxpool.loadgen import runLoad, sampleRequest
+from muxpool.testing import portOf, startIssuer, startLink
+from tests.helpers import whenInFlight
 
 
 def reactor():
@@ -24,10 +27,10 @@ def reactor():
 @pytest_twisted.inlineCallbacks
 def test_twenty_thousand_requests_two_hundred_in_flight():
     r = reactor()
-    server = yield startServer(r)
-    adaptor, mux = startClient(r, portOf(server))
+    server = yield startIssuer(r)
+    adaptor, mux = startLink(r, portOf(server))
     try:
-        yield whenState(adaptor.ready, True)
+        yield adaptor.ready.whenState(True)
         outcomes = yield runLoad(mux, 20000, 200)
         assert all(isinstance(o, dict) and o["39"] == "00" for o in outcomes)
         assert [o["11"] for o in outcomes[:3]] == ["000000", "000001", "000002"]
@@ -50,11 +53,11 @@ def test_server_killed_mid_stream_then_back():
     adaptor reconnects when it returns and traffic resumes.
     """
     r = reactor()
-    server = yield startServer(r, listeners=[Responder(delay=0.002, clock=r)])
+    server = yield startIssuer(r, listeners=[Responder(delay=0.002, clock=r)])
     port = portOf(server)
-    adaptor, mux = startClient(r, port)
+    adaptor, mux = startLink(r, port)
     try:
-        yield whenState(adaptor.ready, True)
+        yield adaptor.ready.whenState(True)
         killed = []
 
         def onEach(i, result):
@@ -73,9 +76,9 @@ def test_server_killed_mid_stream_then_back():
         assert mux.pendingCount() == 0
         assert not adaptor.ready
 
-        server2 = yield startServer(r, port=port)
+        server2 = yield startIssuer(r, port=port)
         try:
-            yield whenState(adaptor.ready, True)
+            yield adaptor.ready.whenState(True)
             outcomes = yield runLoad(mux, 200, 20, start=5000)
             assert all(isinstance(o, dict) for o in outcomes)
             assert adaptor.counters["connects"] >= 2
@@ -98,14 +101,14 @@ class SilentOnEcho:
 @pytest_twisted.inlineCallbacks
 def test_dead_peer_detected_by_echo():
     r = reactor()
-    server = yield startServer(r, listeners=[SilentOnEcho(), Responder()])
-    adaptor, mux = startClient(
+    server = yield startIssuer(r, listeners=[SilentOnEcho(), Responder()])
+    adaptor, mux = startLink(
         r, portOf(server), echoInterval=0.2, echoTimeout=0.3,
         reconnectDelay=5, maxReconnectDelay=5,
     )
     try:
-        yield whenState(adaptor.ready, True)
-        yield whenState(adaptor.ready, False)
+        yield adaptor.ready.whenState(True)
+        yield adaptor.ready.whenState(False)
         assert adaptor.counters["echo_failures"] == 1
     finally:
         yield adaptor.stopService()
@@ -115,12 +118,12 @@ def test_dead_peer_detected_by_echo():
 @pytest_twisted.inlineCallbacks
 def test_sign_on_before_ready():
     r = reactor()
-    server = yield startServer(r)
-    adaptor, mux = startClient(r, portOf(server), signOn=True, echoTimeout=2)
+    server = yield startIssuer(r)
+    adaptor, mux = startLink(r, portOf(server), signOn=True, echoTimeout=2)
     try:
-        yield whenState(adaptor.ready, True)
+        yield adaptor.ready.whenState(True)
         assert server.counters["rx"] == 1  # the sign-on
-        response = yield mux.request(message(1), 5)
+        response = yield mux.request(sampleRequest(1), 5)
         assert response["39"] == "00"
     finally:
         yield adaptor.stopService()
@@ -130,11 +133,11 @@ def test_sign_on_before_ready():
 @pytest_twisted.inlineCallbacks
 def test_garbage_client_disconnected_other_client_unharmed():
     r = reactor()
-    ascii = spec("ASCIIChannel")
-    server = yield startServer(r, spec=ascii)
-    adaptor, mux = startClient(r, portOf(server), spec=ascii)
+    ascii = ChannelSpec.fromConfig("ASCIIChannel", "ISO87A")
+    server = yield startIssuer(r, spec=ascii)
+    adaptor, mux = startLink(r, portOf(server), spec=ascii)
     try:
-        yield whenState(adaptor.ready, True)
+        yield adaptor.ready.whenState(True)
         sock = socket.create_connection(("127.0.0.1", portOf(server)))
         try:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 10)
@@ -159,10 +162,10 @@ def r_recv(sock):
 @pytest_twisted.inlineCallbacks
 def test_max_sessions_refuses_extra():
     r = reactor()
-    server = yield startServer(r, maxSessions=1)
-    first, mux1 = startClient(r, portOf(server), name="first")
+    server = yield startIssuer(r, maxSessions=1)
+    first, mux1 = startLink(r, portOf(server), name="first")
     try:
-        yield whenState(first.ready, True)
+        yield first.ready.whenState(True)
         sock = socket.create_connection(("127.0.0.1", portOf(server)))
         try:
             sock.settimeout(5)
@@ -171,7 +174,7 @@ def test_max_sessions_refuses_extra():
             sock.close()
         assert server.counters["refused"] == 1
         assert len(server.sessions) == 1
-        response = yield mux1.request(message(1), 5)
+        response = yield mux1.request(sampleRequest(1), 5)
         assert response["39"] == "00"
     finally:
         yield first.stopService()
@@ -187,7 +190,7 @@ def test_max_sessions_refuses_extra():
 @pytest_twisted.inlineCallbacks
 def test_allow_deny(allow, deny, refused):
     r = reactor()
-    server = yield startServer(r, allow=allow, deny=deny)
+    server = yield startIssuer(r, allow=allow, deny=deny)
     try:
         sock = socket.create_connection(("127.0.0.1", portOf(server)))
         try:
@@ -196,7 +199,7 @@ def test_allow_deny(allow, deny, refused):
                 assert (yield r_recv(sock)) == b""
                 assert server.counters["refused"] == 1
             else:
-                sock.sendall(server.spec.encode(message(1)))
+                sock.sendall(server.spec.encode(sampleRequest(1)))
                 data = yield r_recv(sock)
                 assert data and server.counters["refused"] == 0
         finally:
@@ -211,14 +214,14 @@ def test_server_stop_lets_in_flight_finish():
     from muxpool.interfaces import IChannelOwner, ILink, ISource
 
     r = reactor()
-    server = yield startServer(r, listeners=[Responder(delay=0.3, clock=r)], gracePeriod=5)
-    adaptor, mux = startClient(r, portOf(server), reconnectDelay=5, maxReconnectDelay=5)
+    server = yield startIssuer(r, listeners=[Responder(delay=0.3, clock=r)], gracePeriod=5)
+    adaptor, mux = startLink(r, portOf(server), reconnectDelay=5, maxReconnectDelay=5)
     try:
-        yield whenState(adaptor.ready, True)
+        yield adaptor.ready.whenState(True)
         [session] = server.sessions.values()
         assert verifyObject(ILink, session) and verifyObject(ISource, session)
         assert verifyObject(IChannelOwner, server)
-        pending = [mux.request(message(i), 5) for i in range(5)]
+        pending = [mux.request(sampleRequest(i), 5) for i in range(5)]
         yield whenInFlight(server, 5)
         yield server.stopService()
         results = yield defer.gatherResults(pending)
@@ -236,11 +239,11 @@ async def test_usable_from_async_def():
     from muxpool import MissingKey
 
     r = reactor()
-    server = await startServer(r)
-    adaptor, mux = startClient(r, portOf(server))
+    server = await startIssuer(r)
+    adaptor, mux = startLink(r, portOf(server))
     try:
-        await whenState(adaptor.ready, True)
-        response = await mux.request(message(7), 5)
+        await adaptor.ready.whenState(True)
+        response = await mux.request(sampleRequest(7), 5)
         assert response["39"] == "00" and response["11"] == "000007"
         with pytest.raises(MissingKey):
             await mux.request({"t": "0200", "3": "000000"}, 5)

@@ -13,7 +13,7 @@ from muxpool.interfaces import IMUX, IRequestListener
 from muxpool.listeners import Forward, ListenerFailed, Responder, offer
 from muxpool.readiness import Readiness
 from muxpool.registry import Registry
-from tests.helpers import FakeLink
+from muxpool.testing import MemoryLink
 from tests.logcapture import capturedText
 
 REQUEST = {"t": "0200", "h": "6000120034", "2": "4761739001010119", "3": "000000",
@@ -49,7 +49,7 @@ def test_interfaces():
 
 
 def test_responder_answers_with_key_amount_and_header():
-    source = FakeLink()
+    source = MemoryLink()
     Responder(fixed={"38": "ABC123"}).process(source, REQUEST)
     [answer] = source.sent
     assert answer["t"] == "0210" and answer["39"] == "00" and answer["38"] == "ABC123"
@@ -59,7 +59,7 @@ def test_responder_answers_with_key_amount_and_header():
 
 def test_responder_delay_and_properties():
     clock = Clock()
-    source = FakeLink()
+    source = MemoryLink()
     responder = Responder.fromProperties({"result-code": "05", "delay": "250", "field.44": "B"}, clock)
     responder.process(source, REQUEST)
     assert source.sent == []
@@ -69,7 +69,7 @@ def test_responder_delay_and_properties():
 
 def test_forward_answers_with_response_and_original_header():
     mux = ScriptedMUX(succeed({"t": "0210", "11": "000042", "41": "TERM0001", "39": "00", "h": "FFFF"}))
-    source = FakeLink()
+    source = MemoryLink()
     Forward(mux, timeout=7).process(source, REQUEST)
     sent, timeout = mux.requests[0]
     assert "h" not in sent and "p" not in sent and timeout == 7
@@ -77,13 +77,13 @@ def test_forward_answers_with_response_and_original_header():
 
 
 def test_forward_not_sent_answers_91():
-    source = FakeLink()
+    source = MemoryLink()
     Forward(ScriptedMUX(fail(NoMUXAvailable("none"))), 1).process(source, REQUEST)
     assert source.sent[0]["t"] == "0210" and source.sent[0]["39"] == "91"
 
 
 def test_forward_outcome_unknown_answers_68_and_logs_masked():
-    source = FakeLink()
+    source = MemoryLink()
     with capturedText() as lines:
         Forward(ScriptedMUX(fail(LinkLost("gone"))), 1).process(source, REQUEST)
     assert source.sent[0]["39"] == "68"
@@ -94,7 +94,7 @@ def test_forward_outcome_unknown_answers_68_and_logs_masked():
 def test_forward_configured_unknown_code_and_registry_lookup():
     registry = Registry()
     registry.register("core", ScriptedMUX(fail(LinkLost("gone"))))
-    source = FakeLink()
+    source = MemoryLink()
     forward = Forward.fromProperties({"mux": "core", "timeout": "1500", "unknown-code": "06"},
                                      registry.getMUX)
     assert forward.timeout == 1.5
@@ -103,7 +103,7 @@ def test_forward_configured_unknown_code_and_registry_lookup():
 
 
 def test_forward_unknown_mux_answers_91():
-    source = FakeLink()
+    source = MemoryLink()
     Forward("nope", 1, Registry().getMUX).process(source, REQUEST)
     assert source.sent[0]["39"] == "91"
 
@@ -113,7 +113,7 @@ def test_many_in_flight_per_source():
     mux = ScriptedMUX(None)
     results = iter(pending)
     mux.request = lambda message, timeout: next(results)
-    source = FakeLink()
+    source = MemoryLink()
     forward = Forward(mux, 1)
     for stan in ("1", "2", "3"):
         forward.process(source, dict(REQUEST, **{"11": stan}))
@@ -129,7 +129,7 @@ def test_a_failing_listener_is_named_never_its_error_text():
 
     responder = Responder()
     with pytest.raises(ListenerFailed) as info:
-        offer([Boom(), responder], FakeLink(), REQUEST)
+        offer([Boom(), responder], MemoryLink(), REQUEST)
     text = str(info.value)
     assert "tests.test_listeners" in text and "Boom" in text and "test_listeners.py" in text
     assert "RuntimeError at test_listeners.py:" in text
@@ -141,7 +141,7 @@ def test_forward_answers_even_when_the_mux_raises():
         def request(self, message, timeout):
             raise RuntimeError("bug in a custom MUX")
 
-    source = FakeLink()
+    source = MemoryLink()
     with capturedText() as lines:
         Forward(Raising(None), 1).process(source, REQUEST)
     # it was asked to send: the issuer may have it, so it is answered as an
@@ -162,7 +162,7 @@ def test_a_forward_decline_carries_no_card_data():
     tracks, PIN block and ICC data included.
     """
     for result, code in ((fail(NoMUXAvailable("none")), "91"), (fail(LinkLost("gone")), "68")):
-        source = FakeLink()
+        source = MemoryLink()
         Forward(ScriptedMUX(result), 1).process(source, CARD_REQUEST)
         [answer] = source.sent
         assert answer["39"] == code and answer["t"] == "0210"
@@ -173,7 +173,7 @@ def test_a_forward_decline_carries_no_card_data():
 
 
 def test_decline_fields_are_configurable_but_hidden_ones_never_echo():
-    source = FakeLink()
+    source = MemoryLink()
     forward = Forward.fromProperties({"mux": "x", "decline-fields": "11 41 2 35 52"},
                                      Registry().getMUX)
     forward.process(source, CARD_REQUEST)
@@ -185,7 +185,7 @@ def test_a_persistent_fault_is_logged_at_a_bounded_rate():
     """
     Issue 8 #9: a Forward naming a missing MUX logged once per request.
     """
-    source = FakeLink()
+    source = MemoryLink()
     clock = Clock()
     forward = Forward("missing", 1, Registry().getMUX, clock=clock)
     with capturedText() as lines:

@@ -23,7 +23,8 @@ from muxpool.errors import (
 from muxpool.interfaces import IMUX, IRequestListener, ISource
 from muxpool.mux import KeyBuilder, QMUX
 from muxpool.messages import parseFieldList
-from tests.helpers import FakeLink, answer, started
+from muxpool.testing import MemoryIssuer, MemoryLink, answer
+from tests.helpers import started
 from tests.logcapture import capturedText
 
 
@@ -41,7 +42,7 @@ def outcome(d):
 
 def makeMux(**kwargs):
     clock = Clock()
-    link = FakeLink()
+    link = MemoryLink()
     mux = started(QMUX("test-mux", link, clock, **kwargs))
     return mux, link, clock
 
@@ -181,7 +182,7 @@ def test_encode_error_is_not_sent():
 def test_ignore_rc_keeps_waiting():
     mux, link, clock = makeMux(ignoreRC={"91"})
     results = outcome(mux.request(request(), 5))
-    link.deliver(answer(request(), **{"39": "91"}))
+    link.deliver(answer(request(), "91"))
     assert results == []
     link.deliver(answer(request()))
     assert results[0]["39"] == "00"
@@ -284,14 +285,13 @@ def test_a_packager_that_raises_is_not_sent_and_logs_no_data():
 
 # -- issue 8: the request path -------------------------------------------------
 
-class AnsweringLink(FakeLink):
+def answeringLink():
     """
     A link whose peer answers inside send(), before send() returns.
     """
-
-    def send(self, message):
-        FakeLink.send(self, message)
-        self.deliver(answer(message))
+    link = MemoryLink()
+    MemoryIssuer(link)
+    return link
 
 
 def test_a_synchronous_answer_is_matched():
@@ -300,7 +300,7 @@ def test_a_synchronous_answer_is_matched():
     answer given inside send() went to "unhandled".
     """
     clock = Clock()
-    mux = started(QMUX("m", AnsweringLink(), clock))
+    mux = started(QMUX("m", answeringLink(), clock))
     results = outcome(mux.request(request(), 5))
     assert results[0]["39"] == "00"
     assert mux.counters["rx"] == 1 and mux.counters["rx_unhandled"] == 0
@@ -385,7 +385,7 @@ def test_draining_keeps_counts_per_link():
 
     mux, link, clock = makeMux()
     mux._pending = Watched()
-    other = FakeLink("other")
+    other = MemoryLink("other")
     sent = [request("%06d" % i) for i in range(2000)]
     for message in sent:
         mux.request(message, 30)
@@ -429,7 +429,7 @@ def test_an_unhandled_handler_that_raises_is_contained():
 
     mux, link, clock = makeMux(unhandled=boom)
     with capturedText() as lines:
-        link.deliver(answer(request(), **{"2": "4761739001010119"}))
+        link.deliver(answer(request(), fields={"2": "4761739001010119"}))
     text = "\n".join(lines)
     assert "ValueError at test_mux.py" in text and "4761739001010119" not in text
 
@@ -437,7 +437,7 @@ def test_an_unhandled_handler_that_raises_is_contained():
 def test_ignored_response_codes_are_counted():
     mux, link, clock = makeMux(ignoreRC={"91"})
     mux.request(request(), 5)
-    link.deliver(answer(request(), **{"39": "91"}))
+    link.deliver(answer(request(), "91"))
     assert mux.counters["rx_ignored"] == 1 and mux.pendingCount() == 1
 
 
@@ -474,13 +474,13 @@ def test_a_stopped_qmux_is_not_ready_and_holds_nothing():
     assert outcome(mux.request(request("000003"), 5))[0].check(NotSent)
 
 
-class LosingLink(FakeLink):
+class LosingLink(MemoryLink):
     """
     A link whose connection is lost inside send(), which then raises.
     """
 
     def __init__(self, error):
-        FakeLink.__init__(self)
+        MemoryLink.__init__(self)
         self.error = error
 
     def send(self, message):
@@ -499,7 +499,7 @@ def test_a_link_lost_inside_send_gives_one_outcome(error):
 
 
 def test_a_synchronous_answer_is_counted_as_sent():
-    mux = started(QMUX("m", AnsweringLink(), Clock()))
+    mux = started(QMUX("m", answeringLink(), Clock()))
     outcome(mux.request(request(), 5))
     assert mux.counters["tx"] == 1 and mux.counters["rx"] == 1
 

@@ -15,7 +15,8 @@ from muxpool.pool import MUXPool
 from muxpool.prometheus import metricsText
 from muxpool.registry import Registry
 from muxpool.strategies import strategyByName
-from tests.helpers import FakeLink, answer, started
+from muxpool.testing import MemoryLink, answer
+from tests.helpers import started
 
 
 def request(stan):
@@ -25,7 +26,7 @@ def request(stan):
 def switch():
     clock = Clock()
     registry = Registry()
-    links = [FakeLink(f"link-{i}") for i in (1, 2)]
+    links = [MemoryLink(f"link-{i}") for i in (1, 2)]
     muxes = [started(QMUX(f"mux-{i}", link, clock)) for i, link in zip((1, 2), links)]
     pools = [started(MUXPool("pool-a", muxes, clock, strategyByName("round-robin"))),
              started(MUXPool("pool-b", [muxes[0]], clock))]

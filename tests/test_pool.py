@@ -33,7 +33,8 @@ from muxpool.strategies import (
     strategyByName,
     strategyByPath,
 )
-from tests.helpers import FakeLink, answer, started
+from muxpool.testing import MemoryLink, PoolHarness, answer, outcomeOf
+from tests.helpers import started
 from tests.logcapture import capturedText
 
 
@@ -50,7 +51,7 @@ class Member:
         self.script = []
         self.pending = 0
         if linkName:
-            self.link = FakeLink(linkName)
+            self.link = MemoryLink(linkName)
 
     def request(self, message, timeout):
         self.requests.append((message, timeout))
@@ -353,18 +354,13 @@ def test_nested_pools():
 
 
 def test_pool_of_qmuxes_fails_over_on_link_loss():
-    clock = Clock()
-    links = [FakeLink("a"), FakeLink("b")]
-    muxes = [started(QMUX(f"mux-{l.name}", l, clock)) for l in links]
-    pool = started(MUXPool("pool", muxes, clock, strategyByName("round-robin")))
-    req = {"t": "0200", "11": "000001", "41": "T1"}
-    first = outcome(pool.request(req, 5))
-    links[0].lose()
-    assert first[0].check(LinkLost)
-    second = outcome(pool.request(dict(req, **{"11": "000002"}), 5))
-    assert links[1].sent and links[1].sent[0]["11"] == "000002"
-    links[1].deliver(answer(links[1].sent[0]))
-    assert second[0]["39"] == "00"
+    harness = PoolHarness(2, "round-robin")
+    harness.issuers[0].when().never()
+    first = harness.request()
+    harness.down(0)
+    assert isinstance(outcomeOf(first), LinkLost)
+    assert outcomeOf(harness.request())["39"] == "00"
+    assert [len(issuer.requests) for issuer in harness.issuers] == [1, 1]
 
 
 def test_cancel_request_while_waiting():
@@ -457,7 +453,7 @@ def test_cancelling_a_pool_request_gives_the_members_outcome():
     Issue 8 #19: cancelling gives an outcome, never CancelledError.
     """
     clock = Clock()
-    link = FakeLink("a")
+    link = MemoryLink("a")
     mux = started(QMUX("mux-a", link, clock))
     pool = started(MUXPool("pool", [mux], clock))
     d = pool.request({"t": "0200", "11": "000001", "41": "T1"}, 5)
@@ -488,9 +484,9 @@ def test_check_enabled_is_cleared_by_a_reconnect():
 
 
 @implementer(IProbe)
-class ProbedLink(FakeLink):
+class ProbedLink(MemoryLink):
     def __init__(self, name):
-        FakeLink.__init__(self, name)
+        MemoryLink.__init__(self, name)
         self.probes = []
 
     def probe(self):
@@ -597,7 +593,7 @@ def test_a_suspended_member_is_probed_again_on_its_new_link():
     clock = Clock()
     old, new = ProbedLink("old"), ProbedLink("new")
     mux = started(QMUX("mux-a", old, clock))
-    other = started(QMUX("mux-b", FakeLink("b"), clock))
+    other = started(QMUX("mux-b", MemoryLink("b"), clock))
     pool = started(MUXPool("pool", [mux, other], clock, suspendAfterTimeouts=1))
     outcome(pool.request({"t": "0200", "11": "000001", "41": "T1"}, 1))
     clock.advance(1)

@@ -11,9 +11,10 @@ from twisted.python.failure import Failure
 
 from muxpool.errors import NotSent, OutcomeUnknown
 from muxpool.listeners import Responder
+from muxpool.loadgen import runLoad
 from muxpool.pool import MUXPool
 from muxpool.strategies import strategyByName
-from tests.netutil import portOf, runLoad, startClient, startServer, whenState
+from muxpool.testing import portOf, startIssuer, startLink
 
 
 def reactor():
@@ -26,16 +27,16 @@ def reactor():
 def twoBackends(r, strategy="round-robin"):
     servers, adaptors, muxes = [], [], []
     for tag in "AB":
-        server = yield startServer(r, listeners=[Responder(fixed={"44": tag})], name=f"issuer-{tag}",
+        server = yield startIssuer(r, listeners=[Responder(fixed={"44": tag})], name=f"issuer-{tag}",
                                    gracePeriod=0)
-        adaptor, mux = startClient(r, portOf(server), name=f"link-{tag}")
+        adaptor, mux = startLink(r, portOf(server), name=f"link-{tag}")
         servers.append(server)
         adaptors.append(adaptor)
         muxes.append(mux)
     pool = MUXPool("pool", muxes, r, strategyByName(strategy))
     pool.startService()
     for adaptor in adaptors:
-        yield whenState(adaptor.ready, True)
+        yield adaptor.ready.whenState(True)
     return servers, adaptors, muxes, pool
 
 
@@ -88,10 +89,10 @@ def test_backend_lost_mid_stream_and_back():
         tail = outcomes[1200:]
         assert split(tail) == {"B": len(tail)}
 
-        restarted = yield startServer(r, listeners=[Responder(fixed={"44": "A"})],
+        restarted = yield startIssuer(r, listeners=[Responder(fixed={"44": "A"})],
                                       port=portA, name="issuer-A2")
         servers.append(restarted)
-        yield whenState(adaptors[0].ready, True)
+        yield adaptors[0].ready.whenState(True)
         outcomes = yield runLoad(pool, 1000, 20, start=10000)
         assert split(outcomes) == {"A": 500, "B": 500}
     finally:

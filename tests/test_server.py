@@ -16,7 +16,8 @@ from muxpool.errors import AnswerUndelivered
 from muxpool.interfaces import IChannelOwner, ILink, IRequestListener, ISource
 from muxpool.listeners import Responder
 from muxpool.server import QServer
-from tests.helpers import connectedProtocol, runUntil
+from muxpool.testing import runUntil
+from tests.helpers import connectedProtocol
 from tests.logcapture import capturedText
 
 SPEC = ChannelSpec.fromConfig("ASCIIChannel", "ISO87A")

@@ -17,10 +17,11 @@ from muxpool.channel import ChannelSpec
 from muxpool.errors import NotSent, OutcomeUnknown
 from muxpool.framing import FRAMINGS
 from muxpool.listeners import Responder
+from muxpool.loadgen import runLoad
 from muxpool.pool import MUXPool
 from muxpool.strategies import strategyByName
+from muxpool.testing import startIssuer, startLink
 from tests.helpers import connectedProtocol
-from tests.netutil import runLoad, startClient, startServer, whenState
 
 SECONDS = float(os.environ.get("MUXPOOL_SOAK_SECONDS", "60"))
 
@@ -48,14 +49,14 @@ def test_pool_churn():
     servers = []
     links = []
     for tag in "AB":
-        server = yield startServer(reactor, listeners=[Responder(fixed={"44": tag})], gracePeriod=0)
+        server = yield startIssuer(reactor, listeners=[Responder(fixed={"44": tag})], gracePeriod=0)
         servers.append(server)
-        links.append(startClient(reactor, server.port.getHost().port, name=f"soak-{tag}"))
+        links.append(startLink(reactor, server.port.getHost().port, name=f"soak-{tag}"))
     ports = [s.port.getHost().port for s in servers]
     pool = MUXPool("soak", [m for _, m in links], reactor, strategyByName("round-robin"))
     pool.startService()
     for adaptor, _ in links:
-        yield whenState(adaptor.ready, True)
+        yield adaptor.ready.whenState(True)
     deadline = time.monotonic() + SECONDS
     totals = {"answered": 0, "not_sent": 0, "unknown": 0}
     rounds = 0
@@ -80,10 +81,10 @@ def test_pool_churn():
                 else:
                     assert isinstance(o, Failure) and o.check(NotSent)
                     totals["not_sent"] += 1
-            servers[victim] = yield startServer(
+            servers[victim] = yield startIssuer(
                 reactor, listeners=[Responder(fixed={"44": "AB"[victim]})], port=ports[victim],
                 gracePeriod=0)
-            yield whenState(links[victim][0].ready, True)
+            yield links[victim][0].ready.whenState(True)
         assert totals["answered"] > 0 and totals["unknown"] <= 32 * rounds
         assert pool.pendingCount() == 0
     finally:

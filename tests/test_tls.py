@@ -17,7 +17,8 @@ from muxpool.server import QServer
 from muxpool.strategies import strategyByName
 from muxpool.tls import ClientTLS, ServerTLS, TLSConfigError
 from tests.logcapture import capturedText
-from tests.netutil import runLoad, spec
+from muxpool.loadgen import runLoad
+from muxpool.testing import defaultSpec as spec
 
 
 def reactor():

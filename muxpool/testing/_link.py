@@ -1,0 +1,173 @@
+"""
+L{MemoryLink}: an L{ILink} with no connection behind it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Mapping, Optional
+
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionLost
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from muxpool.errors import LinkNotReady
+from muxpool.interfaces import ILink, IProbe, ISource
+from muxpool.observers import Waiters
+from muxpool.readiness import Readiness
+
+#: A L{MemoryLink} proves its peer answers with an 0800 whose field 70 is
+#: C{ECHO}, answered by an C{ECHO_ANSWER} with the same field 11.
+ECHO = "301"
+ECHO_ANSWER = "0810"
+
+
+@implementer(ILink, ISource, IProbe)
+class MemoryLink:
+    """
+    An in-memory link: what a QMUX sends is recorded in L{sent}, and what a
+    test (or a L{MemoryIssuer}) says arrives is offered to the QMUX with
+    L{deliver}.  Also an L{ISource}, to hand to a request listener as the
+    client it answers.
+
+    It keeps the rules of a real link: nothing is sent while it is not
+    ready, L{lose} fails what was written on it (a QMUX ends those requests
+    L{LinkLost}), and L{probe} proves its peer answers with an echo, so a
+    pool with C{suspendAfterTimeouts} can suspend and resume its member.
+
+    @ivar sent: every message written, in order (copies), echoes included.
+    @ivar receivers: the receivers attached, newest first.
+    @ivar lossObservers: the loss observers attached.
+    @ivar refuse: an exception (usually a L{NotSent}, such as
+        L{EncodeFailed}) that every L{send} raises instead of writing,
+        until set back to C{None}.
+    @ivar peer: called with each message written, after it is recorded:
+        the other end of the link (a L{MemoryIssuer} sets it).
+    @ivar connection: how many times the connection was lost: an answer
+        meant for an earlier connection is not delivered on this one.
+    """
+
+    def __init__(self, name: str = "memory", ready: bool = True) -> None:
+        self.name = name
+        self.ready = Readiness(ready, f"{name} ready state")
+        self.sent: List[Dict[str, str]] = []
+        self.receivers: List[Callable] = []
+        self.lossObservers: List[Callable] = []
+        self.refuse: Optional[Exception] = None
+        self.peer: Optional[Callable[[Dict[str, str]], None]] = None
+        self.connection = 0
+        self._probes = Waiters()
+        self._echoes: set = set()
+        self._stan = 0
+
+    def __repr__(self) -> str:
+        return f"<MemoryLink {self.name}>"
+
+    # -- ILink, ISource --------------------------------------------------------
+
+    def send(self, message: Mapping[str, str]) -> None:
+        """
+        Record C{message} as written and hand it to L{peer}.
+
+        @raise LinkNotReady: the link is not ready.
+        @raise Exception: L{refuse}, if set.
+        """
+        if not self.ready:
+            raise LinkNotReady(f"{self.name}: not connected")
+        if self.refuse is not None:
+            raise self.refuse
+        self._write(message)
+
+    def isConnected(self) -> bool:
+        return bool(self.ready)
+
+    def addReceiver(self, receiver: Callable) -> None:
+        self.receivers.insert(0, receiver)
+
+    def removeReceiver(self, receiver: Callable) -> None:
+        """
+        @raise ValueError: C{receiver} is not attached (a test notices a
+            service that lets go of what it never held, or twice).
+        """
+        self.receivers.remove(receiver)
+
+    def addLossObserver(self, observer: Callable) -> None:
+        self.lossObservers.append(observer)
+
+    def removeLossObserver(self, observer: Callable) -> None:
+        """
+        @raise ValueError: C{observer} is not attached.
+        """
+        self.lossObservers.remove(observer)
+
+    # -- what the other end does -----------------------------------------------
+
+    def deliver(self, message: Mapping[str, str]) -> bool:
+        """
+        C{message} arrived: offer it to the receivers, newest first, until
+        one takes it (the last one always does).  The answer to an echo
+        sent by L{probe} or L{echo} is taken by the link itself.
+
+        @return: whether anything took it.
+        """
+        if message.get("t") == ECHO_ANSWER and message.get("11") in self._echoes:
+            self._echoes.discard(message["11"])
+            self._probes.fire()
+            return True
+        receivers = list(self.receivers)
+        for i, receiver in enumerate(receivers):
+            if receiver(message, i == len(receivers) - 1):
+                return True
+        return False
+
+    def lose(self, reason: Optional[Failure] = None) -> None:
+        """
+        The connection is lost: the link is not ready, and each loss
+        observer is told (with C{reason}, by default a L{ConnectionLost}).
+        """
+        self.connection += 1
+        self._echoes.clear()
+        self.ready.set(False)
+        reason = reason or Failure(ConnectionLost(f"{self.name}: connection lost"))
+        for observer in list(self.lossObservers):
+            observer(reason)
+
+    def connect(self) -> None:
+        """
+        A connection is up again: the link is ready, and if a probe waits,
+        an echo goes out at once (as a ChannelAdaptor echoes on connecting).
+        """
+        self.ready.set(True)
+        if len(self._probes):
+            self.echo()
+
+    # -- IProbe ------------------------------------------------------------------
+
+    def probe(self) -> Deferred:
+        """
+        Fires when the peer answers an echo; one is sent now if the link is
+        ready and none is outstanding, else on L{connect}.
+        """
+        d = self._probes.wait()
+        if self.ready and not self._echoes:
+            self.echo()
+        return d
+
+    def echo(self) -> None:
+        """
+        Send an echo (0800 70=301) now, as a ChannelAdaptor does on its echo
+        interval; its answer fires the waiting probes.  Not sent while the
+        link is not ready; never refused.
+        """
+        if not self.ready:
+            return
+        self._stan = self._stan % 999999 + 1
+        stan = "%06d" % self._stan
+        self._echoes.add(stan)
+        self._write({"t": "0800", "11": stan, "70": ECHO})
+
+    def _write(self, message: Mapping[str, str]) -> None:
+        written = dict(message)
+        self.sent.append(written)
+        if self.peer is not None:
+            self.peer(dict(written))

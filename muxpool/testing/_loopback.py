@@ -1,0 +1,99 @@
+"""
+A real issuer and a real link on 127.0.0.1, for integration tests: the
+whole stack (framing, packager, sockets) with OS-chosen ports.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, NamedTuple, Optional
+
+from twisted.internet.defer import Deferred, inlineCallbacks
+
+from muxpool.adaptor import ChannelAdaptor
+from muxpool.channel import ChannelSpec
+from muxpool.interfaces import IRequestListener
+from muxpool.listeners import Responder
+from muxpool.mux import QMUX
+from muxpool.server import BACKLOG, QServer
+
+LOOPBACK = "127.0.0.1"
+
+
+def defaultSpec() -> ChannelSpec:
+    """
+    What the loopback helpers speak unless told: C{NACChannel} with
+    C{ISO87A}.
+    """
+    return ChannelSpec.fromConfig("NACChannel", "ISO87A")
+
+
+@inlineCallbacks
+def startIssuer(reactor, listeners: Optional[Iterable[IRequestListener]] = None, *,
+                spec: Optional[ChannelSpec] = None, port: int = 0, name: str = "issuer",
+                **options):
+    """
+    A L{QServer} on 127.0.0.1 answering with C{listeners} (by default a
+    L{Responder}: 39=00 at once), started.  Stop it with C{stopService()}.
+
+    @param port: 0 (the default) lets the OS choose; see L{portOf}.
+    @param options: L{QServer}'s own (C{gracePeriod}, C{maxSessions}...).
+    @return: a Deferred firing with the server once it listens.
+    """
+    server = QServer(
+        name,
+        spec or defaultSpec(),
+        f"tcp:{port}:interface={LOOPBACK}:backlog={BACKLOG}",
+        reactor,
+        listeners=[Responder(clock=reactor)] if listeners is None else listeners,
+        **options,
+    )
+    server.startService()
+    yield server.whenListening()
+    return server
+
+
+def portOf(server: QServer) -> int:
+    """
+    The port C{server} listens on.
+    """
+    return server.port.getHost().port
+
+
+class LoopbackLink(NamedTuple):
+    """
+    A started L{ChannelAdaptor} and the L{QMUX} on it (it unpacks as
+    C{adaptor, mux = startLink(...)}).
+    """
+
+    adaptor: ChannelAdaptor
+    mux: QMUX
+
+    def whenReady(self) -> Deferred:
+        """
+        Fires once the link is connected (and signed on, if it signs on).
+        """
+        return self.adaptor.ready.whenReady()
+
+    def stop(self) -> Deferred:
+        """
+        Stop the QMUX (its requests in flight end first), then the adaptor.
+        """
+        return self.mux.stopService().addCallback(lambda _: self.adaptor.stopService())
+
+
+def startLink(reactor, port: int, name: str = "link", *, spec: Optional[ChannelSpec] = None,
+              host: str = LOOPBACK, **options) -> LoopbackLink:
+    """
+    A L{ChannelAdaptor} to C{host:port} (reconnecting fast: after 0.05 s,
+    0.2 s at most) and a L{QMUX} named C{name-mux} on it, both started; it
+    connects in the background (see L{LoopbackLink.whenReady}).
+
+    @param options: L{ChannelAdaptor}'s own (C{signOn}, C{echoInterval}...).
+    """
+    options.setdefault("reconnectDelay", 0.05)
+    options.setdefault("maxReconnectDelay", 0.2)
+    adaptor = ChannelAdaptor(name, spec or defaultSpec(), f"tcp:{host}:{port}", reactor, **options)
+    mux = QMUX(f"{name}-mux", adaptor, reactor)
+    adaptor.startService()
+    mux.startService()
+    return LoopbackLink(adaptor, mux)
