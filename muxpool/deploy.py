@@ -241,9 +241,11 @@ class DeployService(Service):
         self._dependencies.pop(path, None)
         self.beans[path] = bean
         if old is not None:
-            self.log.info("{path}: changed; redeploying {name}", path=path, name=bean.name)
+            self.log.info("{path}: changed; redeploying {name}", path=path, name=bean.name,
+                          event="deploy.redeployed")
         else:
-            self.log.info("{path}: deploying {kind} {name}", path=path, kind=bean.kind, name=bean.name)
+            self.log.info("{path}: deploying {kind} {name}", path=path, kind=bean.kind, name=bean.name,
+                          event="deploy.deployed")
         if old is not None and old.kind == "server":
             self.registry.unregister(old.name, old.service)
             if not (bean.kind == "server" and bean.service.takeOver(old.service)):
@@ -269,7 +271,8 @@ class DeployService(Service):
             deps = [path]
         self._dependencies[path] = {dep: _stamp(dep) for dep in deps if dep != path}
         self.log.error("cannot deploy {error}{kept}", error=message,
-                       kept=f" (keeping the running {old.name})" if old else "")
+                       kept=f" (keeping the running {old.name})" if old else "",
+                       event="deploy.failed", path=path)
 
     def _undeploy(self, gone: Dict[str, Bean]) -> None:
         """
@@ -282,7 +285,8 @@ class DeployService(Service):
             if self.beans.get(path) is not gone[path]:
                 continue
             self._stamps.pop(path, None)
-            self.log.info("{path}: removed; undeploying {name}", path=path, name=gone[path].name)
+            self.log.info("{path}: removed; undeploying {name}", path=path, name=gone[path].name,
+                          event="deploy.undeployed")
             removed.append(self.beans.pop(path))
         for bean in removed:
             self.registry.unregister(bean.name, bean.service)

@@ -39,6 +39,7 @@ from muxpool.masking import binaryFieldsOf, maskMessage, maskValue
 from muxpool.messages import isResponse
 from muxpool.metrics import LatencySummary
 from muxpool.observers import Waiters
+from muxpool.ratelimit import RateLimiter
 from muxpool.readiness import Readiness
 
 DEFAULT_KEY = ("41", "11")
@@ -214,6 +215,7 @@ class QMUX(Service):
         self._attached: Dict[ILink, Callable] = {}
         self._written: Dict[ILink, int] = {}
         self._drainWaiters: Dict[Optional[ILink], Waiters] = {}
+        self._limiter = RateLimiter(clock=clock)
 
     def __repr__(self) -> str:
         return f"<QMUX {self.name}>"
@@ -472,6 +474,7 @@ class QMUX(Service):
             pending.timer.cancel()
         pending.timer = None
         if isinstance(result, BaseException):
+            self._failed(pending, result)
             pending.deferred.errback(Failure(result))
         else:
             pending.deferred.callback(result)
@@ -479,6 +482,18 @@ class QMUX(Service):
             self._unwrite(pending)
         if not self._pending:
             self._drained(None)
+
+    def _failed(self, pending: _Pending, error: BaseException) -> None:
+        """
+        One event per failed outcome: every outcome unknown (it may need a
+        reversal), "not sent" at a bounded rate (a link down fails them all).
+        """
+        if isinstance(error, OutcomeUnknown):
+            self.log.info("{mux}: outcome unknown: {error}", mux=self.name, error=str(error),
+                          event="request.outcome_unknown")
+        else:
+            self._limiter.emit(self.log.info, type(error), "{mux}: not sent: {error}",
+                               mux=self.name, error=str(error), event="request.not_sent")
 
     def _cancel(self, pending: _Pending) -> None:
         if pending.done:
