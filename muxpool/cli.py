@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import signal
 import sys
 import time
 from typing import List, Optional
@@ -256,6 +257,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     """
     Entry point of the C{muxpool} console script.
     """
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `muxpool load | head` just ends
     args = parser().parse_args(argv)
     if args.command not in ("send", "load"):
         sys.exit(adminclient.run(args))

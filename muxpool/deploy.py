@@ -77,6 +77,7 @@ class DeployService(Service):
         registry: Optional[Registry] = None,
         scanInterval: float = 2.0,
         drainTimeout: float = 30.0,
+        sockets=None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor
@@ -85,6 +86,7 @@ class DeployService(Service):
         self.registry = registry if registry is not None else defaultRegistry
         self.scanInterval = scanInterval
         self.drainTimeout = drainTimeout
+        self.sockets = sockets
         self.beans: Dict[str, Bean] = {}
         self.failed: Dict[str, str] = {}
         self._stamps: Dict[str, Stamp] = {}
@@ -213,7 +215,7 @@ class DeployService(Service):
         root = None
         try:
             root = readDescriptor(path)
-            bean = buildBean(path, root, self.reactor, self.registry)
+            bean = buildBean(path, root, self.reactor, self.registry, self.sockets)
         except Exception as e:
             self._failed(path, root, old, e)
             return

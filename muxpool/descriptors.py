@@ -31,7 +31,7 @@ from muxpool.messages import parseFieldList
 from muxpool.mux import KeyBuilder, QMUX
 from muxpool.pool import MUXPool
 from muxpool.ratelimit import RateLimiter
-from muxpool.server import QServer
+from muxpool.server import QServer, tcpEndpoint
 from muxpool.strategies import StrategyConfigError, strategyByName, strategyByPath
 from muxpool.tls import CLIENT_PROPERTIES, SERVER_PROPERTIES, ClientTLS, ServerTLS
 
@@ -249,6 +249,7 @@ class _Reader:
         self.path = path
         self.root = root
         self.references: List[Reference] = []
+        self.sockets = None
 
     def error(self, node: Node, problem: str) -> DescriptorError:
         return DescriptorError(self.path, node.line, node.tag, problem)
@@ -512,7 +513,7 @@ def kindOf(path: str, root: Node) -> str:
     return classes[cls]
 
 
-def buildBean(path: str, root: Node, reactor, registry) -> Bean:
+def buildBean(path: str, root: Node, reactor, registry, sockets=None) -> Bean:
     """
     Build (not start) the bean C{root} describes.  Unknown attributes,
     elements and properties are warnings naming file and line; elements
@@ -525,11 +526,27 @@ def buildBean(path: str, root: Node, reactor, registry) -> Bean:
     if not name:
         raise DescriptorError(path, root.line, root.tag, "missing name attribute")
     reader = _Reader(path, root)
+    reader.sockets = sockets
     reader.refuseWireChanges(root)
     reader.warnUnknown(root, KNOWN[kind])
     bean = _BUILDERS[kind](reader, name, root, reactor, registry)
     bean.references.extend(reader.references)
     return bean
+
+
+def serverEndpoint(root: Node) -> Optional[str]:
+    """
+    The endpoint a C{<server>} descriptor listens on (an C{endpoint}
+    property, or its port and C{bind-address}), without building it; None
+    if it names neither.
+    """
+    props = {p.attrib.get("name"): p.attrib.get("value", "").strip() for p in root.all("property")}
+    if props.get("endpoint"):
+        return props["endpoint"]
+    for attr in root.all("attr"):
+        if attr.attrib.get("name") == "port" and attr.text.strip().isdigit():
+            return tcpEndpoint(int(attr.text.strip()), props.get("bind-address"))
+    return None
 
 
 def dependenciesOf(path: str, root: Optional[Node]) -> List[str]:
@@ -737,6 +754,7 @@ def _server(reader: _Reader, name, root, reactor, registry) -> Bean:
             signOffTimeout=ms(props.get("sign-off-timeout"), "sign-off-timeout", 1.0),
             listenerErrorCode=props.get("listener-error-code", "96"),
             tls=serverTLS,
+            sockets=reader.sockets,
         )
     except ValueError as e:
         raise reader.error(root, str(e)) from None

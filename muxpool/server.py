@@ -54,6 +54,16 @@ BACKLOG = 511
 SIGN_OFF = "002"
 
 
+def tcpEndpoint(port: int, bindAddress: Optional[str] = None) -> str:
+    """
+    The endpoint a server given a port (and an address) listens on: with a
+    deep accept queue, so many adaptors (re)connecting at once are not
+    dropped by the kernel after their handshake completed.
+    """
+    endpoint = f"tcp:{int(port)}:backlog={BACKLOG}"
+    return endpoint + (f":interface={bindAddress}" if bindAddress else "")
+
+
 def parsePatterns(text: Union[str, Sequence[str], None]) -> tuple:
     """
     jPOS's allow/deny lists: addresses separated by commas or spaces, each
@@ -301,6 +311,8 @@ class QServer(Service):
         not read gets before its connection is aborted.
     @param listenerErrorCode: the 39 a request gets when a request listener
         raises on it.
+    @param sockets: where listening sockets come from in a worker process
+        (a L{muxpool.workers.WorkerSockets}); None: the endpoint listens.
     @param tls: speak TLS (a L{muxpool.tls.ServerTLS}), requiring and
         checking client certificates if it says so; a client refused by the
         handshake or by the pinned subjects is logged with the reason.
@@ -332,6 +344,7 @@ class QServer(Service):
         flushTimeout: float = 5.0,
         listenerErrorCode: str = "96",
         tls: Optional[ServerTLS] = None,
+        sockets=None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor
@@ -342,11 +355,9 @@ class QServer(Service):
         if endpoint is None:
             if port is None:
                 raise ValueError(f"server {name}: needs a port or an endpoint")
-            # A deep accept queue: many adaptors (re)connecting at once must
-            # not be dropped by the kernel after their handshake completed.
-            endpoint = f"tcp:{int(port)}:backlog={BACKLOG}"
-            if bindAddress:
-                endpoint += f":interface={bindAddress}"
+            endpoint = tcpEndpoint(port, bindAddress)
+        self.endpointString = endpoint if isinstance(endpoint, str) else None
+        self.sockets = sockets
         self.tls = tls
         self.tlsOptions = tls.options() if tls is not None else None
         self.description = endpoint if isinstance(endpoint, str) else None
@@ -442,7 +453,11 @@ class QServer(Service):
 
     def _listen(self) -> None:
         self._bindRetry = None
-        self._listening = self.endpoint.listen(_ServerFactory(self))
+        factory = _ServerFactory(self)
+        if self.sockets is not None:
+            self._listening = self.sockets.listen(self.endpointString, self.endpoint, factory)
+        else:
+            self._listening = self.endpoint.listen(factory)
         self._listening.addCallbacks(self._listened, self._cannotListen)
 
     def _listened(self, port, adopted: bool = False) -> None:

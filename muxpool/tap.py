@@ -13,6 +13,7 @@ from twisted.python import usage
 from muxpool.admin import AdminConfigError, AdminService, checkEndpoint
 from muxpool.deploy import DeployService
 from muxpool.operations import Operations
+from muxpool.workers import WorkerSockets, WorkerSupervisor, workerArgv
 
 
 class Options(usage.Options):
@@ -40,6 +41,10 @@ class Options(usage.Options):
         ["admin-token-file", None, None,
          "File holding the token the admin API requires (Authorization: Bearer TOKEN); "
          "or set MUXPOOL_ADMIN_TOKEN.  Without one it listens on loopback only."],
+        ["workers", None, 1,
+         "Run this many worker processes sharing each server's listening socket, each with "
+         "its own channels, MUXes and pools (one per core; default 1: no workers).", int],
+        ["worker", None, 0, "(internal) run as worker number N of a --workers parent.", int],
     ]
 
     def postOptions(self) -> None:
@@ -51,6 +56,8 @@ class Options(usage.Options):
             )
         if self["scan-interval"] < 0 or self["drain-timeout"] < 0:
             raise usage.UsageError("--scan-interval and --drain-timeout must not be negative")
+        if self["workers"] < 1:
+            raise usage.UsageError("--workers must be 1 or more")
         self["admin-token"] = self._token()
         if self["admin"]:
             try:
@@ -131,15 +138,34 @@ def makeService(options: Options) -> SwitchService:
     from twisted.internet import reactor
 
     switch = SwitchService(reactor)
+    if options["workers"] > 1 and not options["worker"]:
+        WorkerSupervisor(options["workers"], options["deploy"], workerArgv(options), reactor,
+                         options["scan-interval"]).setServiceParent(switch)
+        return switch
+    worker = options["worker"]
     deploy = DeployService(
         options["deploy"],
         reactor,
         scanInterval=options["scan-interval"],
         drainTimeout=options["drain-timeout"],
+        sockets=WorkerSockets.fromEnvironment(reactor) if worker else None,
     )
     deploy.setServiceParent(switch)
     if options["admin"]:
         operations = Operations(deploy.registry, reactor, deploy)
-        AdminService(options["admin"], operations, reactor,
+        endpoint = options["admin"] if worker < 2 else offsetPort(options["admin"], worker - 1)
+        AdminService(endpoint, operations, reactor,
                      options["admin-token"]).setServiceParent(switch)
     return switch
+
+
+def offsetPort(description: str, offset: int) -> str:
+    """
+    C{tcp:8080:...} -> C{tcp:8081:...} for offset 1: worker N serves its
+    admin API on the given port + N - 1.
+    """
+    kind, _, rest = description.partition(":")
+    number, sep, tail = rest.partition(":")
+    if kind in ("tcp", "tcp6") and number.isdigit():
+        return f"{kind}:{int(number) + offset}{sep}{tail}"
+    return description

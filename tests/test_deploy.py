@@ -203,10 +203,10 @@ def test_an_unexpected_error_in_one_file_does_not_stop_the_others(tmp_path, monk
 
     real = muxpool.deploy.buildBean
 
-    def buildBean(path, root, reactor, registry):
+    def buildBean(path, root, *args):
         if path.endswith("10_bad.xml"):
             raise ZeroDivisionError("a bug")
-        return real(path, root, reactor, registry)
+        return real(path, root, *args)
 
     monkeypatch.setattr(muxpool.deploy, "buildBean", buildBean)
     (tmp_path / "10_bad.xml").write_text(qmux("bad", "q"))

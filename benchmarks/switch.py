@@ -1,0 +1,296 @@
+"""
+A whole switch, measured as users compare switches: acquirer connections ->
+QServer (ASCIIChannel, ISO87A) -> Forward -> MUXPool (round-robin) -> QMUX ->
+ChannelAdaptor (NACChannel, ISO87A) -> issuer simulators, and back.
+
+Issuer simulators, the switch under test (a real `twistd -n muxpool`) and the
+load generator (`muxpool load`) are separate processes, all on 127.0.0.1.
+One run prints one table: requests/s, p50/p99 latency and the switch's CPU
+microseconds per transaction (utime + stime of its processes over answered
+requests) for load straight to an issuer (the load side's ceiling), the
+switch with a pool of 2 and of 32 members, and with 2 worker processes; at
+1, 16 and 64 requests in flight over 1 and 4 acquirer connections; then the
+switch's memory per pending request (resident size with 50,000 requests
+waiting on a slow issuer).
+
+    .venv/bin/python benchmarks/switch.py                      # CPython switch
+    .venv/bin/python benchmarks/switch.py --python pypy3-venv/bin/python
+    .venv/bin/python benchmarks/switch.py --quick              # fewer rows, for a try
+
+`--python` is the interpreter the switch runs on (it needs muxpool and its
+dependencies installed); issuers and load run on this one.  The machine is
+shared: run it alone, and compare figures from one run only.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(sys.executable).parent
+
+
+def freePort() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def issuerXML(name: str, port: int, delay: int = 0) -> str:
+    return f"""<server class="org.jpos.q2.iso.QServer" name="{name}">
+  <attr name="port">{port}</attr>
+  <channel class="org.jpos.iso.channel.NACChannel" packager="org.jpos.iso.packager.ISO87APackager"/>
+  <request-listener class="muxpool.listeners.Responder">
+    <property name="field.44" value="{name}"/>
+    <property name="delay" value="{delay}"/>
+  </request-listener>
+  <property name="bind-address" value="127.0.0.1"/>
+  <property name="max-in-flight" value="100000"/>
+</server>
+"""
+
+
+def switchFolder(folder: Path, issuerPorts, members: int, frontPort: int) -> None:
+    names = []
+    for i in range(members):
+        port = issuerPorts[i % len(issuerPorts)]
+        (folder / f"2{i:03d}_channel.xml").write_text(f"""<channel-adaptor name="channel-{i}">
+  <channel class="org.jpos.iso.channel.NACChannel" packager="org.jpos.iso.packager.ISO87APackager">
+    <property name="host" value="127.0.0.1"/><property name="port" value="{port}"/>
+  </channel>
+  <in>q{i}-send</in><out>q{i}-receive</out><reconnect-delay>1000</reconnect-delay>
+</channel-adaptor>
+""")
+        (folder / f"3{i:03d}_mux.xml").write_text(f"""<mux class="org.jpos.q2.iso.QMUX" name="mux-{i}">
+  <in>q{i}-receive</in><out>q{i}-send</out>
+</mux>
+""")
+        names.append(f"mux-{i}")
+    (folder / "40_pool.xml").write_text(f"""<mux class="org.jpos.q2.iso.MUXPool" name="core-mux">
+  <muxes>{' '.join(names)}</muxes><strategy>round-robin</strategy>
+</mux>
+""")
+    (folder / "50_front.xml").write_text(f"""<server class="org.jpos.q2.iso.QServer" name="front">
+  <attr name="port">{frontPort}</attr>
+  <channel class="org.jpos.iso.channel.ASCIIChannel" packager="org.jpos.iso.packager.ISO87APackager"/>
+  <request-listener class="muxpool.listeners.Forward">
+    <property name="mux" value="core-mux"/><property name="timeout" value="300000"/>
+  </request-listener>
+  <property name="bind-address" value="127.0.0.1"/>
+  <property name="max-in-flight" value="100000"/>
+</server>
+""")
+
+
+class Process:
+    """
+    A twistd process, its log in a file; waits by reading the log.
+    """
+
+    def __init__(self, python: str, folder: Path, log: Path, *args: str) -> None:
+        self.log = log
+        twistd = [python, "-c", "from twisted.scripts.twistd import run; run()"]
+        self.process = subprocess.Popen(
+            twistd + ["-n", "--pidfile=", "muxpool", "--deploy", str(folder),
+                      "--scan-interval", "0", *args],
+            stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=str(folder))
+
+    def waitFor(self, text: str, count: int = 1, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log.read_text().count(text) >= count:
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise SystemExit(f"never saw {text!r} in {self.log}:\n{self.log.read_text()[-2000:]}")
+
+    def pids(self):
+        """
+        The process and its children (worker processes).
+        """
+        pids = [self.process.pid]
+        try:
+            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text()
+            pids += [int(p) for p in children.split()]
+        except OSError:
+            pass
+        return pids
+
+    def cpu(self) -> float:
+        """
+        Seconds of CPU (user + system) used so far by it and its workers.
+        """
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / ticks
+
+    def rss(self) -> int:
+        total = 0
+        for pid in self.pids():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        return total
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def load(port: int, channel: str, total: int, inFlight: int, connections: int, timeout=30):
+    result = subprocess.run(
+        [str(HERE / "muxpool"), "load", "--endpoint", f"tcp:127.0.0.1:{port}", "--channel", channel,
+         "-n", str(total), "-c", str(inFlight), "-k", str(connections), "--json", "--quiet",
+         "--timeout", str(timeout)],
+        capture_output=True, text=True)
+    if not result.stdout.strip():
+        raise SystemExit(f"load failed: {result.stderr[-2000:]}")
+    return json.loads(result.stdout)
+
+
+def row(label, inFlight, connections, summary, cpu=None):
+    answered = sum(summary["answered"].values())
+    failed = summary["failed"]
+    latency = summary["latency_ms"]
+    cpuText = f"{cpu * 1e6 / answered:9.0f}" if cpu is not None and answered else f"{'-':>9}"
+    print(f"{label:<22} {inFlight:>4} {connections:>3} {summary['requests_per_second']:>9.0f} "
+          f"{latency['p50']:>7.2f} {latency['p99']:>7.2f} {cpuText}"
+          + (f"   ({failed} failed)" if failed else ""), flush=True)
+    return summary["requests_per_second"]
+
+
+def measure(switch, port, label, shapes, total):
+    rates = {}
+    channel = "ASCIIChannel" if switch else "NACChannel"
+    for inFlight, connections in shapes:
+        n = max(500, total // 8) if inFlight == 1 else total
+        load(port, channel, min(n, 2000), inFlight, connections)  # warm up (JIT, caches)
+        before = switch.cpu() if switch else None
+        summary = load(port, channel, n, inFlight, connections)
+        cpu = switch.cpu() - before if switch else None
+        rates[(inFlight, connections)] = row(label, inFlight, connections, summary, cpu)
+    return rates
+
+
+def memoryPerPending(python, work, issuerPython, pending):
+    """
+    Resident size per request waiting in the switch for a slow issuer.
+    """
+    slow = work / "slow"
+    slow.mkdir()
+    port = freePort()
+    (slow / "10_issuer.xml").write_text(issuerXML("slow", port, delay=600000))
+    issuer = Process(issuerPython, slow, work / "slow.log")
+    issuer.waitFor("slow: listening")
+    folder = work / "memory"
+    folder.mkdir()
+    frontPort, adminPort = freePort(), freePort()
+    switchFolder(folder, [port], 2, frontPort)
+    switch = Process(python, folder, work / "memory-switch.log",
+                     "--admin", f"tcp:{adminPort}:interface=127.0.0.1")
+    loader = None
+    try:
+        switch.waitFor("front: listening")
+        switch.waitFor("channel-1: ready")
+        before = switch.rss()
+        loader = subprocess.Popen(
+            [str(HERE / "muxpool"), "load", "--endpoint", f"tcp:127.0.0.1:{frontPort}", "-n",
+             str(pending), "-c", str(pending), "-k", "50", "--timeout", "300", "--quiet", "--json"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 300
+        inFlight = 0
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"http://127.0.0.1:{adminPort}/status") as answer:
+                status = json.loads(answer.read())
+            inFlight = sum(m["in_flight"] for m in status["muxes"])
+            if inFlight >= pending:
+                break
+            time.sleep(0.5)
+        after = switch.rss()
+        return inFlight, before, after
+    finally:
+        if loader is not None:
+            loader.kill()
+            loader.wait()
+        switch.process.kill()  # 50,000 requests would drain for minutes
+        switch.process.wait()
+        issuer.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--python", default=sys.executable,
+                        help="interpreter to run the switch with (default: this one)")
+    parser.add_argument("--requests", type=int, default=20000, help="requests per row")
+    parser.add_argument("--pending", type=int, default=50000,
+                        help="requests waiting on a slow issuer, for the memory figure")
+    parser.add_argument("--quick", action="store_true", help="64 in flight over 4 connections only")
+    args = parser.parse_args()
+    shapes = [(64, 4)] if args.quick else [(f, c) for f in (1, 16, 64) for c in (1, 4)]
+    work = Path(tempfile.mkdtemp(prefix="muxpool-switch-bench-"))
+    version = subprocess.run([args.python, "-c", "import sys, platform; print(platform."
+                              "python_implementation(), sys.version.split()[0])"],
+                             capture_output=True, text=True).stdout.strip()
+    print(f"switch on {version} ({args.python}); issuers and load on "
+          f"{platform.python_implementation()} {platform.python_version()}; "
+          f"{os.cpu_count()} CPUs, {platform.machine()}; {args.requests} requests a row")
+    print(f"{'':<22} {'in':>4} {'con':>3} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/tx':>9}")
+    issuers, ports = [], []
+    for name in ("issuer-a", "issuer-b"):
+        folder = work / name
+        folder.mkdir()
+        port = freePort()
+        (folder / "10_issuer.xml").write_text(issuerXML(name, port))
+        issuer = Process(sys.executable, folder, work / f"{name}.log")
+        issuer.waitFor(f"{name}: listening")
+        issuers.append(issuer)
+        ports.append(port)
+    try:
+        measure(None, ports[0], "direct to an issuer", shapes, args.requests)
+        for label, members, extra in (("switch, pool of 2", 2, ()), ("switch, pool of 32", 32, ()),
+                                      ("switch, 2 workers", 2, ("--workers", "2"))):
+            if extra and args.quick:
+                continue
+            folder = work / label.replace(" ", "-").replace(",", "")
+            folder.mkdir()
+            frontPort = freePort()
+            switchFolder(folder, ports, members, frontPort)
+            switch = Process(args.python, folder, work / f"{folder.name}.log", *extra)
+            try:
+                switch.waitFor("front: listening", count=2 if extra else 1)
+                switch.waitFor(f"channel-{members - 1}: ready", count=2 if extra else 1)
+                measure(switch, frontPort, label, [(64, 4)] if extra else shapes, args.requests)
+            finally:
+                switch.stop()
+        pending, before, after = memoryPerPending(args.python, work, sys.executable, args.pending)
+        print(f"memory per pending request: {(after - before) / max(1, pending):.0f} bytes "
+              f"({pending} pending; switch RSS {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB)")
+    finally:
+        for issuer in issuers:
+            issuer.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

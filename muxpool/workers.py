@@ -1,0 +1,264 @@
+"""
+Every core: C{twistd muxpool --workers N} runs N worker processes.
+
+The parent listens on each server's endpoint found in the deploy folder and
+hands the listening sockets to its workers, which adopt them (Twisted's
+C{adoptStreamPort}): every worker accepts on the same sockets, and a
+connection waiting to be accepted is never lost with one worker.  Each
+worker runs the whole deploy folder itself, with its own adaptors, QMUXes
+and pools (so an issuer sees N connections per channel adaptor), and hot
+deploy works in each.  The parent restarts a worker that dies (its sockets
+stay listening meanwhile), and passes SIGTERM, SIGINT and SIGHUP on for a
+graceful stop.
+
+A server deployed after the start is listened on by each worker with
+C{SO_REUSEPORT} (the kernel spreads connections over them); a server removed
+from the folder has the parent's socket closed at its next scan.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import socket
+import sys
+from typing import Dict, List, Optional
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.protocol import Factory, ProcessProtocol
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from muxpool.backoff import backoffDelay
+from muxpool.descriptors import DescriptorError, kindOf, readDescriptor, serverEndpoint
+
+#: How the parent tells a worker which sockets it inherits:
+#: {endpoint description: file descriptor}, as JSON.
+INHERITED = "MUXPOOL_INHERITED_SOCKETS"
+
+
+def _tcpParts(description: str):
+    """
+    (port, interface, backlog) of a plain C{tcp:} endpoint string, else None.
+    """
+    kind, _, rest = description.partition(":")
+    if kind != "tcp":
+        return None
+    parts = rest.split(":")
+    try:
+        number = int(parts[0])
+    except ValueError:
+        return None
+    params = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+    return number, params.get("interface", ""), int(params.get("backlog", 50))
+
+
+class WorkerSockets:
+    """
+    In a worker: how a server listens.  An inherited socket for its
+    endpoint is adopted; a plain TCP endpoint that was not inherited is
+    bound with C{SO_REUSEPORT}, beside the other workers; anything else
+    listens as usual.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor, inherited: Dict[str, int]) -> None:
+        self.reactor = reactor
+        self.inherited = dict(inherited)
+
+    @classmethod
+    def fromEnvironment(cls, reactor) -> Optional["WorkerSockets"]:
+        text = os.environ.get(INHERITED)
+        return None if text is None else cls(reactor, json.loads(text))
+
+    def listen(self, description: Optional[str], endpoint, factory) -> Deferred:
+        fd = self.inherited.get(description) if description else None
+        family = socket.AF_INET
+        try:
+            if fd is not None:
+                probe = socket.socket(fileno=fd)  # to learn its family; not ours to close
+                family = probe.family
+                probe.detach()
+                return succeed(self.reactor.adoptStreamPort(fd, family, factory))
+            parts = _tcpParts(description or "")
+            if parts is not None and hasattr(socket, "SO_REUSEPORT"):
+                number, interface, backlog = parts
+                family = socket.AF_INET6 if ":" in interface else socket.AF_INET
+                with socket.socket(family, socket.SOCK_STREAM) as s:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                    s.bind((interface, number))
+                    s.listen(backlog)
+                    s.setblocking(False)
+                    return succeed(self.reactor.adoptStreamPort(s.fileno(), family, factory))
+        except OSError as e:
+            return fail(e)
+        return endpoint.listen(factory)
+
+
+class _Worker(ProcessProtocol):
+    def __init__(self, supervisor: "WorkerSupervisor", index: int) -> None:
+        self.supervisor = supervisor
+        self.index = index
+        self.ended = Deferred()
+
+    def processEnded(self, reason) -> None:
+        self.ended.callback(None)  # (a Failure here would be an unhandled error)
+        self.supervisor._ended(self, reason)
+
+
+class _NoAccept(Factory):
+    """
+    The parent never accepts: its ports only hold the sockets for workers.
+    """
+
+    noisy = False
+
+    def buildProtocol(self, addr):
+        return None
+
+
+class WorkerSupervisor(Service):
+    """
+    The parent of C{count} workers running C{argv} (a twistd command line).
+    """
+
+    log = Logger()
+
+    def __init__(self, count: int, directory: str, argv: List[str], reactor,
+                 scanInterval: float = 2.0) -> None:
+        self.setName("workers")
+        self.count = count
+        self.directory = directory
+        self.argv = argv
+        self.reactor = reactor
+        self.scanInterval = scanInterval
+        self.sockets: Dict[str, object] = {}
+        self.workers: Dict[int, _Worker] = {}
+        self._failures: Dict[int, int] = {}
+        self._restarts: Dict[int, object] = {}
+        self._loop: Optional[LoopingCall] = None
+
+    def startService(self) -> None:
+        Service.startService(self)
+        self.scan()
+        for index in range(1, self.count + 1):
+            self._spawn(index)
+        if self.scanInterval:
+            self._loop = LoopingCall(self.scan)
+            self._loop.clock = self.reactor
+            self._loop.start(self.scanInterval, now=False)
+
+    def scan(self) -> None:
+        """
+        Hold a listening socket for every server endpoint in the folder
+        (for workers started from now on); let go of those gone.
+        """
+        from twisted.internet.endpoints import serverFromString
+
+        wanted = set()
+        for path in sorted(glob.glob(os.path.join(self.directory, "*.xml"))):
+            try:
+                root = readDescriptor(path)
+                if kindOf(path, root) == "server":
+                    description = serverEndpoint(root)
+                    if description:
+                        wanted.add(description)
+            except (DescriptorError, ValueError):
+                continue  # the workers report it
+        for description in sorted(wanted - set(self.sockets)):
+            if _tcpParts(description) is None:
+                continue  # not shared: each worker listens as it can
+            try:
+                port = self._listenNow(serverFromString(self.reactor, description))
+            except Exception as e:
+                self.log.error("workers: cannot listen on {endpoint}: {error}",
+                               endpoint=description, error=e)
+                continue
+            self.sockets[description] = port
+        for description in sorted(set(self.sockets) - wanted):
+            self.sockets.pop(description).stopListening()
+
+    def _listenNow(self, endpoint):
+        port = []
+        endpoint.listen(_NoAccept()).addCallback(port.append)
+        port[0].stopReading()  # the workers accept, not the parent
+        return port[0]
+
+    def _spawn(self, index: int) -> None:
+        self._restarts.pop(index, None)
+        if not self.running:
+            return
+        inherited = {desc: port.fileno() for desc, port in self.sockets.items()}
+        env = dict(os.environ)
+        env[INHERITED] = json.dumps(inherited)
+        childFDs = {0: "w", 1: 1, 2: 2}
+        for fd in inherited.values():
+            childFDs[fd] = fd
+        worker = _Worker(self, index)
+        self.reactor.spawnProcess(worker, self.argv[0],
+                                  self.argv + ["--worker", str(index)], env=env,
+                                  childFDs=childFDs)
+        self.workers[index] = worker
+        self.log.info("workers: worker {index} started (pid {pid})", index=index,
+                      pid=worker.transport.pid, event="workers.started")
+
+    def _ended(self, worker: _Worker, reason) -> None:
+        if self.workers.get(worker.index) is worker:
+            del self.workers[worker.index]
+        if not self.running:
+            return
+        failures = self._failures[worker.index] = self._failures.get(worker.index, 0) + 1
+        delay = backoffDelay(failures, 1.0, 30.0, 2.0)
+        self.log.warn("workers: worker {index} ended ({reason}); restarting in {delay:g}s",
+                      index=worker.index, reason=reason.getErrorMessage(), delay=delay,
+                      event="workers.restarting")
+        self._restarts[worker.index] = self.reactor.callLater(delay, self._spawn, worker.index)
+
+    def stopService(self) -> Deferred:
+        """
+        Pass a graceful stop on to every worker; fires when all have ended.
+        """
+        Service.stopService(self)
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        for call in self._restarts.values():
+            if call.active():
+                call.cancel()
+        self._restarts.clear()
+        ending = []
+        for worker in list(self.workers.values()):
+            ending.append(worker.ended)
+            try:
+                worker.transport.signalProcess("TERM")
+            except Exception:
+                pass  # already gone
+        d = DeferredList(ending)
+
+        def release(result):
+            for port in self.sockets.values():
+                port.stopListening()
+            self.sockets.clear()
+            return result
+
+        return d.addBoth(release)
+
+
+def workerArgv(options) -> List[str]:
+    """
+    The command line that runs one worker of this twistd (the same options,
+    with no --workers).
+    """
+    argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+            "-n", "--pidfile=", "muxpool", "--deploy", options["deploy"],
+            "--scan-interval", str(options["scan-interval"]),
+            "--drain-timeout", str(options["drain-timeout"])]
+    if options["admin"]:
+        argv += ["--admin", options["admin"]]  # each worker offsets the port (see tap)
+    if options["admin-token-file"]:
+        argv += ["--admin-token-file", options["admin-token-file"]]
+    return argv
+
