@@ -426,9 +426,9 @@ class DeployService(Service):
                      if b.kind == "qmux" and service in b.service.links]
             if replacedBy is not None and users:
                 drained = replacedBy.service.ready.whenReady().addCallback(
-                    lambda _: gatherResults([m.whenDrained(service) for m in users]))
+                    lambda _: gatherResults([m.whenDrained(service) for m in users], consumeErrors=True))
             else:
-                drained = gatherResults([m.whenDrained(service) for m in users])
+                drained = gatherResults([m.whenDrained(service) for m in users], consumeErrors=True)
             drained.addTimeout(self.drainTimeout, self.reactor)
             return self._track(drained.addBoth(lambda _: self._stop(bean)))
         return self._track(self._stop(bean))

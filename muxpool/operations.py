@@ -116,7 +116,7 @@ class Operations:
                                f"{timeout:g}s")
 
         waits = [mux.whenDrained()] if hasattr(mux, "whenDrained") else []
-        return (gatherResults(waits).addTimeout(timeout, self.clock)
+        return (gatherResults(waits, consumeErrors=True).addTimeout(timeout, self.clock)
                 .addCallbacks(drained, late))
 
     def status(self) -> Dict[str, object]:

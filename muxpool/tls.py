@@ -185,8 +185,15 @@ def isFailure(reason) -> bool:
     """
     from OpenSSL.SSL import Error
 
+    failures = [Error]
+    try:
+        from service_identity import VerificationError  # a wrong host name
+    except ImportError:
+        pass
+    else:
+        failures.append(VerificationError)
     check = getattr(reason, "check", None)
-    return bool(check is not None and check(Error))
+    return bool(check is not None and check(*failures))
 
 
 def describeFailure(reason) -> str:

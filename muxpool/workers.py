@@ -26,6 +26,7 @@ import sys
 from typing import Dict, List, Optional
 
 from twisted.application.service import Service
+from twisted.internet.address import IPv6Address
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.internet.task import LoopingCall
@@ -35,7 +36,7 @@ from muxpool.backoff import backoffDelay
 from muxpool.descriptors import DescriptorError, kindOf, readDescriptor, serverEndpoint
 
 #: How the parent tells a worker which sockets it inherits:
-#: {endpoint description: file descriptor}, as JSON.
+#: {endpoint description: [file descriptor, address family]}, as JSON.
 INHERITED = "MUXPOOL_INHERITED_SOCKETS"
 
 
@@ -65,7 +66,7 @@ class WorkerSockets:
 
     log = Logger()
 
-    def __init__(self, reactor, inherited: Dict[str, int]) -> None:
+    def __init__(self, reactor, inherited: Dict[str, List[int]]) -> None:
         self.reactor = reactor
         self.inherited = dict(inherited)
 
@@ -75,13 +76,10 @@ class WorkerSockets:
         return None if text is None else cls(reactor, json.loads(text))
 
     def listen(self, description: Optional[str], endpoint, factory) -> Deferred:
-        fd = self.inherited.get(description) if description else None
-        family = socket.AF_INET
+        inherited = self.inherited.get(description) if description else None
         try:
-            if fd is not None:
-                probe = socket.socket(fileno=fd)  # to learn its family; not ours to close
-                family = probe.family
-                probe.detach()
+            if inherited is not None:
+                fd, family = inherited
                 return succeed(self.reactor.adoptStreamPort(fd, family, factory))
             parts = _tcpParts(description or "")
             if parts is not None and hasattr(socket, "SO_REUSEPORT"):
@@ -192,11 +190,12 @@ class WorkerSupervisor(Service):
         self._restarts.pop(index, None)
         if not self.running:
             return
-        inherited = {desc: port.fileno() for desc, port in self.sockets.items()}
+        inherited = {desc: [port.fileno(), socket.AF_INET6 if isinstance(port.getHost(), IPv6Address)
+                            else socket.AF_INET] for desc, port in self.sockets.items()}
         env = dict(os.environ)
         env[INHERITED] = json.dumps(inherited)
         childFDs = {0: "w", 1: 1, 2: 2}
-        for fd in inherited.values():
+        for fd, _ in inherited.values():
             childFDs[fd] = fd
         worker = _Worker(self, index)
         self.reactor.spawnProcess(worker, self.argv[0],

@@ -191,8 +191,8 @@ def test_a_token_is_required_when_set(tmp_path):
 def test_without_a_token_only_loopback(tmp_path):
     (tmp_path / "deploy").mkdir()
     proc = Twistd(tmp_path / "deploy", tmp_path, args=["--admin", f"tcp:{freePort()}"])
-    code = proc.stop(sig=None)
-    assert code != 0 and "listens on every interface" in proc.log
+    proc.stop(sig=None)  # it ends by itself, refusing (Twisted 26.4 exits 0 on a usage error)
+    assert "listens on every interface" in proc.log and "admin API on" not in proc.log
 
 
 @pytest_twisted.inlineCallbacks

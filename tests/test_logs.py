@@ -68,8 +68,9 @@ def test_operator_and_outcome_events():
         operations.enable(harness.members[0].name)
         for issuer in harness.issuers:
             issuer.when(lambda m: m.get("t") == "0200").never()
-        harness.request(timeout=1)
+        pending = harness.request(timeout=1)
         harness.advance(1)
+        pending.addErrback(lambda failure: None)
     for name in ("mux.disabled", "mux.draining", "mux.drained", "mux.enabled",
                  "pool.member_disabled", "pool.member_enabled", "request.outcome_unknown"):
         assert events.named(name), name
