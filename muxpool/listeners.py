@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import fail
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -101,7 +101,9 @@ class Forward:
     """
     Sends each request through a MUX (found by name when the request
     arrives, so pools and hot redeploys work) and answers the source with
-    the response.
+    the response.  It takes the message it handles as its own (it goes on,
+    without the acquirer channel's header and bitmaps, as the request: no
+    copy per request).
 
     Not sent -> answers 39=91 (issuer unavailable).  Outcome unknown ->
     answers 39=C{unknownCode} (default 68) and logs it for reversal.  These
@@ -165,51 +167,60 @@ class Forward:
         return self._mux
 
     def process(self, source: ISource, message) -> bool:
-        request = {k: v for k, v in message.items() if k not in ("h", "p", "1")}
         try:
             mux = self.mux
         except KeyError as e:
             self._limiter.emit(log.warn, "no mux", "Forward: no such MUX: {error}", error=str(e))
-            self._reject(source, message, self.notSentCode)
+            self._reject(source, message, None, self.notSentCode)
             return True
-        d = maybeDeferred(mux.request, request, self.timeout)
-        d.addCallbacks(
-            lambda response: self._answered(source, message, response),
-            lambda failure: self._failed(source, message, failure),
-        )
+        # The message is ours now (we handle it): it goes on as the request,
+        # without the header and bitmaps of the acquirer's channel (no copy:
+        # memory per request in flight counts).
+        header = message.pop("h", None)
+        message.pop("p", None)
+        message.pop("1", None)
+        try:
+            d = mux.request(message, self.timeout)
+        except Exception:  # a MUX of the user's: its raise is an outcome too
+            d = fail()
+        d.addCallbacks(self._answered, self._failed, (source, header), None,
+                       (source, message, header))
         return True
 
-    def _answered(self, source, request, response) -> None:
-        answer = dict(response)
-        answer.pop("p", None)
-        answer.pop("1", None)
-        answer.pop("h", None)
-        if "h" in request:
-            answer["h"] = request["h"]
-        _answer(source, answer, "Forward")
+    def _answered(self, response, source, header) -> None:
+        # The response is ours alone too: made the answer in place.
+        response.pop("p", None)
+        response.pop("1", None)
+        response.pop("h", None)
+        if header is not None:
+            response["h"] = header
+        _answer(source, response, "Forward")
 
-    def _failed(self, source, request, failure) -> None:
+    def _failed(self, failure, source, request, header) -> None:
         if failure.check(OutcomeUnknown):
             log.warn(
                 "Forward: outcome unknown, reversal needed for {message}: {error}",
                 message=maskMessage(request, binaryFieldsOf(source)),
                 error=str(failure.value),
             )
-            self._reject(source, request, self.unknownCode)
+            self._reject(source, request, header, self.unknownCode)
         elif failure.check(NotSent):
             self._limiter.emit(log.info, ("not sent", type(failure.value)),
                                "Forward: not sent: {error}", error=str(failure.value))
-            self._reject(source, request, self.notSentCode)
+            self._reject(source, request, header, self.notSentCode)
         else:
             # Not one of the three outcomes: a bug in a MUX.  It may have
             # been written, so it is answered as an outcome unknown.
             log.error("Forward: MUX {mux} failed with {error} (not an outcome) on {message}",
                       mux=self.muxName, error=describeError(failure.value),
                       message=maskMessage(request, binaryFieldsOf(source)))
-            self._reject(source, request, self.unknownCode)
+            self._reject(source, request, header, self.unknownCode)
 
-    def _reject(self, source, request, code) -> None:
-        _answer(source, decline(request, code, self.declineFields, binaryFieldsOf(source)), "Forward")
+    def _reject(self, source, request, header, code) -> None:
+        answer = decline(request, code, self.declineFields, binaryFieldsOf(source))
+        if header is not None and "h" in self.declineFields:
+            answer["h"] = header
+        _answer(source, answer, "Forward")
 
 
 #: Fields a Responder copies from the request: key, amounts, references.

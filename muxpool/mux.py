@@ -75,8 +75,20 @@ class KeyBuilder:
         if len(mapping) != 3 or any(len(m) != 10 for m in mapping):
             mapping = DEFAULT_MTI_MAPPING
         self.mtiMapping = mapping
+        self._mapped: Dict[str, str] = {}
 
     def mapMTI(self, mti: str) -> str:
+        """
+        C{mti} through the mapping (once per MTI: a switch sees few).
+        """
+        mapped = self._mapped.get(mti)
+        if mapped is None:
+            mapped = self._mapMTI(mti)
+            if len(self._mapped) < 1024:
+                self._mapped[mti] = mapped
+        return mapped
+
+    def _mapMTI(self, mti: str) -> str:
         if len(mti) < 4:
             mti = mti.rjust(4, "0")
         if len(mti) != 4:
@@ -89,6 +101,8 @@ class KeyBuilder:
         return "".join(out)
 
     def fieldsFor(self, message: Mapping[str, str]) -> Tuple[str, ...]:
+        if not self.overrides:
+            return self.fields
         mti = message.get("t", "")
         prefix = mti[:2]
         pcode = (message.get("3") or "").strip()

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Dict, Mapping, Optional, Sequence, Set
 
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -423,6 +423,9 @@ class _Request:
     another member could succeed at.
     """
 
+    __slots__ = ("pool", "message", "deadline", "tried", "result", "started", "waiting", "timer",
+                 "inner", "refused", "cancelled", "done")
+
     def __init__(self, pool: MUXPool, message, deadline: float, result: Deferred, started: float):
         self.pool = pool
         self.message = message
@@ -465,7 +468,10 @@ class _Request:
                           error=str(self.refused.value), member=member.name)
         self.tried.add(id(member))
         pool._count(member)
-        inner = maybeDeferred(member.request, self.message, remaining)
+        try:
+            inner = member.request(self.message, remaining)
+        except Exception:  # a member of the user's: its raise is an outcome too
+            inner = fail()
         if not inner.called:
             self.inner = inner
         inner.addCallbacks(self._answered, self._failed, (member,), None, (member,), None)

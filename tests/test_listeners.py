@@ -50,7 +50,7 @@ def test_interfaces():
 
 def test_responder_answers_with_key_amount_and_header():
     source = MemoryLink()
-    Responder(fixed={"38": "ABC123"}).process(source, REQUEST)
+    Responder(fixed={"38": "ABC123"}).process(source, dict(REQUEST))
     [answer] = source.sent
     assert answer["t"] == "0210" and answer["39"] == "00" and answer["38"] == "ABC123"
     assert answer["11"] == "000042" and answer["41"] == "TERM0001" and answer["4"] == "000000001000"
@@ -61,7 +61,7 @@ def test_responder_delay_and_properties():
     clock = Clock()
     source = MemoryLink()
     responder = Responder.fromProperties({"result-code": "05", "delay": "250", "field.44": "B"}, clock)
-    responder.process(source, REQUEST)
+    responder.process(source, dict(REQUEST))
     assert source.sent == []
     clock.advance(0.25)
     assert source.sent[0]["39"] == "05" and source.sent[0]["44"] == "B"
@@ -70,7 +70,7 @@ def test_responder_delay_and_properties():
 def test_forward_answers_with_response_and_original_header():
     mux = ScriptedMUX(succeed({"t": "0210", "11": "000042", "41": "TERM0001", "39": "00", "h": "FFFF"}))
     source = MemoryLink()
-    Forward(mux, timeout=7).process(source, REQUEST)
+    Forward(mux, timeout=7).process(source, dict(REQUEST))
     sent, timeout = mux.requests[0]
     assert "h" not in sent and "p" not in sent and timeout == 7
     assert source.sent[0]["39"] == "00" and source.sent[0]["h"] == "6000120034"
@@ -78,14 +78,14 @@ def test_forward_answers_with_response_and_original_header():
 
 def test_forward_not_sent_answers_91():
     source = MemoryLink()
-    Forward(ScriptedMUX(fail(NoMUXAvailable("none"))), 1).process(source, REQUEST)
+    Forward(ScriptedMUX(fail(NoMUXAvailable("none"))), 1).process(source, dict(REQUEST))
     assert source.sent[0]["t"] == "0210" and source.sent[0]["39"] == "91"
 
 
 def test_forward_outcome_unknown_answers_68_and_logs_masked():
     source = MemoryLink()
     with capturedText() as lines:
-        Forward(ScriptedMUX(fail(LinkLost("gone"))), 1).process(source, REQUEST)
+        Forward(ScriptedMUX(fail(LinkLost("gone"))), 1).process(source, dict(REQUEST))
     assert source.sent[0]["39"] == "68"
     text = "\n".join(lines)
     assert "reversal" in text and "476173******0119" in text and REQUEST["2"] not in text
@@ -98,13 +98,13 @@ def test_forward_configured_unknown_code_and_registry_lookup():
     forward = Forward.fromProperties({"mux": "core", "timeout": "1500", "unknown-code": "06"},
                                      registry.getMUX)
     assert forward.timeout == 1.5
-    forward.process(source, REQUEST)
+    forward.process(source, dict(REQUEST))
     assert source.sent[0]["39"] == "06"
 
 
 def test_forward_unknown_mux_answers_91():
     source = MemoryLink()
-    Forward("nope", 1, Registry().getMUX).process(source, REQUEST)
+    Forward("nope", 1, Registry().getMUX).process(source, dict(REQUEST))
     assert source.sent[0]["39"] == "91"
 
 
@@ -143,7 +143,7 @@ def test_forward_answers_even_when_the_mux_raises():
 
     source = MemoryLink()
     with capturedText() as lines:
-        Forward(Raising(None), 1).process(source, REQUEST)
+        Forward(Raising(None), 1).process(source, dict(REQUEST))
     # it was asked to send: the issuer may have it, so it is answered as an
     # outcome unknown (a reversal of nothing is harmless; a missed one is not)
     assert source.sent[0]["39"] == "68"
@@ -163,7 +163,7 @@ def test_a_forward_decline_carries_no_card_data():
     """
     for result, code in ((fail(NoMUXAvailable("none")), "91"), (fail(LinkLost("gone")), "68")):
         source = MemoryLink()
-        Forward(ScriptedMUX(result), 1).process(source, CARD_REQUEST)
+        Forward(ScriptedMUX(result), 1).process(source, dict(CARD_REQUEST))
         [answer] = source.sent
         assert answer["39"] == code and answer["t"] == "0210"
         for hidden in ("2", "35", "36", "45", "52", "55"):
@@ -176,7 +176,7 @@ def test_decline_fields_are_configurable_but_hidden_ones_never_echo():
     source = MemoryLink()
     forward = Forward.fromProperties({"mux": "x", "decline-fields": "11 41 2 35 52"},
                                      Registry().getMUX)
-    forward.process(source, CARD_REQUEST)
+    forward.process(source, dict(CARD_REQUEST))
     assert source.sent[0] == {"t": "0210", "39": "91", "11": "000042", "41": "TERM0001",
                               "2": CARD_REQUEST["2"]}
 
@@ -193,7 +193,7 @@ def test_a_persistent_fault_is_logged_at_a_bounded_rate():
             forward.process(source, dict(REQUEST, **{"11": "%06d" % i}))
             clock.advance(0.01)  # 5 s of requests
         clock.advance(10)
-        forward.process(source, REQUEST)
+        forward.process(source, dict(REQUEST))
     assert len(source.sent) == 501
     found = [line.split("\n")[0] for line in lines if "no such MUX" in line]
     assert len(found) == 2 and "(499 more like this in the last 10s)" in found[1]
