@@ -63,7 +63,7 @@ class LinkBase:
         return len(self._receivers) + len(self._lossObservers)
 
     def isConnected(self) -> bool:
-        return self.protocol is not None and self.protocol.connected
+        return self.protocol is not None and bool(self.protocol.connected)
 
     def send(self, message: Mapping[str, str]) -> None:
         """

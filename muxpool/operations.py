@@ -125,7 +125,7 @@ class Operations:
         deploy folder's.
         """
         muxes, pools, channels, servers = [], [], [], []
-        enabled: Dict[str, Dict[str, bool]] = {}
+        enabled: Dict[str, Dict[str, str]] = {}  # MUX -> pool -> its state there
         for pool in self.pools():
             state = pool.status()
             pools.append(state)

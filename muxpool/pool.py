@@ -247,7 +247,7 @@ class MUXPool(Service):
         return member.name in self._suspended
 
     def isUsable(self, member: IMUX) -> bool:
-        return (self.running and bool(member.ready) and self.isEnabled(member)
+        return (bool(self.running) and bool(member.ready) and self.isEnabled(member)
                 and member.name not in self._suspended)
 
     def _memberChanged(self, member: IMUX, value: bool) -> None:

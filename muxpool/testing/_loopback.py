@@ -55,7 +55,11 @@ def startIssuer(reactor, listeners: Optional[Iterable[IRequestListener]] = None,
 def portOf(server: QServer) -> int:
     """
     The port C{server} listens on.
+
+    @raise ValueError: it does not listen (yet: see L{QServer.whenListening}).
     """
+    if server.port is None:
+        raise ValueError(f"{server.name} is not listening")
     return server.port.getHost().port
 
 
