@@ -12,16 +12,23 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Dict, List, Mapping, Optional, Union
+from typing import Callable, Dict, List, Mapping, Optional, Union
 
 from twisted.application.internet import ClientService
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.endpoints import HostnameEndpoint, clientFromString
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.internet.protocol import Factory
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from muxpool import tls
@@ -46,12 +53,13 @@ class _ReportingEndpoint:
     (ClientService retries, but never says why).
     """
 
-    def __init__(self, endpoint, adaptor: "ChannelAdaptor", timeout: Optional[float]) -> None:
+    def __init__(self, endpoint: IStreamClientEndpoint, adaptor: "ChannelAdaptor",
+                 timeout: Optional[float]) -> None:
         self._endpoint = endpoint
         self._adaptor = adaptor
         self._timeout = timeout
 
-    def connect(self, factory):
+    def connect(self, factory: IProtocolFactory) -> Deferred:
         d = self._endpoint.connect(factory)
         if self._timeout:
             d.addTimeout(self._timeout, self._adaptor.clock)
@@ -59,7 +67,7 @@ class _ReportingEndpoint:
 
 
 def clientEndpoint(
-    reactor,
+    reactor: IReactorTime,
     endpoint: Union[str, IStreamClientEndpoint, None] = None,
     host: Optional[str] = None,
     port: Optional[int] = None,
@@ -79,7 +87,7 @@ def clientEndpoint(
     return ep
 
 
-def describeTarget(endpoint, host: Optional[str], port: Optional[int]) -> str:
+def describeTarget(endpoint: object, host: Optional[str], port: Optional[int]) -> str:
     """
     Where an adaptor connects, for logs and status.
     """
@@ -96,7 +104,7 @@ class _ChannelFactory(Factory):
     def __init__(self, adaptor: "ChannelAdaptor") -> None:
         self.adaptor = adaptor
 
-    def buildProtocol(self, addr):
+    def buildProtocol(self, addr: Optional[IAddress]) -> Optional[Protocol]:
         adaptor = self.adaptor
         protocol = ISOChannelProtocol(adaptor.spec, adaptor, adaptor.clock)
         if adaptor.tlsOptions is not None:
@@ -140,12 +148,14 @@ class ChannelAdaptor(LinkBase, Service):
         failed (None once connected and healthy).
     """
 
+    name: str
+
     def __init__(
         self,
         name: str,
         spec: ChannelSpec,
         endpoint: Union[str, IStreamClientEndpoint, None] = None,
-        reactor=None,
+        reactor: Optional[IReactorTime] = None,
         *,
         host: Optional[str] = None,
         port: Optional[int] = None,
@@ -160,10 +170,11 @@ class ChannelAdaptor(LinkBase, Service):
         echoInterval: Optional[float] = None,
         echoTimeout: float = 10.0,
         tls: Optional[ClientTLS] = None,
-        jitter=random.random,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         if reactor is None:
-            from twisted.internet import reactor
+            from twisted.internet import reactor as _reactor
+            reactor = _reactor
         LinkBase.__init__(self, name, spec, reactor)
         self.setName(name)
         self.clock = reactor
@@ -193,8 +204,8 @@ class ChannelAdaptor(LinkBase, Service):
         self._stan = 0
         self._network: Dict[str, Deferred] = {}
         self._alive = Waiters()
-        self._timer = None
-        self._signedOff = None
+        self._timer: Optional[IDelayedCall] = None
+        self._signedOff: Optional[IDelayedCall] = None
         self._client = ClientService(
             _ReportingEndpoint(self.endpoint, self, connectTimeout),
             _ChannelFactory(self),
@@ -227,7 +238,7 @@ class ChannelAdaptor(LinkBase, Service):
         The channel as an operator sees it.
         """
         now = self.clock.seconds()
-        return {"kind": "channel-adaptor", "name": self.name, "running": self.running,
+        return {"kind": "channel-adaptor", "name": self.name, "running": bool(self.running),
                 "target": self.target, "ready": bool(self.ready), "connected": self.isConnected(),
                 "tls": self.tls is not None, "signed_on": self.signedOn,
                 "last_failure": self.lastFailure,
@@ -258,7 +269,7 @@ class ChannelAdaptor(LinkBase, Service):
         return backoffDelay(self._failures, self.reconnectDelay, self.maxReconnectDelay, 1.5,
                             self._jitter)
 
-    def _connectFailed(self, failure):
+    def _connectFailed(self, failure: Failure) -> Failure:
         if not self.running:
             return failure  # stopped while connecting: not a failure of the peer
         self._failures += 1
@@ -332,7 +343,7 @@ class ChannelAdaptor(LinkBase, Service):
                 self._echo()  # a pool waits for proof that this peer answers
         self._schedule()
 
-    def channelMessage(self, protocol: ISOChannelProtocol, message: Mapping[str, str]) -> None:
+    def channelMessage(self, protocol: ISOChannelProtocol, message: Dict[str, str]) -> None:
         if self._failures or self.lastFailure:
             self._healthy()  # the peer answers: a busy link needs no echo to prove it
         mti = message.get("t")
@@ -373,7 +384,7 @@ class ChannelAdaptor(LinkBase, Service):
                           "closing it", link=self.name, peer=protocol.peer, linger=self.signOffLinger)
             protocol.transport.loseConnection()
 
-    def channelLost(self, protocol: ISOChannelProtocol, reason) -> None:
+    def channelLost(self, protocol: ISOChannelProtocol, reason: Optional[Failure]) -> None:
         if protocol is not self.protocol:
             return
         self.protocol = None
@@ -439,8 +450,13 @@ class ChannelAdaptor(LinkBase, Service):
             "11": stan,
             "70": code,
         }
-        d = Deferred(lambda _: self._network.pop(stan, None))
+
+        def forget(_: Deferred) -> None:
+            self._network.pop(stan, None)
+
+        d: Deferred = Deferred(forget)
         self._network[stan] = d
+        assert self.protocol is not None  # sent only on a connection
         try:
             self.protocol.sendMessage(message)
         except PackError as e:
@@ -453,12 +469,12 @@ class ChannelAdaptor(LinkBase, Service):
     def _echo(self) -> None:
         self._networkRequest(ECHO).addCallbacks(self._echoed, self._echoFailed)
 
-    def _echoed(self, response) -> None:
+    def _echoed(self, response: Mapping[str, str]) -> None:
         self.lastEcho = self.clock.seconds()
         self._proven()
         self._schedule()
 
-    def _signedOn(self, response) -> None:
+    def _signedOn(self, response: Mapping[str, str]) -> None:
         if response.get("39") == "00":
             self.signedOn = True
             self.ready.set(True)
@@ -468,13 +484,13 @@ class ChannelAdaptor(LinkBase, Service):
         else:
             self._drop("sign-on refused with 39={rc}".format(rc=response.get("39")), "sign_on_failures")
 
-    def _signOnFailed(self, failure) -> None:
+    def _signOnFailed(self, failure: Failure) -> None:
         if failure.check(TimeoutError):
             self._drop("sign-on not answered", "sign_on_failures")
         elif failure.check(PackError):
             self._drop(f"sign-on cannot be sent: {failure.value}", "sign_on_failures")
 
-    def _echoFailed(self, failure) -> None:
+    def _echoFailed(self, failure: Failure) -> None:
         if failure.check(TimeoutError):
             self._drop("echo not answered: peer is dead", "echo_failures")
         elif failure.check(PackError):
@@ -497,7 +513,7 @@ class ChannelAdaptor(LinkBase, Service):
 
     # -- idle checks ------------------------------------------------------------
 
-    def _due(self, protocol) -> List[float]:
+    def _due(self, protocol: ISOChannelProtocol) -> List[float]:
         """
         When each idle check next falls due: the echo (nothing received),
         the keep-alive (nothing sent) and the read timeout (nothing
@@ -541,7 +557,7 @@ class ChannelAdaptor(LinkBase, Service):
             self._schedule()
 
 
-def _reason(failure) -> str:
+def _reason(failure: object) -> str:
     """
     A connection failure in a few words: refused, timed out, a TLS error.
     """

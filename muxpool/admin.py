@@ -27,6 +27,7 @@ from typing import Optional
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.web import http
 from twisted.web.resource import Resource
@@ -205,6 +206,7 @@ class Root(Resource):
         return _NotFound()
 
     def _authorized(self, request) -> bool:
+        assert self.token is not None  # asked only when there is one
         header = request.getHeader(b"authorization") or b""
         scheme, _, given = header.partition(b" ")
         return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(),
@@ -243,7 +245,7 @@ class AdminService(Service):
         self.endpoint = serverFromString(reactor, endpoint)
         self.site = Site(Root(operations, token))
         self.site.noisy = False
-        self.port = None
+        self.port: Optional[IListeningPort] = None
         self._listeners = Waiters()
 
     def startService(self) -> None:

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Dict, Optional, Tuple
 
@@ -84,7 +85,7 @@ def run(args) -> int:
                 print(json.dumps(body, indent=1, sort_keys=True) if args.json else render(body))
                 return 0
         else:
-            path = f"/muxes/{urllib.request.quote(args.name, safe='')}/{args.command}"
+            path = f"/muxes/{urllib.parse.quote(args.name, safe='')}/{args.command}"
             if args.command == "drain":
                 path += f"?timeout={args.timeout:g}"
             code, body = call(args, "POST", path, timeout=getattr(args, "timeout", 30) + 10)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import os
 import traceback
+from typing import Any
 
 
 def where(obj: object) -> str:
@@ -20,7 +21,7 @@ def where(obj: object) -> str:
     C{obj}'s class (or function) and the file it is defined in:
     C{"mypkg.strategies.Sticky (/srv/switch/mypkg/strategies.py)"}.
     """
-    target = obj
+    target: Any = obj  # a class, function or method, as inspect tells
     if not (inspect.isclass(obj) or inspect.isfunction(obj) or inspect.ismethod(obj)):
         target = type(obj)
     if inspect.ismethod(target):

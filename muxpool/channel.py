@@ -12,9 +12,9 @@ frame is logged (masked) and counted, and the connection stays up.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional, Union
 
-from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.interfaces import IDelayedCall, IHandshakeListener, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -39,7 +39,7 @@ HEADER_KEY = "h"
 _TRUE = ("true", "yes", "1", "on")
 
 
-def _flag(value, default: bool) -> bool:
+def _flag(value: object, default: bool) -> bool:
     if value is None:
         return default
     if isinstance(value, bool):
@@ -69,7 +69,7 @@ class ChannelSpec:
     def fromConfig(
         cls,
         channelClass: str = "ASCIIChannel",
-        packager: str = "ISO87A",
+        packager: Union[str, IPackager] = "ISO87A",
         header: Optional[str] = None,
         properties: Optional[Mapping[str, str]] = None,
     ) -> "ChannelSpec":
@@ -177,8 +177,12 @@ class ISOChannelProtocol(Protocol):
     """
 
     log = Logger()
+    #: A TCP, UNIX or TLS transport: an ITransport that is also a consumer
+    #: and a producer, with abortConnection; no one Twisted interface says
+    #: all that.
+    transport: Any
 
-    def __init__(self, spec: ChannelSpec, owner: IChannelOwner, clock) -> None:
+    def __init__(self, spec: ChannelSpec, owner: IChannelOwner, clock: IReactorTime) -> None:
         self.spec = spec
         self.owner = owner
         self.clock = clock
@@ -191,8 +195,8 @@ class ISOChannelProtocol(Protocol):
         self.secured = False
         self.idleTimeout: Optional[float] = None
         self.frameTimeout: Optional[float] = None
-        self._idleTimer = None
-        self._frameTimer = None
+        self._idleTimer: Optional[IDelayedCall] = None
+        self._frameTimer: Optional[IDelayedCall] = None
         self._limiter = RateLimiter(clock=clock)
 
     @property
@@ -214,7 +218,7 @@ class ISOChannelProtocol(Protocol):
         self.secured = True
         self.owner.channelSecured(self)
 
-    def connectionLost(self, reason: Failure = None) -> None:
+    def connectionLost(self, reason: Optional[Failure] = None) -> None:
         self.connected = False
         self._closing = True
         self._cancelTimers()
@@ -259,6 +263,7 @@ class ISOChannelProtocol(Protocol):
     def _idleCheck(self) -> None:
         # Lazy: data received since arming only moves the next check.
         self._idleTimer = None
+        assert self.idleTimeout is not None  # armed only with one (_armIdle)
         now = self.clock.seconds()
         if self._held or now - self.lastReceived < self.idleTimeout:
             self._armIdle(now if self._held else self.lastReceived)
@@ -330,7 +335,7 @@ class ISOChannelProtocol(Protocol):
             # left of a partial frame goes to the buffer.
             self._processBuffer(data)
 
-    def _processBuffer(self, buffer=None) -> None:
+    def _processBuffer(self, buffer: Union[bytes, bytearray, None] = None) -> None:
         """
         Decode the whole frames in C{buffer} (the pending buffer, or bytes
         just received with nothing pending), until held; keep the rest.
@@ -385,7 +390,7 @@ class ISOChannelProtocol(Protocol):
                 error=describeError(e),
             )
 
-    def _bad(self, why: str, message) -> None:
+    def _bad(self, why: str, message: Optional[Mapping[str, str]]) -> None:
         self.counters["rx_bad"] += 1
         self._limiter.emit(
             self.log.warn, "bad frame",

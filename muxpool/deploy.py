@@ -23,7 +23,7 @@ import glob
 import importlib
 import os
 import sys
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, Generator, List, Optional, Set, Tuple
 
 from twisted.application.service import Service
 from twisted.internet.defer import (
@@ -33,12 +33,22 @@ from twisted.internet.defer import (
     inlineCallbacks,
     maybeDeferred,
 )
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from muxpool.boundary import describeError
-from muxpool.descriptors import Bean, DescriptorError, buildBean, dependenciesOf, readDescriptor
-from muxpool.interfaces import IMUX
+from muxpool.descriptors import (
+    Bean,
+    DescriptorError,
+    Node,
+    buildBean,
+    dependenciesOf,
+    readDescriptor,
+)
+from muxpool.interfaces import ILink, IMUX, ISocketSource
+from muxpool.mux import QMUX
 from muxpool.registry import Registry, defaultRegistry
 
 Stamp = Tuple[int, int]
@@ -73,14 +83,15 @@ class DeployService(Service):
     def __init__(
         self,
         directory: str,
-        reactor=None,
+        reactor: Optional[IReactorTime] = None,
         registry: Optional[Registry] = None,
         scanInterval: float = 2.0,
         drainTimeout: float = 30.0,
-        sockets=None,
+        sockets: Optional[ISocketSource] = None,
     ) -> None:
         if reactor is None:
-            from twisted.internet import reactor
+            from twisted.internet import reactor as _reactor
+            reactor = _reactor
         self.directory = directory
         self.reactor = reactor
         self.registry = registry if registry is not None else defaultRegistry
@@ -124,7 +135,7 @@ class DeployService(Service):
         return self._shutdown()
 
     @inlineCallbacks
-    def _shutdown(self):
+    def _shutdown(self) -> Generator[Deferred, Any, None]:
         """
         Undeploy in reverse file order, one bean after another, as Q2 does:
         the front server drains its in-flight requests before the MUXes and
@@ -260,7 +271,8 @@ class DeployService(Service):
         if old is not None:
             self._replaced.append((old, bean))
 
-    def _failed(self, path: str, root, old: Optional[Bean], error: Exception) -> None:
+    def _failed(self, path: str, root: Optional[Node], old: Optional[Bean],
+                error: Exception) -> None:
         if isinstance(error, DescriptorError):
             message = str(error)
         else:
@@ -305,7 +317,8 @@ class DeployService(Service):
         d = maybeDeferred(bean.service.startService)
         self.registry.register(bean.name, bean.service)  # found by name once running
 
-        def failed(failure):
+        def failed(failure: Failure) -> None:
+            assert failure.value is not None  # a Failure holds its exception
             message = (f"{bean.path}: {bean.name} did not start: "
                        f"{describeError(failure.value)}")
             self.log.error("{message}", message=message)
@@ -384,7 +397,7 @@ class DeployService(Service):
                           path=bean.path, bean=bean.name, what=what, name=name,
                           consequence=consequence)
 
-    def _handover(self, mux, old, new) -> None:
+    def _handover(self, mux: QMUX, old: ILink, new: ILink) -> None:
         """
         Move C{mux} from link C{old} to C{new} once C{new} is ready; stop
         listening to C{old} once what was written on it has its outcome.
@@ -392,7 +405,7 @@ class DeployService(Service):
         if mux in self._handovers:
             self._handovers.pop(mux).cancel()
 
-        def ready(_):
+        def ready(_: object) -> None:
             self._handovers.pop(mux, None)
             if mux.link is not old or not mux.running:
                 return
@@ -408,7 +421,13 @@ class DeployService(Service):
 
     def _track(self, d: Deferred) -> Deferred:
         self._retiring.append(d)
-        d.addBoth(lambda result: (self._retiring.remove(d) if d in self._retiring else None, result)[1])
+
+        def untrack(result: object) -> object:
+            if d in self._retiring:
+                self._retiring.remove(d)
+            return result
+
+        d.addBoth(untrack)
         return d
 
     def _retire(self, bean: Bean, replacedBy: Optional[Bean] = None) -> Deferred:
@@ -436,11 +455,12 @@ class DeployService(Service):
     def _stop(self, bean: Bean) -> Deferred:
         d = maybeDeferred(bean.service.stopService)
 
-        def failed(failure):
+        def failed(failure: Failure) -> None:
+            assert failure.value is not None  # a Failure holds its exception
             self.log.error("{path}: {name} did not stop cleanly: {error}", path=bean.path,
                            name=bean.name, error=describeError(failure.value))
 
-        def stopped(_):
+        def stopped(_: object) -> None:
             self._draining.discard(bean)
 
         return d.addErrback(failed).addCallback(stopped)

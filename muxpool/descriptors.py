@@ -17,7 +17,7 @@ import os
 import re
 import xml.parsers.expat
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -230,7 +230,7 @@ class Bean:
 
     name: str
     kind: str
-    service: object
+    service: Any  # by kind: a ChannelAdaptor, QMUX, MUXPool or QServer
     path: str
     inQueue: Optional[str] = None
     outQueue: Optional[str] = None
@@ -441,7 +441,7 @@ def makeListener(cls: str, props: Mapping[str, str], reactor, registry) -> IRequ
     factory = listenerClass(cls)
     if hasattr(factory, "fromProperties"):
         listener = factory.fromProperties(props)
-    elif inspect.isclass(factory) and len(inspect.signature(factory).parameters) >= 1:
+    elif isinstance(factory, type) and len(inspect.signature(factory).parameters) >= 1:
         listener = factory(props)
     else:
         listener = factory()
@@ -633,7 +633,8 @@ def _adaptor(reader: _Reader, name, root, reactor, registry) -> Bean:
 
 
 def _qmux(reader: _Reader, name, root, reactor, registry) -> Bean:
-    fields, overrides = ("41", "11"), {}
+    fields: Tuple[str, ...] = ("41", "11")
+    overrides: Dict[str, Tuple[str, ...]] = {}
     for key in root.all("key"):
         mti = key.attrib.get("mti")
         listed = parseFieldList(key.text)

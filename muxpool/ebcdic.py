@@ -7,6 +7,10 @@ so this module builds 1047 from 037 and registers it once on import.
 """
 
 import codecs
+from typing import TYPE_CHECKING, Optional, Tuple
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 #: Byte positions where IBM1047 differs from cp037, and the character there.
 _DIFFERENCES = {
@@ -26,18 +30,18 @@ _decoding = "".join(
 _encoding = codecs.charmap_build(_decoding)
 
 
-def _encode(text: str, errors: str = "strict"):
+def _encode(text: str, errors: str = "strict") -> Tuple[bytes, int]:
     return codecs.charmap_encode(text, errors, _encoding)
 
 
-def _decode(data: bytes, errors: str = "strict"):
+def _decode(data: "Buffer", errors: str = "strict") -> Tuple[str, int]:
     return codecs.charmap_decode(data, errors, _decoding)
 
 
 _INFO = codecs.CodecInfo(_encode, _decode, name=NAME)
 
 
-def _search(name: str):
+def _search(name: str) -> Optional[codecs.CodecInfo]:
     if name.replace("-", "").replace("_", "").lower() in ("ibm1047", "cp1047"):
         return _INFO
     return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple, Union
 
 #: What L{Framing.nextFrame} gives as the frame of a keep-alive.
 KEEPALIVE = None
@@ -66,7 +66,7 @@ class LengthCodec:
             return b"%0*d" % (self.width, n)
         return b"%0*x" % (self.width, n)
 
-    def decode(self, data: bytes) -> int:
+    def decode(self, data: Union[bytes, bytearray]) -> int:
         """
         The length written in C{data} (bytes or a bytearray slice).
         """
@@ -87,7 +87,7 @@ class LengthCodec:
             raise FramingError(f"length prefix {_show(data)} is not hex digits") from None
 
 
-def _show(data: bytes) -> str:
+def _show(data: Union[bytes, bytearray]) -> str:
     # A length prefix is a few bytes of framing, not card data; show it in hex.
     return "0x" + data.hex()
 
@@ -150,13 +150,15 @@ class Framing:
         """
         The bytes before the header: C{size} is header + body length.
         """
+        assert self.length is not None, f"{self.name} has no length prefix"
         return self.before + self.length.encode(size + self.adjust if size else 0) + self.after
 
-    def decodePrefix(self, buffer: bytes, offset: int = 0) -> int:
+    def decodePrefix(self, buffer: Union[bytes, bytearray], offset: int = 0) -> int:
         """
         The header + body length announced by the prefix at C{offset} in
         C{buffer} (0: a keep-alive), read from the length's own bytes.
         """
+        assert self.length is not None, f"{self.name} has no length prefix"
         start = offset + len(self.before)
         n = self.length.decode(buffer[start:start + self.length.width])
         if n == 0:
@@ -180,7 +182,8 @@ class Framing:
             header = base1Header(header, len(body))
         return b"".join((self.encodePrefix(len(header) + len(body)), header, body, self.trailer))
 
-    def nextFrame(self, buffer: bytes, offset: int, maxLength: int) -> Optional[Tuple[bytes, int]]:
+    def nextFrame(self, buffer: Union[bytes, bytearray], offset: int,
+                  maxLength: int) -> Optional[Tuple[Optional[bytes], int]]:
         """
         The next frame in C{buffer} from C{offset}: C{(header + message,
         offset after it)}, C{(KEEPALIVE, offset after it)} for a zero-length
@@ -199,7 +202,8 @@ class Framing:
             return KEEPALIVE, start
         return self._readBody(buffer, start, size)
 
-    def _readBody(self, buffer, start: int, size: int) -> Optional[Tuple[bytes, int]]:
+    def _readBody(self, buffer: Union[bytes, bytearray], start: int,
+                  size: int) -> Optional[Tuple[bytes, int]]:
         """
         The C{size} bytes announced by the prefix, and the trailer after them.
         """
@@ -225,7 +229,8 @@ class DelimitedFraming(Framing):
     def keepAlive(self) -> bytes:
         return b""
 
-    def nextFrame(self, buffer, offset, maxLength):
+    def nextFrame(self, buffer: Union[bytes, bytearray], offset: int,
+                  maxLength: int) -> Optional[Tuple[Optional[bytes], int]]:
         end = buffer.find(self.trailer, offset)
         if end < 0:
             if len(buffer) - offset > maxLength:
@@ -254,7 +259,8 @@ class GzipFraming(Framing):
                   + zlib.crc32(data).to_bytes(4, "little") + len(data).to_bytes(4, "little"))
         return self.encodePrefix(len(data)) + member
 
-    def _readBody(self, buffer, start, size):
+    def _readBody(self, buffer: Union[bytes, bytearray], start: int,
+                  size: int) -> Optional[Tuple[bytes, int]]:
         # The length counts uncompressed bytes: the member ends where gzip says.
         decompressor = zlib.decompressobj(31)
         try:
@@ -327,7 +333,7 @@ FRAMINGS: Dict[str, Framing] = {
 _JPOS_PACKAGE = "org.jpos.iso.channel."
 
 
-def getFraming(name: str, lengthDigits: Optional[int] = None) -> Framing:
+def getFraming(name: str, lengthDigits: Union[int, str, None] = None) -> Framing:
     """
     Find a framing by jPOS class name (with or without the
     C{org.jpos.iso.channel.} package), or a short name (C{"nac"}).

@@ -4,7 +4,17 @@ The interfaces between muxpool's layers, in one place.
 Each layer knows the one below it only through one of these.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional
+
 from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+    from twisted.python.failure import Failure
+
+    from muxpool.channel import ISOChannelProtocol
 
 
 class IPackager(Interface):
@@ -17,14 +27,14 @@ class IPackager(Interface):
         "Frozenset of field ids (str) whose values are binary; hidden in logs."
     )
 
-    def pack(message):
+    def pack(message: Mapping[str, str]) -> bytes:
         """
         Pack a message dict (not modified) into C{bytes}.
 
         @raise muxpool.packagers.PackError: naming the field at fault.
         """
 
-    def unpack(data):
+    def unpack(data: bytes) -> Dict[str, str]:
         """
         Unpack C{bytes} into a message dict.
 
@@ -37,14 +47,14 @@ class ISource(Interface):
     Where an inbound request came from: something that can answer it.
     """
 
-    def send(message):
+    def send(message: Mapping[str, str]) -> None:
         """
         Send C{message} back where the request came from.
 
         @raise muxpool.errors.NotSent: if it cannot be written.
         """
 
-    def isConnected():
+    def isConnected() -> bool:
         """
         Whether an answer can still be written.
         """
@@ -62,7 +72,7 @@ class ILink(Interface):
         "signed on; can be waited on."
     )
 
-    def send(message):
+    def send(message: Mapping[str, str]) -> None:
         """
         Pack and write C{message} now.
 
@@ -70,7 +80,7 @@ class ILink(Interface):
             pack error): nothing reached a socket.
         """
 
-    def addReceiver(receiver):
+    def addReceiver(receiver: Callable[[Dict[str, str], bool], bool]) -> None:
         """
         Offer every message that arrives to C{receiver(message, final)},
         newest receiver first, until one returns C{True}.  C{final} is true
@@ -79,18 +89,18 @@ class ILink(Interface):
         there is one receiver; two while a MUX is redeployed.
         """
 
-    def removeReceiver(receiver):
+    def removeReceiver(receiver: Callable[[Dict[str, str], bool], bool]) -> None:
         """
         Stop calling C{receiver}.
         """
 
-    def addLossObserver(observer):
+    def addLossObserver(observer: Callable[[Failure], object]) -> None:
         """
         Call C{observer(reason)} each time the connection is lost, so requests
         written on it can be failed at once.
         """
 
-    def removeLossObserver(observer):
+    def removeLossObserver(observer: Callable[[Failure], object]) -> None:
         """
         Stop calling C{observer}.
         """
@@ -101,7 +111,7 @@ class IProbe(Interface):
     A link that can prove its peer answers (a ChannelAdaptor: an echo).
     """
 
-    def probe():
+    def probe() -> Deferred:
         """
         A Deferred that fires the next time the peer proves it answers (an
         echo answered, a sign-on accepted), asking for such proof now if it
@@ -117,7 +127,7 @@ class IMUX(Interface):
     name = Attribute("The MUX's name.")
     ready = Attribute("A L{muxpool.readiness.Readiness}: true while usable.")
 
-    def request(message, timeout):
+    def request(message: Mapping[str, str], timeout: float) -> Deferred:
         """
         Send C{message} and wait up to C{timeout} seconds for its response.
 
@@ -126,19 +136,19 @@ class IMUX(Interface):
             L{muxpool.errors.OutcomeUnknown} (the issuer may have acted).
         """
 
-    def send(message):
+    def send(message: Mapping[str, str]) -> None:
         """
         Send C{message} without waiting for an answer.
 
         @raise muxpool.errors.NotSent: if it could not be written.
         """
 
-    def isConnected():
+    def isConnected() -> bool:
         """
         Whether a request sent now could reach a link.
         """
 
-    def pendingCount():
+    def pendingCount() -> int:
         """
         How many requests are in flight (sent, not yet answered or expired).
         """
@@ -150,10 +160,11 @@ class IRequestListener(Interface):
     requests), as jPOS's ISORequestListener.
     """
 
-    def process(source, message):
+    def process(source: ISource, message: Dict[str, str]) -> bool:
         """
         Handle C{message}, answering through C{source} (an L{ISource}) if it
-        wants.
+        wants.  A listener that handles it may keep and change C{message}:
+        it was decoded for this chain alone.
 
         @return: C{True} if handled (stops the chain), C{False} otherwise.
         """
@@ -172,7 +183,7 @@ class IStrategy(Interface):
 
     name = Attribute("The strategy's configuration name, e.g. 'round-robin'.")
 
-    def select(pool, message):
+    def select(pool: IPool, message: Mapping[str, str]) -> Optional[IMUX]:
         """
         Pick a member for C{message}.
 
@@ -188,13 +199,13 @@ class IPool(Interface):
 
     members = Attribute("The ordered list of member MUXes (a tuple).")
 
-    def isUsable(member):
+    def isUsable(member: IMUX) -> bool:
         """
         Whether C{member} is connected and enabled (and, while a request is
         being retried, not already tried for it).
         """
 
-    def memberNamed(name):
+    def memberNamed(name: str) -> Optional[IMUX]:
         """
         The member whose own name, or whose link's name, is C{name}, or None.
         """
@@ -206,31 +217,44 @@ class IChannelOwner(Interface):
     (a ChannelAdaptor, or a QServer).
     """
 
-    def channelConnected(protocol):
+    def channelConnected(protocol: ISOChannelProtocol) -> None:
         """
         C{protocol}'s connection is up.
         """
 
-    def channelMessage(protocol, message):
+    def channelMessage(protocol: ISOChannelProtocol, message: Dict[str, str]) -> None:
         """
         C{protocol} decoded C{message} (a dict; C{"h"} holds the header, in
         hex, when the framing carries one).
         """
 
-    def channelLost(protocol, reason):
+    def channelLost(protocol: ISOChannelProtocol, reason: Optional[Failure]) -> None:
         """
         C{protocol}'s connection is gone (C{reason} a Failure).
         """
 
-    def channelSecured(protocol):
+    def channelSecured(protocol: ISOChannelProtocol) -> None:
         """
         The TLS handshake on C{protocol}'s connection is done (only for
         connections the owner wrapped in TLS).
         """
 
-    def channelIdle(protocol):
+    def channelIdle(protocol: ISOChannelProtocol) -> bool:
         """
         C{protocol} received nothing for its idle timeout (see
         C{ISOChannelProtocol.setTimeouts}): may it be closed?  An owner still
         owing answers on it says no.
+        """
+
+
+class ISocketSource(Interface):
+    """
+    Where a server's listening port comes from, when not from its endpoint
+    alone (a worker process: see L{muxpool.workers}).
+    """
+
+    def listen(description: Optional[str], endpoint: Any, factory: Any) -> Any:
+        """
+        A Deferred firing with a listening port for C{factory}: the server's
+        endpoint string C{description}, its endpoint object C{endpoint}.
         """

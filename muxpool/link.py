@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Callable, List, Mapping, Optional
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from muxpool.boundary import describeError, where
@@ -31,7 +33,7 @@ class LinkBase:
 
     log = Logger()
 
-    def __init__(self, name: str, spec: ChannelSpec, clock=None) -> None:
+    def __init__(self, name: str, spec: ChannelSpec, clock: Optional[IReactorTime] = None) -> None:
         self.name = name
         self.spec = spec
         self.ready = Readiness(False, f"{name} ready state")
@@ -63,7 +65,7 @@ class LinkBase:
         return len(self._receivers) + len(self._lossObservers)
 
     def isConnected(self) -> bool:
-        return self.protocol is not None and self.protocol.connected
+        return self.protocol is not None and bool(self.protocol.connected)
 
     def send(self, message: Mapping[str, str]) -> None:
         """
@@ -113,5 +115,5 @@ class LinkBase:
                     message=maskMessage(message, self.spec.packager.binaryFields),
                 )
 
-    def _lost(self, reason) -> None:
+    def _lost(self, reason: Optional[Failure]) -> None:
         self._lossObservers.notify(reason)

@@ -10,10 +10,12 @@ for demos and tests.
 from __future__ import annotations
 
 import json
-from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import IO, Callable, Dict, Iterable, Mapping, Optional, Sequence, Union
 
 from twisted.internet.defer import fail
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from muxpool.boundary import describeError, where
@@ -33,7 +35,8 @@ class ListenerFailed(Exception):
     """
 
 
-def offer(listeners: Iterable[IRequestListener], source: ISource, message) -> bool:
+def offer(listeners: Iterable[IRequestListener], source: ISource,
+          message: Dict[str, str]) -> bool:
     """
     Give C{message} to each listener in turn until one handles it.
 
@@ -74,11 +77,11 @@ def decline(request: Mapping[str, str], code: str, fields: Iterable[str] = DECLI
     return answer
 
 
-def _seconds(ms) -> float:
+def _seconds(ms: Union[str, float]) -> float:
     return float(ms) / 1000.0
 
 
-def _answer(source: ISource, response, where: str) -> bool:
+def _answer(source: ISource, response: Mapping[str, str], where: str) -> bool:
     """
     Send C{response}; if it cannot be, say so with what to reverse it by
     (never silently).
@@ -126,7 +129,7 @@ class Forward:
         notSentCode: str = "91",
         unknownCode: str = "68",
         declineFields: Iterable[str] = DECLINE_FIELDS,
-        clock=None,
+        clock: Optional[IReactorTime] = None,
     ) -> None:
         self._mux = mux
         self.declineFields = tuple(declineFields)
@@ -144,7 +147,9 @@ class Forward:
         return self._mux if isinstance(self._mux, str) else self._mux.name
 
     @classmethod
-    def fromProperties(cls, properties: Mapping[str, str], resolve=None, clock=None) -> "Forward":
+    def fromProperties(cls, properties: Mapping[str, str],
+                       resolve: Optional[Callable[[str], IMUX]] = None,
+                       clock: Optional[IReactorTime] = None) -> "Forward":
         return cls(
             properties["mux"],
             _seconds(properties.get("timeout", 30000)),
@@ -166,7 +171,7 @@ class Forward:
             return self._resolve(self._mux)
         return self._mux
 
-    def process(self, source: ISource, message) -> bool:
+    def process(self, source: ISource, message: Dict[str, str]) -> bool:
         try:
             mux = self.mux
         except KeyError as e:
@@ -183,11 +188,12 @@ class Forward:
             d = mux.request(message, self.timeout)
         except Exception:  # a MUX of the user's: its raise is an outcome too
             d = fail()
-        d.addCallbacks(self._answered, self._failed, (source, header), None,
-                       (source, message, header))
+        d.addCallbacks(self._answered, self._failed, (source, header), {},
+                       (source, message, header), {})
         return True
 
-    def _answered(self, response, source, header) -> None:
+    def _answered(self, response: Dict[str, str], source: ISource,
+                  header: Optional[str]) -> None:
         # The response is ours alone too: made the answer in place.
         response.pop("p", None)
         response.pop("1", None)
@@ -196,7 +202,8 @@ class Forward:
             response["h"] = header
         _answer(source, response, "Forward")
 
-    def _failed(self, failure, source, request, header) -> None:
+    def _failed(self, failure: Failure, source: ISource, request: Mapping[str, str],
+                header: Optional[str]) -> None:
         if failure.check(OutcomeUnknown):
             log.warn(
                 "Forward: outcome unknown, reversal needed for {message}: {error}",
@@ -211,12 +218,14 @@ class Forward:
         else:
             # Not one of the three outcomes: a bug in a MUX.  It may have
             # been written, so it is answered as an outcome unknown.
+            assert failure.value is not None  # a Failure holds its exception
             log.error("Forward: MUX {mux} failed with {error} (not an outcome) on {message}",
                       mux=self.muxName, error=describeError(failure.value),
                       message=maskMessage(request, binaryFieldsOf(source)))
             self._reject(source, request, header, self.unknownCode)
 
-    def _reject(self, source, request, header, code) -> None:
+    def _reject(self, source: ISource, request: Mapping[str, str], header: Optional[str],
+                code: str) -> None:
         answer = decline(request, code, self.declineFields, binaryFieldsOf(source))
         if header is not None and "h" in self.declineFields:
             answer["h"] = header
@@ -247,7 +256,7 @@ class Responder:
         fixed: Optional[Mapping[str, str]] = None,
         delay: float = 0.0,
         echo: Sequence[str] = ECHOED_FIELDS,
-        clock=None,
+        clock: Optional[IReactorTime] = None,
         record: Optional[str] = None,
     ) -> None:
         self.resultCode = resultCode
@@ -257,10 +266,11 @@ class Responder:
         self.clock = clock
         self.answered = 0
         self.record = record
-        self._recordFile = None
+        self._recordFile: Optional[IO[str]] = None
 
     @classmethod
-    def fromProperties(cls, properties: Mapping[str, str], clock=None) -> "Responder":
+    def fromProperties(cls, properties: Mapping[str, str],
+                       clock: Optional[IReactorTime] = None) -> "Responder":
         fixed = {k[6:]: v for k, v in properties.items() if k.startswith("field.")}
         echo = ECHOED_FIELDS + parseFieldList(properties.get("fields", ""))
         return cls(
@@ -272,7 +282,7 @@ class Responder:
             properties.get("record"),
         )
 
-    def response(self, message) -> dict:
+    def response(self, message: Mapping[str, str]) -> Dict[str, str]:
         answer = {k: message[k] for k in self.echo if k in message}
         answer["t"] = responseMTI(message["t"])
         if "h" in message:
@@ -281,18 +291,19 @@ class Responder:
         answer.update(self.fixed)
         return answer
 
-    def process(self, source: ISource, message) -> bool:
+    def process(self, source: ISource, message: Mapping[str, str]) -> bool:
         answer = self.response(message)
         if self.delay > 0:
             clock = self.clock
             if clock is None:
-                from twisted.internet import reactor as clock
+                from twisted.internet import reactor
+                clock = reactor
             clock.callLater(self.delay, self._send, source, answer)
         else:
             self._send(source, answer)
         return True
 
-    def _send(self, source, answer) -> None:
+    def _send(self, source: ISource, answer: Mapping[str, str]) -> None:
         self.answered += 1
         if _answer(source, answer, "Responder") and self.record:
             if self._recordFile is None:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, Generator, List, Mapping, Optional, Sequence
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from muxpool.errors import NotSent, OutcomeUnknown
+from muxpool.interfaces import IMUX
 from muxpool.metrics import percentile
 
 TEST_PAN = "4761739001010119"
@@ -49,7 +51,7 @@ def sampleRequest(i: int, mti: str = "0200") -> Dict[str, str]:
 
 @defer.inlineCallbacks
 def runLoad(
-    mux,
+    mux: IMUX,
     total: int,
     inFlight: int,
     timeout: float = 10.0,
@@ -57,9 +59,9 @@ def runLoad(
     onEach: Optional[Callable[[int, object], None]] = None,
     make: Callable[[int], Mapping[str, str]] = sampleRequest,
     latencies: Optional[List[float]] = None,
-    clock=None,
+    clock: Optional[IReactorTime] = None,
     keepGoing: Optional[Callable[[], bool]] = None,
-):
+) -> Generator[defer.Deferred, Any, List[object]]:
     """
     Send C{total} requests through C{mux} with at most C{inFlight}
     outstanding.  Fires with one outcome per request (a response dict or a
@@ -71,7 +73,7 @@ def runLoad(
     indices = iter(range(total))
 
     @defer.inlineCallbacks
-    def worker():
+    def worker() -> Generator[defer.Deferred, Any, None]:
         # Each of the inFlight workers sends its next request when the last
         # one has its outcome (inlineCallbacks loops, so a request ending at
         # once does not recurse).
@@ -93,7 +95,7 @@ def runLoad(
     return outcomes
 
 
-def outcomeRecord(request: Mapping[str, str], outcome) -> Dict[str, str]:
+def outcomeRecord(request: Mapping[str, str], outcome: object) -> Dict[str, str]:
     """
     One request's outcome as a small dict (for a record file): its 11 and
     41, and 39 if answered, else which failure.
@@ -113,14 +115,15 @@ def outcomeRecord(request: Mapping[str, str], outcome) -> Dict[str, str]:
 
 
 def report(outcomes: List[object], latencies: List[float], elapsed: float,
-           splitField: Optional[str] = None, okCodes=("00",)) -> Dict[str, object]:
+           splitField: Optional[str] = None,
+           okCodes: Sequence[str] = ("00",)) -> Dict[str, Any]:
     """
     What a run did: sent, answered by result code, not sent, outcome
     unknown, requests per second, latency percentiles, split by a field.
     C{failed} counts everything but answers whose 39 is in C{okCodes}.
     """
-    answered = Counter()
-    split = Counter()
+    answered: Counter[str] = Counter()
+    split: Counter[str] = Counter()
     notSent = unknown = other = 0
     for o in outcomes:
         if isinstance(o, dict):
@@ -134,7 +137,7 @@ def report(outcomes: List[object], latencies: List[float], elapsed: float,
         else:
             other += 1
     declined = sum(count for rc, count in answered.items() if rc not in okCodes)
-    result = {
+    result: Dict[str, Any] = {
         "sent": len(outcomes),
         "answered": dict(sorted(answered.items())),
         "ok_codes": list(okCodes),

@@ -6,7 +6,7 @@ L{maskMessage}.  Raw frames and pyiso8583 error objects (which carry raw
 bytes) are never logged.
 """
 
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Tuple, Union
 
 #: Shown as first 6 + last 4 (PAN, expiry, extended PAN).
 PARTIAL = frozenset({"2", "14", "34"})
@@ -38,7 +38,7 @@ def maskMessage(message: Mapping[str, str], binaryFields: Iterable[str] = ()) ->
     """
     binary = frozenset(binaryFields)
 
-    def order(key: str):
+    def order(key: str) -> Tuple[int, Union[int, str]]:
         return (0, 0) if key == "t" else (1, int(key)) if key.isdigit() else (2, key)
 
     parts = []
@@ -49,7 +49,7 @@ def maskMessage(message: Mapping[str, str], binaryFields: Iterable[str] = ()) ->
     return "{" + " ".join(parts) + "}"
 
 
-def binaryFieldsOf(holder) -> Iterable[str]:
+def binaryFieldsOf(holder: object) -> Iterable[str]:
     """
     The binary field ids of the packager behind C{holder} (a link, a
     session, a channel spec), or none if it has no packager.

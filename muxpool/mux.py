@@ -13,10 +13,23 @@ cancellation arrive in.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import (
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Type,
+    Union,
+    cast,
+)
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -31,6 +44,7 @@ from muxpool.errors import (
     MissingKey,
     NotSent,
     OutcomeUnknown,
+    RequestError,
     RequestTimeout,
 )
 from muxpool.interfaces import ILink, IMUX, IRequestListener, ISource
@@ -163,12 +177,13 @@ class _Pending:
 
     __slots__ = ("key", "message", "deferred", "timer", "link", "started", "deadline", "done")
 
-    def __init__(self, key, message, deferred, started, deadline):
+    def __init__(self, key: str, message: Mapping[str, str], deferred: Deferred, started: float,
+                 deadline: float) -> None:
         self.key = key
         self.message = message
         self.deferred = deferred
-        self.timer = None
-        self.link = None
+        self.timer: Optional[IDelayedCall] = None
+        self.link: Optional[ILink] = None
         self.started = started
         self.deadline = deadline
         self.done = False
@@ -195,12 +210,13 @@ class QMUX(Service):
 
     log = Logger()
     lateMemory = 10000
+    name: str
 
     def __init__(
         self,
         name: str,
         link: Optional[ILink],
-        clock,
+        clock: IReactorTime,
         keyBuilder: Optional[KeyBuilder] = None,
         ignoreRC: Iterable[str] = (),
         returnRejects: bool = False,
@@ -219,7 +235,7 @@ class QMUX(Service):
         self._pending: Dict[str, _Pending] = {}
         self._waiting: "OrderedDict[str, _Pending]" = OrderedDict()
         self._expired: "OrderedDict[str, None]" = OrderedDict()
-        self._counts = dict.fromkeys(
+        self._counts: Dict[str, float] = dict.fromkeys(
             ("tx", "rx", "tx_expired", "rx_expired", "rx_unhandled", "rx_forwarded", "rx_late",
              "rx_ignored"),
             0,
@@ -263,7 +279,7 @@ class QMUX(Service):
                 f"({self.keys.describe(pending.message)}) - not sent"))
         return self.whenDrained().addCallback(self._detachAll)
 
-    def _detachAll(self, result=None):
+    def _detachAll(self, result: object = None) -> object:
         if not self.running:
             for link in list(self._attached):
                 self.detachLink(link)
@@ -323,12 +339,12 @@ class QMUX(Service):
         if ready:
             self._flush()
 
-    def _linkLost(self, link) -> None:
+    def _linkLost(self, link: ILink) -> None:
         for pending in [p for p in self._pending.values() if p.link is link]:
             if not pending.done:
                 self._unknown(pending, LinkLost, "link lost after the request was written")
 
-    def _unknown(self, pending: _Pending, error, why: str) -> None:
+    def _unknown(self, pending: _Pending, error: Type[OutcomeUnknown], why: str) -> None:
         """
         End a written request as "outcome unknown"; remember its key so a
         late response is counted as late.
@@ -390,9 +406,10 @@ class QMUX(Service):
 
         @raise NotSent: if the link is not ready or the message cannot be packed.
         """
-        if not self._linkIsReady():
+        link = self.link
+        if not self._linkIsReady() or link is None:
             raise LinkNotReady(f"{self.name}: link not ready")
-        self.link.send(message)
+        link.send(message)
         self._counts["tx"] += 1
 
     def request(self, message: Mapping[str, str], timeout: float) -> Deferred:
@@ -420,7 +437,7 @@ class QMUX(Service):
                 )
             )
         now = self.clock.seconds()
-        d = Deferred(lambda d: self._cancel(pending))
+        d: Deferred = Deferred(lambda d: self._cancel(pending))
         pending = _Pending(key, message, d, now, now + max(0.0, timeout))
         self._pending[key] = pending
         pending.timer = self.clock.callLater(max(0.0, timeout), self._expire, pending)
@@ -444,6 +461,7 @@ class QMUX(Service):
             self._expire(pending, "the deadline passed before it could be written")
             return
         link = self.link
+        assert link is not None  # written only while the link is ready
         # Written before send() returns: a link may answer synchronously,
         # or be lost inside send() (the request then already has its outcome).
         pending.link = link
@@ -474,7 +492,7 @@ class QMUX(Service):
             del self._written[link]
             self._drained(link)
 
-    def _complete(self, pending: _Pending, result) -> None:
+    def _complete(self, pending: _Pending, result: Union[Mapping[str, str], BaseException]) -> None:
         """
         End C{pending} with C{result} (a response, or an exception): once.
         """
@@ -506,12 +524,13 @@ class QMUX(Service):
             self.log.info("{mux}: outcome unknown: {error}", mux=self.name, error=str(error),
                           event="request.outcome_unknown")
         else:
-            self._limiter.emit(self.log.info, type(error), "{mux}: not sent: {error}",
+            self._limiter.emit(self.log.info, type(error).__name__, "{mux}: not sent: {error}",
                                mux=self.name, error=str(error), event="request.not_sent")
 
     def _cancel(self, pending: _Pending) -> None:
         if pending.done:
             return
+        error: RequestError
         if pending.link is not None:
             self._remember(pending.key)
             error = CancelledAfterWrite(
@@ -543,7 +562,7 @@ class QMUX(Service):
 
     # -- inbound ----------------------------------------------------------------
 
-    def messageReceived(self, message: Mapping[str, str], final: bool = True,
+    def messageReceived(self, message: Dict[str, str], final: bool = True,
                         source: Optional[ISource] = None) -> bool:
         """
         A message arrived on a link: a response to match, or a message for
@@ -575,10 +594,11 @@ class QMUX(Service):
                 return False
             if key is not None and key in self._expired:
                 self._counts["rx_late"] += 1
-        self._processUnhandled(message, source or self.link)
+        # muxpool's links are their own sources (LinkBase, MemoryLink).
+        self._processUnhandled(message, source or cast(ISource, self.link))
         return True
 
-    def _processUnhandled(self, message, source) -> None:
+    def _processUnhandled(self, message: Dict[str, str], source: ISource) -> None:
         """
         As jPOS: offer the message to the request listeners (a late approval
         can be reversed there); if none takes it, count it, log it (masked)
@@ -615,17 +635,17 @@ class QMUX(Service):
         The QMUX as an operator sees it: its link, readiness, jPOS-named
         counters and latency.
         """
-        return {"kind": "qmux", "name": self.name, "running": self.running,
+        return {"kind": "qmux", "name": self.name, "running": bool(self.running),
                 "connected": self.isConnected(), "in_flight": len(self._pending),
                 "link": getattr(self.link, "name", None),
                 "links": [getattr(link, "name", repr(link)) for link in self._attached],
                 "counters": self.counters, "latency": self.latency.summary()}
 
-    def _mask(self, message) -> str:
+    def _mask(self, message: Mapping[str, str]) -> str:
         return maskMessage(message, binaryFieldsOf(self.link))
 
 
 def _fail(error: Exception) -> Deferred:
-    d = Deferred()
+    d: Deferred = Deferred()
     d.errback(error)
     return d

@@ -87,7 +87,7 @@ class Waiters:
         """
         A Deferred that fires at the next L{fire}.
         """
-        d = Deferred(self._forget)
+        d: Deferred[Any] = Deferred(self._forget)
         self._waiting.append(d)
         return d
 

@@ -10,10 +10,12 @@ C{muxpool} command-line verbs are built on this; embedders can use it too.
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from muxpool.adaptor import ChannelAdaptor
 from muxpool.interfaces import IMUX
@@ -21,6 +23,9 @@ from muxpool.mux import QMUX
 from muxpool.pool import MUXPool
 from muxpool.registry import Registry
 from muxpool.server import QServer
+
+if TYPE_CHECKING:
+    from muxpool.deploy import DeployService
 
 
 class UnknownMUX(KeyError):
@@ -43,7 +48,8 @@ class Operations:
 
     log = Logger()
 
-    def __init__(self, registry: Registry, clock, deploy=None) -> None:
+    def __init__(self, registry: Registry, clock: IReactorTime,
+                 deploy: Optional[DeployService] = None) -> None:
         self.registry = registry
         self.clock = clock
         self.deploy = deploy
@@ -107,11 +113,11 @@ class Operations:
         mux = self.mux(name)
         pools = self.disable(name, draining=True)
 
-        def drained(_):
+        def drained(_: object) -> List[str]:
             self.log.info("{mux}: drained", mux=name, event="mux.drained")
             return pools
 
-        def late(failure):
+        def late(failure: Failure) -> None:
             raise DrainTimeout(f"{name}: {mux.pendingCount()} requests still in flight after "
                                f"{timeout:g}s")
 
@@ -125,7 +131,7 @@ class Operations:
         deploy folder's.
         """
         muxes, pools, channels, servers = [], [], [], []
-        enabled: Dict[str, Dict[str, bool]] = {}
+        enabled: Dict[str, Dict[str, str]] = {}  # MUX -> pool -> its state there
         for pool in self.pools():
             state = pool.status()
             pools.append(state)

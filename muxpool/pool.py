@@ -12,10 +12,11 @@ link), and an "outcome unknown" never is: payments are not idempotent.
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Sequence, Set
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Set
 
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -42,7 +43,7 @@ from muxpool.strategies import strategyByName
 RETRYABLE = (LinkNotReady, NoMUXAvailable)
 
 
-def _memberNames(member) -> tuple:
+def _memberNames(member: IMUX) -> tuple:
     link = getattr(member, "link", None)
     return (member.name, getattr(link, "name", None))
 
@@ -59,10 +60,10 @@ class _Attempt:
         self.tried = tried
         self.members = pool.members
 
-    def isUsable(self, member) -> bool:
+    def isUsable(self, member: IMUX) -> bool:
         return id(member) not in self.tried and self.pool.isUsable(member)
 
-    def memberNamed(self, name):
+    def memberNamed(self, name: str) -> Optional[IMUX]:
         return self.pool.memberNamed(name)
 
 
@@ -89,12 +90,13 @@ class MUXPool(Service):
     """
 
     log = Logger()
+    name: str
 
     def __init__(
         self,
         name: str,
         members: Sequence[IMUX],
-        clock,
+        clock: IReactorTime,
         strategy: Optional[IStrategy] = None,
         checkEnabled: bool = False,
         fallback: Optional[IStrategy] = None,
@@ -108,10 +110,11 @@ class MUXPool(Service):
         self.suspendAfterTimeouts = suspendAfterTimeouts
         self.ready = Readiness(False, f"{name} ready state")
         self.latency = LatencySummary()
-        self.counters = {"requests": {}, "no_mux": 0, "retries": 0, "tx": 0, "rx": 0,
-                         "suspensions": 0}
+        # "requests" holds a count per member name; the others are counts.
+        self.counters: Dict[str, Any] = {"requests": {}, "no_mux": 0, "retries": 0, "tx": 0,
+                                         "rx": 0, "suspensions": 0}
         self.members: tuple = ()
-        self._watching: Dict[IMUX, object] = {}
+        self._watching: Dict[IMUX, Callable[[bool], None]] = {}
         self._disabled: Set[str] = set()
         self._draining: Set[str] = set()
         self._enabled: Set[str] = set()
@@ -247,7 +250,7 @@ class MUXPool(Service):
         return member.name in self._suspended
 
     def isUsable(self, member: IMUX) -> bool:
-        return (self.running and bool(member.ready) and self.isEnabled(member)
+        return (bool(self.running) and bool(member.ready) and self.isEnabled(member)
                 and member.name not in self._suspended)
 
     def _memberChanged(self, member: IMUX, value: bool) -> None:
@@ -286,11 +289,11 @@ class MUXPool(Service):
         self.log.warn(
             "{pool}: {member}: {count} requests in a row timed out; out of rotation until "
             "{link} proves its peer answers (an echo or a sign-on)",
-            pool=self.name, member=member.name, count=count, link=link.name)
+            pool=self.name, member=member.name, count=count, link=getattr(link, "name", link))
         self._probe(member, link)
         self._changed()
 
-    def _probe(self, member: IMUX, link) -> None:
+    def _probe(self, member: IMUX, link: IProbe) -> None:
         """
         Wait for C{link} to prove its peer answers; if that wait ends
         otherwise (the link stopped: its channel was redeployed), wait on
@@ -320,7 +323,7 @@ class MUXPool(Service):
                           pool=self.name, member=name)
             self._changed()
 
-    def status(self) -> Dict[str, object]:
+    def status(self) -> Dict[str, Any]:
         """
         The pool as an operator sees it: strategy, members in order with
         their state (up, down, disabled, draining, suspended), counters.
@@ -341,7 +344,7 @@ class MUXPool(Service):
                             "usable": self.isUsable(member), "enabled": self.isEnabled(member),
                             "in_flight": member.pendingCount(),
                             "requests": self.counters["requests"].get(member.name, 0)})
-        return {"kind": "pool", "name": self.name, "running": self.running,
+        return {"kind": "pool", "name": self.name, "running": bool(self.running),
                 "strategy": getattr(self.strategy, "name", type(self.strategy).__name__),
                 "check_enabled": self.checkEnabled, "usable": bool(self.ready),
                 "in_flight": self._inFlight, "members": members,
@@ -391,7 +394,7 @@ class MUXPool(Service):
         member.send(message)
         self._count(member)
 
-    def _count(self, member) -> None:
+    def _count(self, member: IMUX) -> None:
         requests = self.counters["requests"]
         requests[member.name] = requests.get(member.name, 0) + 1
         self.counters["tx"] += 1
@@ -403,7 +406,7 @@ class MUXPool(Service):
         (L{CancelledBeforeWrite} or L{CancelledAfterWrite}).
         """
         started = self.clock.seconds()
-        result = Deferred(lambda d: state.cancel())
+        result: Deferred = Deferred(lambda d: state.cancel())
         state = _Request(self, message, started + timeout, result, started)
         self._inFlight += 1
         state.attempt()
@@ -426,7 +429,8 @@ class _Request:
     __slots__ = ("pool", "message", "deadline", "tried", "result", "started", "waiting", "timer",
                  "inner", "refused", "cancelled", "done")
 
-    def __init__(self, pool: MUXPool, message, deadline: float, result: Deferred, started: float):
+    def __init__(self, pool: MUXPool, message: Mapping[str, str], deadline: float, result: Deferred,
+                 started: float) -> None:
         self.pool = pool
         self.message = message
         self.deadline = deadline
@@ -434,7 +438,7 @@ class _Request:
         self.result = result
         self.started = started
         self.waiting: Optional[Deferred] = None
-        self.timer = None
+        self.timer: Optional[IDelayedCall] = None
         self.inner: Optional[Deferred] = None
         self.refused: Optional[Failure] = None
         self.cancelled = False
@@ -474,9 +478,10 @@ class _Request:
             inner = fail()
         if not inner.called:
             self.inner = inner
-        inner.addCallbacks(self._answered, self._failed, (member,), None, (member,), None)
+        inner.addCallbacks(self._answered, self._failed, callbackArgs=(member,),
+                           errbackArgs=(member,))
 
-    def _changed(self, _) -> None:
+    def _changed(self, _: object) -> None:
         # Something changed: a member that refused (its link was down) may
         # be usable now, and nothing was sent to it.
         self.waiting = None
@@ -496,7 +501,7 @@ class _Request:
         self.finish(NoMUXAvailable(
             f"{self.pool.name}: no MUX available before the deadline{after} - not sent"))
 
-    def _answered(self, response, member) -> None:
+    def _answered(self, response: Mapping[str, str], member: IMUX) -> None:
         self.inner = None
         pool = self.pool
         pool.counters["rx"] += 1
@@ -504,7 +509,7 @@ class _Request:
         pool._answeredBy(member)
         self.finish(response)
 
-    def _failed(self, failure: Failure, member) -> None:
+    def _failed(self, failure: Failure, member: IMUX) -> None:
         self.inner = None
         if self.done:
             return
@@ -520,10 +525,11 @@ class _Request:
             failure = Failure(CancelledAfterWrite(
                 f"{self.pool.name}: cancelled after {member.name} was asked; outcome unknown"))
         elif not failure.check(RequestError):
+            assert failure.value is not None  # a Failure holds its exception
             self.pool.log.error("{pool}: member {member} failed: {error}", pool=self.pool.name,
                                 member=where(member), error=describeError(failure.value))
             failure = Failure(OutcomeUnknown(
-                f"{self.pool.name}: member {member.name} failed ({failure.type.__name__}); "
+                f"{self.pool.name}: member {member.name} failed ({type(failure.value).__name__}); "
                 "outcome unknown"))
         self.finish(failure)
 
@@ -538,7 +544,7 @@ class _Request:
             return
         self.finish(CancelledBeforeWrite(f"{self.pool.name}: cancelled before sending - not sent"))
 
-    def finish(self, outcome) -> None:
+    def finish(self, outcome: object) -> None:
         if self.done:
             return
         self.done = True

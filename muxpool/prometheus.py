@@ -7,7 +7,7 @@ histograms per MUX and pool, named as Prometheus expects
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterable, Iterator, Union
 
 from prometheus_client.core import (
     CollectorRegistry,
@@ -45,7 +45,8 @@ SERVER_COUNTERS = ("accepted", "refused", "rx", "rx_unhandled", "listener_errors
                    "tls_refused")
 
 
-def _histogram(name: str, help: str, label: str, beans) -> HistogramMetricFamily:
+def _histogram(name: str, help: str, label: str,
+               beans: Iterable[Union[QMUX, MUXPool]]) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, help, labels=[label])
     for bean in beans:
         latency = bean.latency
@@ -69,6 +70,7 @@ class MetricsCollector:
         servers = [o for o in objects if isinstance(o, QServer)]
 
         for name, (help, key) in MUX_COUNTERS.items():
+            family: Union[CounterMetricFamily, GaugeMetricFamily]
             family = CounterMetricFamily(f"muxpool_mux_{name}", help, labels=["mux"])
             for mux in muxes:
                 family.add_metric([mux.name], mux.counters[key])

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Hashable, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Optional, Tuple
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
 
 
 class RateLimiter:
@@ -28,7 +31,8 @@ class RateLimiter:
         first), so memory stays bounded whatever the keys are.
     """
 
-    def __init__(self, interval: float = 10.0, clock=None, keys: int = 1024) -> None:
+    def __init__(self, interval: float = 10.0, clock: Optional[IReactorTime] = None,
+                 keys: int = 1024) -> None:
         self.interval = interval
         self._now: Callable[[], float] = clock.seconds if clock is not None else time.monotonic
         self._keys = keys

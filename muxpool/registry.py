@@ -6,7 +6,7 @@ same.  A name can be waited on before it exists (deploy order does not
 matter for wiring).
 """
 
-from typing import Callable, Dict
+from typing import Callable, Dict, List, Optional
 
 from twisted.internet.defer import Deferred, succeed
 
@@ -51,7 +51,7 @@ class Registry:
         except KeyError:
             raise KeyError(f"nothing named {name!r} is registered") from None
 
-    def lookup(self, name: str):
+    def lookup(self, name: str) -> Optional[object]:
         """
         The object named C{name}, or None.
         """
@@ -69,7 +69,7 @@ class Registry:
             raise KeyError(f"{name!r} is not a link")
         return obj
 
-    def names(self):
+    def names(self) -> List[str]:
         return sorted(self._objects)
 
     def __contains__(self, name: str) -> bool:
@@ -90,7 +90,7 @@ class Registry:
         """
         self._observers.add(observer)
 
-    def removeObserver(self, observer) -> None:
+    def removeObserver(self, observer: Callable[[str, object], None]) -> None:
         self._observers.remove(observer)
 
 

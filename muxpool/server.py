@@ -19,7 +19,19 @@ connection.
 from __future__ import annotations
 
 import time
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Union
+from typing import (
+    Any,
+    Dict,
+    Generator,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+    Union,
+)
 
 from twisted.application.service import Service
 from twisted.internet.defer import (
@@ -31,16 +43,24 @@ from twisted.internet.defer import (
     succeed,
 )
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IPushProducer, IStreamServerEndpoint
-from twisted.internet.protocol import Factory
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IListeningPort,
+    IPushProducer,
+    IReactorTime,
+    IStreamServerEndpoint,
+)
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from muxpool import tls
 from muxpool.backoff import backoffDelay
 from muxpool.channel import ChannelSpec, ISOChannelProtocol
 from muxpool.errors import AnswerUndelivered, NotSent
-from muxpool.interfaces import IChannelOwner, IRequestListener
+from muxpool.interfaces import IChannelOwner, IRequestListener, ISocketSource
 from muxpool.link import LinkBase
 from muxpool.listeners import ListenerFailed, decline, offer
 from muxpool.masking import describeForReversal, maskMessage
@@ -99,6 +119,8 @@ class ServerSession(LinkBase):
     @ivar inFlight: requests received and not yet answered.
     """
 
+    protocol: ISOChannelProtocol
+
     def __init__(self, server: "QServer", protocol: ISOChannelProtocol) -> None:
         LinkBase.__init__(self, f"{server.name}/{protocol.peer}", server.spec, server.clock)
         self.server = server
@@ -108,8 +130,8 @@ class ServerSession(LinkBase):
         self.answered = 0
         self._holds: Set[str] = set()
         self._idleWaiters = Waiters()
-        self._closed = Deferred()
-        self._signOff: Optional[tuple] = None
+        self._closed: Deferred = Deferred()
+        self._signOff: Optional[Tuple[str, Deferred]] = None
         self.ready.set(True)
         protocol.transport.registerProducer(self, True)
 
@@ -228,7 +250,7 @@ class ServerSession(LinkBase):
         Tell the client we are going (0800 70=002): one that understands
         stops sending and answers; all it sent before the answer is read.
         """
-        d = Deferred(lambda d: setattr(self, "_signOff", None))
+        d: Deferred = Deferred(lambda d: setattr(self, "_signOff", None))
         self._signOff = (stan, d)
         message = {"t": "0800", "7": time.strftime("%m%d%H%M%S", time.gmtime(self.server.clock.seconds())),
                    "11": stan, "70": SIGN_OFF}
@@ -240,7 +262,7 @@ class ServerSession(LinkBase):
         return d.addTimeout(timeout, self.server.clock).addErrback(lambda f: None)
 
     @inlineCallbacks
-    def drain(self, deadline: float, stan: Optional[str]):
+    def drain(self, deadline: float, stan: Optional[str]) -> Generator[Deferred, Any, None]:
         """
         A planned stop of this session: sign off (with C{stan}, if the
         server does), stop reading, let what was read be answered (until
@@ -275,7 +297,7 @@ class _ServerFactory(Factory):
     def __init__(self, server: "QServer") -> None:
         self.server = server
 
-    def buildProtocol(self, addr):
+    def buildProtocol(self, addr: Optional[IAddress]) -> Optional[Protocol]:
         server = self.server
         protocol = server._accept(addr)
         if protocol is not None and server.tlsOptions is not None:
@@ -319,6 +341,7 @@ class QServer(Service):
     """
 
     log = Logger()
+    name: str
     bindRetryDelay = 1.0
     maxBindRetryDelay = 30.0
 
@@ -327,13 +350,13 @@ class QServer(Service):
         name: str,
         spec: ChannelSpec,
         endpoint: Union[str, IStreamServerEndpoint, None] = None,
-        reactor=None,
+        reactor: Optional[IReactorTime] = None,
         *,
         port: Optional[int] = None,
         bindAddress: Optional[str] = None,
         maxSessions: Optional[int] = None,
-        allow=None,
-        deny=None,
+        allow: Union[str, Sequence[str], None] = None,
+        deny: Union[str, Sequence[str], None] = None,
         listeners: Iterable[IRequestListener] = (),
         gracePeriod: float = 5.0,
         maxInFlight: int = 128,
@@ -344,10 +367,11 @@ class QServer(Service):
         flushTimeout: float = 5.0,
         listenerErrorCode: str = "96",
         tls: Optional[ServerTLS] = None,
-        sockets=None,
+        sockets: Optional[ISocketSource] = None,
     ) -> None:
         if reactor is None:
-            from twisted.internet import reactor
+            from twisted.internet import reactor as _reactor
+            reactor = _reactor
         self.setName(name)
         self.spec = spec
         self.clock = reactor
@@ -363,9 +387,8 @@ class QServer(Service):
         self.description = endpoint if isinstance(endpoint, str) else None
         if self.description is not None and tls is not None:
             self.description += f" tls={tls.identity()}"
-        if isinstance(endpoint, str):
-            endpoint = serverFromString(reactor, endpoint)
-        self.endpoint = endpoint
+        self.endpoint: IStreamServerEndpoint = (
+            serverFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint)
         self.maxSessions = maxSessions
         self.allow = parsePatterns(allow)
         self.deny = parsePatterns(deny)
@@ -381,11 +404,11 @@ class QServer(Service):
         self.sessions: Dict[ISOChannelProtocol, ServerSession] = {}
         self.counters = {"accepted": 0, "refused": 0, "rx": 0, "rx_unhandled": 0,
                          "listener_errors": 0, "undelivered": 0, "tls_refused": 0}
-        self.port = None
+        self.port: Optional[IListeningPort] = None
         self.lastFailure: Optional[str] = None
         self._listenWaiters = Waiters()
         self._bindFailures = 0
-        self._bindRetry = None
+        self._bindRetry: Optional[IDelayedCall] = None
         self._listening: Optional[Deferred] = None
         self._predecessor: Optional["QServer"] = None
         self._draining: Set[ServerSession] = set()
@@ -426,7 +449,7 @@ class QServer(Service):
         return True
 
     def _adopt(self, predecessor: "QServer") -> bool:
-        port = predecessor.port
+        port: Any = predecessor.port  # a listening port: its factory is handed over
         holder = getattr(port, "factory", None)
         holder = getattr(holder, "wrappedFactory", holder)  # a TLS port wraps the factory
         if not isinstance(holder, _ServerFactory) or port is None:
@@ -460,7 +483,7 @@ class QServer(Service):
             self._listening = self.endpoint.listen(factory)
         self._listening.addCallbacks(self._listened, self._cannotListen)
 
-    def _listened(self, port, adopted: bool = False) -> None:
+    def _listened(self, port: IListeningPort, adopted: bool = False) -> None:
         self._listening = None
         if not self.running:
             port.stopListening()
@@ -476,7 +499,7 @@ class QServer(Service):
         )
         self._listenWaiters.fire(port)
 
-    def _cannotListen(self, failure) -> None:
+    def _cannotListen(self, failure: Failure) -> None:
         self._listening = None
         if not self.running or failure.check(CancelledError):
             return
@@ -489,7 +512,7 @@ class QServer(Service):
         self.lastFailure = why
         self._bindRetry = self.clock.callLater(delay, self._listen)
 
-    def _accept(self, addr) -> Optional[ISOChannelProtocol]:
+    def _accept(self, addr: Optional[IAddress]) -> Optional[ISOChannelProtocol]:
         host = getattr(addr, "host", "")
         why = None
         if self.deny and matches(host, self.deny):
@@ -530,7 +553,7 @@ class QServer(Service):
         session = self.sessions.get(protocol)
         return session is None or not session.inFlight
 
-    def channelMessage(self, protocol: ISOChannelProtocol, message) -> None:
+    def channelMessage(self, protocol: ISOChannelProtocol, message: Dict[str, str]) -> None:
         session = self.sessions.get(protocol)
         if session is None:
             return
@@ -565,7 +588,7 @@ class QServer(Service):
             self.log.info("{server}: unhandled message {message}", server=self.name,
                           message=maskMessage(message, self.spec.packager.binaryFields))
 
-    def channelLost(self, protocol: ISOChannelProtocol, reason) -> None:
+    def channelLost(self, protocol: ISOChannelProtocol, reason: Optional[Failure]) -> None:
         if self.tls is not None and not protocol.secured:
             self._refuse(protocol.peer, tls.describeFailure(reason))
         session = self.sessions.pop(protocol, None)
@@ -576,7 +599,7 @@ class QServer(Service):
             session.lost()
             session._lost(reason)
 
-    def _undelivered(self, session: ServerSession, message, why: str) -> None:
+    def _undelivered(self, session: ServerSession, message: Mapping[str, str], why: str) -> None:
         """
         One warning line per answer that did not reach its client, with
         what to reverse it by, and a count: never silently.
@@ -594,7 +617,7 @@ class QServer(Service):
         (peer, answers owed, why not read), counters.
         """
         address = self.port.getHost() if self.port is not None else None
-        return {"kind": "server", "name": self.name, "running": self.running,
+        return {"kind": "server", "name": self.name, "running": bool(self.running),
                 "endpoint": self.description,
                 "listening": None if address is None else
                 f"{getattr(address, 'host', '')}:{getattr(address, 'port', address)}",
@@ -632,7 +655,7 @@ class QServer(Service):
                           server=self.name, count=len(sessions), owed=self.inFlight())
         deadline = self.clock.seconds() + self.gracePeriod
 
-        def drainAll(_):
+        def drainAll(_: object) -> Deferred:
             return DeferredList([
                 session.drain(deadline, self._nextStan() if self.signOffOnStop else None)
                 for session in sessions])

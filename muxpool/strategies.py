@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import importlib
 from math import gcd
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 from twisted.plugin import getPlugins
 from zope.interface import implementer
 
 from muxpool.boundary import describeError, where
-from muxpool.interfaces import IPool, IStrategy
+from muxpool.interfaces import IMUX, IPool, IStrategy
 from muxpool.messages import parseFieldList
 
 
@@ -50,7 +50,7 @@ class PrimarySecondary:
     def __init__(self, config: Optional[Mapping] = None) -> None:
         pass
 
-    def select(self, pool, message):
+    def select(self, pool: IPool, message: Mapping[str, str]) -> Optional[IMUX]:
         position = _firstUsable(pool, 0)
         return None if position is None else pool.members[position]
 
@@ -68,7 +68,7 @@ class RoundRobin:
     def __init__(self, config: Optional[Mapping] = None) -> None:
         self._next = 0
 
-    def select(self, pool, message):
+    def select(self, pool: IPool, message: Mapping[str, str]) -> Optional[IMUX]:
         members = pool.members
         if not members:
             return None
@@ -95,7 +95,7 @@ class RoundRobinWithOverride(RoundRobin):
         self.overrideMTIs = frozenset(parseFieldList(config.get("follower-override", "")))
         self.field = (config.get("original-channel-field") or "").strip()
 
-    def select(self, pool, message):
+    def select(self, pool: IPool, message: Mapping[str, str]) -> Optional[IMUX]:
         if self.field and message.get("t") in self.overrideMTIs:
             name = (message.get(self.field) or "").strip()
             member = pool.memberNamed(name) if name else None
@@ -118,7 +118,7 @@ class SplitByDivisor(RoundRobin):
         RoundRobin.__init__(self, config)
         self.field = ((config or {}).get("split-field") or "").strip()
 
-    def select(self, pool, message):
+    def select(self, pool: IPool, message: Mapping[str, str]) -> Optional[IMUX]:
         value = (message.get(self.field) or "").strip() if self.field else ""
         members = pool.members
         if value.isdigit() and members:
@@ -140,7 +140,7 @@ class LeastPending:
     def __init__(self, config: Optional[Mapping] = None) -> None:
         pass
 
-    def select(self, pool, message):
+    def select(self, pool: IPool, message: Mapping[str, str]) -> Optional[IMUX]:
         best, bestCount = None, None
         for member in pool.members:
             if pool.isUsable(member):
@@ -152,7 +152,7 @@ class LeastPending:
         return best
 
 
-def parseWeights(text) -> Dict[str, int]:
+def parseWeights(text: Union[str, Mapping[str, Union[int, str]], None]) -> Dict[str, int]:
     """
     C{"a:3 b:1"} (or a mapping) -> C{{"a": 3, "b": 1}}.
     """
@@ -187,7 +187,7 @@ class WeightedRoundRobin:
         self._schedule: List[int] = []
         self._next = 0
 
-    def _build(self, members) -> None:
+    def _build(self, members: Sequence[IMUX]) -> None:
         weights = [max(0, self.weights.get(m.name, 1)) for m in members]
         divisor = 0
         for w in weights:
@@ -206,7 +206,7 @@ class WeightedRoundRobin:
         self._schedule = schedule
         self._next = 0
 
-    def select(self, pool, message):
+    def select(self, pool: IPool, message: Mapping[str, str]) -> Optional[IMUX]:
         members = pool.members
         if tuple(members) != self._members:
             self._build(members)

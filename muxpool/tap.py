@@ -4,6 +4,8 @@ twistd plugin support: C{twistd -n muxpool --deploy DIR}.
 
 import os
 import signal
+from types import FrameType
+from typing import Any, Callable, Optional, Union
 
 from twisted.application.service import MultiService
 from twisted.internet.error import ReactorNotRunning
@@ -96,7 +98,7 @@ class SwitchService(MultiService):
     def __init__(self, reactor) -> None:
         MultiService.__init__(self)
         self.reactor = reactor
-        self._previousHangup = None
+        self._previousHangup: Union[Callable[[int, Optional[FrameType]], Any], int, None] = None
 
     def startService(self) -> None:
         MultiService.startService(self)

@@ -13,10 +13,19 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import TYPE_CHECKING, List, Mapping, Optional, Tuple, Union
 
 from twisted.internet.interfaces import IProtocol
-from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from twisted.internet.protocol import Protocol
+
+if TYPE_CHECKING:  # twisted.internet.ssl needs pyOpenSSL, imported only when TLS is used
+    from twisted.internet.interfaces import (
+        IOpenSSLClientConnectionCreator,
+        IOpenSSLContextFactory,
+        IReactorTime,
+    )
+    from twisted.internet.ssl import Certificate, CertificateOptions, PrivateCertificate
+    from twisted.python.failure import Failure
 
 #: Descriptor properties, on an adaptor's <channel> and on a <server>.
 CLIENT_PROPERTIES = frozenset({"tls", "tls-ca", "tls-cert", "tls-key", "tls-hostname"})
@@ -39,7 +48,7 @@ def _read(path: str, what: str) -> bytes:
         raise TLSConfigError(f"{what} {path!r}: cannot read: {e.strerror}") from None
 
 
-def _certificate(path: str, what: str):
+def _certificate(path: str, what: str) -> Certificate:
     from twisted.internet.ssl import Certificate
 
     try:
@@ -50,7 +59,7 @@ def _certificate(path: str, what: str):
         raise TLSConfigError(f"{what} {path!r}: not a PEM certificate ({type(e).__name__})") from None
 
 
-def _privateCertificate(certPath: str, keyPath: Optional[str]):
+def _privateCertificate(certPath: str, keyPath: Optional[str]) -> PrivateCertificate:
     from twisted.internet.ssl import PrivateCertificate
 
     pem = _read(certPath, "tls-cert")
@@ -77,7 +86,7 @@ class ClientTLS:
     certFile: Optional[str] = None
     keyFile: Optional[str] = None
 
-    def options(self):
+    def options(self) -> IOpenSSLClientConnectionCreator:
         """
         @raise TLSConfigError: naming the file at fault.
         """
@@ -88,7 +97,7 @@ class ClientTLS:
         return optionsForClientTLS(self.hostname, trustRoot=trust, clientCertificate=client)
 
     @classmethod
-    def fromProperties(cls, props, host: Optional[str]) -> Optional["ClientTLS"]:
+    def fromProperties(cls, props: Mapping[str, str], host: Optional[str]) -> Optional["ClientTLS"]:
         """
         From an adaptor's channel properties; None if they ask for no TLS.
         """
@@ -115,7 +124,7 @@ class ServerTLS:
     clientCAFile: Optional[str] = None
     clientSubjects: Tuple[str, ...] = field(default=())
 
-    def options(self):
+    def options(self) -> CertificateOptions:
         """
         @raise TLSConfigError: naming the file at fault.
         """
@@ -139,7 +148,7 @@ class ServerTLS:
         return not self.clientSubjects or subject in self.clientSubjects
 
     @classmethod
-    def fromProperties(cls, props) -> Optional["ServerTLS"]:
+    def fromProperties(cls, props: Mapping[str, str]) -> Optional["ServerTLS"]:
         """
         From a server's properties; None if they ask for no TLS.
         """
@@ -155,16 +164,22 @@ class ServerTLS:
         return cls(props["tls-cert"], props.get("tls-key"), props.get("tls-client-ca"), subjects)
 
 
-def wrap(protocol: IProtocol, options, isClient: bool, clock) -> IProtocol:
+def wrap(protocol: IProtocol,
+         options: Union[IOpenSSLClientConnectionCreator, IOpenSSLContextFactory],
+         isClient: bool, clock: IReactorTime) -> Protocol:
     """
     C{protocol}, speaking TLS with C{options}.  C{protocol} is told when the
     handshake is done (C{handshakeCompleted}).
     """
-    factory = TLSMemoryBIOFactory(options, isClient, None, clock)
+    # No wrapped factory: this one only wraps C{protocol}, as Twisted's own
+    # startTLS does (twisted.internet._newtls), though its signature wants one.
+    from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory  # needs pyOpenSSL
+
+    factory = TLSMemoryBIOFactory(options, isClient, None, clock)  # type: ignore[arg-type]
     return BufferingTLSTransport(factory, protocol)
 
 
-def peerSubject(transport) -> Optional[str]:
+def peerSubject(transport: object) -> Optional[str]:
     """
     The common name of the certificate the peer presented, if any.
     """
@@ -178,14 +193,14 @@ def peerSubject(transport) -> Optional[str]:
     return str(names[0].value) if names else None
 
 
-def isFailure(reason) -> bool:
+def isFailure(reason: Optional[Failure]) -> bool:
     """
     Whether a connection was lost to TLS itself (a certificate refused,
     a protocol error), not to the network.
     """
     from OpenSSL.SSL import Error
 
-    failures = [Error]
+    failures: List[type] = [Error]
     try:
         from service_identity import VerificationError  # a wrong host name
     except ImportError:
@@ -196,7 +211,7 @@ def isFailure(reason) -> bool:
     return bool(check is not None and check(*failures))
 
 
-def describeFailure(reason) -> str:
+def describeFailure(reason: Optional[Failure]) -> str:
     """
     Why a TLS handshake failed, in a few words from OpenSSL's own (or from
     the host name check).

@@ -23,10 +23,13 @@ import json
 import os
 import socket
 import sys
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from twisted.application.service import Service
 from twisted.internet.address import IPv6Address
+from twisted.internet.interfaces import IDelayedCall
+from twisted.python.failure import Failure
+from zope.interface import implementer
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.internet.task import LoopingCall
@@ -34,13 +37,14 @@ from twisted.logger import Logger
 
 from muxpool.backoff import backoffDelay
 from muxpool.descriptors import DescriptorError, kindOf, readDescriptor, serverEndpoint
+from muxpool.interfaces import ISocketSource
 
 #: How the parent tells a worker which sockets it inherits:
 #: {endpoint description: [file descriptor, address family]}, as JSON.
 INHERITED = "MUXPOOL_INHERITED_SOCKETS"
 
 
-def _tcpParts(description: str):
+def _tcpParts(description: str) -> Optional[Tuple[int, str, int]]:
     """
     (port, interface, backlog) of a plain C{tcp:} endpoint string, else None.
     """
@@ -56,6 +60,7 @@ def _tcpParts(description: str):
     return number, params.get("interface", ""), int(params.get("backlog", 50))
 
 
+@implementer(ISocketSource)
 class WorkerSockets:
     """
     In a worker: how a server listens.  An inherited socket for its
@@ -66,16 +71,16 @@ class WorkerSockets:
 
     log = Logger()
 
-    def __init__(self, reactor, inherited: Dict[str, List[int]]) -> None:
+    def __init__(self, reactor: Any, inherited: Dict[str, List[int]]) -> None:
         self.reactor = reactor
         self.inherited = dict(inherited)
 
     @classmethod
-    def fromEnvironment(cls, reactor) -> Optional["WorkerSockets"]:
+    def fromEnvironment(cls, reactor: Any) -> Optional["WorkerSockets"]:
         text = os.environ.get(INHERITED)
         return None if text is None else cls(reactor, json.loads(text))
 
-    def listen(self, description: Optional[str], endpoint, factory) -> Deferred:
+    def listen(self, description: Optional[str], endpoint: Any, factory: Any) -> Deferred:
         inherited = self.inherited.get(description) if description else None
         try:
             if inherited is not None:
@@ -101,9 +106,9 @@ class _Worker(ProcessProtocol):
     def __init__(self, supervisor: "WorkerSupervisor", index: int) -> None:
         self.supervisor = supervisor
         self.index = index
-        self.ended = Deferred()
+        self.ended: Deferred = Deferred()
 
-    def processEnded(self, reason) -> None:
+    def processEnded(self, reason: Failure) -> None:
         self.ended.callback(None)  # (a Failure here would be an unhandled error)
         self.supervisor._ended(self, reason)
 
@@ -115,7 +120,7 @@ class _NoAccept(Factory):
 
     noisy = False
 
-    def buildProtocol(self, addr):
+    def buildProtocol(self, addr: Any) -> None:
         return None
 
 
@@ -126,7 +131,7 @@ class WorkerSupervisor(Service):
 
     log = Logger()
 
-    def __init__(self, count: int, directory: str, argv: List[str], reactor,
+    def __init__(self, count: int, directory: str, argv: List[str], reactor: Any,
                  scanInterval: float = 2.0) -> None:
         self.setName("workers")
         self.count = count
@@ -134,10 +139,10 @@ class WorkerSupervisor(Service):
         self.argv = argv
         self.reactor = reactor
         self.scanInterval = scanInterval
-        self.sockets: Dict[str, object] = {}
+        self.sockets: Dict[str, Any] = {}  # tcp.Port: its fileno() goes to the workers
         self.workers: Dict[int, _Worker] = {}
         self._failures: Dict[int, int] = {}
-        self._restarts: Dict[int, object] = {}
+        self._restarts: Dict[int, IDelayedCall] = {}
         self._loop: Optional[LoopingCall] = None
 
     def startService(self) -> None:
@@ -180,8 +185,8 @@ class WorkerSupervisor(Service):
         for description in sorted(set(self.sockets) - wanted):
             self.sockets.pop(description).stopListening()
 
-    def _listenNow(self, endpoint):
-        port = []
+    def _listenNow(self, endpoint: Any) -> Any:
+        port: List[Any] = []
         endpoint.listen(_NoAccept()).addCallback(port.append)
         port[0].stopReading()  # the workers accept, not the parent
         return port[0]
@@ -203,9 +208,9 @@ class WorkerSupervisor(Service):
                                   childFDs=childFDs)
         self.workers[index] = worker
         self.log.info("workers: worker {index} started (pid {pid})", index=index,
-                      pid=worker.transport.pid, event="workers.started")
+                      pid=getattr(worker.transport, "pid", None), event="workers.started")
 
-    def _ended(self, worker: _Worker, reason) -> None:
+    def _ended(self, worker: _Worker, reason: Failure) -> None:
         if self.workers.get(worker.index) is worker:
             del self.workers[worker.index]
         if not self.running:
@@ -232,12 +237,13 @@ class WorkerSupervisor(Service):
         for worker in list(self.workers.values()):
             ending.append(worker.ended)
             try:
-                worker.transport.signalProcess("TERM")
+                if worker.transport is not None:
+                    worker.transport.signalProcess("TERM")
             except Exception:
                 pass  # already gone
         d = DeferredList(ending)
 
-        def release(result):
+        def release(result: Any) -> Any:
             for port in self.sockets.values():
                 port.stopListening()
             self.sockets.clear()
@@ -246,7 +252,7 @@ class WorkerSupervisor(Service):
         return d.addBoth(release)
 
 
-def workerArgv(options) -> List[str]:
+def workerArgv(options: Any) -> List[str]:
     """
     The command line that runs one worker of this twistd (the same options,
     with no --workers).

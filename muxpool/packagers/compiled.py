@@ -29,7 +29,7 @@ from __future__ import annotations
 import codecs
 from binascii import a2b_hex
 from functools import lru_cache
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, List, Literal, Mapping, Optional, Tuple, Union, cast
 
 from muxpool.packagers.fieldclasses import Transform
 
@@ -60,7 +60,7 @@ class _BitmapBits(dict):
     an undefined field id is a KeyError, which hands the message to it.
     """
 
-    def __missing__(self, key):
+    def __missing__(self, key: object) -> int:
         if isinstance(key, str) and not key.isdigit():
             return 0
         raise KeyError(key)
@@ -375,10 +375,12 @@ class _Field:
             out.line("d = a2b_hex(value)")
         elif self.codec.asText:
             out.line("d = value")
+            assert self.text is not None  # only binary fields have none
             if self.text.asciiOnly:
                 with out.block("if not d.isascii():"):
                     out.line("raise Fallback")
         else:
+            assert self.text is not None
             out.line(f"d = {self.text.encode('value')}")
         if self.width:
             out.line(f"ap(PREFIX_{key}[len(d)])")
@@ -449,7 +451,7 @@ class _Field:
         self._unpadNibbles(out, H, self.maxLength)
         return "value", (self.maxLength + 1) >> 1
 
-    def _unpadNibbles(self, out: "_Source", H: str, n: object) -> None:
+    def _unpadNibbles(self, out: "_Source", H: str, n: Union[int, Literal["n"]]) -> None:
         # As pyiso8583: the left pad nibble if it is there, else the right one.
         left, right = self.pad
         after = "n + 1" if n == "n" else n + 1
@@ -541,7 +543,7 @@ def _lengthTables(encoding: str, width: int, maxLength: int) -> Tuple[tuple, Dic
     return tuple(prefixes), {prefix: n for n, prefix in enumerate(prefixes)}
 
 
-def _bytes(data) -> bytes:
+def _bytes(data: object) -> bytes:
     """
     A bytearray to unpack as bytes; anything else is for the generic path.
     """
@@ -602,7 +604,7 @@ class _Block:
     def __enter__(self) -> None:
         self.source.indent += 1
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.source.indent -= 1
 
 
@@ -641,4 +643,6 @@ def compileCodec(
     namespace["unpackFallback"] = unpackFallback
     exec(compile(packSource, f"<muxpool packager {name}: pack>", "exec"), namespace)
     exec(compile(unpackSource, f"<muxpool packager {name}: unpack>", "exec"), namespace)
-    return namespace["pack"], namespace["unpack"]
+    # exec defined both, from the source generateSource wrote.
+    return (cast(Callable[[Mapping[str, str]], bytes], namespace["pack"]),
+            cast(Callable[[bytes], dict], namespace["unpack"]))

@@ -51,7 +51,8 @@ class Transform:
         return f"<Transform {self.expression}>"
 
 
-def fieldSpec(data_enc, len_enc, len_type, max_len, desc, **extra) -> dict:
+def fieldSpec(data_enc: str, len_enc: str, len_type: int, max_len: int, desc: str,
+              **extra: object) -> dict:
     """
     One pyiso8583 field spec.
     """
@@ -85,41 +86,43 @@ def _nibblePad(pad: Optional[bool]) -> dict:
 
 
 Built = Tuple[dict, Optional[Transform], Optional[Transform]]
+#: builder(length, pad, description) -> L{Built}.
+Builder = Callable[[int, Optional[bool], str], Built]
 
 
-def _fixed(enc: str, pad: Optional[Callable[[int], Transform]]):
-    def build(length, _pad, desc) -> Built:
+def _fixed(enc: str, pad: Optional[Callable[[int], Transform]]) -> Builder:
+    def build(length: int, _pad: Optional[bool], desc: str) -> Built:
         return fieldSpec(enc, enc, 0, length, desc), pad(length) if pad else None, None
 
     return build
 
 
-def _variable(len_enc: str, len_type: int, data_enc: str):
-    def build(length, pad, desc) -> Built:
+def _variable(len_enc: str, len_type: int, data_enc: str) -> Builder:
+    def build(length: int, pad: Optional[bool], desc: str) -> Built:
         return fieldSpec(data_enc, len_enc, len_type, length, desc), None, None
 
     return build
 
 
-def _bcdNumeric(length, pad, desc) -> Built:
+def _bcdNumeric(length: int, pad: Optional[bool], desc: str) -> Built:
     spec = fieldSpec("b", "b", 0, length, desc, **_nibblePad(True if pad is None else pad))
     return spec, _zeroPad(length), None
 
 
-def _bcdVarNumeric(len_type: int):
-    def build(length, pad, desc) -> Built:
+def _bcdVarNumeric(len_type: int) -> Builder:
+    def build(length: int, pad: Optional[bool], desc: str) -> Built:
         spec = fieldSpec("b", "bcd", len_type, length, desc, **_nibblePad(bool(pad)))
         return spec, None, None
 
     return build
 
 
-def _asciiBinary(length, pad, desc) -> Built:
+def _asciiBinary(length: int, pad: Optional[bool], desc: str) -> Built:
     # jPOS IFA_BINARY: `length` bytes written as 2*length hex characters.
     return fieldSpec("ascii", "ascii", 0, length * 2, desc), None, None
 
 
-def _bcdAmount(length, pad, desc) -> Built:
+def _bcdAmount(length: int, pad: Optional[bool], desc: str) -> Built:
     # The sign character as one byte, then the digits in BCD.
     digits = (length >> 1) * 2
     toWire = Transform(f"'%02X' % ord(value[:1] or ' ') + value[1:].rjust({digits}, '0')")

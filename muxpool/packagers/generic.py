@@ -45,7 +45,7 @@ def loadGenericPackager(path: str) -> Packager:
             )
         fid_text = element.get("id")
         try:
-            fid = int(fid_text)
+            fid = int(fid_text or "")
         except (TypeError, ValueError):
             raise PackagerConfigError(f"{path}: field {fid_text!r}: id is not a number") from None
         if fid in fields:
@@ -55,7 +55,7 @@ def loadGenericPackager(path: str) -> Packager:
             raise PackagerConfigError(f"{path}: field {fid}: no class attribute")
         length_text = element.get("length")
         try:
-            length = int(length_text)
+            length = int(length_text or "")
         except (TypeError, ValueError):
             raise PackagerConfigError(
                 f"{path}: field {fid}: bad length {length_text!r}"

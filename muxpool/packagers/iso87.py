@@ -18,7 +18,8 @@ def _table(rows: Iterable[Tuple[str, int]], pad: Optional[bool] = None) -> Dict[
     return out
 
 
-def _iso87(numeric, bitmap, llnum, llchar, lllchar, binary, amount, pad):
+def _iso87(numeric: str, bitmap: str, llnum: str, llchar: str, lllchar: str, binary: str,
+           amount: str, pad: Optional[bool]) -> Dict[int, FieldDef]:
     """
     The ISO 8583:1987 layout jPOS's ISO87A and ISO87B packagers share; they
     differ only in which class encodes each kind of field.

@@ -5,7 +5,7 @@ GenericPackager XML file), byte-exact with jPOS.
 
 from __future__ import annotations
 
-from typing import Dict, Mapping
+from typing import Dict, Mapping, cast
 
 from muxpool.packagers.errors import PackagerConfigError
 from muxpool.packagers.fieldclasses import (
@@ -30,7 +30,8 @@ class Packager(SpecPackager):
     """
 
     def __init__(self, name: str, fields: Mapping[int, FieldDef], source: str = "") -> None:
-        self.fields = {fid: (shortClass(d[0]),) + tuple(d[1:]) for fid, d in fields.items()}
+        self.fields: Dict[int, FieldDef] = {
+            fid: cast(FieldDef, (shortClass(d[0]),) + tuple(d[1:])) for fid, d in fields.items()}
         where = source or name
         spec: Dict[str, dict] = {"h": fieldSpec(LATIN1, LATIN1, 0, 0, "Header")}
         toWire: Dict[str, Transform] = {}

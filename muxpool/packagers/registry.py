@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Callable, Dict, Mapping, Optional
+from typing import Callable, Dict, Mapping, Optional, Union
 
 from muxpool.interfaces import IPackager
 from muxpool.packagers.errors import PackagerConfigError
@@ -27,11 +27,11 @@ _ALIASES = {
     "ISO87BPackager": "ISO87B",
 }
 _GENERIC = {"org.jpos.iso.packager.GenericPackager", "GenericPackager", "generic"}
-_registered: Dict[str, object] = {}
+_registered: Dict[str, IPackager] = {}
 _cache: Dict[str, Packager] = {}
 
 
-def registerPackager(name: str, packager) -> None:
+def registerPackager(name: str, packager: Union[IPackager, Mapping[str, dict]]) -> None:
     """
     Make C{packager} (an L{IPackager}, or a pyiso8583 spec dict) known as
     C{name} to L{getPackager} and to descriptors.

@@ -5,7 +5,7 @@ the helpers that drive such tests (L{outcomeOf}, L{runUntil}).
 
 from __future__ import annotations
 
-from typing import List, Mapping, Optional, Sequence, Union
+from typing import Any, List, Mapping, Optional, Sequence, Union
 
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import Clock
@@ -20,7 +20,7 @@ from muxpool.testing._issuer import MemoryIssuer
 from muxpool.testing._link import MemoryLink
 
 
-def outcomeOf(d: Deferred):
+def outcomeOf(d: Deferred) -> Any:
     """
     The outcome C{d} has now: the response, or the exception it failed
     with (a L{NotSent} or an L{OutcomeUnknown}); C{None} while it has none
@@ -31,7 +31,12 @@ def outcomeOf(d: Deferred):
     if not d.called:
         return None
     results: list = []
-    d.addBoth(lambda result: results.append(result) or result)
+
+    def keep(result: object) -> object:
+        results.append(result)
+        return result
+
+    d.addBoth(keep)
     if not results:
         return None  # waiting on another Deferred
     outcome = results[0].value if isinstance(results[0], Failure) else results[0]
@@ -89,7 +94,7 @@ class PoolHarness:
         config: Optional[Mapping[str, str]] = None,
         clock: Optional[Clock] = None,
         name: str = "pool",
-        **options,
+        **options: Any,
     ) -> None:
         """
         @param members: how many members (named C{m0}, C{m1}...), or their

@@ -4,7 +4,7 @@ L{MemoryIssuer}: the other end of a L{MemoryLink}, answering by rules.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Union
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -186,11 +186,14 @@ class MemoryIssuer:
         if rule.action == NEVER:
             return
         connection = self.link.connection
+        act: Callable[..., None]
+        arg: Any  # the answer, for _answer; nothing, for _drop
         if rule.action == DROP:
             act, arg = self._drop, None
         else:
             act, arg = self._answer, rule.response(message)
         if rule.delay > 0:
+            assert self.clock is not None  # Rule.after needs one
             self.clock.callLater(rule.delay, act, arg, connection)
         else:
             act(arg, connection)
@@ -201,6 +204,6 @@ class MemoryIssuer:
         self.answers.append(response)
         self.link.deliver(response)
 
-    def _drop(self, _, connection: int) -> None:
+    def _drop(self, _: object, connection: int) -> None:
         if connection == self.link.connection:
             self.link.lose()

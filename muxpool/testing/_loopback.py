@@ -5,9 +5,11 @@ whole stack (framing, packager, sockets) with OS-chosen ports.
 
 from __future__ import annotations
 
-from typing import Iterable, NamedTuple, Optional
+from typing import Any, Generator, Iterable, NamedTuple, Optional, cast
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.interfaces import IReactorTime
 
 from muxpool.adaptor import ChannelAdaptor
 from muxpool.channel import ChannelSpec
@@ -28,9 +30,9 @@ def defaultSpec() -> ChannelSpec:
 
 
 @inlineCallbacks
-def startIssuer(reactor, listeners: Optional[Iterable[IRequestListener]] = None, *,
+def startIssuer(reactor: IReactorTime, listeners: Optional[Iterable[IRequestListener]] = None, *,
                 spec: Optional[ChannelSpec] = None, port: int = 0, name: str = "issuer",
-                **options):
+                **options: Any) -> Generator[Deferred, Any, QServer]:
     """
     A L{QServer} on 127.0.0.1 answering with C{listeners} (by default a
     L{Responder}: 39=00 at once), started.  Stop it with C{stopService()}.
@@ -55,8 +57,12 @@ def startIssuer(reactor, listeners: Optional[Iterable[IRequestListener]] = None,
 def portOf(server: QServer) -> int:
     """
     The port C{server} listens on.
+
+    @raise ValueError: it does not listen (yet: see L{QServer.whenListening}).
     """
-    return server.port.getHost().port
+    if server.port is None:
+        raise ValueError(f"{server.name} is not listening")
+    return cast(IPv4Address, server.port.getHost()).port  # a TCP server
 
 
 class LoopbackLink(NamedTuple):
@@ -81,8 +87,9 @@ class LoopbackLink(NamedTuple):
         return self.mux.stopService().addCallback(lambda _: self.adaptor.stopService())
 
 
-def startLink(reactor, port: int, name: str = "link", *, spec: Optional[ChannelSpec] = None,
-              host: str = LOOPBACK, **options) -> LoopbackLink:
+def startLink(reactor: IReactorTime, port: int, name: str = "link", *,
+              spec: Optional[ChannelSpec] = None, host: str = LOOPBACK,
+              **options: Any) -> LoopbackLink:
     """
     A L{ChannelAdaptor} to C{host:port} (reconnecting fast: after 0.05 s,
     0.2 s at most) and a L{QMUX} named C{name-mux} on it, both started; it
