@@ -23,6 +23,7 @@ from muxpool.errors import AnswerUndelivered, NotSent, OutcomeUnknown
 from muxpool.interfaces import IMUX, IRequestListener, ISource
 from muxpool.masking import HIDDEN, binaryFieldsOf, describeForReversal, maskMessage
 from muxpool.messages import parseFieldList, responseMTI
+from muxpool.observers import NO_KEYWORDS
 from muxpool.ratelimit import RateLimiter
 
 log = Logger()
@@ -188,8 +189,8 @@ class Forward:
             d = mux.request(message, self.timeout)
         except Exception:  # a MUX of the user's: its raise is an outcome too
             d = fail()
-        d.addCallbacks(self._answered, self._failed, (source, header), {},
-                       (source, message, header), {})
+        d.addCallbacks(self._answered, self._failed, (source, header), NO_KEYWORDS,
+                       (source, message, header), NO_KEYWORDS)
         return True
 
     def _answered(self, response: Dict[str, str], source: ISource,

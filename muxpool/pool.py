@@ -12,7 +12,7 @@ link), and an "outcome unknown" never is: payments are not idempotent.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Set
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Set, Tuple
 
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
@@ -34,7 +34,7 @@ from muxpool.errors import (
 )
 from muxpool.interfaces import IMUX, IPool, IProbe, IStrategy
 from muxpool.metrics import LatencySummary
-from muxpool.observers import Waiters
+from muxpool.observers import NO_KEYWORDS, Waiters
 from muxpool.ratelimit import RateLimiter
 from muxpool.readiness import Readiness
 from muxpool.strategies import strategyByName
@@ -55,7 +55,7 @@ class _Attempt:
     are not usable.
     """
 
-    def __init__(self, pool: "MUXPool", tried: Set[int]) -> None:
+    def __init__(self, pool: "MUXPool", tried: Tuple[int, ...]) -> None:
         self.pool = pool
         self.tried = tried
         self.members = pool.members
@@ -434,7 +434,7 @@ class _Request:
         self.pool = pool
         self.message = message
         self.deadline = deadline
-        self.tried: Set[int] = set()
+        self.tried: Tuple[int, ...] = ()  # ids of members asked; a tuple: most have one
         self.result = result
         self.started = started
         self.waiting: Optional[Deferred] = None
@@ -470,7 +470,7 @@ class _Request:
             pool.counters["retries"] += 1
             pool.log.info("{pool}: {error}; trying {member}", pool=pool.name,
                           error=str(self.refused.value), member=member.name)
-        self.tried.add(id(member))
+        self.tried += (id(member),)
         pool._count(member)
         try:
             inner = member.request(self.message, remaining)
@@ -478,14 +478,14 @@ class _Request:
             inner = fail()
         if not inner.called:
             self.inner = inner
-        inner.addCallbacks(self._answered, self._failed, callbackArgs=(member,),
-                           errbackArgs=(member,))
+        args = (member,)
+        inner.addCallbacks(self._answered, self._failed, args, NO_KEYWORDS, args, NO_KEYWORDS)
 
     def _changed(self, _: object) -> None:
         # Something changed: a member that refused (its link was down) may
         # be usable now, and nothing was sent to it.
         self.waiting = None
-        self.tried.clear()
+        self.tried = ()
         self.attempt()
 
     def _deadline(self) -> None:
