@@ -158,29 +158,36 @@ class MuxesResource(Resource):
         try:
             if action == "drain":
                 timeout = float(request.args.get(b"timeout", [b"30"])[0])
+                if not 0 < timeout <= 3600:  # also refuses nan
+                    raise ValueError(timeout)
                 return self._drain(request, name, timeout)
             pools = getattr(self.operations, action)(name)
         except UnknownMUX as e:
             return _json(request, http.NOT_FOUND, {"error": e.args[0]})
         except ValueError:
-            return _json(request, http.BAD_REQUEST, {"error": "timeout must be a number of seconds"})
+            return _json(request, http.BAD_REQUEST,
+                         {"error": "timeout must be a number of seconds, above 0 and at most 3600"})
         return _json(request, http.OK, {"mux": name, "action": action, "pools": pools})
 
     def _drain(self, request, name: str, timeout: float):
         d: Deferred = self.operations.drain(name, timeout)
+        gone: list = []
+        request.notifyFinish().addErrback(gone.append)  # the client may go first
+
+        def answer(code, body):
+            if not gone:
+                request.write(_json(request, code, body))
+                request.finish()
 
         def done(pools):
-            request.write(_json(request, http.OK, {"mux": name, "action": "drain",
-                                                   "pools": pools, "drained": True}))
+            answer(http.OK, {"mux": name, "action": "drain", "pools": pools, "drained": True})
 
         def late(failure):
             failure.trap(DrainTimeout)
-            request.write(_json(request, http.GATEWAY_TIMEOUT,
-                                {"mux": name, "action": "drain", "drained": False,
-                                 "error": str(failure.value)}))
+            answer(http.GATEWAY_TIMEOUT, {"mux": name, "action": "drain", "drained": False,
+                                          "error": str(failure.value)})
 
-        d.addCallbacks(done, late).addBoth(lambda _: request.finish())
-        request.notifyFinish().addErrback(lambda _: None)  # the client may go first
+        d.addCallbacks(done, late)
         return NOT_DONE_YET
 
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import inspect
 import os
 import traceback
-from typing import Any
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred, fail, maybeDeferred
 
 
 def where(obj: object) -> str:
@@ -53,3 +55,19 @@ def describeError(error: BaseException) -> str:
         return kind
     last = frames[-1]
     return f"{kind} at {os.path.basename(last.filename)}:{last.lineno}"
+
+
+def deferredCall(function: Callable[..., Any], *args: Any) -> Deferred:
+    """
+    C{function(*args)} as a Deferred, whatever it does: raises (a failed
+    Deferred), returns a Deferred (as it is, the common case, checked
+    first because it is the hot path), a coroutine or a plain value.  The
+    boundary for a MUX or pool member that is user code.
+    """
+    try:
+        result = function(*args)
+    except Exception:
+        return fail()
+    if isinstance(result, Deferred):
+        return result
+    return maybeDeferred(lambda: result)

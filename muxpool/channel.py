@@ -189,6 +189,9 @@ class ISOChannelProtocol(Protocol):
         self._buffer = bytearray()
         self._closing = False
         self._held = False
+        self._processing = False
+        self._discarding = False
+        self.closeTimeout = 5.0
         self.counters = {"rx": 0, "tx": 0, "rx_bad": 0, "rx_keepalive": 0}
         self.lastReceived = self.lastSent = clock.seconds()
         self.partialSince: Optional[float] = None
@@ -196,6 +199,7 @@ class ISOChannelProtocol(Protocol):
         self.idleTimeout: Optional[float] = None
         self.frameTimeout: Optional[float] = None
         self._idleTimer: Optional[IDelayedCall] = None
+        self._closeTimer: Optional[IDelayedCall] = None
         self._frameTimer: Optional[IDelayedCall] = None
         self._limiter = RateLimiter(clock=clock)
 
@@ -238,7 +242,25 @@ class ISOChannelProtocol(Protocol):
                 peer=self.peer,
                 why=why,
             )
-            self.transport.loseConnection()
+            self.finish()
+
+    def finish(self) -> None:
+        """
+        Close after what was written is sent; a peer that will not take it
+        (it does not read) is cut off after C{closeTimeout} seconds, so it
+        cannot hold its slot by not reading.
+        """
+        try:
+            self.transport.unregisterProducer()  # TLS will not close under one
+        except Exception:
+            pass  # none was registered
+        self.transport.loseConnection()
+        self._closeTimer = self.clock.callLater(self.closeTimeout, self._abort)
+
+    def _abort(self) -> None:
+        self._closeTimer = None
+        if self.connected:
+            self.transport.abortConnection()
 
     # -- timeouts -------------------------------------------------------------
 
@@ -265,9 +287,11 @@ class ISOChannelProtocol(Protocol):
         self._idleTimer = None
         assert self.idleTimeout is not None  # armed only with one (_armIdle)
         now = self.clock.seconds()
-        if self._held or now - self.lastReceived < self.idleTimeout:
-            self._armIdle(now if self._held else self.lastReceived)
+        if now - self.lastReceived < self.idleTimeout:
+            self._armIdle(self.lastReceived)
         elif self.owner.channelIdle(self):
+            # Nothing came for that long, or nothing was read because the
+            # peer does not read its answers: either way, owed nothing, it goes.
             self.close(f"idle: nothing received for {self.idleTimeout:g}s")
         else:
             self._armIdle(now)
@@ -296,12 +320,20 @@ class ISOChannelProtocol(Protocol):
                        f"was not finished (frame timeout {self.frameTimeout:g}s)")
 
     def _cancelTimers(self) -> None:
-        for timer in (self._idleTimer, self._frameTimer):
+        for timer in (self._idleTimer, self._frameTimer, self._closeTimer):
             if timer is not None and timer.active():
                 timer.cancel()
-        self._idleTimer = self._frameTimer = None
+        self._idleTimer = self._frameTimer = self._closeTimer = None
 
     # -- frames -----------------------------------------------------------------
+
+    def discardInput(self) -> None:
+        """
+        From now on, drop what arrives (the connection is being closed: no
+        request is taken any more, but the socket is still read).
+        """
+        self._discarding = True
+        self._buffer = bytearray()
 
     def holdFrames(self) -> None:
         """
@@ -320,10 +352,11 @@ class ISOChannelProtocol(Protocol):
         """
         if self._held:
             self._held = False
-            self._processBuffer()
+            if not self._processing:  # else the loop under way goes on by itself
+                self._processBuffer()
 
     def dataReceived(self, data: bytes) -> None:
-        if self._closing:
+        if self._closing or self._discarding:
             return
         self.lastReceived = self.clock.seconds()
         if self._held or self._buffer:
@@ -345,6 +378,9 @@ class ISOChannelProtocol(Protocol):
         framing = self.spec.framing
         maxLength = self.spec.maxPacketLength
         offset = 0
+        # Never twice at once: answering a request may release a hold, and
+        # the frames already taken must not be decoded (and sent on) again.
+        self._processing = True
         try:
             while offset < len(buffer) and not self._closing and not self._held:
                 found = framing.nextFrame(buffer, offset, maxLength)
@@ -359,6 +395,8 @@ class ISOChannelProtocol(Protocol):
             self.close(str(e))
             del self._buffer[:]
             return
+        finally:
+            self._processing = False
         if buffer is self._buffer:
             del buffer[:offset]
         elif offset < len(buffer):

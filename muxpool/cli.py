@@ -154,9 +154,13 @@ def _send(reactor, args):
             return 2
         except OutcomeUnknown as e:
             if isinstance(e, LinkLost) and not _heardFrom(connection):
-                print("connection closed by the server before it sent anything on it: refused "
-                      "(maxSessions reached, or not allowed) or crashed; outcome unknown")
-            elif isinstance(e, LinkLost):
+                # A server refusing a session (maxSessions, allow/deny) closes
+                # it at once, before reading: said apart, with its own status.
+                print("refused: the server closed the connection at once, without answering "
+                      "anything on it (maxSessions reached, or not allowed); the request was "
+                      "written, so if it was read after all its outcome is unknown")
+                return 4
+            if isinstance(e, LinkLost):
                 print("connection closed before an answer; outcome unknown")
             elif isinstance(e, RequestTimeout):
                 print(f"no answer within {args.timeout:g}s; outcome unknown")

@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 from typing import IO, Callable, Dict, Iterable, Mapping, Optional, Sequence, Union
 
-from twisted.internet.defer import fail
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from muxpool.boundary import describeError, where
+from muxpool.boundary import deferredCall, describeError, where
 from muxpool.errors import AnswerUndelivered, NotSent, OutcomeUnknown
 from muxpool.interfaces import IMUX, IRequestListener, ISource
 from muxpool.masking import HIDDEN, binaryFieldsOf, describeForReversal, maskMessage
@@ -185,10 +184,7 @@ class Forward:
         header = message.pop("h", None)
         message.pop("p", None)
         message.pop("1", None)
-        try:
-            d = mux.request(message, self.timeout)
-        except Exception:  # a MUX of the user's: its raise is an outcome too
-            d = fail()
+        d = deferredCall(mux.request, message, self.timeout)
         d.addCallbacks(self._answered, self._failed, (source, header), NO_KEYWORDS,
                        (source, message, header), NO_KEYWORDS)
         return True

@@ -15,13 +15,13 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Set, Tuple
 
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from muxpool.boundary import describeError, where
+from muxpool.boundary import deferredCall, describeError, where
 from muxpool.errors import (
     CancelledAfterWrite,
     CancelledBeforeWrite,
@@ -472,10 +472,7 @@ class _Request:
                           error=str(self.refused.value), member=member.name)
         self.tried += (id(member),)
         pool._count(member)
-        try:
-            inner = member.request(self.message, remaining)
-        except Exception:  # a member of the user's: its raise is an outcome too
-            inner = fail()
+        inner = deferredCall(member.request, self.message, remaining)
         if not inner.called:
             self.inner = inner
         args = (member,)

@@ -49,6 +49,7 @@ from twisted.internet.interfaces import (
     IListeningPort,
     IPushProducer,
     IReactorTime,
+    ISSLTransport,
     IStreamServerEndpoint,
 )
 from twisted.internet.protocol import Factory, Protocol
@@ -238,7 +239,9 @@ class ServerSession(LinkBase):
         """
         Whether C{message} answers our sign-off (and take it if so).
         """
-        if self._signOff is None or message.get("11", "").strip() != self._signOff[0]:
+        if (self._signOff is None or message.get("t") != "0810"
+                or message.get("70") != SIGN_OFF
+                or message.get("11", "").strip() != self._signOff[0]):
             return False
         stan, d = self._signOff
         self._signOff = None
@@ -281,7 +284,7 @@ class ServerSession(LinkBase):
                             "{peer}; each will be logged if it comes", server=server.name,
                             count=self.inFlight, peer=self.peer)
         if self.protocol.connected:
-            self.protocol.transport.loseConnection()  # after what is buffered is written
+            self._closeWrites()
             try:
                 yield self._closed.addTimeout(server.flushTimeout, clock)
             except Exception:
@@ -289,6 +292,27 @@ class ServerSession(LinkBase):
                                 "connection aborted", server=server.name, peer=self.peer,
                                 timeout=server.flushTimeout)
                 self.protocol.transport.abortConnection()
+
+    def _closeWrites(self) -> None:
+        """
+        End the connection so the client gets every answer written: read
+        (and drop) whatever it still sends, so no unread input makes the
+        kernel reset the connection and discard answers not yet delivered;
+        close our side once they are sent (TCP: a half-close, the client
+        closes on seeing it); wait for the client to close.
+        """
+        protocol = self.protocol
+        transport = protocol.transport
+        protocol.discardInput()
+        try:
+            transport.unregisterProducer()  # TLS will not close under one
+        except Exception:
+            pass
+        transport.resumeProducing()
+        if hasattr(transport, "loseWriteConnection") and not ISSLTransport.providedBy(transport):
+            transport.loseWriteConnection()
+        else:
+            transport.loseConnection()
 
 
 class _ServerFactory(Factory):
@@ -385,8 +409,6 @@ class QServer(Service):
         self.tls = tls
         self.tlsOptions = tls.options() if tls is not None else None
         self.description = endpoint if isinstance(endpoint, str) else None
-        if self.description is not None and tls is not None:
-            self.description += f" tls={tls.identity()}"
         self.endpoint: IStreamServerEndpoint = (
             serverFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint)
         self.maxSessions = maxSessions
@@ -411,7 +433,6 @@ class QServer(Service):
         self._bindRetry: Optional[IDelayedCall] = None
         self._listening: Optional[Deferred] = None
         self._predecessor: Optional["QServer"] = None
-        self._draining: Set[ServerSession] = set()
         self._stan = 0
         self._limiter = RateLimiter(clock=reactor)
 

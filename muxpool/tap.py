@@ -142,7 +142,9 @@ def makeService(options: Options) -> SwitchService:
     switch = SwitchService(reactor)
     if options["workers"] > 1 and not options["worker"]:
         WorkerSupervisor(options["workers"], options["deploy"], workerArgv(options), reactor,
-                         options["scan-interval"]).setServiceParent(switch)
+                         options["scan-interval"],
+                         stopTimeout=max(120.0, 2 * options["drain-timeout"] + 30)
+                         ).setServiceParent(switch)
         return switch
     worker = options["worker"]
     deploy = DeployService(

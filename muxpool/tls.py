@@ -11,7 +11,6 @@ server checks a client's subject then.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, List, Mapping, Optional, Tuple, Union
 
@@ -132,17 +131,6 @@ class ServerTLS:
         if self.clientCAFile:
             return certificate.options(_certificate(self.clientCAFile, "tls-client-ca"))
         return certificate.options()
-
-    def identity(self) -> str:
-        """
-        What the files say now, to tell whether a redeployed server speaks
-        the same TLS (and may take the listening port over).
-        """
-        digest = hashlib.sha256()
-        for path in (self.certFile, self.keyFile, self.clientCAFile):
-            digest.update(_read(path, "tls file") if path else b"-")
-        digest.update(" ".join(self.clientSubjects).encode())
-        return digest.hexdigest()[:16]
 
     def allows(self, subject: Optional[str]) -> bool:
         return not self.clientSubjects or subject in self.clientSubjects

@@ -132,13 +132,14 @@ class WorkerSupervisor(Service):
     log = Logger()
 
     def __init__(self, count: int, directory: str, argv: List[str], reactor: Any,
-                 scanInterval: float = 2.0) -> None:
+                 scanInterval: float = 2.0, stopTimeout: float = 120.0) -> None:
         self.setName("workers")
         self.count = count
         self.directory = directory
         self.argv = argv
         self.reactor = reactor
         self.scanInterval = scanInterval
+        self.stopTimeout = stopTimeout
         self.sockets: Dict[str, Any] = {}  # tcp.Port: its fileno() goes to the workers
         self.workers: Dict[int, _Worker] = {}
         self._failures: Dict[int, int] = {}
@@ -157,8 +158,10 @@ class WorkerSupervisor(Service):
 
     def scan(self) -> None:
         """
-        Hold a listening socket for every server endpoint in the folder
-        (for workers started from now on); let go of those gone.
+        At the start, hold a listening socket for every server endpoint in
+        the folder, for the workers to adopt; later, let go of those whose
+        server is gone (a server added later is the workers' own, with
+        SO_REUSEPORT: a socket bound here would stand in their way).
         """
         from twisted.internet.endpoints import serverFromString
 
@@ -172,7 +175,7 @@ class WorkerSupervisor(Service):
                         wanted.add(description)
             except (DescriptorError, ValueError):
                 continue  # the workers report it
-        for description in sorted(wanted - set(self.sockets)):
+        for description in sorted(wanted - set(self.sockets) if not self.workers else ()):
             if _tcpParts(description) is None:
                 continue  # not shared: each worker listens as it can
             try:
@@ -186,10 +189,12 @@ class WorkerSupervisor(Service):
             self.sockets.pop(description).stopListening()
 
     def _listenNow(self, endpoint: Any) -> Any:
-        port: List[Any] = []
-        endpoint.listen(_NoAccept()).addCallback(port.append)
-        port[0].stopReading()  # the workers accept, not the parent
-        return port[0]
+        result: List[Any] = []
+        endpoint.listen(_NoAccept()).addBoth(result.append)  # TCP listens at once
+        if isinstance(result[0], Failure):
+            result[0].raiseException()
+        result[0].stopReading()  # the workers accept, not the parent
+        return result[0]
 
     def _spawn(self, index: int) -> None:
         self._restarts.pop(index, None)
@@ -241,7 +246,19 @@ class WorkerSupervisor(Service):
                     worker.transport.signalProcess("TERM")
             except Exception:
                 pass  # already gone
-        d = DeferredList(ending)
+        def kill(failure: Failure) -> Deferred:
+            # They had their drain; one that still runs does not get to block us.
+            self.log.warn("workers: still running after {timeout:g}s; killing them",
+                          timeout=self.stopTimeout)
+            for worker in list(self.workers.values()):
+                if worker.transport is not None:
+                    try:
+                        worker.transport.signalProcess("KILL")
+                    except Exception:
+                        pass
+            return DeferredList(ending)
+
+        d = DeferredList(ending).addTimeout(self.stopTimeout, self.reactor).addErrback(kill)
 
         def release(result: Any) -> Any:
             for port in self.sockets.values():

@@ -13,7 +13,7 @@ from twisted.internet import utils
 from muxpool.channel import ChannelSpec
 from muxpool.cli import parser
 from muxpool.listeners import Responder
-from muxpool.testing import portOf, startIssuer
+from muxpool.testing import portOf, startIssuer, startLink
 from tests.deployfiles import freePort
 from tests.twistdproc import MUXPOOL, environment, tool
 
@@ -102,3 +102,25 @@ def test_load_counts_a_switch_decline_as_a_failure():
     assert summary["declined"] == 20 and summary["failed"] == 20
     assert textCode == 1
     assert b"answered 39=68   5  (declined: outcome unknown, may need a reversal)" in text
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_refused_session_is_said_apart_from_outcome_unknown():
+    """
+    Issue 9: a session refused at maxSessions looked like "outcome unknown:
+    link lost after the request was written".
+    """
+    server = yield startIssuer(reactor(), spec=ChannelSpec.fromConfig("ASCIIChannel", "ISO87A"),
+                               maxSessions=1)
+    holder = startLink(reactor(), portOf(server), name="holder",
+                       spec=ChannelSpec.fromConfig("ASCIIChannel", "ISO87A"))
+    try:
+        yield holder.whenReady()
+        out, err, code = yield run("send", "--endpoint", f"tcp:127.0.0.1:{portOf(server)}",
+                                   "--timeout", "10")
+    finally:
+        yield holder.stop()
+        yield server.stopService()
+    assert code == 4, out + err
+    assert b"refused: the server closed the connection at once" in out
+    assert b"outcome unknown:" not in out and b"Traceback" not in out + err

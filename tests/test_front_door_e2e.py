@@ -160,20 +160,24 @@ def test_a_signal_under_load_stops_gracefully_and_loses_no_approval(tmp_path, si
     assert "front: stopping; draining" in proc.log
 
 
+@pytest.mark.parametrize("signOff", [SIGN_OFF, ""], ids=["sign-off", "no-sign-off"])
 @pytest_twisted.inlineCallbacks
-def test_rewriting_the_front_server_file_under_load(tmp_path):
+def test_rewriting_the_front_server_file_under_load(tmp_path, signOff):
     """
     Issue 9: redeploying the front server (changing maxSessions) lost 0-8
     approvals per run.  The new server takes over the listening socket; the
-    old one signs off and drains.
+    old one signs off (if configured) and drains.  Without a sign-off the
+    clients learn of the stop by the close alone: requests the old server
+    never read fail at the client (the issuer never saw them), and every
+    answer it did read still reaches the client before the close.
     """
     made = issuers(tmp_path)
-    proc, port, deploy = switch(tmp_path, [p for _, p, _ in made])
+    proc, port, deploy = switch(tmp_path, [p for _, p, _ in made], extra=signOff)
 
     def redeploy():
         (deploy / "50_front.xml").write_text(front(
             "front", port, "core-mux",
-            extra=SIGN_OFF + '\n  <attr name="maxSessions" type="java.lang.Integer">50</attr>'))
+            extra=signOff + '\n  <attr name="maxSessions" type="java.lang.Integer">50</attr>'))
 
     try:
         outcomes = yield underLoad(port, 4000, {800: redeploy})
@@ -184,7 +188,10 @@ def test_rewriting_the_front_server_file_under_load(tmp_path):
     approved, answered, warned = checkNothingApprovedWasLost(outcomes, [r for _, _, r in made], proc.log)
     assert code == 0, proc.log[-3000:]
     failures = [o for o in outcomes if not isinstance(o, dict)]
-    assert failures == [] and set(answered.values()) == {"00"}, failures[:3]
+    assert set(answered.values()) == {"00"}
+    if signOff:
+        assert failures == [], failures[:3]
+    assert warned == Counter(), "a client of the old server missed an answer"
     assert "front: stopping; draining 4 sessions" in proc.log and "Traceback" not in proc.log
 
 

@@ -117,3 +117,21 @@ def test_without_a_token_the_admin_api_stays_on_this_machine(endpoint, token, ok
     else:
         with pytest.raises(AdminConfigError, match="token"):
             checkEndpoint(endpoint, token)
+
+
+def test_a_drain_timeout_must_make_sense():
+    from twisted.web.test.requesthelper import DummyRequest
+
+    from muxpool.admin import Root
+
+    ops, clock, links, muxes, (a, b) = switch()
+    root = Root(ops)
+    for bad in (b"-1", b"nan", b"soon"):
+        request = DummyRequest([b"muxes", b"mux-1", b"drain"])
+        request.method = b"POST"
+        request.args = {b"timeout": [bad]}
+        resource = root.getChildWithDefault(b"muxes", request)
+        request.postpath = [b"mux-1", b"drain"]
+        body = resource.render(request)
+        assert request.responseCode == 400 and b"timeout must be" in body
+    assert a.isUsable(muxes[0])  # refused before anything was disabled

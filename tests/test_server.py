@@ -256,3 +256,48 @@ def test_refusals_close_at_once_and_are_logged_at_a_bounded_rate():
         refused = [connect(server, 6000 + i)[0] for i in range(200)]
     assert refused == [None] * 200 and server.counters["refused"] == 200
     assert sum("refused connection" in line for line in lines) == 1
+
+
+def test_a_request_answered_at_once_under_the_in_flight_limit_is_read_once():
+    """
+    Review of issue 9: answering inside the frame loop released the hold and
+    decoded the frames already taken again (a request sent on twice).
+    """
+    seen = []
+
+    @implementer(IRequestListener)
+    class AnswersAtOnce:
+        def process(self, source, message):
+            seen.append(message["11"])
+            source.send(Responder().response(message))
+            return True
+
+    server, _ = makeServer(AnswersAtOnce(), maxInFlight=1)
+    protocol, transport = connect(server)
+    wire = b"".join(SPEC.encode(request(i)) for i in range(1, 6))
+    protocol.dataReceived(wire[:7])  # a frame split over two reads
+    protocol.dataReceived(wire[7:])
+    assert seen == ["%06d" % i for i in range(1, 6)]
+    assert [m["11"] for m in answers(transport)] == seen
+
+
+def test_a_client_that_does_not_read_loses_its_slot_after_the_idle_timeout():
+    """
+    Review of issue 9: closing waited for a write buffer the client never
+    drained, so a client that did not read kept its session for ever.
+    """
+    from twisted.internet.testing import StringTransport
+
+    server, reactor = makeServer(Responder(), idleTimeout=10, maxSessions=1)
+    address = IPv4Address("TCP", "127.0.0.1", 5000)
+    protocol = server._accept(address)
+    transport = StringTransport(peerAddress=address)  # never flushes: a client not reading
+    protocol.makeConnection(transport)
+    protocol.dataReceived(SPEC.encode(request(1)))
+    transport.producer.pauseProducing()  # its answers fill the buffer
+    with capturedText() as lines:
+        runUntil(reactor, 10)
+        assert transport.disconnecting and not transport.disconnected
+        runUntil(reactor, 10 + protocol.closeTimeout)
+    assert transport.disconnected  # cut off, not left to hold the slot
+    assert any("closed: idle" in line for line in lines)

@@ -214,3 +214,27 @@ def test_descriptors_configure_mutual_tls_with_pem_files(tmp_path, pki):
     assert adaptor.tls == ClientTLS("localhost", str(tmp_path / "ca.pem"),
                                     str(tmp_path / "switch.pem"), None)
     assert server.tls.clientSubjects == ("switch", "other") and server.tlsOptions is not None
+
+
+@pytest_twisted.inlineCallbacks
+def test_stopping_a_tls_server_with_idle_sessions_does_not_wait_for_a_flush(pki):
+    """
+    Review of issue 10: a TLS session kept its producer registered, so a
+    planned stop waited the whole flush timeout and logged that the client
+    "did not read its last answers" although there was nothing to read.
+    """
+    server, port = yield tlsServer(pki)
+    server.flushTimeout = 60.0
+    adaptor, mux = tlsLink(port, "idle", ClientTLS("localhost", pki.caFile, pki.issue("switch")))
+    try:
+        yield adaptor.ready.whenState(True)
+        answer = yield mux.request({"t": "0800", "11": "000001", "70": "301"}, 5)
+        assert answer["39"] == "00"
+        with capturedText() as lines:
+            stopped = server.stopService()
+            # Far below the flush timeout: the stop does not wait for it.
+            stopped.addTimeout(10, reactor())
+            yield stopped
+    finally:
+        yield stop(mux, adaptor, server)
+    assert not [line for line in lines if "did not read" in line], lines

@@ -1,7 +1,8 @@
 """
 Issue 11: `twistd muxpool --workers 2`: two worker processes share the
 front server's listening socket; one killed with SIGKILL, the other keeps
-answering and a replacement starts; SIGTERM stops them all, exit 0.
+answering and a replacement starts; a server deployed later is served by
+every worker; SIGTERM stops them all, exit 0.
 """
 
 import json
@@ -44,8 +45,8 @@ def test_workers_share_the_port_and_survive_one_dying(tmp_path):
         status = json.loads(tool("status", "--admin", f"http://127.0.0.1:{adminPort}", "--json").stdout)
         assert [s["sessions"] for s in status["servers"]] == [2]
 
-        def answered(n):
-            result = tool("load", "--endpoint", f"tcp:127.0.0.1:{frontPort}", "-n", str(n), "-c", "8",
+        def answered(n, port=frontPort):
+            result = tool("load", "--endpoint", f"tcp:127.0.0.1:{port}", "-n", str(n), "-c", "8",
                           "-k", "4", "--json", "--quiet")
             return json.loads(result.stdout)["answered"]
 
@@ -56,6 +57,13 @@ def test_workers_share_the_port_and_survive_one_dying(tmp_path):
         switch.waitFor("worker 1 started", count=2)
         switch.waitFor("channel-1: ready", count=3)
         assert answered(400) == {"00": 400}
+        # A server deployed while they run: each worker listens on it too
+        # (SO_REUSEPORT), none is blocked by a socket the parent holds.
+        secondPort = freePort()
+        (switchDir / "51_front-2.xml").write_text(front("front-2", secondPort, "core-mux"))
+        switch.waitFor("front-2: listening", count=2)
+        assert answered(400, secondPort) == {"00": 400}
+        assert "front-2: cannot listen" not in switch.log
         workers = [int(p) for p in re.findall(r"worker \d started \(pid (\d+)\)", switch.log)]
     finally:
         code = switch.stop()
