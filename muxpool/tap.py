@@ -15,7 +15,7 @@ from twisted.python import usage
 from muxpool.admin import AdminConfigError, AdminService, checkEndpoint
 from muxpool.deploy import DeployService
 from muxpool.operations import Operations
-from muxpool.workers import WorkerSockets, WorkerSupervisor, workerArgv
+from muxpool.workers import ParentWatch, WorkerSockets, WorkerSupervisor, workerArgv
 
 
 class Options(usage.Options):
@@ -155,6 +155,8 @@ def makeService(options: Options) -> SwitchService:
         sockets=WorkerSockets.fromEnvironment(reactor) if worker else None,
     )
     deploy.setServiceParent(switch)
+    if worker:
+        ParentWatch(reactor, switch._stopGracefully).setServiceParent(switch)
     if options["admin"]:
         operations = Operations(deploy.registry, reactor, deploy)
         endpoint = options["admin"] if worker < 2 else offsetPort(options["admin"], worker - 1)

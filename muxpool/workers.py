@@ -9,7 +9,8 @@ worker runs the whole deploy folder itself, with its own adaptors, QMUXes
 and pools (so an issuer sees N connections per channel adaptor), and hot
 deploy works in each.  The parent restarts a worker that dies (its sockets
 stay listening meanwhile), and passes SIGTERM, SIGINT and SIGHUP on for a
-graceful stop.
+graceful stop.  A worker whose parent is gone (killed, say) stops
+gracefully too (L{ParentWatch}).
 
 A server deployed after the start is listened on by each worker with
 C{SO_REUSEPORT} (the kernel spreads connections over them); a server removed
@@ -23,11 +24,11 @@ import json
 import os
 import socket
 import sys
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from twisted.application.service import Service
 from twisted.internet.address import IPv6Address
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReadDescriptor
 from twisted.python.failure import Failure
 from zope.interface import implementer
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
@@ -100,6 +101,72 @@ class WorkerSockets:
         except OSError as e:
             return fail(e)
         return endpoint.listen(factory)
+
+
+@implementer(IReadDescriptor)
+class ParentWatch(Service):
+    """
+    In a worker: stop gracefully once the parent is gone.  The parent holds
+    the write end of the worker's stdin and never writes; the kernel closes
+    it when the parent ends, however it ends (SIGKILL too), and the worker
+    reads end-of-file.  Without this, workers of a killed parent would go on
+    serving, unsupervised, holding the ports.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor: Any, onGone: Callable[[str], None], fd: int = 0) -> None:
+        self.setName("parent-watch")
+        self.reactor = reactor
+        self.onGone = onGone
+        self.fd = fd
+        self._watching = False
+
+    def startService(self) -> None:
+        Service.startService(self)
+        try:
+            os.set_blocking(self.fd, False)
+        except OSError:
+            return  # no stdin: nothing to watch
+        self.reactor.addReader(self)
+        self._watching = True
+
+    def stopService(self) -> None:
+        Service.stopService(self)
+        self._unwatch()
+
+    def _unwatch(self) -> None:
+        if self._watching:
+            self._watching = False
+            self.reactor.removeReader(self)
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def doRead(self) -> None:
+        try:
+            data = os.read(self.fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._unwatch()
+            self._gone()
+
+    def connectionLost(self, reason: Failure) -> None:
+        # The reactor saw the pipe hang up (it removed us already).
+        if self._watching:
+            self._watching = False
+            self._gone()
+
+    def _gone(self) -> None:
+        self.log.warn("workers: the parent is gone (now pid {ppid}); stopping gracefully",
+                      ppid=os.getppid(), event="workers.orphaned")
+        self.onGone("parent gone")
+
+    def logPrefix(self) -> str:
+        return "parent-watch"
 
 
 class _Worker(ProcessProtocol):

@@ -89,3 +89,20 @@ def member(directory, index, port=None):
     for name, text in files.items():
         (directory / name).write_text(text)
     return [directory / name for name in files]
+
+
+def singleIssuerSwitch(tmp_path):
+    """
+    Two folders under C{tmp_path}: C{issuer/} (one issuer) and C{switch/}
+    (a channel to it, a QMUX and a front server).  Returns (issuer folder,
+    switch folder, front port).
+    """
+    issuerDir, switchDir = tmp_path / "issuer", tmp_path / "switch"
+    issuerDir.mkdir()
+    switchDir.mkdir()
+    issuerPort, frontPort = freePort(), freePort()
+    (issuerDir / "10_issuer.xml").write_text(issuer("issuer-1", issuerPort, "issuer-1"))
+    (switchDir / "20_channel.xml").write_text(adaptor("channel-1", issuerPort, "q1"))
+    (switchDir / "30_mux.xml").write_text(qmux("core-mux", "q1"))
+    (switchDir / "50_front.xml").write_text(front("front", frontPort, "core-mux"))
+    return issuerDir, switchDir, frontPort

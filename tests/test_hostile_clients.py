@@ -18,7 +18,7 @@ from muxpool.channel import ChannelSpec
 from muxpool.listeners import Responder
 from muxpool.loadgen import runLoad
 from muxpool.testing import portOf, startIssuer, startLink
-from tests.deployfiles import adaptor, freePort, front, issuer, qmux
+from tests.deployfiles import singleIssuerSwitch
 from tests.twistdproc import Twistd, tool
 
 ASCII = ChannelSpec.fromConfig("ASCIIChannel", "ISO87A")
@@ -102,14 +102,7 @@ def test_a_client_that_never_reads_costs_bounded_memory(tmp_path):
     Issue 9: 300,000 requests from a client that never read its answers grew
     the switch from 51 MB to 101 MB.
     """
-    issuerDir, switchDir = tmp_path / "issuer", tmp_path / "switch"
-    issuerDir.mkdir()
-    switchDir.mkdir()
-    issuerPort, frontPort = freePort(), freePort()
-    (issuerDir / "10_issuer.xml").write_text(issuer("issuer-1", issuerPort, "issuer-1"))
-    (switchDir / "20_channel.xml").write_text(adaptor("channel-1", issuerPort, "q1"))
-    (switchDir / "30_mux.xml").write_text(qmux("core-mux", "q1"))
-    (switchDir / "50_front.xml").write_text(front("front", frontPort, "core-mux"))
+    issuerDir, switchDir, frontPort = singleIssuerSwitch(tmp_path)
     issuerProc = Twistd(issuerDir, tmp_path)
     switch = Twistd(switchDir, tmp_path)
     hog = None

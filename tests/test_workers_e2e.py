@@ -10,7 +10,7 @@ import os
 import re
 import signal
 
-from tests.deployfiles import adaptor, freePort, front, issuer, qmux
+from tests.deployfiles import freePort, front, singleIssuerSwitch
 from tests.twistdproc import Twistd, tool
 
 
@@ -24,14 +24,7 @@ def alive(pid):
 
 
 def test_workers_share_the_port_and_survive_one_dying(tmp_path):
-    issuerDir, switchDir = tmp_path / "issuer", tmp_path / "switch"
-    issuerDir.mkdir()
-    switchDir.mkdir()
-    issuerPort, frontPort = freePort(), freePort()
-    (issuerDir / "10_issuer.xml").write_text(issuer("issuer-1", issuerPort, "issuer-1"))
-    (switchDir / "20_channel.xml").write_text(adaptor("channel-1", issuerPort, "q1"))
-    (switchDir / "30_mux.xml").write_text(qmux("core-mux", "q1"))
-    (switchDir / "50_front.xml").write_text(front("front", frontPort, "core-mux"))
+    issuerDir, switchDir, frontPort = singleIssuerSwitch(tmp_path)
     adminPort = freePort()
     issuerProc = Twistd(issuerDir, tmp_path, args=["--admin", f"tcp:{adminPort}:interface=127.0.0.1"])
     switch = Twistd(switchDir, tmp_path, args=["--workers", "2"])
@@ -71,3 +64,31 @@ def test_workers_share_the_port_and_survive_one_dying(tmp_path):
     assert code == 0, switch.log[-3000:]
     assert not any(alive(pid) for pid in workers)
     assert "Traceback" not in switch.log
+
+
+def test_workers_of_a_killed_parent_stop_gracefully(tmp_path):
+    """
+    SIGKILL on the parent (no chance to pass a stop on): each worker sees
+    its stdin close, says so, drains and exits, leaving nothing listening.
+    """
+    issuerDir, switchDir, frontPort = singleIssuerSwitch(tmp_path)
+    issuerProc = Twistd(issuerDir, tmp_path)
+    switch = Twistd(switchDir, tmp_path, args=["--workers", "2"])
+    try:
+        issuerProc.waitFor("listening")
+        switch.waitFor("front: listening", count=2)
+        pids = [int(p) for p in re.findall(r"worker \d started \(pid (\d+)\)", switch.log)]
+        switch.process.kill()
+        switch.process.wait()
+        switch.waitForOutputEnd()  # both workers have closed their stdout: ended
+    finally:
+        switch.stop()
+        for pid in pids:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        issuerProc.stop()
+    assert switch.log.count("workers: the parent is gone") == 2, switch.log[-3000:]
+    assert switch.log.count("Main loop terminated") == 2  # a graceful stop, not a kill
+    assert not any(alive(pid) for pid in pids)
+    result = tool("send", "--endpoint", f"tcp:127.0.0.1:{frontPort}", "--timeout", "2")
+    assert result.returncode == 2 and "refused" in result.stdout + result.stderr

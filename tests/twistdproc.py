@@ -78,6 +78,25 @@ class Twistd:
                 if seen == count:
                     return line
 
+    def waitForOutputEnd(self, timeout=30.0):
+        """
+        Block until every process writing to this log (twistd and any
+        worker it started) has closed it: they have all ended.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError("output still open:\n" + "".join(self.lines[-60:]))
+            try:
+                line = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                self._queue.put(None)  # for stop()
+                return
+            self.lines.append(line)
+
     def stop(self, timeout=30.0, sig=signal.SIGTERM):
         """
         Send C{sig} (None: none, it is already stopping); return the exit
