@@ -15,10 +15,13 @@ waiting on a slow issuer).
 
     .venv/bin/python benchmarks/switch.py                      # CPython switch
     .venv/bin/python benchmarks/switch.py --python pypy3-venv/bin/python
+    .venv/bin/python benchmarks/switch.py --python .venv/bin/python --python .pypy/bin/python
     .venv/bin/python benchmarks/switch.py --quick              # fewer rows, for a try
 
 `--python` is the interpreter the switch runs on (it needs muxpool and its
-dependencies installed); issuers and load run on this one.  The machine is
+dependencies installed); give it more than once to compare interpreters in one
+run.  Issuers and load run on this one.  Last, it prints the targets of
+issue 11 against the run's figures.  The machine is
 shared: run it alone, and compare figures from one run only.
 """
 
@@ -170,18 +173,22 @@ def load(port: int, channel: str, total: int, inFlight: int, connections: int, t
 
 
 def row(label, inFlight, connections, summary, cpu=None):
+    """
+    Print one table row; return (requests/s, p50 ms, CPU us per transaction or None).
+    """
     answered = sum(summary["answered"].values())
     failed = summary["failed"]
     latency = summary["latency_ms"]
-    cpuText = f"{cpu * 1e6 / answered:9.0f}" if cpu is not None and answered else f"{'-':>9}"
-    print(f"{label:<22} {inFlight:>4} {connections:>3} {summary['requests_per_second']:>9.0f} "
+    perTx = cpu * 1e6 / answered if cpu is not None and answered else None
+    cpuText = f"{perTx:9.0f}" if perTx is not None else f"{'-':>9}"
+    print(f"{label:<28} {inFlight:>4} {connections:>3} {summary['requests_per_second']:>9.0f} "
           f"{latency['p50']:>7.2f} {latency['p99']:>7.2f} {cpuText}"
           + (f"   ({failed} failed)" if failed else ""), flush=True)
-    return summary["requests_per_second"]
+    return summary["requests_per_second"], latency["p50"], perTx
 
 
 def measure(switch, port, label, shapes, total):
-    rates = {}
+    figures = {}
     channel = "ASCIIChannel" if switch else "NACChannel"
     for inFlight, connections in shapes:
         n = max(500, total // 8) if inFlight == 1 else total
@@ -189,25 +196,23 @@ def measure(switch, port, label, shapes, total):
         before = switch.cpu() if switch else None
         summary = load(port, channel, n, inFlight, connections)
         cpu = switch.cpu() - before if switch else None
-        rates[(inFlight, connections)] = row(label, inFlight, connections, summary, cpu)
-    return rates
+        figures[(inFlight, connections)] = row(label, inFlight, connections, summary, cpu)
+    return figures
 
 
 def memoryPerPending(python, work, issuerPython, pending):
     """
     Resident size per request waiting in the switch for a slow issuer.
     """
-    slow = work / "slow"
-    slow.mkdir()
+    slow = Path(tempfile.mkdtemp(prefix="slow-", dir=work))
     port = freePort()
     (slow / "10_issuer.xml").write_text(issuerXML("slow", port, delay=600000))
-    issuer = Process(issuerPython, slow, work / "slow.log")
+    issuer = Process(issuerPython, slow, slow / "issuer.log")
     issuer.waitFor("slow: listening")
-    folder = work / "memory"
-    folder.mkdir()
+    folder = Path(tempfile.mkdtemp(prefix="memory-", dir=work))
     frontPort, adminPort = freePort(), freePort()
     switchFolder(folder, [port], 2, frontPort)
-    switch = Process(python, folder, work / "memory-switch.log",
+    switch = Process(python, folder, folder / "switch.log",
                      "--admin", f"tcp:{adminPort}:interface=127.0.0.1")
     loader = None
     try:
@@ -238,24 +243,70 @@ def memoryPerPending(python, work, issuerPython, pending):
         issuer.stop()
 
 
+def interpreter(python: str) -> str:
+    return subprocess.run([python, "-c", "import sys, platform; print(platform."
+                           "python_implementation(), sys.version.split()[0])"],
+                          capture_output=True, text=True).stdout.strip() or python
+
+
+def targets(name, direct, rows, memory) -> None:
+    """
+    Print the issue's targets against this run's figures (not asserted: a shared
+    machine's figures are indicative).
+    """
+    pypy = name.startswith("PyPy")
+    pool2, pool32, workers = rows["pool of 2"], rows["pool of 32"], rows.get("2 workers")
+    shape = (64, 4) if (64, 4) in pool2 else next(iter(pool2))
+    rate, _, cpu = pool2[shape]
+    lines = []
+    limit = 55 if pypy else 120
+    if cpu is not None:
+        lines.append((f"CPU per transaction at {shape[0]} in flight at most {limit} us",
+                      f"{cpu:.0f} us", cpu <= limit))
+    if pypy:
+        fraction = rate / direct[shape][0]
+        lines.append(("throughput at 64 in flight at least 0.75 of direct",
+                      f"{fraction:.2f}", fraction >= 0.75))
+    if workers:
+        lines.append(("--workers 2 above a single process", f"{workers[shape][0]:.0f} vs {rate:.0f} req/s",
+                      workers[shape][0] > rate))
+    rate32, _, cpu32 = pool32[shape]
+    lines.append(("pool of 32 within 5% of a pool of 2 (req/s)",
+                  f"{rate32 / rate - 1:+.1%}", rate32 >= 0.95 * rate))
+    if cpu is not None and cpu32 is not None:
+        lines.append(("pool of 32 within 5% of a pool of 2 (CPU/tx)",
+                      f"{cpu32 / cpu - 1:+.1%}", cpu32 <= 1.05 * cpu))
+    for ones in [s for s in pool2 if s[0] == 1][:1]:
+        added = pool2[ones][1] - direct[ones][1]
+        lines.append(("added p50 at 1 in flight under 0.3 ms", f"{added:.2f} ms", added < 0.3))
+    if memory is not None:
+        lines.append(("memory per pending request under 2 KB", f"{memory:.0f} bytes", memory < 2048))
+    print(f"targets, switch on {name}:")
+    for what, figure, met in lines:
+        print(f"  {'met    ' if met else 'NOT met'}  {what}: {figure}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--python", default=sys.executable,
-                        help="interpreter to run the switch with (default: this one)")
+    parser.add_argument("--python", action="append",
+                        help="interpreter to run the switch with (default: this one); "
+                             "give it twice, e.g. for CPython and PyPy, to compare them in one run")
     parser.add_argument("--requests", type=int, default=20000, help="requests per row")
     parser.add_argument("--pending", type=int, default=50000,
-                        help="requests waiting on a slow issuer, for the memory figure")
-    parser.add_argument("--quick", action="store_true", help="64 in flight over 4 connections only")
+                        help="requests waiting on a slow issuer, for the memory figure "
+                             "(0: no memory figure)")
+    parser.add_argument("--quick", action="store_true",
+                        help="64 in flight over 4 connections only, and no worker row")
     args = parser.parse_args()
+    # absolute, not resolved: a venv's python is a symlink that must stay one
+    pythons = [os.path.abspath(shutil.which(p) or p) for p in args.python or [sys.executable]]
     shapes = [(64, 4)] if args.quick else [(f, c) for f in (1, 16, 64) for c in (1, 4)]
     work = Path(tempfile.mkdtemp(prefix="muxpool-switch-bench-"))
-    version = subprocess.run([args.python, "-c", "import sys, platform; print(platform."
-                              "python_implementation(), sys.version.split()[0])"],
-                             capture_output=True, text=True).stdout.strip()
-    print(f"switch on {version} ({args.python}); issuers and load on "
+    names = {python: interpreter(python) for python in pythons}
+    print(f"switch on {'; '.join(f'{n} ({p})' for p, n in names.items())}; issuers and load on "
           f"{platform.python_implementation()} {platform.python_version()}; "
           f"{os.cpu_count()} CPUs, {platform.machine()}; {args.requests} requests a row")
-    print(f"{'':<22} {'in':>4} {'con':>3} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/tx':>9}")
+    print(f"{'':<28} {'in':>4} {'con':>3} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/tx':>9}")
     issuers, ports = [], []
     for name in ("issuer-a", "issuer-b"):
         folder = work / name
@@ -266,26 +317,38 @@ def main() -> None:
         issuer.waitFor(f"{name}: listening")
         issuers.append(issuer)
         ports.append(port)
+    results = []
     try:
-        measure(None, ports[0], "direct to an issuer", shapes, args.requests)
-        for label, members, extra in (("switch, pool of 2", 2, ()), ("switch, pool of 32", 32, ()),
-                                      ("switch, 2 workers", 2, ("--workers", "2"))):
-            if extra and args.quick:
-                continue
-            folder = work / label.replace(" ", "-").replace(",", "")
-            folder.mkdir()
-            frontPort = freePort()
-            switchFolder(folder, ports, members, frontPort)
-            switch = Process(args.python, folder, work / f"{folder.name}.log", *extra)
-            try:
-                switch.waitFor("front: listening", count=2 if extra else 1)
-                switch.waitFor(f"channel-{members - 1}: ready", count=2 if extra else 1)
-                measure(switch, frontPort, label, [(64, 4)] if extra else shapes, args.requests)
-            finally:
-                switch.stop()
-        pending, before, after = memoryPerPending(args.python, work, sys.executable, args.pending)
-        print(f"memory per pending request: {(after - before) / max(1, pending):.0f} bytes "
-              f"({pending} pending; switch RSS {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB)")
+        direct = measure(None, ports[0], "direct to an issuer", shapes, args.requests)
+        for number, python in enumerate(pythons):
+            short = names[python].split()[0]
+            rows = {}
+            for label, members, extra in (("pool of 2", 2, ()), ("pool of 32", 32, ()),
+                                          ("2 workers", 2, ("--workers", "2"))):
+                if extra and args.quick:
+                    continue
+                folder = work / f"{number}-{label.replace(' ', '-')}"
+                folder.mkdir()
+                frontPort = freePort()
+                switchFolder(folder, ports, members, frontPort)
+                switch = Process(python, folder, work / f"{folder.name}.log", *extra)
+                try:
+                    switch.waitFor("front: listening", count=2 if extra else 1)
+                    switch.waitFor(f"channel-{members - 1}: ready", count=2 if extra else 1)
+                    rows[label] = measure(switch, frontPort, f"{short} switch, {label}",
+                                          [(64, 4)] if extra else shapes, args.requests)
+                finally:
+                    switch.stop()
+            results.append((names[python], rows))
+        memories = {}
+        for python in pythons if args.pending else ():
+            pending, before, after = memoryPerPending(python, work, sys.executable, args.pending)
+            memories[names[python]] = (after - before) / max(1, pending)
+            print(f"{names[python]}: memory per pending request: {memories[names[python]]:.0f} bytes "
+                  f"({pending} pending; switch RSS {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB)",
+                  flush=True)
+        for name, rows in results:
+            targets(name, direct, rows, memories.get(name))
     finally:
         for issuer in issuers:
             issuer.stop()

@@ -2,8 +2,8 @@
 QMUX: request/response matching over one link.
 
 A request's key is built exactly as jPOS's QMUX builds it (L{KeyBuilder});
-pending requests live in a table keyed by it, each with its own deadline
-timer, as Twisted's DNS client keeps its pending queries.  Every request ends
+pending requests live in a table keyed by it, as Twisted's DNS client keeps
+its pending queries, and their deadlines in one L{DeadlineQueue}.  Every request ends
 in exactly one outcome (a response, L{NotSent}, or L{OutcomeUnknown}), and
 every ending goes through one method, L{QMUX._complete}, which ends a
 request once only, whatever order a response, a timer, a lost link and a
@@ -29,12 +29,13 @@ from typing import (
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from muxpool.boundary import describeError, where
+from muxpool.deadlines import DeadlineQueue, Entry
 from muxpool.errors import (
     CancelledAfterWrite,
     CancelledBeforeWrite,
@@ -170,23 +171,31 @@ def _withoutHeader(fields: Sequence[str]) -> Tuple[str, ...]:
 
 class _Pending:
     """
-    One request in the table: its Deferred, deadline timer and state.
+    One request in the table: its Deferred, deadline entry and state.
 
     @ivar link: the link it was written on; None until it is written.
     """
 
-    __slots__ = ("key", "message", "deferred", "timer", "link", "started", "deadline", "done")
+    __slots__ = ("mux", "key", "message", "deferred", "entry", "link", "started", "deadline",
+                 "done")
 
-    def __init__(self, key: str, message: Mapping[str, str], deferred: Deferred, started: float,
+    def __init__(self, mux: "QMUX", key: str, message: Mapping[str, str], started: float,
                  deadline: float) -> None:
+        self.mux = mux
         self.key = key
         self.message = message
-        self.deferred = deferred
-        self.timer: Optional[IDelayedCall] = None
+        self.deferred: Deferred = Deferred(self.cancel)
+        self.entry: Optional[Entry] = None
         self.link: Optional[ILink] = None
         self.started = started
         self.deadline = deadline
         self.done = False
+
+    def cancel(self, deferred: Deferred) -> None:
+        """
+        Its Deferred's canceller (a bound method: smaller than a closure).
+        """
+        self.mux._cancel(self)
 
 
 #: What C{<unhandled>} may name: a callable given the message, or a listener.
@@ -246,6 +255,7 @@ class QMUX(Service):
         self._written: Dict[ILink, int] = {}
         self._drainWaiters: Dict[Optional[ILink], Waiters] = {}
         self._limiter = RateLimiter(clock=clock)
+        self._deadlines: DeadlineQueue[_Pending] = DeadlineQueue(clock, self._expire)
 
     def __repr__(self) -> str:
         return f"<QMUX {self.name}>"
@@ -437,15 +447,14 @@ class QMUX(Service):
                 )
             )
         now = self.clock.seconds()
-        d: Deferred = Deferred(lambda d: self._cancel(pending))
-        pending = _Pending(key, message, d, now, now + max(0.0, timeout))
+        pending = _Pending(self, key, message, now, now + max(0.0, timeout))
         self._pending[key] = pending
-        pending.timer = self.clock.callLater(max(0.0, timeout), self._expire, pending)
+        pending.entry = self._deadlines.add(pending.deadline, pending)
         if self._linkIsReady():
             self._write(pending)
         else:
             self._waiting[key] = pending
-        return d
+        return pending.deferred
 
     # -- the table ------------------------------------------------------------
 
@@ -502,9 +511,9 @@ class QMUX(Service):
         if self._pending.get(pending.key) is pending:
             del self._pending[pending.key]
         self._waiting.pop(pending.key, None)
-        if pending.timer is not None and pending.timer.active():
-            pending.timer.cancel()
-        pending.timer = None
+        if pending.entry is not None:
+            self._deadlines.remove(pending.entry)
+            pending.entry = None
         if isinstance(result, BaseException):
             self._failed(pending, result)
             pending.deferred.errback(Failure(result))
@@ -548,9 +557,6 @@ class QMUX(Service):
             self._expired.popitem(last=False)
 
     def _expire(self, pending: _Pending, why: str = "link not ready before the deadline") -> None:
-        timer, pending.timer = pending.timer, None
-        if timer is not None and timer.active():
-            timer.cancel()  # expired early, in its due turn, by _write
         if pending.done:
             return
         if pending.link is not None:

@@ -406,11 +406,10 @@ class MUXPool(Service):
         (L{CancelledBeforeWrite} or L{CancelledAfterWrite}).
         """
         started = self.clock.seconds()
-        result: Deferred = Deferred(lambda d: state.cancel())
-        state = _Request(self, message, started + timeout, result, started)
+        state = _Request(self, message, started + timeout, started)
         self._inFlight += 1
         state.attempt()
-        return result
+        return state.result
 
     def _finished(self) -> None:
         """
@@ -429,13 +428,13 @@ class _Request:
     __slots__ = ("pool", "message", "deadline", "tried", "result", "started", "waiting", "timer",
                  "inner", "refused", "cancelled", "done")
 
-    def __init__(self, pool: MUXPool, message: Mapping[str, str], deadline: float, result: Deferred,
+    def __init__(self, pool: MUXPool, message: Mapping[str, str], deadline: float,
                  started: float) -> None:
         self.pool = pool
         self.message = message
         self.deadline = deadline
         self.tried: Tuple[int, ...] = ()  # ids of members asked; a tuple: most have one
-        self.result = result
+        self.result: Deferred = Deferred(self.cancel)  # a bound method: smaller than a closure
         self.started = started
         self.waiting: Optional[Deferred] = None
         self.timer: Optional[IDelayedCall] = None
@@ -530,9 +529,9 @@ class _Request:
                 "outcome unknown"))
         self.finish(failure)
 
-    def cancel(self) -> None:
+    def cancel(self, result: Optional[Deferred] = None) -> None:
         """
-        The caller cancelled: end as the member request ends when cancelled,
+        The caller cancelled C{result}: end as the member request ends when cancelled,
         or "not sent" if no member was asked yet.
         """
         self.cancelled = True

@@ -109,6 +109,21 @@ def test_response():
     assert mux.latency.summary()["p50_ms"] == 250.0
 
 
+def test_many_requests_share_one_timer_and_each_times_out_at_its_own_deadline():
+    # One timer for the table, not one DelayedCall per request: memory per
+    # request in flight counts when an issuer is slow.
+    mux, link, clock = makeMux()
+    results = [outcome(mux.request(request(stan="%06d" % i), 5 + i % 3)) for i in range(300)]
+    assert len(clock.getDelayedCalls()) == 1
+    link.deliver(answer(request(stan="%06d" % 1)))  # answered: no longer timed
+    clock.advance(5)
+    assert len([r for r in results if r]) == 1 + 100  # the answer, and those with 5 s
+    clock.advance(2)
+    assert all(r[0].check(RequestTimeout) for i, r in enumerate(results) if i != 1)
+    assert results[1][0]["39"] == "00"
+    assert mux.pendingCount() == 0 and clock.getDelayedCalls() == []
+
+
 def test_timeout_is_outcome_unknown_and_late_response_is_unhandled():
     unhandled = []
     mux, link, clock = makeMux(unhandled=unhandled.append)
