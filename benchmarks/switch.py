@@ -187,9 +187,13 @@ def row(label, inFlight, connections, summary, cpu=None):
     return summary["requests_per_second"], latency["p50"], perTx
 
 
-def measure(switch, port, label, shapes, total):
+def measure(switch, port, label, shapes, total, warmup=0):
     figures = {}
     channel = "ASCIIChannel" if switch else "NACChannel"
+    if warmup:
+        # Figures of a switch that has run a while: PyPy's JIT needs tens
+        # of thousands of requests to settle; CPython is warm at once.
+        load(port, channel, warmup, 64, 4)
     for inFlight, connections in shapes:
         n = max(500, total // 8) if inFlight == 1 else total
         load(port, channel, min(n, 2000), inFlight, connections)  # warm up (JIT, caches)
@@ -295,6 +299,8 @@ def main() -> None:
     parser.add_argument("--pending", type=int, default=50000,
                         help="requests waiting on a slow issuer, for the memory figure "
                              "(0: no memory figure)")
+    parser.add_argument("--warmup", type=int, default=30000,
+                        help="requests through each switch before its first row (JIT warm-up)")
     parser.add_argument("--quick", action="store_true",
                         help="64 in flight over 4 connections only, and no worker row")
     args = parser.parse_args()
@@ -336,7 +342,8 @@ def main() -> None:
                     switch.waitFor("front: listening", count=2 if extra else 1)
                     switch.waitFor(f"channel-{members - 1}: ready", count=2 if extra else 1)
                     rows[label] = measure(switch, frontPort, f"{short} switch, {label}",
-                                          [(64, 4)] if extra else shapes, args.requests)
+                                          [(64, 4)] if extra else shapes, args.requests,
+                                          args.warmup)
                 finally:
                     switch.stop()
             results.append((names[python], rows))
