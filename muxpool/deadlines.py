@@ -15,7 +15,6 @@ calls.
 from __future__ import annotations
 
 from heapq import heapify, heappop, heappush
-from itertools import count
 from typing import Callable, Generic, List, Optional, TypeVar
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -40,11 +39,12 @@ class Entry(List[object]):
 class DeadlineQueue(Generic[T]):
     """
     Calls C{expired(item)} once the deadline given for C{item} has come,
-    unless the item was removed before; items with the same deadline expire
-    in the order they were added.  It never calls C{expired} from inside
-    L{add}, even for a deadline already past: as with C{callLater(0, ...)},
-    that happens in a later reactor turn.  It holds a timer only while it
-    holds items.
+    unless the item was removed before, as one C{callLater} per item would:
+    items expire in the order of their deadlines (the same deadline: the
+    order they were added), each in a reactor turn at or after its deadline,
+    so other timed calls due before it run before it; an item added with a
+    deadline already past expires in a later turn, never inside L{add}.  It
+    holds a timer only while it holds items.
 
     @param clock: the reactor (or a C{task.Clock} in tests).
     @param expired: what to call for each item whose deadline came.
@@ -56,7 +56,7 @@ class DeadlineQueue(Generic[T]):
         self.clock = clock
         self._expired = expired
         self._heap: List[Entry] = []
-        self._order = count()
+        self._added = 0  # entries added so far: the order of the next
         self._removed = 0  # entries in the heap marked removed
         self._timer: Optional[IDelayedCall] = None
         self._due = 0.0  # the deadline the timer is set for
@@ -73,7 +73,8 @@ class DeadlineQueue(Generic[T]):
 
         @return: its entry, to give to L{remove}.
         """
-        entry = Entry((deadline, next(self._order), item))
+        entry = Entry((deadline, self._added, item))
+        self._added += 1
         heappush(self._heap, entry)
         if self._timer is None or deadline < self._due:
             self._arm()
@@ -116,6 +117,9 @@ class DeadlineQueue(Generic[T]):
 
     def _arm(self) -> None:
         self._disarm()
+        self._dropRemoved()
+        if not self._heap:
+            return
         self._due = self._heap[0][0]  # type: ignore[assignment]
         self._timer = self.clock.callLater(max(0.0, self._due - self.clock.seconds()), self._fire)
 
@@ -126,11 +130,12 @@ class DeadlineQueue(Generic[T]):
 
     def _fire(self) -> None:
         self._timer = None
-        # All that are due: at least those the timer was set for (a timer
-        # can fire a rounding error before its time).
-        limit = max(self._due, self.clock.seconds())
+        # Those due when the timer was set (by its time, not the clock's: a
+        # timer can fire a rounding error early, or late, after other timed
+        # calls that were due before the rest), and not added meanwhile.
+        due, added = self._due, self._added
         heap = self._heap
-        while heap and heap[0][0] <= limit:  # type: ignore[operator]
+        while heap and heap[0][0] <= due and heap[0][1] < added:  # type: ignore[operator]
             entry = heappop(heap)
             item, entry[2] = entry[2], None
             if item is None:
@@ -140,6 +145,7 @@ class DeadlineQueue(Generic[T]):
                 self._expired(item)  # type: ignore[arg-type]
             except Exception:
                 self.log.failure("expiring {item!r} failed", item=item)
-        self._dropRemoved()
-        if heap and self._timer is None:
-            self._arm()
+        # Once per fire (rare: about once a timeout): set the timer afresh for
+        # the next deadline, or drop one armed meanwhile for an entry since
+        # removed.
+        self._arm()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import stat
 import socket
 import sys
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -125,9 +126,16 @@ class ParentWatch(Service):
     def startService(self) -> None:
         Service.startService(self)
         try:
-            os.set_blocking(self.fd, False)
+            isPipe = stat.S_ISFIFO(os.fstat(self.fd).st_mode)
         except OSError:
-            return  # no stdin: nothing to watch
+            isPipe = False  # no stdin
+        if not isPipe:
+            # Not started by a supervisor (a terminal, /dev/null, a file):
+            # there is no parent pipe to watch, and a terminal's mode is
+            # not ours to change.
+            self.log.info("workers: stdin is not the parent's pipe; not watching the parent")
+            return
+        os.set_blocking(self.fd, False)
         self.reactor.addReader(self)
         self._watching = True
 

@@ -8,10 +8,21 @@ from twisted.internet.task import Clock
 from muxpool.deadlines import DeadlineQueue
 
 
-def make():
+def make(then=None):
+    """
+    A queue on a Clock that records what expires, then calls
+    C{then(queue, item)} (re-entrant tests).
+    """
     clock = Clock()
     expired = []
-    return clock, expired, DeadlineQueue(clock, expired.append)
+
+    def onExpired(item):
+        expired.append(item)
+        if then is not None:
+            then(queue, item)
+
+    queue = DeadlineQueue(clock, onExpired)
+    return clock, expired, queue
 
 
 def test_each_item_expires_at_its_deadline_in_order():
@@ -72,19 +83,16 @@ def test_removed_entries_are_compacted_and_hold_nothing():
 
 
 def test_expiring_may_add_and_remove_and_one_that_raises_does_not_stop_the_rest():
-    clock = Clock()
-    expired = []
     entries = {}
 
-    def onExpired(item):
-        expired.append(item)
+    def then(queue, item):
         if item == "a":
             queue.remove(entries["b"])  # a sibling, due at the same time
-            entries["d"] = queue.add(clock.seconds(), "d")  # due now: after add returns
+            entries["d"] = queue.add(clock.seconds(), "d")  # due now: a later turn
         if item == "c":
             raise RuntimeError("a broken observer")
 
-    queue = DeadlineQueue(clock, onExpired)
+    clock, expired, queue = make(then)
     for name in "abc":
         entries[name] = queue.add(1.0, name)
     entries["e"] = queue.add(2.0, "e")
@@ -112,3 +120,45 @@ def test_clear_forgets_everything():
     queue.remove(entry)
     clock.advance(2)
     assert expired == [] and clock.getDelayedCalls() == [] and len(queue) == 0
+
+
+def test_other_timed_calls_due_before_an_item_run_before_it_even_when_late():
+    # As with one callLater per item: B's answer, due at 1.5, comes before
+    # B's deadline at 2, even when the clock jumps past both at once.
+    clock, expired, queue = make()
+    queue.add(1.0, "a")
+    b = queue.add(2.0, "b")
+    clock.callLater(1.5, queue.remove, b)
+    clock.advance(3)
+    assert expired == ["a"] and clock.getDelayedCalls() == []
+
+
+def test_no_timer_is_left_when_items_come_and_go_while_expiring():
+    # Found in review: an item added and removed from inside an expiry left
+    # the timer armed with nothing to watch.
+    def then(queue, item):
+        if item == "a":
+            queue.remove(queue.add(29.0, "follow-up"))  # sent, answered at once
+
+    clock, expired, queue = make(then)
+    queue.add(1.0, "a")
+    queue.remove(queue.add(20.0, "cancelled"))  # marked, behind the head
+    clock.advance(1)
+    assert expired == ["a"] and len(queue) == 0 and clock.getDelayedCalls() == []
+
+
+def test_an_item_added_already_due_while_expiring_waits_for_a_later_turn():
+    def then(queue, item):
+        if item == "a":
+            queue.add(0.5, "b")  # past already
+
+    clock, expired, queue = make(then)
+    queue.add(1.0, "a")
+    call, = clock.getDelayedCalls()
+    fire = call.func
+    call.cancel()
+    clock.advance(1)
+    fire()
+    assert expired == ["a"]
+    clock.advance(0)
+    assert expired == ["a", "b"] and clock.getDelayedCalls() == []

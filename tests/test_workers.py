@@ -68,3 +68,18 @@ def test_a_stopped_watch_holds_nothing():
     finally:
         os.close(read)
         os.close(write)
+
+
+def test_a_worker_started_without_a_parent_pipe_does_not_watch(tmp_path):
+    # stdin a terminal, /dev/null or a file (a worker started by hand): no
+    # parent to watch, and the file's mode is left alone.
+    path = tmp_path / "stdin"
+    path.write_bytes(b"")
+    with open(path, "rb") as stdin:
+        clock = MemoryReactorClock()
+        gone = []
+        watch = ParentWatch(clock, gone.append, fd=stdin.fileno())
+        watch.startService()
+        assert watch not in clock.getReaders() and gone == []
+        assert os.get_blocking(stdin.fileno())
+        watch.stopService()
