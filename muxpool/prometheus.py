@@ -7,7 +7,7 @@ histograms per MUX and pool, named as Prometheus expects
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Union
+from typing import Any, Callable, Iterable, Iterator, Tuple, Type, Union
 
 from prometheus_client.core import (
     CollectorRegistry,
@@ -45,6 +45,32 @@ SERVER_COUNTERS = ("accepted", "refused", "rx", "rx_unhandled", "listener_errors
                    "tls_refused")
 
 
+Family = Union[CounterMetricFamily, GaugeMetricFamily]
+
+
+def _family(kind: Type[Family], name: str, help: str, label: str, beans: Iterable[Any],
+            value: Callable[[Any], float]) -> Family:
+    """
+    One family C{muxpool_<label>_<name>} with one sample per bean, by name.
+    """
+    family = kind(f"muxpool_{label}_{name}", help, labels=[label])
+    for bean in beans:
+        family.add_metric([bean.name], value(bean))
+    return family
+
+
+def _counters(label: str, beans: Iterable[Any],
+              counters: Iterable[Tuple[str, str, str]]) -> Iterator[Family]:
+    """
+    A counter family per C{(name, help, key)}: C{bean.counters[key]}.
+    """
+    for name, help, key in counters:
+        def value(bean: Any, key: str = key) -> float:
+            return bean.counters[key]
+
+        yield _family(CounterMetricFamily, name, help, label, beans, value)
+
+
 def _histogram(name: str, help: str, label: str,
                beans: Iterable[Union[QMUX, MUXPool]]) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, help, labels=[label])
@@ -69,21 +95,13 @@ class MetricsCollector:
         channels = [o for o in objects if isinstance(o, ChannelAdaptor)]
         servers = [o for o in objects if isinstance(o, QServer)]
 
-        for name, (help, key) in MUX_COUNTERS.items():
-            family: Union[CounterMetricFamily, GaugeMetricFamily]
-            family = CounterMetricFamily(f"muxpool_mux_{name}", help, labels=["mux"])
-            for mux in muxes:
-                family.add_metric([mux.name], mux.counters[key])
-            yield family
-        for name, help, value in (
-                ("muxpool_mux_in_flight", "Requests pending: waiting for the link or written.",
-                 lambda m: m.pendingCount()),
-                ("muxpool_mux_connected", "1 while the MUX's link is ready.",
-                 lambda m: int(m.isConnected()))):
-            family = GaugeMetricFamily(name, help, labels=["mux"])
-            for mux in muxes:
-                family.add_metric([mux.name], value(mux))
-            yield family
+        yield from _counters("mux", muxes, ((name, help, key)
+                                            for name, (help, key) in MUX_COUNTERS.items()))
+        yield _family(GaugeMetricFamily, "in_flight",
+                      "Requests pending: waiting for the link or written.", "mux", muxes,
+                      lambda m: m.pendingCount())
+        yield _family(GaugeMetricFamily, "connected", "1 while the MUX's link is ready.", "mux",
+                      muxes, lambda m: int(m.isConnected()))
         yield _histogram("muxpool_mux_request_duration_seconds",
                          "Time from request to matched response.", "mux", muxes)
 
@@ -99,48 +117,27 @@ class MetricsCollector:
                 usable.add_metric([pool.name, member.name], int(pool.isUsable(member)))
         yield requests
         yield usable
-        for key, help in (("no_mux", "Requests no member was usable for before the deadline."),
-                          ("retries", "Requests tried on another member after a not-sent."),
-                          ("suspensions", "Members taken out after timeouts in a row.")):
-            family = CounterMetricFamily(f"muxpool_pool_{key}", help, labels=["pool"])
-            for pool in pools:
-                family.add_metric([pool.name], pool.counters[key])
-            yield family
-        inFlight = GaugeMetricFamily("muxpool_pool_in_flight", "Requests in flight through the pool.",
-                                     labels=["pool"])
-        for pool in pools:
-            inFlight.add_metric([pool.name], pool.pendingCount())
-        yield inFlight
+        yield from _counters("pool", pools, (
+            ("no_mux", "Requests no member was usable for before the deadline.", "no_mux"),
+            ("retries", "Requests tried on another member after a not-sent.", "retries"),
+            ("suspensions", "Members taken out after timeouts in a row.", "suspensions")))
+        yield _family(GaugeMetricFamily, "in_flight", "Requests in flight through the pool.",
+                      "pool", pools, lambda p: p.pendingCount())
         yield _histogram("muxpool_pool_request_duration_seconds",
                          "Time from request to response through the pool, waiting included.",
                          "pool", pools)
 
-        for key in CHANNEL_COUNTERS:
-            family = CounterMetricFamily(f"muxpool_channel_{key}", f"Channel {key.replace('_', ' ')}.",
-                                         labels=["channel"])
-            for channel in channels:
-                family.add_metric([channel.name], channel.counters[key])
-            yield family
-        ready = GaugeMetricFamily("muxpool_channel_ready", "1 while the channel is ready.",
-                                  labels=["channel"])
-        for channel in channels:
-            ready.add_metric([channel.name], int(bool(channel.ready)))
-        yield ready
+        yield from _counters("channel", channels, (
+            (key, f"Channel {key.replace('_', ' ')}.", key) for key in CHANNEL_COUNTERS))
+        yield _family(GaugeMetricFamily, "ready", "1 while the channel is ready.", "channel",
+                      channels, lambda c: int(bool(c.ready)))
 
-        for key in SERVER_COUNTERS:
-            family = CounterMetricFamily(f"muxpool_server_{key}", f"Server {key.replace('_', ' ')}.",
-                                         labels=["server"])
-            for server in servers:
-                family.add_metric([server.name], server.counters[key])
-            yield family
-        for name, help, value in (
-                ("muxpool_server_sessions", "Sessions open.", lambda s: len(s.sessions)),
-                ("muxpool_server_in_flight", "Requests read and not yet answered.",
-                 lambda s: s.inFlight())):
-            family = GaugeMetricFamily(name, help, labels=["server"])
-            for server in servers:
-                family.add_metric([server.name], value(server))
-            yield family
+        yield from _counters("server", servers, (
+            (key, f"Server {key.replace('_', ' ')}.", key) for key in SERVER_COUNTERS))
+        yield _family(GaugeMetricFamily, "sessions", "Sessions open.", "server", servers,
+                      lambda s: len(s.sessions))
+        yield _family(GaugeMetricFamily, "in_flight", "Requests read and not yet answered.",
+                      "server", servers, lambda s: s.inFlight())
 
 
 def metricsText(operations: Operations) -> bytes:

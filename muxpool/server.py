@@ -404,11 +404,12 @@ class QServer(Service):
             if port is None:
                 raise ValueError(f"server {name}: needs a port or an endpoint")
             endpoint = tcpEndpoint(port, bindAddress)
-        self.endpointString = endpoint if isinstance(endpoint, str) else None
+        #: The endpoint as a string description, when it was given as one
+        #: (what a port takeover compares, what workers listen on).
+        self.description = endpoint if isinstance(endpoint, str) else None
         self.sockets = sockets
         self.tls = tls
         self.tlsOptions = tls.options() if tls is not None else None
-        self.description = endpoint if isinstance(endpoint, str) else None
         self.endpoint: IStreamServerEndpoint = (
             serverFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint)
         self.maxSessions = maxSessions
@@ -499,7 +500,7 @@ class QServer(Service):
         self._bindRetry = None
         factory = _ServerFactory(self)
         if self.sockets is not None:
-            self._listening = self.sockets.listen(self.endpointString, self.endpoint, factory)
+            self._listening = self.sockets.listen(self.description, self.endpoint, factory)
         else:
             self._listening = self.endpoint.listen(factory)
         self._listening.addCallbacks(self._listened, self._cannotListen)
