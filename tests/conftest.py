@@ -1,5 +1,6 @@
 """
-Shared test helpers: where the jPOS interop vectors live.
+Shared test helpers: where the jPOS interop vectors live; every twistd a
+test started ends with the test.
 """
 
 import json
@@ -7,6 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from tests.twistdproc import endAll
 
 ROOT = Path(__file__).resolve().parent.parent
 INTEROP = Path(os.environ.get("MUXPOOL_INTEROP", ROOT.parent / "shared" / "interop"))
@@ -28,3 +31,13 @@ def interopPath(relative: str) -> str:
     if not path.exists():
         pytest.skip(f"jPOS interop vectors not found at {path} (set MUXPOOL_INTEROP)")
     return str(path)
+
+
+@pytest.fixture(autouse=True)
+def _endProcesses():
+    """
+    A test that fails before stopping its twistd processes leaves none
+    running.
+    """
+    yield
+    endAll()

@@ -63,7 +63,7 @@ def test_nobody_listening_says_refused_at_once():
     assert "Connection was refused" in result.stdout, result.stdout
     assert "latency" not in result.stdout and "request" not in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
-    assert time.monotonic() - started < 30
+    assert time.monotonic() - started < 5  # refused at once, not after the timeout
 
 
 @pytest_twisted.inlineCallbacks

@@ -133,8 +133,8 @@ def checkNothingApprovedWasLost(outcomes, records, log):
 
 
 def stopIssuers(made):
-    for proc, _, _ in made:
-        assert proc.stop() == 0, proc.log[-2000:]
+    codes = [proc.stop() for proc, _, _ in made]
+    assert codes == [0] * len(made), [proc.log[-2000:] for proc, _, _ in made]
 
 
 @pytest.mark.parametrize("sig,said", [(signal.SIGTERM, "Received SIGTERM"),

@@ -46,8 +46,20 @@ class Raw(protocol.Protocol):
         self.closed.callback(reactor().seconds() - self.opened)
 
 
-def raw(port):
-    return connectProtocol(TCP4ClientEndpoint(reactor(), "127.0.0.1", port), Raw())
+def raw(port, opened):
+    """
+    A L{Raw} client connected to C{port}, also added to C{opened} (so the
+    test can close what is still open, however it ends).
+    """
+    client = Raw()
+    opened.append(client)
+    return connectProtocol(TCP4ClientEndpoint(reactor(), "127.0.0.1", port), client)
+
+
+def closeAll(clients):
+    for client in clients:
+        if client.transport is not None and client.transport.connected:
+            client.transport.abortConnection()
 
 
 @pytest_twisted.inlineCallbacks
@@ -56,17 +68,18 @@ def test_hostile_clients_are_closed_and_do_not_starve_a_good_one():
                                idleTimeout=1.5, frameTimeout=0.5)
     port = portOf(server)
     good, mux = startLink(reactor(), port, name="good", spec=ASCII)
+    clients, dribble = [], []
     try:
         yield good.ready.whenState(True)
-        silent = yield raw(port)
+        silent = yield raw(port, clients)
         silent.transport.write(b"9999")  # a length prefix, then silence
-        slow = yield raw(port)
+        slow = yield raw(port, clients)
         frame = ASCII.encode({"t": "0200", "11": "000001", "41": "TERM0001"})
-        dribble = [reactor().callLater(0.2 * i, slow.transport.write, frame[i:i + 1])
-                   for i in range(len(frame))]  # one byte every 0.2 s
-        garbage = yield raw(port)
+        dribble += [reactor().callLater(0.2 * i, slow.transport.write, frame[i:i + 1])
+                    for i in range(len(frame))]  # one byte every 0.2 s
+        garbage = yield raw(port, clients)
         garbage.transport.write(b"\xff\xfe garbage, not a length")
-        idle = yield defer.gatherResults([raw(port) for _ in range(40)])  # past maxSessions
+        idle = yield defer.gatherResults([raw(port, clients) for _ in range(40)])  # past maxSessions
         outcomes = yield runLoad(mux, 3000, 8, timeout=5)
         failed = [o for o in outcomes if not (isinstance(o, dict) and o["39"] == "00")]
         assert failed == [], failed[:3]
@@ -80,10 +93,11 @@ def test_hostile_clients_are_closed_and_do_not_starve_a_good_one():
         assert server.counters["refused"] >= len(refused)
         response = yield mux.request({"t": "0200", "11": "999999", "41": "TERM0001"}, 5)
         assert response["39"] == "00" and good.ready  # never closed: it is not idle
+    finally:
         for call in dribble:
             if call.active():
                 call.cancel()
-    finally:
+        closeAll(clients)
         yield mux.stopService()
         yield good.stopService()
         yield server.stopService()
@@ -141,6 +155,6 @@ def test_a_client_that_never_reads_costs_bounded_memory(tmp_path):
     finally:
         if hog is not None:
             hog.close()
-        assert switch.stop() == 0
-        issuerProc.stop()
+        codes = [switch.stop(), issuerProc.stop()]
+    assert codes == [0, 0]
     assert "Traceback" not in switch.log

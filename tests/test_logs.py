@@ -68,7 +68,7 @@ def test_operator_and_outcome_events():
         operations.enable(harness.members[0].name)
         for issuer in harness.issuers:
             issuer.when(lambda m: m.get("t") == "0200").never()
-        pending = harness.request(timeout=1)
+        pending = harness.request(timeout=1, fields={"2": "4761739001010119"})  # a PAN
         harness.advance(1)
         pending.addErrback(lambda failure: None)
     for name in ("mux.disabled", "mux.draining", "mux.drained", "mux.enabled",

@@ -78,13 +78,6 @@ def test_memory_link_records_refuses_and_loses():
     assert link.ready and link.deliver(answer(REQUEST)) is False  # no receiver
 
 
-def test_a_stopped_qmux_leaves_nothing_on_the_link():
-    mux, link, issuer, clock = issuerMUX()
-    assert len(link.receivers) == len(link.lossObservers) == 1
-    mux.stopService()
-    assert link.receivers == link.lossObservers == [] and link.ready.observerCount == 0
-
-
 def test_a_probe_is_proven_by_the_answer_to_its_echo():
     link = MemoryLink("l", ready=False)
     proven = []

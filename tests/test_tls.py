@@ -136,7 +136,8 @@ def test_a_client_without_a_certificate_from_the_ca_is_refused_and_logged(pki, t
         finally:
             yield stop(*reversed(anonymous), *reversed(foreign), server)
     reasons = [line.split("\n")[0] for line in lines if "issuer: refused 127.0.0.1" in line]
-    assert any("TLS: " in r and "certificate" in r for r in reasons), reasons
+    # each refusal, of either client, logged with OpenSSL's reason
+    assert len(reasons) >= 2 and all("TLS: " in r and "certificate" in r for r in reasons), reasons
     assert server.counters["tls_refused"] >= 2 and server.counters["rx"] == 0
 
 
@@ -173,8 +174,11 @@ def test_the_adaptor_refuses_an_issuer_it_cannot_verify(pki, tmp_path, case):
         why = yield refused(link[0])
     finally:
         yield stop(*reversed(link), server)
-    assert why.startswith("TLS with tcp:127.0.0.1") and "certificate verify failed" in why \
-        if case == "unknown CA" else "issuer.example.com" in why or "verify" in why, why
+    assert why.startswith("TLS with tcp:127.0.0.1"), why
+    if case == "unknown CA":
+        assert "certificate verify failed" in why, why
+    else:
+        assert "issuer.example.com" in why, why
     assert server.counters["rx"] == 0
 
 

@@ -26,6 +26,22 @@ def environment(extra=None):
     return env
 
 
+#: Every Twistd started by the current test (see L{endAll}).
+_started = []
+
+
+def endAll():
+    """
+    End every process the current test started and did not stop, whatever
+    the test asserted before stopping it (the conftest calls this after
+    each test).
+    """
+    while _started:
+        proc = _started.pop()
+        if proc.process.poll() is None:
+            proc.stop()
+
+
 class Twistd:
     """
     C{twistd -n muxpool --deploy DIR}, its log read line by line.
@@ -41,9 +57,9 @@ class Twistd:
             cwd=str(cwd), env=environment(env), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True,
         )
+        _started.append(self)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self._seen = 0
 
     def _read(self):
         for line in self.process.stdout:

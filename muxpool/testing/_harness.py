@@ -156,8 +156,8 @@ class PoolHarness:
     def up(self, member: MemberRef) -> None:
         """
         Bring C{member}'s link back (see L{MemoryLink.connect}).  With
-        C{checkEnabled}, enable it again (C{pool.enable(name)}), as after a
-        real reconnect.
+        C{checkEnabled}, it stays out of rotation until enabled again
+        (C{pool.enable(name)}), as after a real reconnect in jPOS.
         """
         self.links[self.indexOf(member)].connect()
 
