@@ -4,6 +4,8 @@ How long to wait before trying again, after failures in a row.
 
 from typing import Callable, Optional
 
+from twisted.application.internet import backoffPolicy
+
 
 def backoffDelay(attempt: int, base: float, cap: float, factor: float,
                  jitter: Optional[Callable[[], float]] = None) -> float:
@@ -13,7 +15,9 @@ def backoffDelay(attempt: int, base: float, cap: float, factor: float,
     C{jitter} (a random number in [0, 1)), varied by up to 10% either way,
     so many clients that failed together do not retry together.
     """
-    delay = min(base * factor ** max(0, attempt - 1), cap)
+    # Twisted's policy caps the exponent (no float overflow after many
+    # failures); its jitter adds up to a second, ours varies by a share.
+    delay = backoffPolicy(base, cap, factor, jitter=lambda: 0)(max(0, attempt - 1))
     if jitter is not None:
         delay *= 1 + 0.2 * (jitter() - 0.5)
     return delay

@@ -45,6 +45,10 @@ from muxpool.interfaces import ISocketSource
 #: {endpoint description: [file descriptor, address family]}, as JSON.
 INHERITED = "MUXPOOL_INHERITED_SOCKETS"
 
+#: A worker that ran this long (seconds) before it ended restarts after the
+#: shortest delay again: its earlier failures are history.
+STABLE_AFTER = 60.0
+
 
 def _tcpParts(description: str) -> Optional[Tuple[int, str, int]]:
     """
@@ -181,6 +185,7 @@ class _Worker(ProcessProtocol):
     def __init__(self, supervisor: "WorkerSupervisor", index: int) -> None:
         self.supervisor = supervisor
         self.index = index
+        self.started = supervisor.reactor.seconds()
         self.ended: Deferred = Deferred()
 
     def processEnded(self, reason: Failure) -> None:
@@ -295,6 +300,8 @@ class WorkerSupervisor(Service):
             del self.workers[worker.index]
         if not self.running:
             return
+        if self.reactor.seconds() - worker.started >= STABLE_AFTER:
+            self._failures.pop(worker.index, None)  # it had been running well: start over
         failures = self._failures[worker.index] = self._failures.get(worker.index, 0) + 1
         delay = backoffDelay(failures, 1.0, 30.0, 2.0)
         self.log.warn("workers: worker {index} ended ({reason}); restarting in {delay:g}s",
@@ -321,7 +328,7 @@ class WorkerSupervisor(Service):
                     worker.transport.signalProcess("TERM")
             except Exception:
                 pass  # already gone
-        def kill(failure: Failure) -> Deferred:
+        def kill() -> None:
             # They had their drain; one that still runs does not get to block us.
             self.log.warn("workers: still running after {timeout:g}s; killing them",
                           timeout=self.stopTimeout)
@@ -331,17 +338,19 @@ class WorkerSupervisor(Service):
                         worker.transport.signalProcess("KILL")
                     except Exception:
                         pass
-            return DeferredList(ending)
 
-        d = DeferredList(ending).addTimeout(self.stopTimeout, self.reactor).addErrback(kill)
+        timer = self.reactor.callLater(self.stopTimeout, kill)
 
         def release(result: Any) -> Any:
+            if timer.active():
+                timer.cancel()
             for port in self.sockets.values():
                 port.stopListening()
             self.sockets.clear()
             return result
 
-        return d.addBoth(release)
+        # Fires once every worker has ended (killed, if need be).
+        return DeferredList(ending).addBoth(release)
 
 
 def workerArgv(options: Any) -> List[str]:

@@ -319,3 +319,17 @@ def test_a_busy_link_is_healthy_without_an_echo():
     protocol.dataReceived(SPEC.encode({"t": "0210", "11": "000001", "41": "T1"}))
     assert adaptor._failures == 0 and adaptor.lastFailure is None
     assert adaptor._retryDelay(1) == 10.0
+
+
+def test_reconnects_go_on_after_thousands_of_failures():
+    # Found in review: factor ** attempt overflowed a float after about
+    # 1,750 failures in a row, and the adaptor never tried again.
+    adaptor, endpoint, clock = makeAdaptor()
+    endpoint.refuse = True
+    endpoint.protocols[0].connectionLost(None)
+    for _ in range(2000):
+        clock.advance(4.0)  # the cap: one try each time
+    assert adaptor.counters["connect_failures"] >= 2000
+    endpoint.refuse = False
+    clock.advance(4.0)
+    assert adaptor.ready

@@ -12,7 +12,7 @@ from twisted.internet.testing import MemoryReactorClock
 from zope.interface.verify import verifyObject
 
 from muxpool.interfaces import ISocketSource
-from muxpool.workers import ParentWatch, WorkerSockets, _tcpParts
+from muxpool.workers import STABLE_AFTER, ParentWatch, WorkerSockets, WorkerSupervisor, _tcpParts, _Worker
 
 
 def reactor():
@@ -83,3 +83,58 @@ def test_a_worker_started_without_a_parent_pipe_does_not_watch(tmp_path):
         assert watch not in clock.getReaders() and gone == []
         assert os.get_blocking(stdin.fileno())
         watch.stopService()
+
+
+class FakeProcess:
+    """
+    The transport of a worker that ignores SIGTERM; ends on SIGKILL.
+    """
+
+    def __init__(self, worker):
+        self.worker = worker
+        self.signals = []
+
+    def signalProcess(self, name):
+        self.signals.append(name)
+        if name == "KILL":
+            from twisted.python.failure import Failure
+            from twisted.internet.error import ProcessTerminated
+
+            self.worker.processEnded(Failure(ProcessTerminated(signal=9)))
+
+
+def test_a_worker_that_ignores_the_stop_is_killed_after_the_stop_timeout():
+    clock = MemoryReactorClock()
+    supervisor = WorkerSupervisor(1, "deploy", ["twistd"], clock, scanInterval=0, stopTimeout=120)
+    supervisor.running = True  # its workers, without spawning processes
+    worker = _Worker(supervisor, 1)
+    worker.transport = FakeProcess(worker)
+    supervisor.workers[1] = worker
+    stopped = []
+    supervisor.stopService().addBoth(stopped.append)
+    assert worker.transport.signals == ["TERM"] and stopped == []
+    clock.advance(119)
+    assert worker.transport.signals == ["TERM"] and stopped == []
+    clock.advance(1)
+    assert worker.transport.signals == ["TERM", "KILL"]
+    assert len(stopped) == 1 and clock.getDelayedCalls() == []
+    assert supervisor.workers == {}
+
+
+def test_a_worker_that_ran_well_restarts_after_the_shortest_delay():
+    from twisted.internet.error import ProcessTerminated
+    from twisted.python.failure import Failure
+
+    clock = MemoryReactorClock()
+    supervisor = WorkerSupervisor(1, "deploy", ["twistd"], clock, scanInterval=0)
+    supervisor.running = True
+    delays = []
+    for lived in (0, 0, 0, STABLE_AFTER):
+        worker = _Worker(supervisor, 1)
+        supervisor.workers[1] = worker
+        clock.advance(lived)
+        worker.processEnded(Failure(ProcessTerminated(exitCode=1)))
+        call = supervisor._restarts.pop(1)
+        delays.append(call.getTime() - clock.seconds())
+        call.cancel()
+    assert delays == [1.0, 2.0, 4.0, 1.0]
