@@ -13,9 +13,10 @@ from __future__ import annotations
 import inspect
 import os
 import traceback
-from typing import Any, Callable
+from typing import Any, Mapping, Optional
 
-from twisted.internet.defer import Deferred, fail, maybeDeferred
+from twisted.python.failure import Failure
+
 
 
 def where(obj: object) -> str:
@@ -57,17 +58,13 @@ def describeError(error: BaseException) -> str:
     return f"{kind} at {os.path.basename(last.filename)}:{last.lineno}"
 
 
-def deferredCall(function: Callable[..., Any], *args: Any) -> Deferred:
+def notAMessage(result: object) -> Optional[Failure]:
     """
-    C{function(*args)} as a Deferred, whatever it does: raises (a failed
-    Deferred), returns a Deferred (as it is, the common case, checked
-    first because it is the hot path), a coroutine or a plain value.  The
-    boundary for a MUX or pool member that is user code.
+    C{None} when what a MUX's request gave is a message (a mapping); else a
+    failure saying what came instead.  A member in user code may answer
+    anything; its caller then ends the request as an outcome unknown
+    instead of passing it on.
     """
-    try:
-        result = function(*args)
-    except Exception:
-        return fail()
-    if isinstance(result, Deferred):
-        return result
-    return maybeDeferred(lambda: result)
+    if type(result) is dict or isinstance(result, Mapping):
+        return None
+    return Failure(TypeError(f"answered with {type(result).__name__}, not a message"))

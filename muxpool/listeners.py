@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 from typing import IO, Callable, Dict, Iterable, Mapping, Optional, Sequence, Union
 
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from muxpool.boundary import deferredCall, describeError, where
+from muxpool.boundary import describeError, notAMessage, where
 from muxpool.errors import AnswerUndelivered, NotSent, OutcomeUnknown
 from muxpool.interfaces import IMUX, IRequestListener, ISource
 from muxpool.masking import HIDDEN, binaryFieldsOf, describeForReversal, maskMessage
@@ -184,13 +185,17 @@ class Forward:
         header = message.pop("h", None)
         message.pop("p", None)
         message.pop("1", None)
-        d = deferredCall(mux.request, message, self.timeout)
-        d.addCallbacks(self._answered, self._failed, (source, header), NO_KEYWORDS,
-                       (source, message, header), NO_KEYWORDS)
+        args = (source, message, header)
+        maybeDeferred(mux.request, message, self.timeout).addCallbacks(
+            self._answered, self._failed, args, NO_KEYWORDS, args, NO_KEYWORDS)
         return True
 
-    def _answered(self, response: Dict[str, str], source: ISource,
+    def _answered(self, response: Dict[str, str], source: ISource, request: Mapping[str, str],
                   header: Optional[str]) -> None:
+        wrong = notAMessage(response)  # a MUX in user code may answer anything
+        if wrong is not None:
+            self._failed(wrong, source, request, header)
+            return
         # The response is ours alone too: made the answer in place.
         response.pop("p", None)
         response.pop("1", None)

@@ -15,13 +15,14 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Set, Tuple
 
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from muxpool.boundary import deferredCall, describeError, where
+from muxpool.boundary import describeError, notAMessage, where
+from muxpool.deadlines import DeadlineQueue, Entry
 from muxpool.errors import (
     CancelledAfterWrite,
     CancelledBeforeWrite,
@@ -41,6 +42,10 @@ from muxpool.strategies import strategyByName
 
 #: Failures of a member that another member could succeed at.
 RETRYABLE = (LinkNotReady, NoMUXAvailable)
+
+#: Seconds after a request's deadline at which a member that has not ended
+#: it (a member in user code that never fires) is cancelled.
+MEMBER_GRACE = 1.0
 
 
 def _memberNames(member: IMUX) -> tuple:
@@ -124,6 +129,7 @@ class MUXPool(Service):
         self._drainWaiters = Waiters()
         self._inFlight = 0
         self._limiter = RateLimiter(clock=clock)
+        self._deadlines: DeadlineQueue[_Request] = DeadlineQueue(clock, _Request.expired)
         self.setMembers(members)
 
     def __repr__(self) -> str:
@@ -425,8 +431,8 @@ class _Request:
     another member could succeed at.
     """
 
-    __slots__ = ("pool", "message", "deadline", "tried", "result", "started", "waiting", "timer",
-                 "inner", "refused", "cancelled", "done")
+    __slots__ = ("pool", "message", "deadline", "tried", "result", "started", "waiting", "entry",
+                 "member", "inner", "refused", "cancelled", "done")
 
     def __init__(self, pool: MUXPool, message: Mapping[str, str], deadline: float,
                  started: float) -> None:
@@ -437,7 +443,8 @@ class _Request:
         self.result: Deferred = Deferred(self.cancel)  # a bound method: smaller than a closure
         self.started = started
         self.waiting: Optional[Deferred] = None
-        self.timer: Optional[IDelayedCall] = None
+        self.entry: Optional[Entry] = None  # in pool._deadlines while waiting or asking
+        self.member: Optional[IMUX] = None  # the member asked, until it answers
         self.inner: Optional[Deferred] = None
         self.refused: Optional[Failure] = None
         self.cancelled = False
@@ -462,8 +469,8 @@ class _Request:
         if member is None:
             self.waiting = pool._nextChange()
             self.waiting.addCallbacks(self._changed, lambda failure: None)  # cancelled
-            if self.timer is None:
-                self.timer = pool.clock.callLater(remaining, self._deadline)
+            if self.entry is None:
+                self.entry = pool._deadlines.add(self.deadline, self)
             return
         if self.refused is not None:
             pool.counters["retries"] += 1
@@ -471,9 +478,16 @@ class _Request:
                           error=str(self.refused.value), member=member.name)
         self.tried += (id(member),)
         pool._count(member)
-        inner = deferredCall(member.request, self.message, remaining)
-        if not inner.called:
-            self.inner = inner
+        if self.entry is not None:
+            pool._deadlines.remove(self.entry)
+        # A member that never ends the request (user code) is cancelled a
+        # little after the deadline: no request waits for ever.
+        self.entry = pool._deadlines.add(self.deadline + MEMBER_GRACE, self)
+        self.member = member
+        # Kept even when it has fired: it may be paused on a Deferred it
+        # chained (a member that waits, then asks a QMUX); the callbacks
+        # clear it.
+        self.inner = inner = maybeDeferred(member.request, self.message, remaining)
         args = (member,)
         inner.addCallbacks(self._answered, self._failed, args, NO_KEYWORDS, args, NO_KEYWORDS)
 
@@ -484,12 +498,22 @@ class _Request:
         self.tried = ()
         self.attempt()
 
-    def _deadline(self) -> None:
-        self.timer = None
+    def expired(self) -> None:
+        """
+        Its entry in the pool's deadlines came due: no member before the
+        deadline, or the member asked has not ended it by then.
+        """
+        self.entry = None
         if self.waiting is not None:
             waiting, self.waiting = self.waiting, None
             waiting.cancel()
             self._noMUX()
+        elif self.inner is not None:
+            self.pool.log.error(
+                "{pool}: member {member} did not end a request {grace:g}s after its deadline; "
+                "cancelling it", pool=self.pool.name, member=where(self.member),
+                grace=MEMBER_GRACE)
+            self.inner.cancel()  # its outcome arrives through _failed
 
     def _noMUX(self) -> None:
         self.pool.counters["no_mux"] += 1
@@ -497,8 +521,18 @@ class _Request:
         self.finish(NoMUXAvailable(
             f"{self.pool.name}: no MUX available before the deadline{after} - not sent"))
 
+    def _memberEnded(self) -> None:
+        self.inner = self.member = None
+        if self.entry is not None:
+            self.pool._deadlines.remove(self.entry)
+            self.entry = None
+
     def _answered(self, response: Mapping[str, str], member: IMUX) -> None:
-        self.inner = None
+        wrong = notAMessage(response)  # a member in user code may answer anything
+        if wrong is not None:
+            self._failed(wrong, member)
+            return
+        self._memberEnded()
         pool = self.pool
         pool.counters["rx"] += 1
         pool.latency.record(pool.clock.seconds() - self.started)
@@ -506,7 +540,7 @@ class _Request:
         self.finish(response)
 
     def _failed(self, failure: Failure, member: IMUX) -> None:
-        self.inner = None
+        self._memberEnded()
         if self.done:
             return
         if failure.check(*RETRYABLE) and not self.cancelled:
@@ -544,9 +578,9 @@ class _Request:
         if self.done:
             return
         self.done = True
-        if self.timer is not None and self.timer.active():
-            self.timer.cancel()
-        self.timer = None
+        if self.entry is not None:
+            self.pool._deadlines.remove(self.entry)
+            self.entry = None
         if self.waiting is not None:
             waiting, self.waiting = self.waiting, None
             waiting.cancel()

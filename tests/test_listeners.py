@@ -150,6 +150,16 @@ def test_forward_answers_even_when_the_mux_raises():
     assert "RuntimeError at test_listeners.py" in "\n".join(lines)
 
 
+def test_forward_answers_68_when_the_mux_answers_something_not_a_message():
+    # Found in review: a MUX in user code that fired with None left the
+    # acquirer with no answer and the session with a request in flight.
+    source = MemoryLink()
+    with capturedText() as lines:
+        Forward(ScriptedMUX(succeed(None)), 1).process(source, dict(REQUEST))
+    assert source.sent[0]["39"] == "68"
+    assert "failed with TypeError" in "\n".join(lines)
+
+
 CARD_REQUEST = dict(REQUEST, **{"35": "4761739001010119=22122011758928889",
                                 "45": "B4761739001010119^CARDHOLDER/A^2212201",
                                 "52": "0A1B2C3D4E5F6071", "55": "9F2608AABBCCDDEEFF0011",

@@ -25,7 +25,7 @@ from muxpool.errors import (
 )
 from muxpool.interfaces import IMUX, IPool, IProbe, IStrategy
 from muxpool.mux import QMUX
-from muxpool.pool import MUXPool
+from muxpool.pool import MEMBER_GRACE, MUXPool
 from muxpool.readiness import Readiness
 from muxpool.strategies import (
     BUILTIN,
@@ -466,6 +466,54 @@ def test_cancelling_a_pool_request_gives_the_members_outcome():
     d.cancel()
     assert results[0].check(CancelledBeforeWrite) and results[0].check(NotSent)
     assert waiting.pendingCount() == pool.pendingCount() == 0
+
+
+def test_cancelling_while_a_member_waits_on_its_own_chain_cancels_what_it_wrote():
+    """
+    Found in review: a member whose Deferred had fired but waited on one it
+    chained (it waits for readiness, then asks a QMUX) was taken for "not
+    asked": cancelling said "not sent" for a request written on the link.
+    """
+    clock = Clock()
+    link = MemoryLink("a")
+    mux = started(QMUX("mux-a", link, clock))
+    member = Member("wrapper")
+    member.script = [succeed(None).addCallback(
+        lambda _: mux.request({"t": "0200", "11": "000001", "41": "T1"}, 5))]
+    pool = makePool([member])
+    d = pool.request({"t": "0200", "11": "000001", "41": "T1"}, 5)
+    results = outcome(d)
+    assert len(link.sent) == 1 and results == []
+    d.cancel()
+    assert results[0].check(CancelledAfterWrite) and results[0].check(OutcomeUnknown)
+    assert mux.pendingCount() == 0 and pool.pendingCount() == 0
+
+
+def test_a_member_answering_something_not_a_message_is_an_outcome_unknown():
+    ms = members(2)
+    ms[0].script = [succeed(None)]
+    pool = makePool(ms)
+    with capturedText() as lines:
+        results = outcome(pool.request({"t": "0200"}, 5))
+    assert results[0].check(OutcomeUnknown) and "TypeError" in str(results[0].value)
+    assert ms[1].requests == []  # it was asked: never resent
+    assert any("test_pool.Member (" in line and "TypeError" in line for line in lines), lines
+    assert pool.pendingCount() == 0 and pool.clock.getDelayedCalls() == []
+
+
+def test_a_member_that_never_ends_a_request_is_cancelled_after_the_deadline():
+    ms = members(1)
+    ms[0].script = [Deferred()]  # user code that never fires
+    pool = makePool(ms)
+    results = outcome(pool.request({"t": "0200"}, 5))
+    pool.clock.advance(5 + MEMBER_GRACE - 0.01)
+    assert results == []
+    with capturedText() as lines:
+        pool.clock.advance(0.01)
+    assert results[0].check(CancelledAfterWrite) and results[0].check(OutcomeUnknown)
+    assert any("did not end a request" in line for line in lines)
+    assert pool.pendingCount() == 0 and pool.clock.getDelayedCalls() == []
+    assert outcome(pool.stopService()) == [None]
 
 
 def test_check_enabled_is_cleared_by_a_reconnect():
