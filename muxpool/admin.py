@@ -127,12 +127,18 @@ class MetricsResource(_Leaf):
 class PageResource(_Leaf):
     """
     The status page: plain HTML and a little script that draws /status.
+    It holds no data, so it needs no token: a browser cannot send one
+    with the page's address; its script sends it with each /status.
     """
+
+    def __init__(self) -> None:
+        _Leaf.__init__(self)
+        self.page = resources.files("muxpool").joinpath("statuspage.html").read_bytes()
 
     def render_GET(self, request):
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         request.setHeader(b"cache-control", b"no-store")
-        return resources.files("muxpool").joinpath("statuspage.html").read_bytes()
+        return self.page
 
 
 class MuxesResource(Resource):
@@ -154,6 +160,12 @@ class MuxesResource(Resource):
         if request.method != b"POST":
             request.setHeader(b"allow", b"POST")
             return _json(request, http.NOT_ALLOWED, {"error": "use POST"})
+        if request.getHeader(b"origin") is not None:
+            # A browser sends Origin with a POST; the CLI and scripts do not,
+            # and the status page never posts.  Without a token, this keeps
+            # any web page open on the switch's host from draining a member.
+            return _json(request, http.FORBIDDEN,
+                         {"error": "not from a web page: use muxpool enable|disable|drain"})
         name, action = path
         try:
             if action == "drain":
@@ -205,8 +217,8 @@ class Root(Resource):
         self.putChild(b"muxes", MuxesResource(operations))
 
     def getChildWithDefault(self, path, request):
-        if self.token and not self._authorized(request):
-            return _Unauthorized()
+        if self.token and path != b"" and not self._authorized(request):
+            return _Unauthorized()  # all but the page itself (see PageResource)
         return Resource.getChildWithDefault(self, path, request)
 
     def getChild(self, path, request):

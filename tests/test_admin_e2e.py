@@ -18,7 +18,7 @@ from tests.test_front_door_e2e import underLoad
 from tests.twistdproc import Twistd, tool
 
 
-def get(port, path, token=None, method="GET"):
+def get(port, path, token=None, method="GET", headers=()):
     """
     (status, body) of one admin request.
     """
@@ -26,6 +26,8 @@ def get(port, path, token=None, method="GET"):
                                      data=b"" if method == "POST" else None)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
+    for name, value in headers:
+        request.add_header(name, value)
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             return answer.status, answer.read()
@@ -134,6 +136,10 @@ def test_status_metrics_and_enable_disable(tmp_path):
         assert get(adminPort, "/muxes/core-mux-1/enable")[0] == 405
         assert get(adminPort, "/muxes/ghost/enable", method="POST")[0] == 404
         assert get(adminPort, "/muxes/core-mux-1/frobnicate", method="POST")[0] == 404
+        # a web page open on this host cannot post (no token needed on loopback)
+        assert get(adminPort, "/muxes/core-mux-1/disable", method="POST",
+                   headers=[("Origin", "http://elsewhere.example")])[0] == 403
+        assert member(status(adminPort), "core-mux", "core-mux-1")["state"] == "up"
         assert b"4761739001010119" not in get(adminPort, "/status")[1] + text
     finally:
         assert switch.stop() == 0, switch.log[-3000:]
@@ -178,6 +184,12 @@ def test_a_token_is_required_when_set(tmp_path):
         assert code == 401 and b"Bearer" in body
         assert get(adminPort, "/status", token="wrong")[0] == 401
         assert get(adminPort, "/metrics", token="s3cret-token")[0] == 200
+        assert get(adminPort, "/muxes/x/disable", method="POST")[0] == 401
+        # the page holds no data and a browser cannot send a token with it;
+        # its script sends the token (from /#token=...) with each /status
+        code, page = get(adminPort, "/")
+        assert code == 200 and b"<html" in page.lower()
+        assert get(adminPort, "/nothing-here")[0] == 401
         assert status(adminPort, "s3cret-token")["pools"] == []
         denied = tool("status", "--admin", f"http://127.0.0.1:{adminPort}")
         assert denied.returncode == 1 and "401" in denied.stderr

@@ -582,10 +582,6 @@ class _Source:
     def line(self, text: str) -> None:
         self._lines.append("    " * self.indent + text)
 
-    def lines(self, texts: List[str]) -> None:
-        for text in texts:
-            self.line(text)
-
     def extend(self, other: "_Source") -> None:
         self._lines.extend(other._lines)
 
@@ -598,13 +594,21 @@ class _Source:
 
 
 class _Block:
+    """
+    An indented block; one left empty (e.g. the secondary bitmap's bytes of
+    a spec with no field above 64) holds a C{pass}.
+    """
+
     def __init__(self, source: _Source) -> None:
         self.source = source
+        self.start = len(source._lines)
 
     def __enter__(self) -> None:
         self.source.indent += 1
 
     def __exit__(self, *exc: object) -> None:
+        if len(self.source._lines) == self.start:
+            self.source.line("pass")
         self.source.indent -= 1
 
 
