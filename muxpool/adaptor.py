@@ -192,6 +192,7 @@ class ChannelAdaptor(LinkBase, Service):
         self.echoTimeout = echoTimeout
         self.tls = tls
         self.tlsOptions = tls.options() if tls is not None else None
+        self._handshakeFailure: Optional[str] = None  # why we gave up a handshake
         self.handshakeTimeout = connectTimeout or echoTimeout
         self.signedOn = False
         self.lastEcho: Optional[float] = None
@@ -326,8 +327,10 @@ class ChannelAdaptor(LinkBase, Service):
     def _handshakeTimedOut(self, protocol: ISOChannelProtocol) -> None:
         self._timer = None
         if protocol is self.protocol and not protocol.secured:
-            self._drop(f"TLS handshake with {self.target} not done in {self.handshakeTimeout:g}s",
-                       "connect_failures")
+            # channelLost counts it, once, as any failed handshake, and says why
+            self._handshakeFailure = (
+                f"TLS handshake with {self.target} not done in {self.handshakeTimeout:g}s")
+            protocol.transport.abortConnection()
 
     def _usable(self, protocol: ISOChannelProtocol) -> None:
         """
@@ -407,7 +410,9 @@ class ChannelAdaptor(LinkBase, Service):
             # after our side is done): a failed connection, as a refusal is.
             self._failures += 1
             self.counters["connect_failures"] += 1
-            self._noteFailure(f"TLS with {self.target} failed: {tls.describeFailure(reason)}")
+            self._noteFailure(self._handshakeFailure
+                              or f"TLS with {self.target} failed: {tls.describeFailure(reason)}")
+        self._handshakeFailure = None
         self.log.info("{link}: disconnected from {peer}: {reason}", link=self.name,
                       peer=protocol.peer, reason=_reason(reason), event="link.disconnected",
                       target=self.target)

@@ -132,6 +132,14 @@ class DeployService(Service):
         self._loop = None
         for d in list(self._handovers.values()):
             d.cancel()
+        # What it knew of the folder goes with its beans: started again, it
+        # deploys every file afresh.
+        self._stamps.clear()
+        self._dependencies.clear()
+        self.failed.clear()
+        self._warned.clear()
+        self._emptyPools.clear()
+        self._empty = False
         return self._shutdown()
 
     @inlineCallbacks

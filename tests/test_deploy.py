@@ -403,3 +403,22 @@ def test_a_server_whose_port_is_taken_retries_until_free(tmp_path):
     assert len(failures) == 1 and "Traceback" not in "\n".join(lines)
     assert "Address already in use" in failures[0]
     assert any(f"listening on 127.0.0.1:{port} (after" in line for line in lines)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_deploy_service_started_again_deploys_everything_again(tmp_path):
+    # Found in review: stopped and started, it took every file for unchanged
+    # and deployed nothing.
+    (tmp_path / "40_pool.xml").write_text(pool("core-mux", ["core-mux-1"]))
+    member(tmp_path, 1)
+    service, registry = yield deployed(tmp_path, ["core-mux-1"])
+    yield service.stopService()
+    assert service.beans == {} and registry.lookup("core-mux") is None
+    service.startService()
+    try:
+        yield registry.getMUX("core-mux-1").ready.whenState(True)
+        response = yield registry.getMUX("core-mux").request(
+            {"t": "0200", "11": "000001", "41": "T1"}, 5)
+        assert response["44"] == "issuer-1"
+    finally:
+        yield service.stopService()

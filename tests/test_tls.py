@@ -103,6 +103,27 @@ def refused(adaptor, count=2):
 
 
 @pytest_twisted.inlineCallbacks
+def test_a_handshake_that_never_ends_is_one_failure_with_its_reason():
+    # Found in review: a handshake timeout counted twice (doubling the
+    # backoff) and was reported as "connection aborted".
+    from twisted.internet.protocol import Factory, Protocol
+
+    silent = reactor().listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
+    adaptor = ChannelAdaptor("link", spec(), f"tcp:127.0.0.1:{silent.getHost().port}",
+                             reactor(), reconnectDelay=0.1, maxReconnectDelay=0.1,
+                             connectTimeout=0.3, tls=ClientTLS("localhost", None))
+    adaptor.startService()
+    try:
+        why = yield refused(adaptor)
+    finally:
+        yield adaptor.stopService()
+        yield silent.stopListening()
+    assert why.startswith("TLS handshake with tcp:127.0.0.1") and "not done in 0.3s" in why, why
+    # each connection given up counts once
+    assert adaptor.counters["connect_failures"] == adaptor.counters["disconnects"]
+
+
+@pytest_twisted.inlineCallbacks
 def test_a_pool_over_two_mutual_tls_backends(pki):
     servers, links = [], []
     for name in ("issuer-a", "issuer-b"):
