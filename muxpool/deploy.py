@@ -43,23 +43,15 @@ from muxpool.descriptors import (
     Bean,
     DescriptorError,
     Node,
+    Stamp,
     buildBean,
     dependenciesOf,
+    fileStamp,
     readDescriptor,
 )
 from muxpool.interfaces import ILink, IMUX, ISocketSource
 from muxpool.mux import QMUX
 from muxpool.registry import Registry, defaultRegistry
-
-Stamp = Tuple[int, int]
-
-
-def _stamp(path: str) -> Optional[Stamp]:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size)
 
 
 def _read(path: str) -> Optional[bytes]:
@@ -187,7 +179,7 @@ class DeployService(Service):
         present = set(files)
         gone = {path: bean for path, bean in self.beans.items() if path not in present}
         for path in files:
-            stamp = _stamp(path)
+            stamp = fileStamp(path)
             if stamp is None:
                 continue
             if self._stamps.get(path) == stamp and not self._dependencyChanged(path):
@@ -212,7 +204,7 @@ class DeployService(Service):
         sees the fix.
         """
         deps = self._dependencies.get(path)
-        changed = [dep for dep, stamp in (deps or {}).items() if _stamp(dep) != stamp]
+        changed = [dep for dep, stamp in (deps or {}).items() if fileStamp(dep) != stamp]
         if changed:
             importlib.invalidate_caches()
             for module in list(sys.modules.values()):
@@ -291,7 +283,7 @@ class DeployService(Service):
             deps = dependenciesOf(path, root)
         except Exception:
             deps = [path]
-        self._dependencies[path] = {dep: _stamp(dep) for dep in deps if dep != path}
+        self._dependencies[path] = {dep: fileStamp(dep) for dep in deps if dep != path}
         self.log.error("cannot deploy {error}{kept}", error=message,
                        kept=f" (keeping the running {old.name})" if old else "",
                        event="deploy.failed", path=path)

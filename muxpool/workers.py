@@ -38,7 +38,14 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from muxpool.backoff import backoffDelay
-from muxpool.descriptors import DescriptorError, kindOf, readDescriptor, serverEndpoint
+from muxpool.descriptors import (
+    DescriptorError,
+    Stamp,
+    fileStamp,
+    kindOf,
+    readDescriptor,
+    serverEndpoint,
+)
 from muxpool.interfaces import ISocketSource
 
 #: How the parent tells a worker which sockets it inherits:
@@ -225,10 +232,12 @@ class WorkerSupervisor(Service):
         self._failures: Dict[int, int] = {}
         self._restarts: Dict[int, IDelayedCall] = {}
         self._loop: Optional[LoopingCall] = None
+        # descriptor path -> (its stamp when read, the endpoint it serves)
+        self._endpoints: Dict[str, Tuple[Optional[Stamp], Optional[str]]] = {}
 
     def startService(self) -> None:
+        self.scan()  # not running yet: it listens for every server
         Service.startService(self)
-        self.scan()
         for index in range(1, self.count + 1):
             self._spawn(index)
         if self.scanInterval:
@@ -241,21 +250,29 @@ class WorkerSupervisor(Service):
         At the start, hold a listening socket for every server endpoint in
         the folder, for the workers to adopt; later, let go of those whose
         server is gone (a server added later is the workers' own, with
-        SO_REUSEPORT: a socket bound here would stand in their way).
+        SO_REUSEPORT: a socket bound here would stand in their way).  A
+        file that does not parse for now keeps what it had: only a file
+        removed, or naming another endpoint, lets its socket go.
         """
         from twisted.internet.endpoints import serverFromString
 
-        wanted = set()
-        for path in sorted(glob.glob(os.path.join(self.directory, "*.xml"))):
+        files = set(glob.glob(os.path.join(self.directory, "*.xml")))
+        for path in set(self._endpoints) - files:
+            del self._endpoints[path]
+        for path in sorted(files):
+            stamp = fileStamp(path)
+            known = self._endpoints.get(path)
+            if known is not None and known[0] == stamp:
+                continue  # unchanged since last read
             try:
                 root = readDescriptor(path)
-                if kindOf(path, root) == "server":
-                    description = serverEndpoint(root)
-                    if description:
-                        wanted.add(description)
+                description = serverEndpoint(root) if kindOf(path, root) == "server" else None
             except (DescriptorError, ValueError):
-                continue  # the workers report it
-        for description in sorted(wanted - set(self.sockets) if not self.workers else ()):
+                # the workers report it; until it is mended it keeps its socket
+                description = known[1] if known is not None else None
+            self._endpoints[path] = (stamp, description)
+        wanted = {description for _, description in self._endpoints.values() if description}
+        for description in sorted(wanted - set(self.sockets) if not self.running else ()):
             if _tcpParts(description) is None:
                 continue  # not shared: each worker listens as it can
             try:

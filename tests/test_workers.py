@@ -138,3 +138,30 @@ def test_a_worker_that_ran_well_restarts_after_the_shortest_delay():
         delays.append(call.getTime() - clock.seconds())
         call.cancel()
     assert delays == [1.0, 2.0, 4.0, 1.0]
+
+
+def test_the_parent_keeps_a_socket_while_its_descriptor_is_briefly_broken(tmp_path):
+    # Found in review: a descriptor saved half-written let the parent close
+    # the server's socket for good (workers restarted later inherit none).
+    from tests.deployfiles import freePort, front
+
+    path = tmp_path / "50_front.xml"
+    text = front("front", freePort(), "core-mux")
+    path.write_text(text)
+    supervisor = WorkerSupervisor(1, str(tmp_path), ["twistd"], reactor(), scanInterval=0)
+    supervisor.scan()  # as at the start: it listens
+    try:
+        [held] = supervisor.sockets
+        supervisor.running = True  # later scans only let go
+        path.write_text(text[:40])  # half-saved
+        supervisor.scan()
+        assert list(supervisor.sockets) == [held]
+        path.write_text(text)
+        supervisor.scan()
+        assert list(supervisor.sockets) == [held]
+        path.unlink()
+        supervisor.scan()
+        assert supervisor.sockets == {}
+    finally:
+        for port in supervisor.sockets.values():
+            port.stopListening()
