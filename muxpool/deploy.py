@@ -43,12 +43,11 @@ from muxpool.descriptors import (
     Bean,
     DescriptorError,
     Node,
-    Stamp,
     buildBean,
     dependenciesOf,
-    fileStamp,
     readDescriptor,
 )
+from muxpool.filestamps import Stamp, fileStamp
 from muxpool.interfaces import ILink, IMUX, ISocketSource
 from muxpool.mux import QMUX
 from muxpool.registry import Registry, defaultRegistry

@@ -534,21 +534,6 @@ def buildBean(path: str, root: Node, reactor, registry, sockets=None) -> Bean:
     return bean
 
 
-#: What says a file changed: its modification time (ns) and size.
-Stamp = Tuple[int, int]
-
-
-def fileStamp(path: str) -> Optional[Stamp]:
-    """
-    C{path}'s L{Stamp}; None if it is gone.
-    """
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size)
-
-
 def serverEndpoint(root: Node) -> Optional[str]:
     """
     The endpoint a C{<server>} descriptor listens on (an C{endpoint}

@@ -38,14 +38,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from muxpool.backoff import backoffDelay
-from muxpool.descriptors import (
-    DescriptorError,
-    Stamp,
-    fileStamp,
-    kindOf,
-    readDescriptor,
-    serverEndpoint,
-)
+from muxpool.descriptors import DescriptorError, kindOf, readDescriptor, serverEndpoint
+from muxpool.filestamps import Stamp, fileStamp
 from muxpool.interfaces import ISocketSource
 
 #: How the parent tells a worker which sockets it inherits:

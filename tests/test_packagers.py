@@ -184,3 +184,16 @@ def test_unpack_random_bytes_raises_only_unpackerror(data):
             getPackager(name).unpack(data)
         except UnpackError:
             pass
+
+
+def test_an_edited_generic_packager_file_is_read_again(tmp_path):
+    # Found in review: the first reading was cached for the process's life,
+    # so a redeploy after editing the XML kept the old field definitions.
+    field11 = '<isofield id="11" length="{}" class="org.jpos.iso.IFA_NUMERIC"/>'
+    path = writeXml(tmp_path, BASE + field11.format(6))
+    first = getPackager("GenericPackager", path)
+    assert getPackager("GenericPackager", path) is first  # unchanged: read once
+    writeXml(tmp_path, BASE + field11.format(12))
+    second = getPackager("GenericPackager", path)
+    message = {"t": "0800", "11": "1"}
+    assert len(second.pack(message)) == len(first.pack(message)) + 6

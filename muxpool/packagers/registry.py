@@ -9,6 +9,7 @@ import importlib
 import os
 from typing import Callable, Dict, Mapping, Optional, Union
 
+from muxpool.filestamps import fileStamp
 from muxpool.interfaces import IPackager
 from muxpool.packagers.errors import PackagerConfigError
 from muxpool.packagers.generic import loadGenericPackager
@@ -57,7 +58,9 @@ def getPackager(name: str, config: Optional[str] = None) -> IPackager:
             raise PackagerConfigError(
                 f"packager {name}: needs a packager-config (path to the XML file)"
             )
-        key = "generic:" + os.path.abspath(config)
+        # Keyed by the file's stamp too: an edited file is read again (a
+        # redeploy after editing it gets the new fields).
+        key = f"generic:{os.path.abspath(config)}:{fileStamp(config)}"
         if key not in _cache:
             _cache[key] = loadGenericPackager(config)
         return _cache[key]
