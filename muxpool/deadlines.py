@@ -20,6 +20,8 @@ from typing import Callable, Generic, List, Optional, TypeVar
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from muxpool.boundary import describeError
+
 T = TypeVar("T")
 
 #: Removed entries tolerated in the heap before it may be compacted.
@@ -99,16 +101,6 @@ class DeadlineQueue(Generic[T]):
             heapify(heap)
             self._removed = 0
 
-    def clear(self) -> None:
-        """
-        Forget every item, and the timer.
-        """
-        for entry in self._heap:
-            entry[2] = None
-        self._heap[:] = []
-        self._removed = 0
-        self._disarm()
-
     def _dropRemoved(self) -> None:
         heap = self._heap
         while heap and heap[0][2] is None:
@@ -143,8 +135,11 @@ class DeadlineQueue(Generic[T]):
                 continue
             try:
                 self._expired(item)  # type: ignore[arg-type]
-            except Exception:
-                self.log.failure("expiring {item!r} failed", item=item)
+            except Exception as e:
+                # the error's type and place, never its text (it may carry
+                # the fields of a message)
+                self.log.error("expiring {kind} failed: {error}", kind=type(item).__name__,
+                               error=describeError(e))
         # Once per fire (rare: about once a timeout): set the timer afresh for
         # the next deadline, or drop one armed meanwhile for an entry since
         # removed.

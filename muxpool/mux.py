@@ -28,7 +28,7 @@ from typing import (
 )
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -434,13 +434,13 @@ class QMUX(Service):
         still arrives is counted as late.
         """
         if not self.running:
-            return _fail(LinkNotReady(f"{self.name}: not running - not sent"))
+            return fail(LinkNotReady(f"{self.name}: not running - not sent"))
         try:
             key = self.keys.key(message)
         except MissingKey as e:
-            return _fail(MissingKey(f"{self.name}: {e}"))
+            return fail(MissingKey(f"{self.name}: {e}"))
         if key in self._pending:
-            return _fail(
+            return fail(
                 DuplicateKey(
                     f"{self.name}: duplicate key ({self.keys.describe(message)}) "
                     "already pending - not sending"
@@ -649,9 +649,3 @@ class QMUX(Service):
 
     def _mask(self, message: Mapping[str, str]) -> str:
         return maskMessage(message, binaryFieldsOf(self.link))
-
-
-def _fail(error: Exception) -> Deferred:
-    d: Deferred = Deferred()
-    d.errback(error)
-    return d

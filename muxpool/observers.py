@@ -11,7 +11,7 @@ hear of the change, and the caller never sees the exception.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Callable, Dict, List
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -49,12 +49,6 @@ class Observers:
 
     def __len__(self) -> int:
         return len(self._observers)
-
-    def __iter__(self) -> Iterator[Callable[..., Any]]:
-        return iter(tuple(self._observers))
-
-    def __contains__(self, observer: object) -> bool:
-        return observer in self._observers
 
     def notify(self, *args: Any) -> None:
         """

@@ -113,15 +113,6 @@ def test_a_timer_firing_a_rounding_error_early_still_expires_its_items():
     assert expired == ["x"] and clock.getDelayedCalls() == []
 
 
-def test_clear_forgets_everything():
-    clock, expired, queue = make()
-    entry = queue.add(1.0, "x")
-    queue.clear()
-    queue.remove(entry)
-    clock.advance(2)
-    assert expired == [] and clock.getDelayedCalls() == [] and len(queue) == 0
-
-
 def test_other_timed_calls_due_before_an_item_run_before_it_even_when_late():
     # As with one callLater per item: B's answer, due at 1.5, comes before
     # B's deadline at 2, even when the clock jumps past both at once.
