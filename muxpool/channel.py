@@ -182,7 +182,12 @@ class ISOChannelProtocol(Protocol):
     #: all that.
     transport: Any
 
-    def __init__(self, spec: ChannelSpec, owner: IChannelOwner, clock: IReactorTime) -> None:
+    def __init__(self, spec: ChannelSpec, owner: IChannelOwner, clock: IReactorTime,
+                 limiter: Optional[RateLimiter] = None) -> None:
+        """
+        @param limiter: bounds the rate of its warnings; a server gives all
+            its connections one, so many connections cannot multiply them.
+        """
         self.spec = spec
         self.owner = owner
         self.clock = clock
@@ -201,7 +206,7 @@ class ISOChannelProtocol(Protocol):
         self._idleTimer: Optional[IDelayedCall] = None
         self._closeTimer: Optional[IDelayedCall] = None
         self._frameTimer: Optional[IDelayedCall] = None
-        self._limiter = RateLimiter(clock=clock)
+        self._limiter = limiter if limiter is not None else RateLimiter(clock=clock)
 
     @property
     def peer(self) -> str:

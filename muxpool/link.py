@@ -33,14 +33,16 @@ class LinkBase:
 
     log = Logger()
 
-    def __init__(self, name: str, spec: ChannelSpec, clock: Optional[IReactorTime] = None) -> None:
+    def __init__(self, name: str, spec: ChannelSpec, clock: Optional[IReactorTime] = None,
+                 limiter: Optional[RateLimiter] = None) -> None:
         self.name = name
         self.spec = spec
         self.ready = Readiness(False, f"{name} ready state")
         self.protocol: Optional[ISOChannelProtocol] = None
         self._receivers: List[Callable] = []
         self._lossObservers = Observers(f"{name} loss")
-        self._limiter = RateLimiter(clock=clock)
+        # (shared by a server's sessions: see ISOChannelProtocol)
+        self._limiter = limiter if limiter is not None else RateLimiter(clock=clock)
 
     def addReceiver(self, receiver: Callable) -> None:
         # Newest first: after a redeploy the new MUX sees messages first.

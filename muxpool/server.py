@@ -123,7 +123,8 @@ class ServerSession(LinkBase):
     protocol: ISOChannelProtocol
 
     def __init__(self, server: "QServer", protocol: ISOChannelProtocol) -> None:
-        LinkBase.__init__(self, f"{server.name}/{protocol.peer}", server.spec, server.clock)
+        LinkBase.__init__(self, f"{server.name}/{protocol.peer}", server.spec, server.clock,
+                          server._limiter)
         self.server = server
         self.protocol = protocol
         self.peer = protocol.peer
@@ -549,7 +550,7 @@ class QServer(Service):
             self._limiter.emit(self.log.warn, why, "{server}: refused connection from {peer}: {why}",
                                server=self.name, peer=host, why=why, event="server.refused")
             return None
-        return ISOChannelProtocol(self.spec, self, self.clock)
+        return ISOChannelProtocol(self.spec, self, self.clock, self._limiter)
 
     # -- IChannelOwner ------------------------------------------------------
 

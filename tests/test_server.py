@@ -258,6 +258,18 @@ def test_refusals_close_at_once_and_are_logged_at_a_bounded_rate():
     assert sum("refused connection" in line for line in lines) == 1
 
 
+def test_bad_frames_are_logged_at_a_bounded_rate_for_the_whole_server():
+    # Found in review: each connection had its own limiter, so a client
+    # opening many connections got one warning line each.
+    server, reactor = makeServer()
+    with capturedText() as lines:
+        for i in range(50):
+            protocol, transport = connect(server, 7000 + i)
+            protocol.dataReceived(b"0004\xff\xff\xff\xff")  # undecodable
+    assert sum(p.counters["rx_bad"] for p in server.sessions) == 50
+    assert sum("undecodable" in line for line in lines) == 1
+
+
 def test_a_request_answered_at_once_under_the_in_flight_limit_is_read_once():
     """
     Review of issue 9: answering inside the frame loop released the hold and
