@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from muxpool.adaptor import ChannelAdaptor
-from muxpool.boundary import describeError
+from muxpool.boundary import NoSuchModule, NoSuchName, describeError, importNamed
 from muxpool.channel import ChannelSpec
 from muxpool.interfaces import IRequestListener
 from muxpool.listeners import Forward, Responder
@@ -416,18 +416,15 @@ def listenerClass(cls: str):
         return _LISTENERS[cls][0]
     if "." not in cls:
         raise ValueError(f"unknown class (known: {', '.join(sorted(_LISTENERS))})")
-    module, _, attr = cls.rpartition(".")
     try:
-        found = importlib.import_module(module)
-    except ImportError:
+        return importNamed(cls)
+    except NoSuchModule:
         raise ValueError(
             f"unknown class (known: {', '.join(sorted(_LISTENERS))}, or a dotted path "
             "to an IRequestListener)"
         ) from None
-    try:
-        return getattr(found, attr)
-    except AttributeError:
-        raise ValueError(f"module {module} has no {attr}") from None
+    except NoSuchName as e:
+        raise ValueError(str(e)) from None
 
 
 def makeListener(cls: str, props: Mapping[str, str], reactor, registry) -> IRequestListener:
@@ -485,13 +482,12 @@ def unhandledHandler(text: str, registry, clock=None):
     in C{registry} (see L{UnhandledByName}).
     """
     if "." in text and not text.startswith("org.jpos."):
-        module, _, attr = text.rpartition(".")
         try:
-            found = getattr(importlib.import_module(module), attr)
-        except ImportError:
-            found = None
-        except AttributeError:
-            raise ValueError(f"module {module} has no {attr}") from None
+            found = importNamed(text)
+        except NoSuchModule:
+            found = None  # a name in the registry, then
+        except NoSuchName as e:
+            raise ValueError(str(e)) from None
         if found is not None:
             if inspect.isclass(found):
                 found = found.fromProperties({}) if hasattr(found, "fromProperties") else found()

@@ -8,14 +8,13 @@ only C{least-pending} looks at every member by its nature.
 
 from __future__ import annotations
 
-import importlib
 from math import gcd
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 from twisted.plugin import getPlugins
 from zope.interface import implementer
 
-from muxpool.boundary import describeError, where
+from muxpool.boundary import describeError, importNamed, where
 from muxpool.interfaces import IMUX, IPool, IStrategy
 from muxpool.messages import parseFieldList
 
@@ -269,10 +268,9 @@ def strategyByPath(path: str, config: Optional[Mapping] = None) -> IStrategy:
     a class built with the configuration dict, or an object providing
     L{IStrategy}.
     """
-    module, _, attr = path.rpartition(".")
     try:
-        obj = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError, ValueError) as e:
+        obj = importNamed(path)
+    except LookupError as e:
         raise StrategyConfigError(
             f"strategy handler {path!r} cannot be loaded: {e} "
             f"(built-in names: {', '.join(knownNames())})"

@@ -194,3 +194,22 @@ def test_a_listener_that_answers_and_then_raises_is_not_answered_twice():
     peer.dataReceived(transport.value())
     assert [m["39"] for m in owner.messages] == ["00"]
     assert server.counters["listener_errors"] == 1 and server.inFlight() == 0
+
+
+def test_import_named_says_what_is_missing(tmp_path, monkeypatch):
+    import pytest
+
+    from muxpool.boundary import NoSuchModule, NoSuchName, importNamed
+
+    (tmp_path / "usermod.py").write_text("import no_such_dependency\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert importNamed("os.path.join") is __import__("os").path.join
+    with pytest.raises(NoSuchModule, match="no module no_such_pkg.mod"):
+        importNamed("no_such_pkg.mod.Thing")
+    with pytest.raises(NoSuchName, match="module os has no nothing_here"):
+        importNamed("os.nothing_here")
+    with pytest.raises(NoSuchModule):
+        importNamed("undotted")
+    # the module exists but its own import fails: its author's to fix, as is
+    with pytest.raises(ModuleNotFoundError, match="no_such_dependency"):
+        importNamed("usermod.Thing")

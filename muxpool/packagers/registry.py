@@ -5,10 +5,10 @@ GenericPackager files, dotted paths.
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Callable, Dict, Mapping, Optional, Union
 
+from muxpool.boundary import importNamed
 from muxpool.filestamps import fileStamp
 from muxpool.interfaces import IPackager
 from muxpool.packagers.errors import PackagerConfigError
@@ -73,10 +73,9 @@ def getPackager(name: str, config: Optional[str] = None) -> IPackager:
             _cache[short] = _BUILTIN[short]()
         return _cache[short]
     if "." in name:
-        module, _, attr = name.rpartition(".")
         try:
-            obj = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError):
+            obj = importNamed(name)
+        except LookupError:
             pass
         else:
             if isinstance(obj, Mapping):
