@@ -11,7 +11,6 @@ open but no longer answers.
 from __future__ import annotations
 
 import random
-import time
 from typing import Callable, Dict, List, Mapping, Optional, Union
 
 from twisted.application.internet import ClientService
@@ -36,6 +35,7 @@ from muxpool.backoff import backoffDelay
 from muxpool.channel import ChannelSpec, ISOChannelProtocol
 from muxpool.interfaces import IChannelOwner, IProbe
 from muxpool.link import LinkBase
+from muxpool.messages import Stans, networkRequest
 from muxpool.observers import Waiters
 from muxpool.packagers import PackError
 from muxpool.tls import ClientTLS
@@ -202,7 +202,7 @@ class ChannelAdaptor(LinkBase, Service):
         self.lastFailure: Optional[str] = None
         self._jitter = jitter
         self._failures = 0
-        self._stan = 0
+        self._stans = Stans()
         self._network: Dict[str, Deferred] = {}
         self._alive = Waiters()
         self._timer: Optional[IDelayedCall] = None
@@ -438,23 +438,14 @@ class ChannelAdaptor(LinkBase, Service):
         self._healthy()
         self._alive.fire()
 
-    def _nextStan(self) -> str:
-        self._stan = self._stan % 999999 + 1
-        return "%06d" % self._stan
-
     def _networkRequest(self, code: str) -> Deferred:
         """
         Send an 0800 with 70=C{code}; fires with its answer, or fails with
         a TimeoutError after C{echoTimeout} (or a PackError).  Either way the
         idle timer is armed again afterwards.
         """
-        stan = self._nextStan()
-        message = {
-            "t": "0800",
-            "7": time.strftime("%m%d%H%M%S", time.gmtime(self.clock.seconds())),
-            "11": stan,
-            "70": code,
-        }
+        stan = self._stans.next()
+        message = networkRequest(code, stan, self.clock.seconds())
 
         def forget(_: Deferred) -> None:
             self._network.pop(stan, None)

@@ -2,7 +2,8 @@
 Small facts about ISO 8583 messages that several layers need.
 """
 
-from typing import Tuple
+import time
+from typing import Dict, Tuple
 
 
 def isResponse(mti: str) -> bool:
@@ -26,3 +27,27 @@ def parseFieldList(text: str) -> Tuple[str, ...]:
     C{"41, 11"} (jPOS's comma/space separated list) -> C{("41", "11")}.
     """
     return tuple(part for part in text.replace(",", " ").split() if part)
+
+
+def networkRequest(code: str, stan: str, now: float) -> Dict[str, str]:
+    """
+    The 0800 that a link or a server sends itself (echo, sign-on, sign-off:
+    70=C{code}), with 7 (transmission date and time, GMT, MMDDhhmmss at
+    C{now}) and 11 (C{stan}); its 0810 is matched on 11.
+    """
+    return {"t": "0800", "7": time.strftime("%m%d%H%M%S", time.gmtime(now)), "11": stan,
+            "70": code}
+
+
+class Stans:
+    """
+    System trace audit numbers (field 11) for the messages one sends
+    itself: 000001 to 999999, then round again.
+    """
+
+    def __init__(self) -> None:
+        self._last = 0
+
+    def next(self) -> str:
+        self._last = self._last % 999999 + 1
+        return "%06d" % self._last

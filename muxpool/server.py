@@ -18,7 +18,6 @@ connection.
 
 from __future__ import annotations
 
-import time
 from typing import (
     Any,
     Dict,
@@ -66,7 +65,7 @@ from muxpool.link import LinkBase
 from muxpool.listeners import ListenerFailed, decline, offer
 from muxpool.masking import describeForReversal, maskMessage
 from muxpool.observers import Waiters
-from muxpool.messages import isResponse
+from muxpool.messages import Stans, isResponse, networkRequest
 from muxpool.ratelimit import RateLimiter
 from muxpool.tls import ServerTLS
 
@@ -256,8 +255,7 @@ class ServerSession(LinkBase):
         """
         d: Deferred = Deferred(lambda d: setattr(self, "_signOff", None))
         self._signOff = (stan, d)
-        message = {"t": "0800", "7": time.strftime("%m%d%H%M%S", time.gmtime(self.server.clock.seconds())),
-                   "11": stan, "70": SIGN_OFF}
+        message = networkRequest(SIGN_OFF, stan, self.server.clock.seconds())
         try:
             self.protocol.sendMessage(message)
         except Exception:
@@ -435,7 +433,7 @@ class QServer(Service):
         self._bindRetry: Optional[IDelayedCall] = None
         self._listening: Optional[Deferred] = None
         self._predecessor: Optional["QServer"] = None
-        self._stan = 0
+        self._stans = Stans()
         self._limiter = RateLimiter(clock=reactor)
 
     def __repr__(self) -> str:
@@ -653,10 +651,6 @@ class QServer(Service):
     def inFlight(self) -> int:
         return sum(s.inFlight for s in self.sessions.values())
 
-    def _nextStan(self) -> str:
-        self._stan = self._stan % 999999 + 1
-        return "%06d" % self._stan
-
     def stopService(self) -> Deferred:
         """
         A planned stop: take no more connections, then drain every session
@@ -680,7 +674,7 @@ class QServer(Service):
 
         def drainAll(_: object) -> Deferred:
             return DeferredList([
-                session.drain(deadline, self._nextStan() if self.signOffOnStop else None)
+                session.drain(deadline, self._stans.next() if self.signOffOnStop else None)
                 for session in sessions])
 
         return stopped.addBoth(drainAll)
