@@ -39,7 +39,11 @@ HEADER_KEY = "h"
 _TRUE = ("true", "yes", "1", "on")
 
 
-def _flag(value: object, default: bool) -> bool:
+def flag(value: object, default: bool = False) -> bool:
+    """
+    A yes/no setting as descriptors write it (C{true}, C{yes}, C{1}, C{on},
+    any case); C{default} when it is not given.
+    """
     if value is None:
         return default
     if isinstance(value, bool):
@@ -100,7 +104,7 @@ class ChannelSpec:
             raise ValueError(
                 f"max-packet-length {props['max-packet-length']!r} is not a number"
             ) from None
-        swap = _flag(props.get(framing.swapOption), True) if framing.swapOption else True
+        swap = flag(props.get(framing.swapOption), True) if framing.swapOption else True
         return cls(framing, pk, headerBytes, maxLength, swap, props)
 
     def headerFor(self, message: Mapping[str, str]) -> bytes:
@@ -255,12 +259,19 @@ class ISOChannelProtocol(Protocol):
         (it does not read) is cut off after C{closeTimeout} seconds, so it
         cannot hold its slot by not reading.
         """
-        try:
-            self.transport.unregisterProducer()  # TLS will not close under one
-        except Exception:
-            pass  # none was registered
+        self.dropProducer()
         self.transport.loseConnection()
         self._closeTimer = self.clock.callLater(self.closeTimeout, self._abort)
+
+    def dropProducer(self) -> None:
+        """
+        Unregister the transport's producer, if it has one: a TLS
+        transport does not close while one is registered.
+        """
+        try:
+            self.transport.unregisterProducer()
+        except Exception:
+            pass  # none was registered
 
     def _abort(self) -> None:
         self._closeTimer = None

@@ -24,7 +24,7 @@ from zope.interface import implementer
 
 from muxpool.adaptor import ChannelAdaptor
 from muxpool.boundary import NoSuchModule, NoSuchName, describeError, importNamed
-from muxpool.channel import ChannelSpec
+from muxpool.channel import ChannelSpec, flag
 from muxpool.interfaces import IRequestListener
 from muxpool.listeners import Forward, Responder
 from muxpool.messages import parseFieldList
@@ -197,7 +197,6 @@ CLASSES = {
                "muxpool.server.QServer": "server"},
 }
 
-_TRUE = {"true", "yes", "1", "on"}
 
 
 @dataclass
@@ -316,10 +315,6 @@ class _Reader:
         except ValueError:
             raise self.error(node, f"bad number for {what}: {text!r}") from None
 
-    def flag(self, text: Optional[str], default: bool = False) -> bool:
-        if text is None:
-            return default
-        return text.strip().lower() in _TRUE
 
     def channel(self, node: Node, known: set) -> Tuple[ChannelSpec, Dict[str, str]]:
         channel = node.child("channel")
@@ -615,9 +610,9 @@ def _adaptor(reader: _Reader, name, root, reactor, registry) -> Bean:
             reconnectDelay=reconnect,
             maxReconnectDelay=ms(root.childText("max-reconnect-delay"), "max-reconnect-delay"),
             idleTimeout=timeout or None,
-            keepAlive=reader.flag(root.childText("keep-alive")),
-            tcpKeepAlive=reader.flag(props.get("keep-alive")),
-            signOn=reader.flag(root.childText("sign-on")),
+            keepAlive=flag(root.childText("keep-alive")),
+            tcpKeepAlive=flag(props.get("keep-alive")),
+            signOn=flag(root.childText("sign-on")),
             echoInterval=ms(root.childText("echo-interval"), "echo-interval"),
             echoTimeout=ms(root.childText("echo-timeout"), "echo-timeout", 10.0),
             tls=clientTLS,
@@ -660,7 +655,7 @@ def _qmux(reader: _Reader, name, root, reactor, registry) -> Bean:
         name, None, reactor,
         KeyBuilder(fields, overrides, mapping or None),
         ignoreRC=parseFieldList(root.childText("ignore-rc") or ""),
-        returnRejects=reader.flag(props.get("return-rejects")),
+        returnRejects=flag(props.get("return-rejects")),
         listeners=reader.listeners(root, reactor, registry),
         unhandled=unhandled,
     )
@@ -702,7 +697,7 @@ def _pool(reader: _Reader, name, root, reactor, registry) -> Bean:
     suspend = reader.number(root.child("suspend-after-timeouts") or root,
                             root.childText("suspend-after-timeouts"), "suspend-after-timeouts",
                             0, int)
-    checkEnabled = reader.flag(root.childText("check-enabled", props.get("check-enabled")))
+    checkEnabled = flag(root.childText("check-enabled", props.get("check-enabled")))
     pool = MUXPool(name, [], reactor, strategy, checkEnabled=checkEnabled, fallback=fallback,
                    suspendAfterTimeouts=suspend)
     return Bean(name, "pool", pool, reader.path, memberNames=members)
@@ -747,7 +742,7 @@ def _server(reader: _Reader, name, root, reactor, registry) -> Bean:
             maxInFlight=reader.number(root, props.get("max-in-flight"), "max-in-flight", 128, int),
             idleTimeout=idle or None,
             frameTimeout=ms(props.get("frame-timeout"), "frame-timeout", 10.0) or None,
-            signOffOnStop=reader.flag(props.get("sign-off-on-stop")),
+            signOffOnStop=flag(props.get("sign-off-on-stop")),
             signOffTimeout=ms(props.get("sign-off-timeout"), "sign-off-timeout", 1.0),
             listenerErrorCode=props.get("listener-error-code", "96"),
             tls=serverTLS,

@@ -6,7 +6,7 @@ L{ServerSession} (one inbound connection) build on it.
 
 from __future__ import annotations
 
-from typing import Callable, List, Mapping, Optional
+from typing import Callable, Mapping, Optional, Tuple
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -39,18 +39,22 @@ class LinkBase:
         self.spec = spec
         self.ready = Readiness(False, f"{name} ready state")
         self.protocol: Optional[ISOChannelProtocol] = None
-        self._receivers: List[Callable] = []
+        # A tuple, replaced on change: delivery walks it without a copy, and
+        # a receiver may add or remove receivers meanwhile.
+        self._receivers: Tuple[Callable, ...] = ()
         self._lossObservers = Observers(f"{name} loss")
         # (shared by a server's sessions: see ISOChannelProtocol)
         self._limiter = limiter if limiter is not None else RateLimiter(clock=clock)
 
     def addReceiver(self, receiver: Callable) -> None:
         # Newest first: after a redeploy the new MUX sees messages first.
-        self._receivers.insert(0, receiver)
+        self._receivers = (receiver,) + self._receivers
 
     def removeReceiver(self, receiver: Callable) -> None:
         if receiver in self._receivers:
-            self._receivers.remove(receiver)
+            kept = list(self._receivers)
+            kept.remove(receiver)
+            self._receivers = tuple(kept)
 
     def addLossObserver(self, observer: Callable) -> None:
         self._lossObservers.add(observer)
@@ -96,7 +100,7 @@ class LinkBase:
         Offer C{message} to the receivers, newest first, until one takes it.
         A receiver that raises is logged and the next one is offered it.
         """
-        receivers = list(self._receivers)
+        receivers = self._receivers
         if not receivers:
             self._limiter.emit(
                 self.log.info, "no receiver",

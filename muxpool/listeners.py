@@ -10,7 +10,7 @@ for demos and tests.
 from __future__ import annotations
 
 import json
-from typing import IO, Callable, Dict, Iterable, Mapping, Optional, Sequence, Union
+from typing import IO, Callable, Collection, Dict, Iterable, Mapping, Optional, Sequence, Union
 
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IReactorTime
@@ -63,7 +63,7 @@ DECLINE_FIELDS = ("h", "3", "4", "7", "11", "12", "13", "24", "32", "33", "37", 
 
 
 def decline(request: Mapping[str, str], code: str, fields: Iterable[str] = DECLINE_FIELDS,
-            binaryFields: Iterable[str] = ()) -> dict:
+            binaryFields: Collection[str] = ()) -> dict:
     """
     The answer to C{request} that a switch gives on its own (a request it
     could not forward, a listener that failed): the response MTI, 39 =
@@ -71,8 +71,8 @@ def decline(request: Mapping[str, str], code: str, fields: Iterable[str] = DECLI
     rules hide (tracks, PIN block, ICC data, every binary field) are never
     copied, whatever C{fields} says.
     """
-    hidden = HIDDEN | frozenset(binaryFields)
-    answer = {k: request[k] for k in fields if k in request and k not in hidden}
+    answer = {k: request[k] for k in fields
+              if k in request and k not in HIDDEN and k not in binaryFields}
     answer["t"] = responseMTI(request["t"])
     answer["39"] = code
     return answer

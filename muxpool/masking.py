@@ -6,7 +6,7 @@ L{maskMessage}.  Raw frames and pyiso8583 error objects (which carry raw
 bytes) are never logged.
 """
 
-from typing import Iterable, Mapping, Tuple, Union
+from typing import Collection, Iterable, Mapping, Tuple, Union
 
 #: Shown as first 6 + last 4 (PAN, expiry, extended PAN).
 PARTIAL = frozenset({"2", "14", "34"})
@@ -49,7 +49,7 @@ def maskMessage(message: Mapping[str, str], binaryFields: Iterable[str] = ()) ->
     return "{" + " ".join(parts) + "}"
 
 
-def binaryFieldsOf(holder: object) -> Iterable[str]:
+def binaryFieldsOf(holder: object) -> Collection[str]:
     """
     The binary field ids of the packager behind C{holder} (a link, a
     session, a channel spec), or none if it has no packager.

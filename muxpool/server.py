@@ -303,10 +303,7 @@ class ServerSession(LinkBase):
         protocol = self.protocol
         transport = protocol.transport
         protocol.discardInput()
-        try:
-            transport.unregisterProducer()  # TLS will not close under one
-        except Exception:
-            pass
+        protocol.dropProducer()
         transport.resumeProducing()
         if hasattr(transport, "loseWriteConnection") and not ISSLTransport.providedBy(transport):
             transport.loseWriteConnection()
@@ -511,10 +508,8 @@ class QServer(Service):
             return
         self.port = port
         self.lastFailure = None
-        address = port.getHost()
         self.log.info(
-            "{server}: listening on {address}{how}", server=self.name,
-            address=f"{getattr(address, 'host', '')}:{getattr(address, 'port', address)}",
+            "{server}: listening on {address}{how}", server=self.name, address=self.listeningOn,
             how=" (took over the listening port)" if adopted else
             f" (after {self._bindFailures} failed attempts)" if self._bindFailures else "",
         )
@@ -637,11 +632,8 @@ class QServer(Service):
         The server as an operator sees it: where it listens, its sessions
         (peer, answers owed, why not read), counters.
         """
-        address = self.port.getHost() if self.port is not None else None
         return {"kind": "server", "name": self.name, "running": bool(self.running),
-                "endpoint": self.description,
-                "listening": None if address is None else
-                f"{getattr(address, 'host', '')}:{getattr(address, 'port', address)}",
+                "endpoint": self.description, "listening": self.listeningOn,
                 "tls": self.tls is not None, "last_failure": self.lastFailure,
                 "sessions": len(self.sessions), "in_flight": self.inFlight(),
                 "peers": [{"peer": s.peer, "in_flight": s.inFlight, "paused": sorted(s.holds)}
@@ -650,6 +642,16 @@ class QServer(Service):
 
     def inFlight(self) -> int:
         return sum(s.inFlight for s in self.sessions.values())
+
+    @property
+    def listeningOn(self) -> Optional[str]:
+        """
+        C{host:port} it listens on; None while it does not.
+        """
+        if self.port is None:
+            return None
+        address = self.port.getHost()
+        return f"{getattr(address, 'host', '')}:{getattr(address, 'port', address)}"
 
     def stopService(self) -> Deferred:
         """

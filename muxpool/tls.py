@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, List, Mapping, Optional, Tuple, Union
 from twisted.internet.interfaces import IProtocol
 from twisted.internet.protocol import Protocol
 
+from muxpool.channel import flag
+
 if TYPE_CHECKING:  # twisted.internet.ssl needs pyOpenSSL, imported only when TLS is used
     from twisted.internet.interfaces import (
         IOpenSSLClientConnectionCreator,
@@ -30,7 +32,6 @@ if TYPE_CHECKING:  # twisted.internet.ssl needs pyOpenSSL, imported only when TL
 CLIENT_PROPERTIES = frozenset({"tls", "tls-ca", "tls-cert", "tls-key", "tls-hostname"})
 SERVER_PROPERTIES = frozenset({"tls-cert", "tls-key", "tls-client-ca", "tls-client-subjects"})
 
-_TRUE = ("true", "yes", "1", "on")
 
 
 class TLSConfigError(ValueError):
@@ -100,7 +101,7 @@ class ClientTLS:
         """
         From an adaptor's channel properties; None if they ask for no TLS.
         """
-        wanted = str(props.get("tls", "")).strip().lower() in _TRUE or any(
+        wanted = flag(props.get("tls")) or any(
             k in props for k in CLIENT_PROPERTIES - {"tls", "tls-hostname"})
         if not wanted:
             return None
