@@ -12,6 +12,9 @@ from muxpool.adaptor import ChannelAdaptor
 from muxpool.channel import ChannelSpec, ISOChannelProtocol
 from muxpool.deploy import DeployService
 from muxpool.errors import (
+    AnswerUndelivered,
+    CancelledAfterWrite,
+    CancelledBeforeWrite,
     DuplicateKey,
     EncodeFailed,
     LinkLost,
@@ -20,8 +23,10 @@ from muxpool.errors import (
     NoMUXAvailable,
     NotSent,
     OutcomeUnknown,
+    RequestCancelled,
     RequestError,
     RequestTimeout,
+    StrategyFailed,
 )
 from muxpool.listeners import Forward, Responder
 from muxpool.masking import maskMessage
@@ -38,6 +43,8 @@ __all__ = [
     "ChannelAdaptor", "ChannelSpec", "ISOChannelProtocol", "DeployService",
     "DuplicateKey", "EncodeFailed", "LinkLost", "LinkNotReady", "MissingKey",
     "NoMUXAvailable", "NotSent", "OutcomeUnknown", "RequestError", "RequestTimeout",
+    "AnswerUndelivered", "CancelledAfterWrite", "CancelledBeforeWrite", "RequestCancelled",
+    "StrategyFailed",
     "Forward", "Responder", "maskMessage", "KeyBuilder", "QMUX", "getPackager",
     "loadGenericPackager", "registerPackager", "MUXPool", "Registry",
     "defaultRegistry", "QServer", "strategyByName", "strategyByPath",

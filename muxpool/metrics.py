@@ -12,13 +12,20 @@ BUCKETS: Tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25
                               2.5, 5.0, 10.0, 30.0)
 
 
+#: The bucket labels Prometheus shows, +Inf last.
+_LABELS: Tuple[str, ...] = tuple(str(b) for b in BUCKETS) + ("+Inf",)
+
+
 def percentile(values: Sequence[float], p: float) -> float:
     """
     The C{p}th percentile (0-100) of C{values}, nearest rank; 0 if empty.
     """
-    if not values:
+    return _ranked(sorted(values), p)
+
+
+def _ranked(ordered: Sequence[float], p: float) -> float:
+    if not ordered:
         return 0.0
-    ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, int(round(p / 100.0 * len(ordered))) - 1))]
 
 
@@ -56,7 +63,7 @@ class LatencySummary:
         bound is C{"+Inf"}).
         """
         out, running = [], 0
-        for bound, count in zip([str(b) for b in BUCKETS] + ["+Inf"], self._buckets):
+        for bound, count in zip(_LABELS, self._buckets):
             running += count
             out.append((bound, running))
         return out
@@ -65,11 +72,12 @@ class LatencySummary:
         """
         Milliseconds: count, mean, p50, p95, p99, max.
         """
+        ordered = sorted(self._recent)  # once, for the three ranks
         return {
             "count": self.count,
             "mean_ms": (self.total / self.count * 1000) if self.count else 0.0,
-            "p50_ms": self.percentile(50) * 1000,
-            "p95_ms": self.percentile(95) * 1000,
-            "p99_ms": self.percentile(99) * 1000,
+            "p50_ms": _ranked(ordered, 50) * 1000,
+            "p95_ms": _ranked(ordered, 95) * 1000,
+            "p99_ms": _ranked(ordered, 99) * 1000,
             "max_ms": self.maximum * 1000,
         }
