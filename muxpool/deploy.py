@@ -221,15 +221,15 @@ class DeployService(Service):
         gone this scan held under the same name.
         """
         old = self.beans.get(path)
-        source = _read(path) or b""
+        source = _read(path)
         root = None
         try:
-            root = readDescriptor(path)
+            root = readDescriptor(path, source=source)  # read once: what is parsed is compared
             bean = buildBean(path, root, self.reactor, self.registry, self.sockets)
         except Exception as e:
             self._failed(path, root, old, e)
             return
-        bean.source = source
+        bean.source = source or b""
         for other, deployed in self.beans.items():
             if other == path or deployed.name != bean.name:
                 continue

@@ -96,9 +96,11 @@ def expand(value: str, env: Mapping[str, str], where: Tuple[str, int, str]) -> s
     return _VARIABLE.sub(replace, value)
 
 
-def readDescriptor(path: str, env: Optional[Mapping[str, str]] = None) -> Node:
+def readDescriptor(path: str, env: Optional[Mapping[str, str]] = None,
+                   source: Optional[bytes] = None) -> Node:
     """
-    Parse C{path} into L{Node}s, expanding variables.
+    Parse C{path} (or C{source}, its bytes already read) into L{Node}s,
+    expanding variables.
 
     @raise DescriptorError: malformed XML or an unset variable.
     """
@@ -128,8 +130,11 @@ def readDescriptor(path: str, env: Optional[Mapping[str, str]] = None) -> Node:
     parser.EndElementHandler = end
     parser.CharacterDataHandler = data
     try:
-        with open(path, "rb") as f:
-            parser.ParseFile(f)
+        if source is not None:
+            parser.Parse(source, True)
+        else:
+            with open(path, "rb") as f:
+                parser.ParseFile(f)
     except xml.parsers.expat.ExpatError as e:
         raise DescriptorError(path, e.lineno, "?", f"malformed XML: {xml.parsers.expat.errors.messages.get(e.code, e)}") from None
     except OSError as e:
