@@ -134,18 +134,18 @@ class Operations:
         deploy folder's.
         """
         muxes, pools, channels, servers = [], [], [], []
-        enabled: Dict[str, Dict[str, str]] = {}  # MUX -> pool -> its state there
+        memberships: Dict[str, Dict[str, dict]] = {}  # MUX -> pool -> its status there
         for pool in self.pools():
             state = pool.status()
             pools.append(state)
             for member in state["members"]:
-                enabled.setdefault(member["name"], {})[pool.name] = member["state"]
+                memberships.setdefault(member["name"], {})[pool.name] = member
         for obj in self._objects():
             if isinstance(obj, QMUX):
                 state = obj.status()
-                inPools = enabled.get(obj.name, {})
-                state["enabled"] = all(s not in ("disabled", "draining") for s in inPools.values())
-                state["draining"] = any(s == "draining" for s in inPools.values())
+                inPools = memberships.get(obj.name, {})
+                state["enabled"] = all(m["enabled"] for m in inPools.values())
+                state["draining"] = any(m["state"] == "draining" for m in inPools.values())
                 state["pools"] = sorted(inPools)
                 muxes.append(state)
             elif isinstance(obj, ChannelAdaptor):
