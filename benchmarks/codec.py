@@ -21,8 +21,9 @@ from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
 from muxpool.channel import ChannelSpec, ISOChannelProtocol
-from muxpool.interfaces import IChannelOwner, IPackager
-from muxpool.packagers import getPackager
+from muxpool.channel import IChannelOwner
+from muxpool.interfaces import IPackager
+from muxpool.iso.packagers import getPackager
 
 MESSAGE = {
     "t": "0200", "2": "4761739001010119", "3": "000000", "4": "000000001000",

@@ -11,8 +11,8 @@ import time
 from twisted.internet import defer, task
 
 from muxpool.channel import ChannelSpec
-from muxpool.loadgen import runLoad
-from muxpool.metrics import percentile
+from muxpool.app import runLoad
+from muxpool.mux import percentile
 from muxpool.testing import portOf, startIssuer, startLink
 
 

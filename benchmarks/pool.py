@@ -14,11 +14,11 @@ import timeit
 
 from twisted.internet import defer, task
 
-from muxpool.loadgen import runLoad
+from muxpool.app import runLoad
 from muxpool.mux import QMUX
-from muxpool.pool import MUXPool
-from muxpool.strategies import strategyByName
-from muxpool.testing import MemoryLink, PoolHarness, answer, portOf, startIssuer, startLink
+from muxpool.mux import MUXPool
+from muxpool.mux import strategyByName
+from muxpool.testing import answer, MemoryLink, PoolHarness, portOf, startIssuer, startLink
 
 
 @defer.inlineCallbacks

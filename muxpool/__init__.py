@@ -1,15 +1,18 @@
 """
 muxpool: jPOS-style high availability for ISO 8583 links, on Twisted.
 
-The parts, bottom up: packagers (L{getPackager}), framings and the channel
-protocol (L{ChannelSpec}), links (L{ChannelAdaptor}, L{QServer}), L{QMUX},
-L{MUXPool} with its strategies, request listeners (L{Forward},
-L{Responder}), and the deploy directory (L{DeployService}).  Every request
-ends with a response, L{NotSent} or L{OutcomeUnknown}.
+The parts, bottom up: the codec (L{muxpool.iso}: framings, packagers such
+as L{getPackager}, masking), one connection (L{muxpool.channel}:
+L{ChannelSpec}), request listeners (L{muxpool.listeners}: L{Forward},
+L{Responder}), links (L{muxpool.link}: L{ChannelAdaptor}, L{QServer}),
+request and response (L{muxpool.mux}: L{QMUX}, L{MUXPool} and its
+strategies), the deploy folder (L{muxpool.deploy}: L{DeployService}) and
+operations (L{muxpool.ops}).  Every request ends with a response,
+L{NotSent} or L{OutcomeUnknown}.
 """
 
-from muxpool.adaptor import ChannelAdaptor
-from muxpool.channel import ChannelSpec, ISOChannelProtocol
+from muxpool._support import Readiness
+from muxpool.channel import ChannelSpec, ClientTLS, ISOChannelProtocol, ServerTLS
 from muxpool.deploy import DeployService
 from muxpool.errors import (
     AnswerUndelivered,
@@ -28,24 +31,21 @@ from muxpool.errors import (
     RequestTimeout,
     StrategyFailed,
 )
+from muxpool.iso import getPackager, loadGenericPackager, maskMessage, registerPackager
+from muxpool.link import AdaptorSettings, ChannelAdaptor, QServer, ServerSettings
 from muxpool.listeners import Forward, Responder
-from muxpool.masking import maskMessage
-from muxpool.mux import KeyBuilder, QMUX
-from muxpool.packagers import getPackager, loadGenericPackager, registerPackager
-from muxpool.pool import MUXPool
+from muxpool.mux import QMUX, KeyBuilder, MUXPool, strategyByName, strategyByPath
 from muxpool.registry import Registry, defaultRegistry
-from muxpool.server import QServer
-from muxpool.strategies import strategyByName, strategyByPath
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ChannelAdaptor", "ChannelSpec", "ISOChannelProtocol", "DeployService",
-    "DuplicateKey", "EncodeFailed", "LinkLost", "LinkNotReady", "MissingKey",
-    "NoMUXAvailable", "NotSent", "OutcomeUnknown", "RequestError", "RequestTimeout",
-    "AnswerUndelivered", "CancelledAfterWrite", "CancelledBeforeWrite", "RequestCancelled",
-    "StrategyFailed",
-    "Forward", "Responder", "maskMessage", "KeyBuilder", "QMUX", "getPackager",
-    "loadGenericPackager", "registerPackager", "MUXPool", "Registry",
-    "defaultRegistry", "QServer", "strategyByName", "strategyByPath",
+    "AdaptorSettings", "AnswerUndelivered", "CancelledAfterWrite", "CancelledBeforeWrite",
+    "ChannelAdaptor", "ChannelSpec", "ClientTLS", "DeployService", "DuplicateKey",
+    "EncodeFailed", "Forward", "ISOChannelProtocol", "KeyBuilder", "LinkLost", "LinkNotReady",
+    "MUXPool", "MissingKey", "NoMUXAvailable", "NotSent", "OutcomeUnknown", "QMUX", "QServer",
+    "Readiness", "Registry", "RequestCancelled", "RequestError", "RequestTimeout", "Responder",
+    "ServerSettings", "ServerTLS", "StrategyFailed", "defaultRegistry", "getPackager",
+    "loadGenericPackager", "maskMessage", "registerPackager", "strategyByName",
+    "strategyByPath",
 ]

@@ -17,16 +17,14 @@ from typing import List, Optional
 
 from twisted.internet import defer, task
 
-from muxpool import adminclient
-from muxpool.adaptor import ChannelAdaptor
+from muxpool._support import parseFieldList
+from muxpool.app import defaultFields, outcomeRecord, report, runLoad
 from muxpool.channel import ChannelSpec
 from muxpool.errors import CancelledBeforeWrite, LinkLost, NotSent, OutcomeUnknown, RequestTimeout
-from muxpool.loadgen import defaultFields, outcomeRecord, report, runLoad
-from muxpool.masking import maskMessage
-from muxpool.messages import parseFieldList
-from muxpool.mux import QMUX
-from muxpool.pool import MUXPool
-from muxpool.strategies import strategyByName
+from muxpool.iso import maskMessage
+from muxpool.link import AdaptorSettings, ChannelAdaptor
+from muxpool.mux import QMUX, MUXPool, strategyByName
+from muxpool.ops import addAdminArguments, runAdminCommand
 
 
 #: What a switch's own declines mean (muxpool's Forward, by default).
@@ -77,14 +75,14 @@ def parser() -> argparse.ArgumentParser:
     load.add_argument("--quiet", action="store_true", help="no progress bar")
     status = commands.add_parser("status", help="a running switch's pools, channels and servers "
                                                 "(through its admin API)")
-    adminclient.addArguments(status)
+    addAdminArguments(status)
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     for verb, text in (("enable", "put a MUX (back) into every pool's rotation"),
                        ("disable", "take a MUX out of every pool's rotation"),
                        ("drain", "disable a MUX and wait until nothing is in flight on it")):
         command = commands.add_parser(verb, help=text)
         command.add_argument("name", help="the MUX's name")
-        adminclient.addArguments(command)
+        addAdminArguments(command)
         if verb == "drain":
             command.add_argument("--timeout", type=float, default=30.0,
                                  help="seconds to wait (default 30)")
@@ -97,8 +95,8 @@ def _spec(args) -> ChannelSpec:
 
 
 def _connect(reactor, args, name: str):
-    adaptor = ChannelAdaptor(name, _spec(args), args.endpoint, reactor,
-                             reconnectDelay=0.5, maxReconnectDelay=2.0, connectTimeout=5.0)
+    settings = AdaptorSettings(reconnectDelay=0.5, maxReconnectDelay=2.0, connectTimeout=5.0)
+    adaptor = ChannelAdaptor(name, _spec(args), args.endpoint, reactor, settings)
     mux = QMUX(name, adaptor, reactor)
     adaptor.startService()
     mux.startService()
@@ -106,7 +104,7 @@ def _connect(reactor, args, name: str):
 
 
 @defer.inlineCallbacks
-def _connected(reactor, links, endpoint: str):
+def _connected(links, endpoint: str):
     """
     Wait for every adaptor's first connection; on the first that fails,
     say why and return False.
@@ -131,7 +129,7 @@ def _message(args, stan: int) -> dict:
 def _send(reactor, args):
     adaptor, mux = _connect(reactor, args, "send")
     try:
-        if not (yield _connected(reactor, [(adaptor, mux)], args.endpoint)):
+        if not (yield _connected([(adaptor, mux)], args.endpoint)):
             return 2
         message = _message(args, random.randint(1, 999999))
         binary = adaptor.spec.packager.binaryFields
@@ -197,7 +195,7 @@ def _progress(done: List[int], total: int, started: float) -> None:
 @defer.inlineCallbacks
 def _load(reactor, args):
     links = [_connect(reactor, args, f"load-{i}") for i in range(max(1, args.connections))]
-    if not (yield _connected(reactor, links, args.endpoint)):
+    if not (yield _connected(links, args.endpoint)):
         for adaptor, mux in links:
             yield mux.stopService()
             yield adaptor.stopService()
@@ -265,7 +263,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `muxpool load | head` just ends
     args = parser().parse_args(argv)
     if args.command not in ("send", "load"):
-        sys.exit(adminclient.run(args))
+        sys.exit(runAdminCommand(args))
     try:
         _spec(args)
     except (KeyError, ValueError) as e:

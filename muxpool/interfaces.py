@@ -14,8 +14,6 @@ if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
     from twisted.python.failure import Failure
 
-    from muxpool.channel import ISOChannelProtocol
-
 
 class IPackager(Interface):
     """
@@ -211,46 +209,10 @@ class IPool(Interface):
         """
 
 
-class IChannelOwner(Interface):
-    """
-    What a channel protocol reports to: the link that owns the connection
-    (a ChannelAdaptor, or a QServer).
-    """
-
-    def channelConnected(protocol: ISOChannelProtocol) -> None:
-        """
-        C{protocol}'s connection is up.
-        """
-
-    def channelMessage(protocol: ISOChannelProtocol, message: Dict[str, str]) -> None:
-        """
-        C{protocol} decoded C{message} (a dict; C{"h"} holds the header, in
-        hex, when the framing carries one).
-        """
-
-    def channelLost(protocol: ISOChannelProtocol, reason: Optional[Failure]) -> None:
-        """
-        C{protocol}'s connection is gone (C{reason} a Failure).
-        """
-
-    def channelSecured(protocol: ISOChannelProtocol) -> None:
-        """
-        The TLS handshake on C{protocol}'s connection is done (only for
-        connections the owner wrapped in TLS).
-        """
-
-    def channelIdle(protocol: ISOChannelProtocol) -> bool:
-        """
-        C{protocol} received nothing for its idle timeout (see
-        C{ISOChannelProtocol.setTimeouts}): may it be closed?  An owner still
-        owing answers on it says no.
-        """
-
-
 class ISocketSource(Interface):
     """
     Where a server's listening port comes from, when not from its endpoint
-    alone (a worker process: see L{muxpool.workers}).
+    alone (a worker process: see L{muxpool.app}).
     """
 
     def listen(description: Optional[str], endpoint: Any, factory: Any) -> Any:

@@ -11,7 +11,7 @@ from typing import Callable, Dict, List, Optional
 from twisted.internet.defer import Deferred, succeed
 
 from muxpool.interfaces import ILink, IMUX
-from muxpool.observers import Observers, Waiters
+from muxpool._support import Observers, Waiters
 
 
 class Registry:
@@ -90,8 +90,6 @@ class Registry:
         """
         self._observers.add(observer)
 
-    def removeObserver(self, observer: Callable[[str, object], None]) -> None:
-        self._observers.remove(observer)
 
 
 #: The process-wide registry that descriptors and L{Forward} use by default.

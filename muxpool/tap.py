@@ -12,10 +12,10 @@ from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 from twisted.python import usage
 
-from muxpool.admin import AdminConfigError, AdminService, checkEndpoint
+from muxpool._support import defaultReactor, parseEndpoint, withPort
 from muxpool.deploy import DeployService
-from muxpool.operations import Operations
-from muxpool.workers import ParentWatch, WorkerSockets, WorkerSupervisor, workerArgv
+from muxpool.ops import AdminConfigError, AdminService, Operations, checkEndpoint
+from muxpool.app import ParentWatch, WorkerSockets, WorkerSupervisor, workerArgv
 
 
 class Options(usage.Options):
@@ -137,8 +137,7 @@ def makeService(options: Options) -> SwitchService:
     The switch for C{options}: a L{DeployService} on the deploy folder, and
     the admin API if asked for.
     """
-    from twisted.internet import reactor
-
+    reactor = defaultReactor(None)
     switch = SwitchService(reactor)
     if options["workers"] > 1 and not options["worker"]:
         WorkerSupervisor(options["workers"], options["deploy"], workerArgv(options), reactor,
@@ -159,19 +158,10 @@ def makeService(options: Options) -> SwitchService:
         ParentWatch(reactor, switch._stopGracefully).setServiceParent(switch)
     if options["admin"]:
         operations = Operations(deploy.registry, reactor, deploy)
-        endpoint = options["admin"] if worker < 2 else offsetPort(options["admin"], worker - 1)
+        endpoint = options["admin"]
+        port = parseEndpoint(endpoint).port
+        if worker > 1 and port is not None:
+            endpoint = withPort(endpoint, port + worker - 1)  # worker N: the given port + N - 1
         AdminService(endpoint, operations, reactor,
                      options["admin-token"]).setServiceParent(switch)
     return switch
-
-
-def offsetPort(description: str, offset: int) -> str:
-    """
-    C{tcp:8080:...} -> C{tcp:8081:...} for offset 1: worker N serves its
-    admin API on the given port + N - 1.
-    """
-    kind, _, rest = description.partition(":")
-    number, sep, tail = rest.partition(":")
-    if kind in ("tcp", "tcp6") and number.isdigit():
-        return f"{kind}:{int(number) + offset}{sep}{tail}"
-    return description

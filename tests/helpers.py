@@ -9,7 +9,7 @@ from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
 from muxpool.channel import ChannelSpec, ISOChannelProtocol
-from muxpool.interfaces import IChannelOwner
+from muxpool.channel import IChannelOwner
 
 
 @implementer(IChannelOwner)

@@ -9,9 +9,10 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
 from zope.interface.verify import verifyObject
 
-from muxpool.adaptor import ChannelAdaptor
+from muxpool.link import AdaptorSettings, ChannelAdaptor
 from muxpool.channel import ChannelSpec
-from muxpool.interfaces import IChannelOwner, ILink, ISource
+from muxpool.channel import IChannelOwner
+from muxpool.interfaces import ILink, ISource
 from muxpool.testing import runUntil
 from tests.helpers import connectedProtocol
 
@@ -58,7 +59,8 @@ def makeAdaptor(**kwargs):
     endpoint = Endpoint()
     kwargs.setdefault("reconnectDelay", 1.0)
     kwargs.setdefault("maxReconnectDelay", 4.0)
-    adaptor = ChannelAdaptor("link", SPEC, endpoint, clock, jitter=lambda: 0.5, **kwargs)
+    adaptor = ChannelAdaptor("link", SPEC, endpoint, clock, AdaptorSettings(**kwargs),
+                             jitter=lambda: 0.5)
     adaptor.startService()
     return adaptor, endpoint, clock
 
@@ -102,8 +104,8 @@ def test_first_reconnect_comes_at_reconnect_delay():
 
 def test_jitter_stays_within_ten_percent():
     for j, expected in ((0.0, 9.0), (0.999999, 11.0)):
-        adaptor = ChannelAdaptor("link", SPEC, Endpoint(), Clock(), reconnectDelay=10.0,
-                                 jitter=lambda j=j: j)
+        adaptor = ChannelAdaptor("link", SPEC, Endpoint(), Clock(),
+                                 AdaptorSettings(reconnectDelay=10.0), jitter=lambda j=j: j)
         assert abs(adaptor._retryDelay(1) - expected) < 1e-4
 
 

@@ -7,12 +7,12 @@ is logged names the code, never the data it was given.
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
-from muxpool.boundary import describeError, where
+from muxpool._support import describeCode, describeError
 from muxpool.channel import ChannelSpec
 from muxpool.interfaces import IPackager
 from muxpool.link import LinkBase
-from muxpool.observers import Observers
-from muxpool.readiness import Readiness
+from muxpool._support import Observers
+from muxpool import Readiness
 from muxpool.registry import Registry
 from tests.helpers import connectedProtocol
 from tests.logcapture import capturedText
@@ -129,8 +129,8 @@ def test_a_packager_that_raises_on_unpack_is_a_bad_frame_not_a_dropped_link():
 
 
 def test_where_names_class_and_file():
-    assert where(Hostile()) == f"tests.test_boundaries.Hostile ({__file__})"
-    assert where(test_where_names_class_and_file).startswith(
+    assert describeCode(Hostile()) == f"tests.test_boundaries.Hostile ({__file__})"
+    assert describeCode(test_where_names_class_and_file).startswith(
         "tests.test_boundaries.test_where_names_class_and_file (")
     try:
         {}[PAN]
@@ -147,7 +147,7 @@ def test_a_listener_that_raises_gets_its_request_declined():
     from twisted.internet.address import IPv4Address
     from twisted.internet.testing import MemoryReactorClock, StringTransport
 
-    from muxpool.server import QServer
+    from muxpool.link import QServer
 
     class Broken:
         def process(self, source, message):
@@ -177,7 +177,7 @@ def test_a_listener_that_answers_and_then_raises_is_not_answered_twice():
     from twisted.internet.testing import MemoryReactorClock, StringTransport
 
     from muxpool.listeners import Responder
-    from muxpool.server import QServer
+    from muxpool.link import QServer
 
     class AnswersThenRaises:
         def process(self, source, message):
@@ -199,7 +199,7 @@ def test_a_listener_that_answers_and_then_raises_is_not_answered_twice():
 def test_import_named_says_what_is_missing(tmp_path, monkeypatch):
     import pytest
 
-    from muxpool.boundary import NoSuchModule, NoSuchName, importNamed
+    from muxpool._support import importNamed, NoSuchModule, NoSuchName
 
     (tmp_path / "usermod.py").write_text("import no_such_dependency\n")
     monkeypatch.syspath_prepend(str(tmp_path))

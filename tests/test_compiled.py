@@ -13,12 +13,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from iso8583.specs import default, default_ascii
 
-from muxpool.packagers import (
-    PackError,
-    SpecPackager,
-    UnpackError,
-)
-from muxpool.packagers.compiled import compileCodec
+from muxpool.iso.packagers import PackError, SpecPackager, UnpackError
+from muxpool.iso.packagers import compileCodec
 from tests.conftest import interopLines
 from tests.strategies import frames, messages, nearMessages
 from tests.test_packagers import VECTOR_SETS, packagerFor, vectorMessage

@@ -5,7 +5,7 @@ behave.
 
 from twisted.internet.task import Clock
 
-from muxpool.deadlines import DeadlineQueue
+from muxpool._support import DeadlineQueue
 
 
 def make(then=None):

@@ -4,14 +4,14 @@ Descriptor parsing: every element, and every error naming file and line.
 
 import pytest
 
-from muxpool.adaptor import ChannelAdaptor
-from muxpool.descriptors import DescriptorError, buildBean, expand, readDescriptor
+from muxpool.link import ChannelAdaptor
+from muxpool.deploy import buildBean, DescriptorError, expand, readDescriptor
 from muxpool.listeners import Forward, Responder
 from muxpool.mux import QMUX
-from muxpool.pool import MUXPool
+from muxpool.mux import MUXPool
 from muxpool.registry import Registry
-from muxpool.server import QServer
-from muxpool.strategies import RoundRobin, SplitByDivisor
+from muxpool.link import QServer
+from muxpool.mux import RoundRobin, SplitByDivisor
 from tests.logcapture import capturedText
 
 
@@ -55,8 +55,9 @@ def test_channel_adaptor(tmp_path):
     assert adaptor.spec.packager.name == "ISO87B"
     assert adaptor.spec.header == bytes.fromhex("6000000000")
     assert adaptor.spec.maxPacketLength == 4096
-    assert adaptor.idleTimeout == 300 and adaptor.keepAlive and adaptor.tcpKeepAlive
-    assert adaptor.signOn and adaptor.echoInterval == 30
+    settings = adaptor.settings
+    assert settings.idleTimeout == 300 and settings.keepAlive and settings.tcpKeepAlive
+    assert settings.signOn and settings.echoInterval == 30
 
 
 def test_endpoint_property(tmp_path):
@@ -124,7 +125,7 @@ def test_pool(tmp_path):
 def test_pool_strategy_handler_falls_back(tmp_path):
     bean = build(tmp_path, """<mux class="org.jpos.q2.iso.MUXPool" name="p">
       <muxes>a b</muxes><strategy>round-robin</strategy>
-      <strategy-handler class="muxpool.strategies.LeastPending"><property name="x" value="1"/></strategy-handler>
+      <strategy-handler class="muxpool.mux.LeastPending"><property name="x" value="1"/></strategy-handler>
     </mux>""")
     assert bean.service.strategy.name == "least-pending"
     assert isinstance(bean.service.fallback, RoundRobin)
@@ -151,8 +152,9 @@ def test_server(tmp_path):
     bean = build(tmp_path, SERVER_XML)
     server = bean.service
     assert isinstance(server, QServer)
-    assert server.maxSessions == 7
-    assert server.allow == ("127.0.0.1", "10.0.*") and server.deny == ("10.0.0.66",)
+    settings = server.settings
+    assert settings.maxSessions == 7
+    assert settings.allow == ("127.0.0.1", "10.0.*") and settings.deny == ("10.0.0.66",)
     forward = server.listeners[0]
     assert isinstance(forward, Forward) and forward.timeout == 15
 

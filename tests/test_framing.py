@@ -7,8 +7,8 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 from muxpool.channel import ChannelSpec
-from muxpool.framing import FRAMINGS, FramingError, LengthCodec, getFraming
-from muxpool.packagers import PackError, getPackager
+from muxpool.iso import FramingError, FRAMINGS, getFraming, LengthCodec
+from muxpool.iso.packagers import getPackager, PackError
 from tests.conftest import interopLines
 from tests.helpers import connectedProtocol
 from tests.strategies import messages

@@ -19,9 +19,9 @@ import pytest_twisted
 from twisted.internet import defer
 
 from muxpool.channel import ChannelSpec
-from muxpool.loadgen import runLoad
-from muxpool.pool import MUXPool
-from muxpool.strategies import strategyByName
+from muxpool.app import runLoad
+from muxpool.mux import MUXPool
+from muxpool.mux import strategyByName
 from muxpool.testing import startLink
 from tests.conftest import ROOT
 from tests.deployfiles import adaptor, freePort, front, issuer, pool, qmux

@@ -16,7 +16,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
 from muxpool.channel import ChannelSpec
 from muxpool.listeners import Responder
-from muxpool.loadgen import runLoad
+from muxpool.app import runLoad
 from muxpool.testing import portOf, startIssuer, startLink
 from tests.deployfiles import singleIssuerSwitch
 from tests.twistdproc import Twistd, tool

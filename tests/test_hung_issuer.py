@@ -9,13 +9,13 @@ import signal
 
 import pytest_twisted
 
-from muxpool.adaptor import ChannelAdaptor
+from muxpool.link import AdaptorSettings, ChannelAdaptor
 from muxpool.channel import ChannelSpec
 from muxpool.errors import RequestTimeout
-from muxpool.loadgen import runLoad
+from muxpool.app import runLoad
 from muxpool.mux import QMUX
-from muxpool.pool import MUXPool
-from muxpool.strategies import strategyByName
+from muxpool.mux import MUXPool
+from muxpool.mux import strategyByName
 from tests.deployfiles import freePort, issuer
 from tests.twistdproc import Twistd
 
@@ -54,8 +54,8 @@ def test_a_hung_issuer_is_taken_out_of_rotation_and_comes_back(tmp_path):
     adaptors, muxes = [], []
     for name, port in (("a", healthyPort), ("b", hungPort)):
         adaptor = ChannelAdaptor(f"link-{name}", ISO87B, f"tcp:127.0.0.1:{port}", r,
-                                 reconnectDelay=0.2, maxReconnectDelay=2.0,
-                                 echoInterval=0.5, echoTimeout=0.5)
+                                 AdaptorSettings(reconnectDelay=0.2, maxReconnectDelay=2.0,
+                                                 echoInterval=0.5, echoTimeout=0.5))
         mux = QMUX(f"mux-{name}", adaptor, r)
         adaptor.startService()
         mux.startService()

@@ -13,7 +13,7 @@ from twisted.python.failure import Failure
 from muxpool.channel import ChannelSpec
 from muxpool.errors import LinkLost, LinkNotReady
 from muxpool.listeners import Responder
-from muxpool.loadgen import runLoad, sampleRequest
+from muxpool.app import runLoad, sampleRequest
 from muxpool.testing import portOf, startIssuer, startLink
 from tests.helpers import whenInFlight
 
@@ -211,7 +211,8 @@ def test_allow_deny(allow, deny, refused):
 @pytest_twisted.inlineCallbacks
 def test_server_stop_lets_in_flight_finish():
     from zope.interface.verify import verifyObject
-    from muxpool.interfaces import IChannelOwner, ILink, ISource
+    from muxpool.channel import IChannelOwner
+    from muxpool.interfaces import ILink, ISource
 
     r = reactor()
     server = yield startIssuer(r, listeners=[Responder(delay=0.3, clock=r)], gracePeriod=5)

@@ -10,8 +10,8 @@ from zope.interface.verify import verifyObject
 
 from muxpool.errors import LinkLost, NoMUXAvailable
 from muxpool.interfaces import IMUX, IRequestListener
-from muxpool.listeners import Forward, ListenerFailed, Responder, offer
-from muxpool.readiness import Readiness
+from muxpool.listeners import Forward, ListenerFailed, offer, Responder
+from muxpool import Readiness
 from muxpool.registry import Registry
 from muxpool.testing import MemoryLink
 from tests.logcapture import capturedText

@@ -13,7 +13,7 @@ from twisted.logger import globalLogPublisher, jsonFileLogObserver
 
 from muxpool.deploy import DeployService
 from muxpool.logs import jsonLines
-from muxpool.operations import Operations
+from muxpool.ops import Operations
 from muxpool.registry import Registry
 from muxpool.testing import PoolHarness, runUntil
 from tests.deployfiles import qmux

@@ -5,8 +5,8 @@ Card data never reaches a log line.
 from zope.interface import implementer
 
 from muxpool.channel import ChannelSpec
-from muxpool.interfaces import IChannelOwner
-from muxpool.masking import maskMessage
+from muxpool.channel import IChannelOwner
+from muxpool.iso import maskMessage
 from tests.helpers import connectedProtocol
 from tests.logcapture import capturedText
 

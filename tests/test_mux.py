@@ -22,8 +22,8 @@ from muxpool.errors import (
 )
 from muxpool.interfaces import IMUX, IRequestListener, ISource
 from muxpool.mux import KeyBuilder, QMUX
-from muxpool.messages import parseFieldList
-from muxpool.testing import MemoryIssuer, MemoryLink, answer
+from muxpool._support import parseFieldList
+from muxpool.testing import answer, MemoryIssuer, MemoryLink
 from tests.helpers import started
 from tests.logcapture import capturedText
 
@@ -499,7 +499,7 @@ def test_a_stopped_qmux_is_not_ready_and_holds_nothing():
     assert [m["11"] for m in link.sent] == ["000001"]
     link.deliver(answer(request("000001")))
     assert written[0]["39"] == "00" and stopped == [None]
-    assert link.receivers == [] and link.lossObservers == [] and link.ready.observerCount == 0
+    assert link.attachments == 0 and link.ready.observerCount == 0
     assert outcome(mux.request(request("000003"), 5))[0].check(NotSent)
 
 

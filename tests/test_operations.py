@@ -8,14 +8,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.task import Clock
 
-from muxpool.admin import AdminConfigError, checkEndpoint
+from muxpool.ops import AdminConfigError, checkEndpoint
 from muxpool.mux import QMUX
-from muxpool.operations import DrainTimeout, Operations, UnknownMUX
-from muxpool.pool import MUXPool
-from muxpool.prometheus import metricsText
+from muxpool.ops import DrainTimeout, Operations, UnknownMUX
+from muxpool.mux import MUXPool
+from muxpool.ops import metricsText
 from muxpool.registry import Registry
-from muxpool.strategies import strategyByName
-from muxpool.testing import MemoryLink, answer
+from muxpool.mux import strategyByName
+from muxpool.testing import answer, MemoryLink
 from tests.helpers import started
 
 
@@ -122,10 +122,10 @@ def test_without_a_token_the_admin_api_stays_on_this_machine(endpoint, token, ok
 def test_a_drain_timeout_must_make_sense():
     from twisted.web.test.requesthelper import DummyRequest
 
-    from muxpool.admin import Root
+    from muxpool.ops import AdminResource
 
     ops, clock, links, muxes, (a, b) = switch()
-    root = Root(ops)
+    root = AdminResource(ops)
     for bad in (b"-1", b"nan", b"soon"):
         request = DummyRequest([b"muxes", b"mux-1", b"drain"])
         request.method = b"POST"

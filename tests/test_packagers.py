@@ -7,14 +7,14 @@ from hypothesis import given, settings, strategies as st
 from zope.interface.verify import verifyObject
 
 from muxpool.interfaces import IPackager
-from muxpool.packagers import (
-    PackError,
-    PackagerConfigError,
-    SpecPackager,
-    UnpackError,
+from muxpool.iso.packagers import (
     getPackager,
     loadGenericPackager,
+    PackagerConfigError,
+    PackError,
     registerPackager,
+    SpecPackager,
+    UnpackError,
 )
 from tests.conftest import interopLines, interopPath
 

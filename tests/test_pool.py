@@ -11,29 +11,24 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from muxpool.errors import (
+    CancelledAfterWrite,
+    CancelledBeforeWrite,
     DuplicateKey,
     EncodeFailed,
-    MissingKey,
     LinkLost,
     LinkNotReady,
+    MissingKey,
     NoMUXAvailable,
     NotSent,
     OutcomeUnknown,
     StrategyFailed,
-    CancelledAfterWrite,
-    CancelledBeforeWrite,
 )
 from muxpool.interfaces import IMUX, IPool, IProbe, IStrategy
 from muxpool.mux import QMUX
-from muxpool.pool import MEMBER_GRACE, MUXPool
-from muxpool.readiness import Readiness
-from muxpool.strategies import (
-    BUILTIN,
-    StrategyConfigError,
-    strategyByName,
-    strategyByPath,
-)
-from muxpool.testing import MemoryLink, PoolHarness, answer, outcomeOf
+from muxpool.mux import MEMBER_GRACE, MUXPool
+from muxpool import Readiness
+from muxpool.mux import BUILTIN, strategyByName, strategyByPath, StrategyConfigError
+from muxpool.testing import answer, MemoryLink, outcomeOf, PoolHarness
 from tests.helpers import started
 from tests.logcapture import capturedText
 
@@ -88,13 +83,32 @@ def makePool(ms, strategy=None, config=None, **kw):
 
 
 def test_interfaces():
-    from muxpool.pool import _Attempt
-
     pool = makePool(members(2))
     assert verifyObject(IMUX, pool) and verifyObject(IPool, pool)
-    assert verifyObject(IPool, _Attempt(pool, set()))
     for name, cls in BUILTIN.items():
         assert verifyObject(IStrategy, cls({})), name
+
+
+def test_a_strategy_sees_an_ipool_when_a_request_is_retried():
+    @implementer(IStrategy)
+    class Recording:
+        name = "recording"
+
+        def __init__(self):
+            self.views = []
+
+        def select(self, pool, message):
+            self.views.append(pool)
+            return next((m for m in pool.members if pool.isUsable(m)), None)
+
+    ms = members(2)
+    ms[0].script = [fail(LinkNotReady("m0: not connected"))]
+    strategy = Recording()
+    pool = started(MUXPool("pool", ms, Clock(), strategy))
+    assert outcomeOf(pool.request({"t": "0200"}, 5))["by"] == "m1"
+    assert len(strategy.views) == 2 and strategy.views[0] is pool
+    assert all(verifyObject(IPool, view) for view in strategy.views)
+    assert not strategy.views[1].isUsable(ms[0])  # tried already for this request
 
 
 # -- strategies: exact sequences -------------------------------------------

@@ -11,9 +11,9 @@ from twisted.python.failure import Failure
 
 from muxpool.errors import NotSent, OutcomeUnknown
 from muxpool.listeners import Responder
-from muxpool.loadgen import runLoad
-from muxpool.pool import MUXPool
-from muxpool.strategies import strategyByName
+from muxpool.app import runLoad
+from muxpool.mux import MUXPool
+from muxpool.mux import strategyByName
 from muxpool.testing import portOf, startIssuer, startLink
 
 

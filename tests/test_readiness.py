@@ -2,7 +2,7 @@
 Readiness: queried, observed and waited on.
 """
 
-from muxpool.readiness import Readiness
+from muxpool import Readiness
 
 
 def test_wait_for_either_state():

@@ -13,9 +13,10 @@ from zope.interface.verify import verifyObject
 
 from muxpool.channel import ChannelSpec
 from muxpool.errors import AnswerUndelivered
-from muxpool.interfaces import IChannelOwner, ILink, IRequestListener, ISource
+from muxpool.channel import IChannelOwner
+from muxpool.interfaces import ILink, IRequestListener, ISource
 from muxpool.listeners import Responder
-from muxpool.server import QServer
+from muxpool.link import QServer, ServerSettings
 from muxpool.testing import runUntil
 from tests.helpers import connectedProtocol
 from tests.logcapture import capturedText
@@ -53,8 +54,8 @@ class Holding:
 
 def makeServer(listener=None, **kwargs):
     reactor = MemoryReactorClock()
-    server = QServer("front", SPEC, "tcp:0", reactor, listeners=[listener or Responder()],
-                     **kwargs)
+    server = QServer("front", SPEC, "tcp:0", reactor, ServerSettings(**kwargs),
+                     listeners=[listener or Responder()])
     server.startService()
     return server, reactor
 

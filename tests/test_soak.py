@@ -15,11 +15,11 @@ from twisted.python.failure import Failure
 
 from muxpool.channel import ChannelSpec
 from muxpool.errors import NotSent, OutcomeUnknown
-from muxpool.framing import FRAMINGS
+from muxpool.iso import FRAMINGS
 from muxpool.listeners import Responder
-from muxpool.loadgen import runLoad
-from muxpool.pool import MUXPool
-from muxpool.strategies import strategyByName
+from muxpool.app import runLoad
+from muxpool.mux import MUXPool
+from muxpool.mux import strategyByName
 from muxpool.testing import startIssuer, startLink
 from tests.helpers import connectedProtocol
 

@@ -8,7 +8,7 @@ from twisted.plugin import getPlugins
 from twisted.python import usage
 
 from muxpool.deploy import DeployService
-from muxpool.tap import Options, SwitchService, makeService
+from muxpool.tap import makeService, Options, SwitchService
 
 
 def test_plugin_is_found():

@@ -9,15 +9,15 @@ import pytest_twisted
 import trustme
 from twisted.internet import defer
 
-from muxpool.adaptor import ChannelAdaptor
+from muxpool.link import AdaptorSettings, ChannelAdaptor
 from muxpool.listeners import Responder
 from muxpool.mux import QMUX
-from muxpool.pool import MUXPool
-from muxpool.server import QServer
-from muxpool.strategies import strategyByName
-from muxpool.tls import ClientTLS, ServerTLS, TLSConfigError
+from muxpool.mux import MUXPool
+from muxpool.link import QServer, ServerSettings
+from muxpool.mux import strategyByName
+from muxpool.channel import ClientTLS, ServerTLS, TLSConfigError
 from tests.logcapture import capturedText
-from muxpool.loadgen import runLoad
+from muxpool.app import runLoad
 from muxpool.testing import defaultSpec as spec
 
 
@@ -57,10 +57,11 @@ def pki(tmp_path):
 
 @defer.inlineCallbacks
 def tlsServer(pki, name="issuer", clientCA=True, subjects=(), mark=None):
+    tls = ServerTLS(pki.issue(name, "localhost"), None, pki.caFile if clientCA else None,
+                    tuple(subjects))
     server = QServer(name, spec(), "tcp:0:interface=127.0.0.1", reactor(),
-                     listeners=[Responder(fixed={"44": mark or name})], gracePeriod=0,
-                     tls=ServerTLS(pki.issue(name, "localhost"), None,
-                                   pki.caFile if clientCA else None, tuple(subjects)))
+                     ServerSettings(gracePeriod=0, tls=tls),
+                     listeners=[Responder(fixed={"44": mark or name})])
     server.startService()
     port = yield server.whenListening()
     return server, port.getHost().port
@@ -68,7 +69,7 @@ def tlsServer(pki, name="issuer", clientCA=True, subjects=(), mark=None):
 
 def tlsLink(port, name, tls):
     adaptor = ChannelAdaptor(name, spec(), f"tcp:127.0.0.1:{port}", reactor(),
-                             reconnectDelay=0.2, maxReconnectDelay=0.5, tls=tls)
+                             AdaptorSettings(reconnectDelay=0.2, maxReconnectDelay=0.5, tls=tls))
     mux = QMUX(f"{name}-mux", adaptor, reactor())
     adaptor.startService()
     mux.startService()
@@ -110,8 +111,9 @@ def test_a_handshake_that_never_ends_is_one_failure_with_its_reason():
 
     silent = reactor().listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
     adaptor = ChannelAdaptor("link", spec(), f"tcp:127.0.0.1:{silent.getHost().port}",
-                             reactor(), reconnectDelay=0.1, maxReconnectDelay=0.1,
-                             connectTimeout=0.3, tls=ClientTLS("localhost", None))
+                             reactor(), AdaptorSettings(reconnectDelay=0.1, maxReconnectDelay=0.1,
+                                                        connectTimeout=0.3,
+                                                        tls=ClientTLS("localhost", None)))
     adaptor.startService()
     try:
         why = yield refused(adaptor)
@@ -216,7 +218,7 @@ def test_tls_files_are_checked_when_configured(tmp_path, pki):
 def test_descriptors_configure_mutual_tls_with_pem_files(tmp_path, pki):
     from twisted.internet.testing import MemoryReactorClock
 
-    from muxpool.descriptors import buildBean, readDescriptor
+    from muxpool.deploy import buildBean, readDescriptor
     from muxpool.registry import Registry
 
     pki.issue("switch")
@@ -236,9 +238,9 @@ def test_descriptors_configure_mutual_tls_with_pem_files(tmp_path, pki):
     beans = [buildBean(str(tmp_path / f), readDescriptor(str(tmp_path / f), {}),
                        MemoryReactorClock(), Registry()) for f in ("a.xml", "s.xml")]
     adaptor, server = (b.service for b in beans)
-    assert adaptor.tls == ClientTLS("localhost", str(tmp_path / "ca.pem"),
+    assert adaptor.settings.tls == ClientTLS("localhost", str(tmp_path / "ca.pem"),
                                     str(tmp_path / "switch.pem"), None)
-    assert server.tls.clientSubjects == ("switch", "other") and server.tlsOptions is not None
+    assert server.settings.tls.clientSubjects == ("switch", "other") and server.tlsOptions is not None
 
 
 @pytest_twisted.inlineCallbacks

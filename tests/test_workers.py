@@ -12,7 +12,13 @@ from twisted.internet.testing import MemoryReactorClock
 from zope.interface.verify import verifyObject
 
 from muxpool.interfaces import ISocketSource
-from muxpool.workers import STABLE_AFTER, ParentWatch, WorkerSockets, WorkerSupervisor, _tcpParts, _Worker
+from muxpool.app import (
+    WorkerProcess,
+    ParentWatch,
+    STABLE_AFTER,
+    WorkerSockets,
+    WorkerSupervisor,
+)
 
 
 def reactor():
@@ -24,13 +30,6 @@ def reactor():
 def test_interfaces():
     verifyObject(ISocketSource, WorkerSockets(MemoryReactorClock(), {}))
     verifyObject(IReadDescriptor, ParentWatch(MemoryReactorClock(), lambda why: None))
-
-
-def test_tcp_parts():
-    assert _tcpParts("tcp:8000:interface=127.0.0.1:backlog=10") == (8000, "127.0.0.1", 10)
-    assert _tcpParts("tcp:8000") == (8000, "", 50)
-    assert _tcpParts("ssl:8000") is None
-    assert _tcpParts("tcp:http") is None
 
 
 @pytest_twisted.inlineCallbacks
@@ -107,7 +106,7 @@ def test_a_worker_that_ignores_the_stop_is_killed_after_the_stop_timeout():
     clock = MemoryReactorClock()
     supervisor = WorkerSupervisor(1, "deploy", ["twistd"], clock, scanInterval=0, stopTimeout=120)
     supervisor.running = True  # its workers, without spawning processes
-    worker = _Worker(supervisor, 1)
+    worker = WorkerProcess(supervisor, 1)
     worker.transport = FakeProcess(worker)
     supervisor.workers[1] = worker
     stopped = []
@@ -130,7 +129,7 @@ def test_a_worker_that_ran_well_restarts_after_the_shortest_delay():
     supervisor.running = True
     delays = []
     for lived in (0, 0, 0, STABLE_AFTER):
-        worker = _Worker(supervisor, 1)
+        worker = WorkerProcess(supervisor, 1)
         supervisor.workers[1] = worker
         clock.advance(lived)
         worker.processEnded(Failure(ProcessTerminated(exitCode=1)))

@@ -8,8 +8,8 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Union
 
 from twisted.internet.interfaces import IReactorTime
 
+from muxpool.iso import isResponse
 from muxpool.listeners import Responder
-from muxpool.messages import isResponse
 from muxpool.testing._link import MemoryLink
 
 ANSWER, NEVER, DROP = "answer", "never", "drop"

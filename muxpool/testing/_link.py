@@ -1,5 +1,6 @@
 """
-L{MemoryLink}: an L{ILink} with no connection behind it.
+L{MemoryLink}: an L{ILink} with no connection behind it, built on the
+library's own L{LinkBase}.
 """
 
 from __future__ import annotations
@@ -11,33 +12,29 @@ from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from muxpool._support import Waiters
 from muxpool.errors import LinkNotReady
 from muxpool.interfaces import ILink, IProbe, ISource
-from muxpool.observers import Waiters
-from muxpool.readiness import Readiness
-
-#: A L{MemoryLink} proves its peer answers with an 0800 whose field 70 is
-#: C{ECHO}, answered by an C{ECHO_ANSWER} with the same field 11.
-ECHO = "301"
-ECHO_ANSWER = "0810"
+from muxpool.iso import ECHO
+from muxpool.link import LinkBase, NetworkExchange
 
 
 @implementer(ILink, ISource, IProbe)
-class MemoryLink:
+class MemoryLink(LinkBase):
     """
     An in-memory link: what a QMUX sends is recorded in L{sent}, and what a
     test (or a L{MemoryIssuer}) says arrives is offered to the QMUX with
     L{deliver}.  Also an L{ISource}, to hand to a request listener as the
     client it answers.
 
-    It keeps the rules of a real link: nothing is sent while it is not
-    ready, L{lose} fails what was written on it (a QMUX ends those requests
-    L{LinkLost}), and L{probe} proves its peer answers with an echo, so a
-    pool with C{suspendAfterTimeouts} can suspend and resume its member.
+    It is a L{LinkBase} with a list for a socket, so it keeps the rules of
+    a real link: receivers are offered a message newest first, nothing is
+    sent while it is not ready, L{lose} fails what was written on it (a
+    QMUX ends those requests L{LinkLost}), and L{probe} proves its peer
+    answers with an echo, so a pool with C{suspendAfterTimeouts} can
+    suspend and resume its member.
 
     @ivar sent: every message written, in order (copies), echoes included.
-    @ivar receivers: the receivers attached, newest first.
-    @ivar lossObservers: the loss observers attached.
     @ivar refuse: an exception (usually a L{NotSent}, such as
         L{EncodeFailed}) that every L{send} raises instead of writing,
         until set back to C{None}.
@@ -48,17 +45,14 @@ class MemoryLink:
     """
 
     def __init__(self, name: str = "memory", ready: bool = True) -> None:
-        self.name = name
-        self.ready = Readiness(ready, f"{name} ready state")
+        LinkBase.__init__(self, name, None)
+        self.ready.set(ready)
         self.sent: List[Dict[str, str]] = []
-        self.receivers: List[Callable] = []
-        self.lossObservers: List[Callable] = []
         self.refuse: Optional[Exception] = None
         self.peer: Optional[Callable[[Dict[str, str]], None]] = None
         self.connection = 0
         self._probes = Waiters()
-        self._echoes: set = set()
-        self._stan = 0
+        self._network = NetworkExchange(None)
 
     def __repr__(self) -> str:
         return f"<MemoryLink {self.name}>"
@@ -81,24 +75,14 @@ class MemoryLink:
     def isConnected(self) -> bool:
         return bool(self.ready)
 
-    def addReceiver(self, receiver: Callable) -> None:
-        self.receivers.insert(0, receiver)
-
     def removeReceiver(self, receiver: Callable) -> None:
         """
         @raise ValueError: C{receiver} is not attached (a test notices a
             service that lets go of what it never held, or twice).
         """
-        self.receivers.remove(receiver)
-
-    def addLossObserver(self, observer: Callable) -> None:
-        self.lossObservers.append(observer)
-
-    def removeLossObserver(self, observer: Callable) -> None:
-        """
-        @raise ValueError: C{observer} is not attached.
-        """
-        self.lossObservers.remove(observer)
+        if receiver not in self._receivers:
+            raise ValueError(f"{self.name}: {receiver!r} is not attached")
+        LinkBase.removeReceiver(self, receiver)
 
     # -- what the other end does -----------------------------------------------
 
@@ -110,15 +94,9 @@ class MemoryLink:
 
         @return: whether anything took it.
         """
-        if message.get("t") == ECHO_ANSWER and message.get("11") in self._echoes:
-            self._echoes.discard(message["11"])
-            self._probes.fire()
+        if self._network.take(message):
             return True
-        receivers = list(self.receivers)
-        for i, receiver in enumerate(receivers):
-            if receiver(message, i == len(receivers) - 1):
-                return True
-        return False
+        return self._deliver(message)
 
     def lose(self, reason: Optional[Failure] = None) -> None:
         """
@@ -126,11 +104,9 @@ class MemoryLink:
         observer is told (with C{reason}, by default a L{ConnectionLost}).
         """
         self.connection += 1
-        self._echoes.clear()
+        self._network.cancel()
         self.ready.set(False)
-        reason = reason or Failure(ConnectionLost(f"{self.name}: connection lost"))
-        for observer in list(self.lossObservers):
-            observer(reason)
+        self._lost(reason or Failure(ConnectionLost(f"{self.name}: connection lost")))
 
     def connect(self) -> None:
         """
@@ -149,7 +125,7 @@ class MemoryLink:
         ready and none is outstanding, else on L{connect}.
         """
         d = self._probes.wait()
-        if self.ready and not self._echoes:
+        if self.ready and not len(self._network):
             self.echo()
         return d
 
@@ -161,10 +137,8 @@ class MemoryLink:
         """
         if not self.ready:
             return
-        self._stan = self._stan % 999999 + 1
-        stan = "%06d" % self._stan
-        self._echoes.add(stan)
-        self._write({"t": "0800", "11": stan, "70": ECHO})
+        answered = self._network.send(self._write, ECHO, None)
+        answered.addCallbacks(lambda _: self._probes.fire(), lambda failure: None)
 
     def _write(self, message: Mapping[str, str]) -> None:
         written = dict(message)

@@ -11,12 +11,12 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
 
-from muxpool.adaptor import ChannelAdaptor
+from muxpool._support import tcpEndpoint
 from muxpool.channel import ChannelSpec
 from muxpool.interfaces import IRequestListener
+from muxpool.link import AdaptorSettings, ChannelAdaptor, QServer, ServerSettings
 from muxpool.listeners import Responder
 from muxpool.mux import QMUX
-from muxpool.server import BACKLOG, QServer
 
 LOOPBACK = "127.0.0.1"
 
@@ -38,16 +38,16 @@ def startIssuer(reactor: IReactorTime, listeners: Optional[Iterable[IRequestList
     L{Responder}: 39=00 at once), started.  Stop it with C{stopService()}.
 
     @param port: 0 (the default) lets the OS choose; see L{portOf}.
-    @param options: L{QServer}'s own (C{gracePeriod}, C{maxSessions}...).
+    @param options: L{ServerSettings} (C{gracePeriod}, C{maxSessions}...).
     @return: a Deferred firing with the server once it listens.
     """
     server = QServer(
         name,
         spec or defaultSpec(),
-        f"tcp:{port}:interface={LOOPBACK}:backlog={BACKLOG}",
+        tcpEndpoint(port, LOOPBACK),
         reactor,
+        ServerSettings(**options),
         listeners=[Responder(clock=reactor)] if listeners is None else listeners,
-        **options,
     )
     server.startService()
     yield server.whenListening()
@@ -95,11 +95,12 @@ def startLink(reactor: IReactorTime, port: int, name: str = "link", *,
     0.2 s at most) and a L{QMUX} named C{name-mux} on it, both started; it
     connects in the background (see L{LoopbackLink.whenReady}).
 
-    @param options: L{ChannelAdaptor}'s own (C{signOn}, C{echoInterval}...).
+    @param options: L{AdaptorSettings} (C{signOn}, C{echoInterval}...).
     """
     options.setdefault("reconnectDelay", 0.05)
     options.setdefault("maxReconnectDelay", 0.2)
-    adaptor = ChannelAdaptor(name, spec or defaultSpec(), f"tcp:{host}:{port}", reactor, **options)
+    adaptor = ChannelAdaptor(name, spec or defaultSpec(), f"tcp:{host}:{port}", reactor,
+                             AdaptorSettings(**options))
     mux = QMUX(f"{name}-mux", adaptor, reactor)
     adaptor.startService()
     mux.startService()

@@ -1,0 +1,26 @@
+"""
+One connection: how it is framed and packed (L{ChannelSpec}), the Twisted
+protocol that speaks it (L{ISOChannelProtocol}) and what that protocol
+reports to (L{IChannelOwner}), and TLS configured with PEM files
+(L{ClientTLS}, L{ServerTLS}).
+"""
+
+from muxpool.channel._protocol import IChannelOwner, ISOChannelProtocol
+from muxpool.channel._spec import HEADER_KEY, ChannelSpec
+from muxpool.channel._tls import (
+    CLIENT_PROPERTIES,
+    SERVER_PROPERTIES,
+    ClientTLS,
+    ServerTLS,
+    TLSConfigError,
+    describeTLSFailure,
+    isTLSFailure,
+    peerSubject,
+    wrapTLS,
+)
+
+__all__ = [
+    "CLIENT_PROPERTIES", "ChannelSpec", "ClientTLS", "HEADER_KEY", "IChannelOwner",
+    "ISOChannelProtocol", "SERVER_PROPERTIES", "ServerTLS", "TLSConfigError",
+    "describeTLSFailure", "isTLSFailure", "peerSubject", "wrapTLS",
+]

@@ -1,0 +1,216 @@
+"""
+TLS for links, configured with PEM files (not Java keystores).
+
+A channel adaptor verifies its issuer against a CA file and the host name
+and may present its own certificate; a server presents its certificate and
+may require clients' certificates signed by a CA, and pin their subjects.
+TLS is added to each connection by the link itself (L{wrapTLS}), so the link
+knows when the handshake is done: an adaptor is ready only then, and a
+server checks a client's subject then.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, List, Mapping, Optional, Tuple, Union
+
+from twisted.internet.interfaces import IProtocol
+from twisted.internet.protocol import Protocol
+
+from muxpool._support import yesNo
+
+if TYPE_CHECKING:  # twisted.internet.ssl needs pyOpenSSL, imported only when TLS is used
+    from twisted.internet.interfaces import (
+        IOpenSSLClientConnectionCreator,
+        IOpenSSLContextFactory,
+        IReactorTime,
+    )
+    from twisted.internet.ssl import Certificate, CertificateOptions, PrivateCertificate
+    from twisted.python.failure import Failure
+
+#: Descriptor properties, on an adaptor's <channel> and on a <server>.
+CLIENT_PROPERTIES = frozenset({"tls", "tls-ca", "tls-cert", "tls-key", "tls-hostname"})
+SERVER_PROPERTIES = frozenset({"tls-cert", "tls-key", "tls-client-ca", "tls-client-subjects"})
+
+
+
+class TLSConfigError(ValueError):
+    """
+    A TLS file that cannot be used: names the file and the problem.
+    """
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise TLSConfigError(f"{what} {path!r}: cannot read: {e.strerror}") from None
+
+
+def _certificate(path: str, what: str) -> Certificate:
+    from twisted.internet.ssl import Certificate
+
+    try:
+        return Certificate.loadPEM(_read(path, what))
+    except TLSConfigError:
+        raise
+    except Exception as e:
+        raise TLSConfigError(f"{what} {path!r}: not a PEM certificate ({type(e).__name__})") from None
+
+
+def _privateCertificate(certPath: str, keyPath: Optional[str]) -> PrivateCertificate:
+    from twisted.internet.ssl import PrivateCertificate
+
+    pem = _read(certPath, "tls-cert")
+    if keyPath:
+        pem += b"\n" + _read(keyPath, "tls-key")
+    try:
+        return PrivateCertificate.loadPEM(pem)
+    except Exception as e:
+        raise TLSConfigError(
+            f"tls-cert {certPath!r}{f' with tls-key {keyPath!r}' if keyPath else ''}: not a PEM "
+            f"certificate and private key ({type(e).__name__})") from None
+
+
+@dataclass(frozen=True)
+class ClientTLS:
+    """
+    How an adaptor speaks TLS: verify the peer against C{caFile} (the
+    platform's trust store if None) and C{hostname}; present C{certFile}
+    (+ C{keyFile}) if given.
+    """
+
+    hostname: str
+    caFile: Optional[str] = None
+    certFile: Optional[str] = None
+    keyFile: Optional[str] = None
+
+    def options(self) -> IOpenSSLClientConnectionCreator:
+        """
+        @raise TLSConfigError: naming the file at fault.
+        """
+        from twisted.internet.ssl import optionsForClientTLS, platformTrust
+
+        trust = _certificate(self.caFile, "tls-ca") if self.caFile else platformTrust()
+        client = _privateCertificate(self.certFile, self.keyFile) if self.certFile else None
+        return optionsForClientTLS(self.hostname, trustRoot=trust, clientCertificate=client)
+
+    @classmethod
+    def fromProperties(cls, props: Mapping[str, str], host: Optional[str]) -> Optional["ClientTLS"]:
+        """
+        From an adaptor's channel properties; None if they ask for no TLS.
+        """
+        wanted = yesNo(props.get("tls"), False) or any(
+            k in props for k in CLIENT_PROPERTIES - {"tls", "tls-hostname"})
+        if not wanted:
+            return None
+        hostname = props.get("tls-hostname") or host
+        if not hostname:
+            raise TLSConfigError("TLS needs a host name to verify: a host or tls-hostname property")
+        return cls(hostname, props.get("tls-ca"), props.get("tls-cert"), props.get("tls-key"))
+
+
+@dataclass(frozen=True)
+class ServerTLS:
+    """
+    How a server speaks TLS: present C{certFile} (+ C{keyFile}); with
+    C{clientCAFile}, require each client's certificate to be signed by it,
+    and with C{clientSubjects}, its common name to be one of them.
+    """
+
+    certFile: str
+    keyFile: Optional[str] = None
+    clientCAFile: Optional[str] = None
+    clientSubjects: Tuple[str, ...] = field(default=())
+
+    def options(self) -> CertificateOptions:
+        """
+        @raise TLSConfigError: naming the file at fault.
+        """
+        certificate = _privateCertificate(self.certFile, self.keyFile)
+        if self.clientCAFile:
+            return certificate.options(_certificate(self.clientCAFile, "tls-client-ca"))
+        return certificate.options()
+
+    def allows(self, subject: Optional[str]) -> bool:
+        return not self.clientSubjects or subject in self.clientSubjects
+
+    @classmethod
+    def fromProperties(cls, props: Mapping[str, str]) -> Optional["ServerTLS"]:
+        """
+        From a server's properties; None if they ask for no TLS.
+        """
+        if not any(k in props for k in SERVER_PROPERTIES):
+            return None
+        if not props.get("tls-cert"):
+            raise TLSConfigError("TLS needs tls-cert (and tls-key, unless the cert file holds it)")
+        subjects = tuple(s.strip() for s in props.get("tls-client-subjects", "").split(",")
+                         if s.strip())
+        if subjects and not props.get("tls-client-ca"):
+            raise TLSConfigError("tls-client-subjects needs tls-client-ca (client certificates "
+                                 "are only asked for then)")
+        return cls(props["tls-cert"], props.get("tls-key"), props.get("tls-client-ca"), subjects)
+
+
+def wrapTLS(protocol: IProtocol,
+         options: Union[IOpenSSLClientConnectionCreator, IOpenSSLContextFactory],
+         isClient: bool, clock: IReactorTime) -> Protocol:
+    """
+    C{protocol}, speaking TLS with C{options}.  C{protocol} is told when the
+    handshake is done (C{handshakeCompleted}).
+    """
+    # No wrapped factory: this one only wraps C{protocol}, as Twisted's own
+    # startTLS does (twisted.internet._newtls), though its signature wants one.
+    from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory  # needs pyOpenSSL
+
+    factory = TLSMemoryBIOFactory(options, isClient, None, clock)  # type: ignore[arg-type]
+    return BufferingTLSTransport(factory, protocol)
+
+
+def peerSubject(transport: object) -> Optional[str]:
+    """
+    The common name of the certificate the peer presented, if any.
+    """
+    getter = getattr(transport, "getPeerCertificate", None)
+    certificate = getter() if getter is not None else None
+    if certificate is None:
+        return None
+    from cryptography.x509.oid import NameOID
+
+    names = certificate.to_cryptography().subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else None
+
+
+def isTLSFailure(reason: Optional[Failure]) -> bool:
+    """
+    Whether a connection was lost to TLS itself (a certificate refused,
+    a protocol error), not to the network.
+    """
+    from OpenSSL.SSL import Error
+
+    failures: List[type] = [Error]
+    try:
+        from service_identity import VerificationError  # a wrong host name
+    except ImportError:
+        pass
+    else:
+        failures.append(VerificationError)
+    check = getattr(reason, "check", None)
+    return bool(check is not None and check(*failures))
+
+
+def describeTLSFailure(reason: Optional[Failure]) -> str:
+    """
+    Why a TLS handshake failed, in a few words from OpenSSL's own (or from
+    the host name check).
+    """
+    value = getattr(reason, "value", reason)
+    args = getattr(value, "args", ())
+    if args and isinstance(args[0], list):
+        parts = [str(entry[-1]) if isinstance(entry, (tuple, list)) and entry else str(entry)
+                 for entry in args[0]]
+        if parts:
+            return "TLS: " + "; ".join(parts)
+    text = getattr(reason, "getErrorMessage", lambda: str(value))()
+    return f"{type(value).__name__}: {text}" if text else type(value).__name__

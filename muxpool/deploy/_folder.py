@@ -1,0 +1,36 @@
+"""
+The deploy folder as files: which descriptors it holds, and, without
+building anything, the endpoint a server descriptor listens on (what the
+workers' parent holds sockets for).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from typing import List, Optional
+
+from muxpool._support import tcpEndpoint
+from muxpool.deploy._xml import Node
+
+
+def descriptorFiles(directory: str) -> List[str]:
+    """
+    The descriptors in C{directory} (C{*.xml}), in deploy order (by name).
+    """
+    return sorted(glob.glob(os.path.join(directory, "*.xml")))
+
+
+def serverEndpoint(root: Node) -> Optional[str]:
+    """
+    The endpoint a C{<server>} descriptor listens on (an C{endpoint}
+    property, or its port and C{bind-address}), without building it; None
+    if it names neither.
+    """
+    props = {p.attrib.get("name"): p.attrib.get("value", "").strip() for p in root.all("property")}
+    if props.get("endpoint"):
+        return props["endpoint"]
+    for attr in root.all("attr"):
+        if attr.attrib.get("name") == "port" and attr.text.strip().isdigit():
+            return tcpEndpoint(int(attr.text.strip()), props.get("bind-address"))
+    return None

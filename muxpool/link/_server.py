@@ -1,0 +1,463 @@
+"""
+QServer: a listening service; each accepted connection is a L{ServerSession}.
+
+Requests that arrive go to the server's request listeners, each given the
+session they came on as the source to answer.  C{maxSessions} and
+C{allow}/C{deny} (jPOS syntax, C{*} suffix wildcard) refuse connections.
+
+The front door holds under load and under attack: a session stops being read
+while its client does not read its answers (Twisted's producer/consumer) or
+has C{maxInFlight} requests unanswered, so one client costs bounded memory;
+a frame that starts and does not finish, or a session idle too long, is
+closed.  A planned stop drains: no more connections or requests are taken,
+every request already read gets its answer written (or, if its client is
+gone, one warning line to reverse it by), then the sessions close.  A
+replacement server takes over the listening port, so a redeploy refuses no
+connection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+from twisted.application.service import Service
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, maybeDeferred, succeed
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IListeningPort,
+    IReactorTime,
+    IStreamServerEndpoint,
+)
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from muxpool._support import (
+    RateLimiter,
+    Waiters,
+    backoffDelay,
+    cancelTimer,
+    defaultReactor,
+    hostPort,
+)
+from muxpool.channel import (
+    ChannelSpec,
+    IChannelOwner,
+    ISOChannelProtocol,
+    ServerTLS,
+    describeTLSFailure,
+    peerSubject,
+    wrapTLS,
+)
+from muxpool.errors import NotSent
+from muxpool.interfaces import IRequestListener, ISocketSource
+from muxpool.iso import Stans, describeForReversal, isResponse, maskMessage
+from muxpool.listeners import ListenerFailed, decline, offer
+from muxpool.link._session import ServerSession
+
+
+def parsePatterns(text: Union[str, Sequence[str], None]) -> Tuple[str, ...]:
+    """
+    jPOS's allow/deny lists: addresses separated by commas or spaces, each
+    exact or ending in C{*} (a prefix).
+    """
+    if not text:
+        return ()
+    if isinstance(text, str):
+        text = text.replace(",", " ").split()
+    return tuple(text)
+
+
+def matches(address: str, patterns: Iterable[str]) -> bool:
+    """
+    Whether C{address} is one of C{patterns} (see L{parsePatterns}).
+    """
+    for pattern in patterns:
+        if pattern.endswith("*"):
+            if address.startswith(pattern[:-1]):
+                return True
+        elif address == pattern:
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """
+    How a L{QServer} takes sessions and stops.  All times are in seconds.
+
+    @ivar maxSessions: sessions at once; more are refused at once.
+    @ivar allow: jPOS's allow list (see L{parsePatterns}): only these
+        addresses, when given.
+    @ivar deny: jPOS's deny list: never these addresses.
+    @ivar gracePeriod: how long a planned stop waits for the answers owed
+        to its clients.
+    @ivar maxInFlight: requests one session may have unanswered before it
+        is not read any more (until some are answered).
+    @ivar idleTimeout: a session that sent nothing for this long, and is
+        owed no answer, is closed (jPOS channel C{timeout}); None: never.
+    @ivar frameTimeout: a session whose frame started and did not finish
+        within this long is closed.
+    @ivar signOffOnStop: on a planned stop, send each client an 0800
+        70=002 first and keep reading until it answers (or
+        C{signOffTimeout}): a client that understands it (muxpool's
+        ChannelAdaptor does) stops sending, so nothing it sends is left
+        unread.
+    @ivar flushTimeout: after its last answer, how long a client that does
+        not read gets before its connection is aborted.
+    @ivar listenerErrorCode: the 39 a request gets when a request listener
+        raises on it.
+    @ivar tls: speak TLS (a L{ServerTLS}), requiring and checking client
+        certificates if it says so; a client refused by the handshake or by
+        the pinned subjects is logged with the reason.
+    @ivar bindRetryDelay: if the endpoint cannot listen (its port is in
+        use, say), the first retry comes this long after, then doubling up
+        to C{maxBindRetryDelay}.
+    """
+
+    maxSessions: Optional[int] = None
+    allow: Tuple[str, ...] = ()
+    deny: Tuple[str, ...] = ()
+    gracePeriod: float = 5.0
+    maxInFlight: int = 128
+    idleTimeout: Optional[float] = 300.0
+    frameTimeout: Optional[float] = 10.0
+    signOffOnStop: bool = False
+    signOffTimeout: float = 1.0
+    flushTimeout: float = 5.0
+    listenerErrorCode: str = "96"
+    tls: Optional[ServerTLS] = None
+    bindRetryDelay: float = 1.0
+    maxBindRetryDelay: float = 30.0
+
+    def __post_init__(self) -> None:
+        # Written as descriptors write them (a string) or as tuples.
+        object.__setattr__(self, "allow", parsePatterns(self.allow))
+        object.__setattr__(self, "deny", parsePatterns(self.deny))
+        object.__setattr__(self, "maxInFlight", max(1, int(self.maxInFlight)))
+
+
+class _ServerFactory(Factory):
+    noisy = False
+
+    def __init__(self, server: "QServer") -> None:
+        self.server = server
+
+    def buildProtocol(self, addr: Optional[IAddress]) -> Optional[Protocol]:
+        server = self.server
+        protocol = server._accept(addr)
+        if protocol is not None and server.tlsOptions is not None:
+            return wrapTLS(protocol, server.tlsOptions, False, server.clock)
+        return protocol
+
+
+@implementer(IChannelOwner)
+class QServer(Service):
+    """
+    Listens on a Twisted server endpoint and runs request listeners, as
+    its L{ServerSettings} say.
+
+    If the endpoint cannot listen (its port is in use, say), the server
+    keeps trying with a growing delay and logs each change of state once.
+
+    @param endpoint: a Twisted server endpoint string (what a port
+        takeover compares, and what workers listen on) or an endpoint.
+    @param listeners: the request listeners, in chain order.
+    @param sockets: where listening sockets come from in a worker process
+        (a L{muxpool.app.WorkerSockets}); None: the endpoint listens.
+    """
+
+    log = Logger()
+    name: str
+
+    def __init__(
+        self,
+        name: str,
+        spec: ChannelSpec,
+        endpoint: Union[str, IStreamServerEndpoint],
+        reactor: Optional[IReactorTime] = None,
+        settings: ServerSettings = ServerSettings(),
+        *,
+        listeners: Iterable[IRequestListener] = (),
+        sockets: Optional[ISocketSource] = None,
+    ) -> None:
+        reactor = defaultReactor(reactor)
+        self.setName(name)
+        self.spec = spec
+        self.clock = reactor
+        self.settings = settings
+        #: The endpoint as a string description, when it was given as one
+        #: (what a port takeover compares, what workers listen on).
+        self.description = endpoint if isinstance(endpoint, str) else None
+        self.sockets = sockets
+        self.tlsOptions = settings.tls.options() if settings.tls is not None else None
+        self.endpoint: IStreamServerEndpoint = (
+            serverFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint)
+        self.listeners: List[IRequestListener] = list(listeners)
+        self.sessions: Dict[ISOChannelProtocol, ServerSession] = {}
+        self.counters = {"accepted": 0, "refused": 0, "rx": 0, "rx_unhandled": 0,
+                         "listener_errors": 0, "undelivered": 0, "tls_refused": 0}
+        self.port: Optional[IListeningPort] = None
+        self.lastFailure: Optional[str] = None
+        #: Field 11 of the sign-offs its sessions send (one sequence for all).
+        self.stans = Stans()
+        #: Bounds the rate of its warnings, and of its sessions' (shared, so
+        #: many connections cannot multiply them).
+        self.limiter = RateLimiter(clock=reactor)
+        self._listenWaiters = Waiters()
+        self._bindFailures = 0
+        self._bindRetry: Optional[IDelayedCall] = None
+        self._listening: Optional[Deferred] = None
+        self._predecessor: Optional["QServer"] = None
+
+    def __repr__(self) -> str:
+        return f"<QServer {self.name}>"
+
+    # -- listening --------------------------------------------------------
+
+    def startService(self) -> None:
+        """
+        Start listening: on the socket of the server it takes over (see
+        L{takeOver}), else on its endpoint, retrying until it can (see
+        L{whenListening}).
+        """
+        Service.startService(self)
+        self._bindFailures = 0
+        predecessor, self._predecessor = self._predecessor, None
+        if predecessor is not None and self._adopt(predecessor):
+            return
+        self._listen()
+
+    def takeOver(self, predecessor: "QServer") -> bool:
+        """
+        Take over C{predecessor}'s listening port when started, so a
+        redeploy refuses no connection: the port itself is handed over
+        (connections it accepts from then on are ours), and C{predecessor}
+        is stopped as usual, draining its sessions.  Only for the same
+        endpoint.
+
+        @return: whether it will.
+        """
+        if self.description is None or self.description != predecessor.description:
+            return False
+        self._predecessor = predecessor
+        return True
+
+    def _adopt(self, predecessor: "QServer") -> bool:
+        port: Any = predecessor.port  # a listening port: its factory is handed over
+        holder = getattr(port, "factory", None)
+        holder = getattr(holder, "wrappedFactory", holder)  # a TLS port wraps the factory
+        if not isinstance(holder, _ServerFactory) or port is None:
+            return False
+        factory = _ServerFactory(self)
+        factory.doStart()
+        if holder is port.factory:
+            port.factory = factory
+        else:
+            port.factory.wrappedFactory = factory
+        holder.doStop()
+        predecessor.port = None
+        self._listened(port, adopted=True)
+        return True
+
+    def whenListening(self) -> Deferred:
+        """
+        Fires with the listening port once the server listens (at once if
+        it does now).
+        """
+        if self.port is not None:
+            return succeed(self.port)
+        return self._listenWaiters.wait()
+
+    def _listen(self) -> None:
+        self._bindRetry = None
+        factory = _ServerFactory(self)
+        if self.sockets is not None:
+            self._listening = self.sockets.listen(self.description, self.endpoint, factory)
+        else:
+            self._listening = self.endpoint.listen(factory)
+        self._listening.addCallbacks(self._listened, self._cannotListen)
+
+    def _listened(self, port: IListeningPort, adopted: bool = False) -> None:
+        self._listening = None
+        if not self.running:
+            port.stopListening()
+            return
+        self.port = port
+        self.lastFailure = None
+        self.log.info(
+            "{server}: listening on {address}{how}", server=self.name, address=self.listeningOn,
+            how=" (took over the listening port)" if adopted else
+            f" (after {self._bindFailures} failed attempts)" if self._bindFailures else "",
+        )
+        self._listenWaiters.fire(port)
+
+    def _cannotListen(self, failure: Failure) -> None:
+        self._listening = None
+        if not self.running or failure.check(CancelledError):
+            return
+        why = failure.getErrorMessage()
+        self._bindFailures += 1
+        settings = self.settings
+        delay = backoffDelay(self._bindFailures, settings.bindRetryDelay,
+                             settings.maxBindRetryDelay, 2.0)
+        if why != self.lastFailure:
+            self.log.error("{server}: cannot listen: {why}; retrying, every {cap:.0f}s at most",
+                           server=self.name, why=why, cap=settings.maxBindRetryDelay)
+        self.lastFailure = why
+        self._bindRetry = self.clock.callLater(delay, self._listen)
+
+    def _accept(self, addr: Optional[IAddress]) -> Optional[ISOChannelProtocol]:
+        host = getattr(addr, "host", "")
+        settings = self.settings
+        why = None
+        if settings.deny and matches(host, settings.deny):
+            why = "denied by deny list"
+        elif settings.allow and not matches(host, settings.allow):
+            why = "not in allow list"
+        elif settings.maxSessions is not None and len(self.sessions) >= settings.maxSessions:
+            why = f"maxSessions {settings.maxSessions} reached"
+        if why is not None:
+            # Closed at once, before a byte is read: no request taken, none dropped.
+            self.counters["refused"] += 1
+            self.limiter.emit(self.log.warn, why, "{server}: refused connection from {peer}: {why}",
+                               server=self.name, peer=host, why=why, event="server.refused")
+            return None
+        return ISOChannelProtocol(self.spec, self, self.clock, self.limiter)
+
+    # -- IChannelOwner ------------------------------------------------------
+
+    def channelConnected(self, protocol: ISOChannelProtocol) -> None:
+        self.counters["accepted"] += 1
+        self.sessions[protocol] = ServerSession(self, protocol)
+        self.log.info("{server}: session from {peer}", server=self.name, peer=protocol.peer,
+                      event="server.session_opened")
+        protocol.setTimeouts(self.settings.idleTimeout, self.settings.frameTimeout)
+
+    def channelSecured(self, protocol: ISOChannelProtocol) -> None:
+        subject = peerSubject(protocol.transport)
+        tls = self.settings.tls
+        if tls is not None and not tls.allows(subject):
+            self._refuse(protocol.peer, f"TLS client subject CN={subject} is not allowed")
+            protocol.transport.abortConnection()
+
+    def _refuse(self, peer: str, why: str) -> None:
+        self.counters["tls_refused"] += 1
+        self.limiter.emit(self.log.warn, why, "{server}: refused {peer}: {why}", server=self.name,
+                           peer=peer, why=why, event="server.refused")
+
+    def channelIdle(self, protocol: ISOChannelProtocol) -> bool:
+        session = self.sessions.get(protocol)
+        return session is None or not session.inFlight
+
+    def channelMessage(self, protocol: ISOChannelProtocol, message: Dict[str, str]) -> None:
+        session = self.sessions.get(protocol)
+        if session is None:
+            return
+        self.counters["rx"] += 1
+        response = isResponse(message.get("t", ""))
+        if response and session.network.take(message):
+            return
+        if session._receivers:
+            session._deliver(message)
+            return
+        if not response:
+            session.received(message)
+        answered = session.answered
+        try:
+            handled = offer(self.listeners, session, message)
+        except ListenerFailed as e:
+            self.counters["listener_errors"] += 1
+            binary = self.spec.packager.binaryFields
+            code = self.settings.listenerErrorCode
+            self.log.error("{server}: {error} on {message}; answering 39={code}",
+                           server=self.name, error=str(e), code=code,
+                           message=maskMessage(message, binary))
+            if not response and session.answered == answered:  # unless it did answer
+                try:
+                    session.send(decline(message, code, binaryFields=binary))
+                except NotSent:
+                    pass  # logged by the session
+            return
+        if not handled:
+            if not response:
+                session.answerEnded()
+            self.counters["rx_unhandled"] += 1
+            self.log.info("{server}: unhandled message {message}", server=self.name,
+                          message=maskMessage(message, self.spec.packager.binaryFields))
+
+    def channelLost(self, protocol: ISOChannelProtocol, reason: Optional[Failure]) -> None:
+        if self.settings.tls is not None and not protocol.secured:
+            self._refuse(protocol.peer, describeTLSFailure(reason))
+        session = self.sessions.pop(protocol, None)
+        if session is not None:
+            self.log.info("{server}: session from {peer} closed: {reason}", server=self.name,
+                          peer=session.peer, reason=reason.getErrorMessage() if reason else "closed",
+                          event="server.session_closed")
+            session.lost()
+            session._lost(reason)
+
+    def undelivered(self, session: ServerSession, message: Mapping[str, str], why: str) -> None:
+        """
+        One warning line per answer that did not reach its client, with
+        what to reverse it by, and a count: never silently.
+        """
+        self.counters["undelivered"] += 1
+        self.log.warn("{server}: answer not delivered to {peer} ({why}): {answer}; "
+                      "reverse it if it was approved", server=self.name, peer=session.peer,
+                      why=why, answer=describeForReversal(message))
+
+    # -- stopping -----------------------------------------------------------
+
+    def status(self) -> Dict[str, object]:
+        """
+        The server as an operator sees it: where it listens, its sessions
+        (peer, answers owed, why not read), counters.
+        """
+        return {"kind": "server", "name": self.name, "running": bool(self.running),
+                "endpoint": self.description, "listening": self.listeningOn,
+                "tls": self.settings.tls is not None, "last_failure": self.lastFailure,
+                "sessions": len(self.sessions), "in_flight": self.inFlight(),
+                "peers": [{"peer": s.peer, "in_flight": s.inFlight, "paused": sorted(s.holds)}
+                          for s in self.sessions.values()],
+                "counters": dict(self.counters)}
+
+    def inFlight(self) -> int:
+        return sum(s.inFlight for s in self.sessions.values())
+
+    @property
+    def listeningOn(self) -> Optional[str]:
+        """
+        C{host:port} it listens on; None while it does not.
+        """
+        if self.port is None:
+            return None
+        return hostPort(self.port.getHost())
+
+    def stopService(self) -> Deferred:
+        """
+        A planned stop: take no more connections, then drain every session
+        (see L{ServerSession.drain}) within C{gracePeriod}; fires when all
+        are closed.
+        """
+        Service.stopService(self)
+        self._bindRetry = cancelTimer(self._bindRetry)
+        if self._listening is not None:
+            self._listening.cancel()
+        self._listenWaiters.cancel()
+        port, self.port = self.port, None
+        stopped = succeed(None) if port is None else maybeDeferred(port.stopListening)
+        sessions = list(self.sessions.values())
+        if sessions:
+            self.log.info("{server}: stopping; draining {count} sessions ({owed} answers owed)",
+                          server=self.name, count=len(sessions), owed=self.inFlight())
+        deadline = self.clock.seconds() + self.settings.gracePeriod
+
+        def drainAll(_: object) -> Deferred:
+            return DeferredList([session.drain(deadline) for session in sessions])
+
+        return stopped.addBoth(drainAll)

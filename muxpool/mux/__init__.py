@@ -1,0 +1,35 @@
+"""
+Request and response: L{QMUX} matches responses to requests over one link
+(by the key L{KeyBuilder} builds, as jPOS's QMUX); L{MUXPool} sends each
+request to a usable member MUX chosen by a strategy (L{strategyByName},
+L{strategyByPath}); both keep a L{LatencySummary}.
+"""
+
+from muxpool.mux._keys import DEFAULT_KEY, KeyBuilder
+from muxpool.mux._latency import BUCKETS, LatencySummary, percentile
+from muxpool.mux._pool import MEMBER_GRACE, RETRYABLE, MUXPool
+from muxpool.mux._qmux import QMUX
+from muxpool.mux._strategies import (
+    BUILTIN,
+    DEFAULT,
+    LeastPending,
+    PrimarySecondary,
+    RoundRobin,
+    RoundRobinWithOverride,
+    SplitByDivisor,
+    StrategyConfigError,
+    WeightedRoundRobin,
+    knownNames,
+    parseWeights,
+    pluginStrategies,
+    strategyByName,
+    strategyByPath,
+)
+
+__all__ = [
+    "BUCKETS", "BUILTIN", "DEFAULT", "DEFAULT_KEY", "KeyBuilder", "LatencySummary",
+    "LeastPending", "MEMBER_GRACE", "MUXPool", "PrimarySecondary", "QMUX", "RETRYABLE",
+    "RoundRobin", "RoundRobinWithOverride", "SplitByDivisor", "StrategyConfigError",
+    "WeightedRoundRobin", "knownNames", "parseWeights", "percentile", "pluginStrategies",
+    "strategyByName", "strategyByPath",
+]

@@ -1,0 +1,21 @@
+"""
+Operating a switch: what an operator sees and does.
+
+L{Operations} (every bean's status; enable, disable and drain a MUX in its
+pools), the admin HTTP API over it (L{AdminService}: status, Prometheus
+metrics, the status page), L{metricsText}, JSON-lines logs for a log
+shipper (L{jsonLines}), and the admin client behind the CLI's C{status},
+C{enable}, C{disable} and C{drain}.
+"""
+
+from muxpool.ops._admin import AdminConfigError, AdminResource, AdminService, checkEndpoint
+from muxpool.ops._adminclient import addAdminArguments, runAdminCommand
+from muxpool.ops._logs import jsonLines
+from muxpool.ops._operations import DrainTimeout, Operations, UnknownMUX
+from muxpool.ops._prometheus import CONTENT_TYPE_LATEST, MetricsCollector, metricsText
+
+__all__ = [
+    "AdminConfigError", "AdminResource", "AdminService", "CONTENT_TYPE_LATEST", "DrainTimeout",
+    "MetricsCollector", "Operations", "UnknownMUX", "addAdminArguments", "checkEndpoint",
+    "jsonLines", "metricsText", "runAdminCommand",
+]

@@ -1,0 +1,312 @@
+"""
+The admin HTTP endpoint (twisted.web): status as JSON, Prometheus metrics,
+enable / disable / drain a MUX, and a status page for people.
+
+    GET  /                      the status page (HTML, refreshing itself)
+    GET  /status                every bean's state, as JSON
+    GET  /metrics               Prometheus text
+    POST /muxes/NAME/enable     put NAME (back) into every pool's rotation
+    POST /muxes/NAME/disable    take NAME out of every pool's rotation
+    POST /muxes/NAME/drain      disable, then answer once nothing is in flight
+                                on it (?timeout=SECONDS, default 30; 504 if not)
+
+With a token every request needs C{Authorization: Bearer TOKEN}; without
+one the endpoint refuses to listen anywhere but loopback.  No answer
+carries message content, so no card data.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+from importlib import resources
+from typing import Any, Optional
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import http
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
+from zope.interface import implementer
+
+from muxpool._support import Waiters, hostPort, parseEndpoint
+from muxpool.ops._operations import DrainTimeout, Operations, UnknownMUX
+from muxpool.ops._prometheus import CONTENT_TYPE_LATEST, metricsText
+
+ACTIONS = ("enable", "disable", "drain")
+
+
+class AdminConfigError(ValueError):
+    """
+    An admin endpoint that must not be used as given.
+    """
+
+
+def _isLoopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def checkEndpoint(description: str, token: Optional[str]) -> None:
+    """
+    Refuse an endpoint that would expose the admin API beyond this machine
+    without a token: only loopback TCP and UNIX sockets may go without.
+
+    @raise AdminConfigError: saying why.
+    """
+    if token:
+        return
+    endpoint = parseEndpoint(description)
+    kind = endpoint.kind
+    if kind == "unix":
+        return
+    if kind in ("tcp", "tcp6", "ssl"):
+        interface = endpoint.interface
+        if interface and _isLoopback(interface):
+            return
+        raise AdminConfigError(
+            f"admin endpoint {description!r} listens on {interface or 'every interface'}: give it "
+            "interface=127.0.0.1, or a token (--admin-token-file or MUXPOOL_ADMIN_TOKEN)")
+    raise AdminConfigError(f"admin endpoint {description!r}: without a token only tcp:PORT:"
+                           "interface=127.0.0.1 or unix: endpoints are allowed")
+
+
+def _json(request, code: int, body) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-store")
+    return json.dumps(body, indent=1, sort_keys=True, default=str).encode()
+
+
+class _Leaf(Resource):
+    """
+    A resource answering only the methods it has C{render_*} for (405 with
+    C{Allow} otherwise, 404 for anything below it).
+    """
+
+    isLeaf = True
+
+    def render(self, request):
+        if getattr(self, "render_" + request.method.decode("ascii", "replace"), None) is None:
+            allowed = [m for m in ("GET", "POST", "HEAD") if hasattr(self, "render_" + m)]
+            request.setHeader(b"allow", ", ".join(allowed).encode())
+            return _json(request, http.NOT_ALLOWED,
+                         {"error": f"{request.method.decode()} not allowed; use {' or '.join(allowed)}"})
+        if request.postpath and request.postpath != [b""]:
+            return _json(request, http.NOT_FOUND, {"error": "no such path"})
+        return Resource.render(self, request)
+
+
+class StatusResource(_Leaf):
+    def __init__(self, operations: Operations) -> None:
+        _Leaf.__init__(self)
+        self.operations = operations
+
+    def render_GET(self, request):
+        return _json(request, http.OK, self.operations.status())
+
+
+class MetricsResource(_Leaf):
+    def __init__(self, operations: Operations) -> None:
+        _Leaf.__init__(self)
+        self.operations = operations
+
+    def render_GET(self, request):
+        request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
+        return metricsText(self.operations)
+
+
+class PageResource(_Leaf):
+    """
+    The status page: plain HTML and a little script that draws /status.
+    It holds no data, so it needs no token: a browser cannot send one
+    with the page's address; its script sends it with each /status.
+    """
+
+    def __init__(self) -> None:
+        _Leaf.__init__(self)
+        self.page = resources.files("muxpool.ops").joinpath("statuspage.html").read_bytes()
+
+    def render_GET(self, request):
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        return self.page
+
+
+class MuxesResource(Resource):
+    """
+    C{/muxes/NAME/ACTION}.
+    """
+
+    isLeaf = True
+
+    def __init__(self, operations: Operations) -> None:
+        Resource.__init__(self)
+        self.operations = operations
+
+    def render(self, request):
+        path = [p.decode("utf-8", "replace") for p in request.postpath if p]
+        if len(path) != 2 or path[1] not in ACTIONS:
+            return _json(request, http.NOT_FOUND,
+                         {"error": "use POST /muxes/NAME/enable, /disable or /drain"})
+        if request.method != b"POST":
+            request.setHeader(b"allow", b"POST")
+            return _json(request, http.NOT_ALLOWED, {"error": "use POST"})
+        if request.getHeader(b"origin") is not None:
+            # A browser sends Origin with a POST; the CLI and scripts do not,
+            # and the status page never posts.  Without a token, this keeps
+            # any web page open on the switch's host from draining a member.
+            return _json(request, http.FORBIDDEN,
+                         {"error": "not from a web page: use muxpool enable|disable|drain"})
+        name, action = path
+        try:
+            if action == "drain":
+                timeout = float(request.args.get(b"timeout", [b"30"])[0])
+                if not 0 < timeout <= 3600:  # also refuses nan
+                    raise ValueError(timeout)
+                return self._drain(request, name, timeout)
+            pools = getattr(self.operations, action)(name)
+        except UnknownMUX as e:
+            return _json(request, http.NOT_FOUND, {"error": e.args[0]})
+        except ValueError:
+            return _json(request, http.BAD_REQUEST,
+                         {"error": "timeout must be a number of seconds, above 0 and at most 3600"})
+        return _json(request, http.OK, {"mux": name, "action": action, "pools": pools})
+
+    def _drain(self, request, name: str, timeout: float):
+        d: Deferred = self.operations.drain(name, timeout)
+        gone: list = []
+        request.notifyFinish().addErrback(gone.append)  # the client may go first
+
+        def answer(code, body):
+            if not gone:
+                request.write(_json(request, code, body))
+                request.finish()
+
+        def done(pools):
+            answer(http.OK, {"mux": name, "action": "drain", "pools": pools, "drained": True})
+
+        def late(failure):
+            failure.trap(DrainTimeout)
+            answer(http.GATEWAY_TIMEOUT, {"mux": name, "action": "drain", "drained": False,
+                                          "error": str(failure.value)})
+
+        d.addCallbacks(done, late)
+        return NOT_DONE_YET
+
+
+class AdminResource(Resource):
+    """
+    The admin API's root: routes, and the token check for everything.
+    """
+
+    def __init__(self, operations: Operations, token: Optional[str] = None) -> None:
+        Resource.__init__(self)
+        self.token = token
+        self.putChild(b"", PageResource())
+        self.putChild(b"status", StatusResource(operations))
+        self.putChild(b"metrics", MetricsResource(operations))
+        self.putChild(b"muxes", MuxesResource(operations))
+
+    def getChildWithDefault(self, path, request):
+        if self.token and path != b"" and not self._authorized(request):
+            return _Unauthorized()  # all but the page itself (see PageResource)
+        return Resource.getChildWithDefault(self, path, request)
+
+    def getChild(self, path, request):
+        return _NotFound()
+
+    def _authorized(self, request) -> bool:
+        assert self.token is not None  # asked only when there is one
+        header = request.getHeader(b"authorization") or b""
+        scheme, _, given = header.partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(),
+                                                                   self.token.encode())
+
+
+class _Unauthorized(Resource):
+    isLeaf = True
+
+    def render(self, request):
+        request.setHeader(b"www-authenticate", b'Bearer realm="muxpool"')
+        return _json(request, http.UNAUTHORIZED, {"error": "needs Authorization: Bearer <token>"})
+
+
+class _NotFound(Resource):
+    isLeaf = True
+
+    def render(self, request):
+        return _json(request, http.NOT_FOUND, {"error": "no such path"})
+
+
+@implementer(IStreamServerEndpoint)
+class _Announcing:
+    """
+    The admin endpoint, saying once where it listens, or why it cannot
+    (in one line, where Twisted would log a traceback).
+    """
+
+    log = Logger()
+
+    def __init__(self, endpoint: IStreamServerEndpoint, service: "AdminService") -> None:
+        self._endpoint = endpoint
+        self._service = service
+
+    def listen(self, factory: Any) -> Deferred:
+        return self._endpoint.listen(factory).addCallbacks(self._listening, self._failed)
+
+    def _listening(self, port: IListeningPort) -> IListeningPort:
+        self.log.info("admin API on {address}", event="admin.listening",
+                      address=hostPort(port.getHost()))
+        self._service._listened(port)
+        return port
+
+    def _failed(self, failure: Failure) -> Optional[Failure]:
+        if failure.check(CancelledError):
+            return failure  # stopped before it listened
+        self.log.error("admin API cannot listen on {endpoint}: {why}",
+                       endpoint=self._service.description, why=failure.getErrorMessage())
+        return None
+
+
+class AdminService(StreamServerEndpointService):
+    """
+    Serves the admin API on a Twisted server endpoint string.
+
+    @raise AdminConfigError: an endpoint beyond loopback without a token.
+    """
+
+    def __init__(self, endpoint: str, operations: Operations, reactor: Any,
+                 token: Optional[str] = None) -> None:
+        checkEndpoint(endpoint, token)
+        site = Site(AdminResource(operations, token))
+        site.noisy = False
+        StreamServerEndpointService.__init__(
+            self, _Announcing(serverFromString(reactor, endpoint), self), site)
+        self.setName("admin")
+        self.description = endpoint
+        self.site = site
+        self.port: Optional[IListeningPort] = None
+        self._listeners = Waiters()
+
+    def _listened(self, port: IListeningPort) -> None:
+        self.port = port
+        self._listeners.fire(port)
+
+    def whenListening(self) -> Deferred:
+        """
+        Fires with the listening port (at once if listening).
+        """
+        return succeed(self.port) if self.port is not None else self._listeners.wait()
+
+    def stopService(self) -> Deferred:
+        self._listeners.cancel()
+        self.port = None
+        return StreamServerEndpointService.stopService(self)
