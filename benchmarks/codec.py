@@ -11,7 +11,6 @@ framing (the bytes a channel writes), "unframe" is feeding those bytes to a
 channel protocol (framing, unpack, header, delivery to its owner).
 """
 
-
 import argparse
 import timeit
 
@@ -20,17 +19,29 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
-from muxpool.channel import ChannelSpec, ISOChannelProtocol
-from muxpool.channel import IChannelOwner
+from muxpool.channel import ChannelSpec, IChannelOwner, ISOChannelProtocol
 from muxpool.interfaces import IPackager
 from muxpool.iso.packagers import getPackager
 
 MESSAGE = {
-    "t": "0200", "2": "4761739001010119", "3": "000000", "4": "000000001000",
-    "7": "1126101010", "11": "000001", "12": "101010", "13": "1126", "14": "2212",
-    "22": "051", "25": "00", "35": "4761739001010119=22122011758928889",
-    "37": "123456789012", "41": "TERM0001", "42": "MERCHANT0000001",
-    "49": "840", "52": "0A1B2C3D4E5F6071", "90": "0" * 42,
+    "t": "0200",
+    "2": "4761739001010119",
+    "3": "000000",
+    "4": "000000001000",
+    "7": "1126101010",
+    "11": "000001",
+    "12": "101010",
+    "13": "1126",
+    "14": "2212",
+    "22": "051",
+    "25": "00",
+    "35": "4761739001010119=22122011758928889",
+    "37": "123456789012",
+    "41": "TERM0001",
+    "42": "MERCHANT0000001",
+    "49": "840",
+    "52": "0A1B2C3D4E5F6071",
+    "90": "0" * 42,
 }
 
 
@@ -79,8 +90,10 @@ def main():
     parser.add_argument("--n", type=int, default=10000)
     n = parser.parse_args().n
     print(f"{'packager':8} {'operation':34} {'compiled':>9} {'generic':>9} {'pyiso8583':>9}")
-    for name, channel, header in (("ISO87A", "ASCIIChannel", None),
-                                  ("ISO87B", "NACChannel", "6000120034")):
+    for name, channel, header in (
+        ("ISO87A", "ASCIIChannel", None),
+        ("ISO87B", "NACChannel", "6000120034"),
+    ):
         packager = getPackager(name)
         message = dict(MESSAGE)
         if name == "ISO87B":
@@ -91,12 +104,18 @@ def main():
         bare = {k: packager.toWire[k](v) if k in packager.toWire else v for k, v in message.items()}
         spec = packager.spec
         rows = [
-            ("pack", micro(lambda: packager.pack(message), n),
-             micro(lambda: packager.packGeneric(message), n),
-             micro(lambda: iso8583.encode(dict(bare), spec), n)),
-            ("unpack", micro(lambda: packager.unpack(data), n),
-             micro(lambda: packager.unpackGeneric(data), n),
-             micro(lambda: iso8583.decode(data, spec), n)),
+            (
+                "pack",
+                micro(lambda: packager.pack(message), n),
+                micro(lambda: packager.packGeneric(message), n),
+                micro(lambda: iso8583.encode(dict(bare), spec), n),
+            ),
+            (
+                "unpack",
+                micro(lambda: packager.unpack(data), n),
+                micro(lambda: packager.unpackGeneric(data), n),
+                micro(lambda: iso8583.decode(data, spec), n),
+            ),
         ]
         compiledFrame = framingRows(packager, channel, header, message, n)
         genericFrame = framingRows(GenericPath(packager), channel, header, message, n)

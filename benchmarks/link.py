@@ -10,8 +10,8 @@ import time
 
 from twisted.internet import defer, task
 
-from muxpool.channel import ChannelSpec
 from muxpool.app import runLoad
+from muxpool.channel import ChannelSpec
 from muxpool.mux import percentile
 from muxpool.testing import portOf, startIssuer, startLink
 

@@ -15,10 +15,8 @@ import timeit
 from twisted.internet import defer, task
 
 from muxpool.app import runLoad
-from muxpool.mux import QMUX
-from muxpool.mux import MUXPool
-from muxpool.mux import strategyByName
-from muxpool.testing import answer, MemoryLink, PoolHarness, portOf, startIssuer, startLink
+from muxpool.mux import QMUX, MUXPool, strategyByName
+from muxpool.testing import MemoryLink, PoolHarness, answer, portOf, startIssuer, startLink
 
 
 @defer.inlineCallbacks
@@ -32,7 +30,11 @@ def rate(mux, total, inFlight):
         if not isinstance(o, dict):
             failures[type(o.value).__name__] = failures.get(type(o.value).__name__, 0) + 1
     if failures:
-        print("   failures:", failures, [str(o.value) for o in outcomes if not isinstance(o, dict)][:2])
+        print(
+            "   failures:",
+            failures,
+            [str(o.value) for o in outcomes if not isinstance(o, dict)][:2],
+        )
     return ok, total / elapsed
 
 
@@ -113,8 +115,9 @@ def main(reactor, args):
         ok, rps = yield rate(made[0][1], args.requests, args.in_flight)
         print(f"{'bare QMUX':>18} {ok:>9} {rps:>9.0f}")
         for n in (1, 2, 8, 32, 200):
-            pool = MUXPool(f"pool{n}", [m for _, m in made[:n]], reactor,
-                           strategyByName("round-robin"))
+            pool = MUXPool(
+                f"pool{n}", [m for _, m in made[:n]], reactor, strategyByName("round-robin")
+            )
             pool.startService()
             ok, rps = yield rate(pool, args.requests, args.in_flight)
             yield pool.stopService()
@@ -125,11 +128,15 @@ def main(reactor, args):
         yield server.stopService()
     for n in (2, 200):
         print(f"round-robin selection, {n:>3} members: {selectionCost(n):.2f} us")
-    print(f"8000 answers while draining: {drainCost(8000, 0):.3f} s with no drain waiter, "
-          f"{drainCost(8000, 1):.3f} s with one")
+    print(
+        f"8000 answers while draining: {drainCost(8000, 0):.3f} s with no drain waiter, "
+        f"{drainCost(8000, 1):.3f} s with one"
+    )
     ms, lost = yield failover(reactor, 16)
-    print(f"failover: member lost -> first request served by the other: {ms:.1f} ms "
-          f"({lost} in-flight requests ended not answered)")
+    print(
+        f"failover: member lost -> first request served by the other: {ms:.1f} ms "
+        f"({lost} in-flight requests ended not answered)"
+    )
 
 
 if __name__ == "__main__":

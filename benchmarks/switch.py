@@ -73,13 +73,15 @@ def switchFolder(folder: Path, issuerPorts, members: int, frontPort: int) -> Non
   <in>q{i}-send</in><out>q{i}-receive</out><reconnect-delay>1000</reconnect-delay>
 </channel-adaptor>
 """)
-        (folder / f"3{i:03d}_mux.xml").write_text(f"""<mux class="org.jpos.q2.iso.QMUX" name="mux-{i}">
+        (
+            folder / f"3{i:03d}_mux.xml"
+        ).write_text(f"""<mux class="org.jpos.q2.iso.QMUX" name="mux-{i}">
   <in>q{i}-receive</in><out>q{i}-send</out>
 </mux>
 """)
         names.append(f"mux-{i}")
     (folder / "40_pool.xml").write_text(f"""<mux class="org.jpos.q2.iso.MUXPool" name="core-mux">
-  <muxes>{' '.join(names)}</muxes><strategy>round-robin</strategy>
+  <muxes>{" ".join(names)}</muxes><strategy>round-robin</strategy>
 </mux>
 """)
     (folder / "50_front.xml").write_text(f"""<server class="org.jpos.q2.iso.QServer" name="front">
@@ -103,9 +105,21 @@ class Process:
         self.log = log
         twistd = [python, "-c", "from twisted.scripts.twistd import run; run()"]
         self.process = subprocess.Popen(
-            twistd + ["-n", "--pidfile=", "muxpool", "--deploy", str(folder),
-                      "--scan-interval", "0", *args],
-            stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=str(folder))
+            twistd
+            + [
+                "-n",
+                "--pidfile=",
+                "muxpool",
+                "--deploy",
+                str(folder),
+                "--scan-interval",
+                "0",
+                *args,
+            ],
+            stdout=open(log, "w"),
+            stderr=subprocess.STDOUT,
+            cwd=str(folder),
+        )
 
     def waitFor(self, text: str, count: int = 1, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -123,7 +137,9 @@ class Process:
         """
         pids = [self.process.pid]
         try:
-            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text()
+            children = Path(
+                f"/proc/{self.process.pid}/task/{self.process.pid}/children"
+            ).read_text()
             pids += [int(p) for p in children.split()]
         except OSError:
             pass
@@ -163,10 +179,27 @@ class Process:
 
 def load(port: int, channel: str, total: int, inFlight: int, connections: int, timeout=30):
     result = subprocess.run(
-        [str(HERE / "muxpool"), "load", "--endpoint", f"tcp:127.0.0.1:{port}", "--channel", channel,
-         "-n", str(total), "-c", str(inFlight), "-k", str(connections), "--json", "--quiet",
-         "--timeout", str(timeout)],
-        capture_output=True, text=True)
+        [
+            str(HERE / "muxpool"),
+            "load",
+            "--endpoint",
+            f"tcp:127.0.0.1:{port}",
+            "--channel",
+            channel,
+            "-n",
+            str(total),
+            "-c",
+            str(inFlight),
+            "-k",
+            str(connections),
+            "--json",
+            "--quiet",
+            "--timeout",
+            str(timeout),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if not result.stdout.strip():
         raise SystemExit(f"load failed: {result.stderr[-2000:]}")
     return json.loads(result.stdout)
@@ -181,9 +214,12 @@ def row(label, inFlight, connections, summary, cpu=None):
     latency = summary["latency_ms"]
     perTx = cpu * 1e6 / answered if cpu is not None and answered else None
     cpuText = f"{perTx:9.0f}" if perTx is not None else f"{'-':>9}"
-    print(f"{label:<28} {inFlight:>4} {connections:>3} {summary['requests_per_second']:>9.0f} "
-          f"{latency['p50']:>7.2f} {latency['p99']:>7.2f} {cpuText}"
-          + (f"   ({failed} failed)" if failed else ""), flush=True)
+    print(
+        f"{label:<28} {inFlight:>4} {connections:>3} {summary['requests_per_second']:>9.0f} "
+        f"{latency['p50']:>7.2f} {latency['p99']:>7.2f} {cpuText}"
+        + (f"   ({failed} failed)" if failed else ""),
+        flush=True,
+    )
     return summary["requests_per_second"], latency["p50"], perTx
 
 
@@ -216,17 +252,34 @@ def memoryPerPending(python, work, issuerPython, pending):
     folder = Path(tempfile.mkdtemp(prefix="memory-", dir=work))
     frontPort, adminPort = freePort(), freePort()
     switchFolder(folder, [port], 2, frontPort)
-    switch = Process(python, folder, folder / "switch.log",
-                     "--admin", f"tcp:{adminPort}:interface=127.0.0.1")
+    switch = Process(
+        python, folder, folder / "switch.log", "--admin", f"tcp:{adminPort}:interface=127.0.0.1"
+    )
     loader = None
     try:
         switch.waitFor("front: listening")
         switch.waitFor("channel-1: ready")
         before = switch.rss()
         loader = subprocess.Popen(
-            [str(HERE / "muxpool"), "load", "--endpoint", f"tcp:127.0.0.1:{frontPort}", "-n",
-             str(pending), "-c", str(pending), "-k", "50", "--timeout", "300", "--quiet", "--json"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                str(HERE / "muxpool"),
+                "load",
+                "--endpoint",
+                f"tcp:127.0.0.1:{frontPort}",
+                "-n",
+                str(pending),
+                "-c",
+                str(pending),
+                "-k",
+                "50",
+                "--timeout",
+                "300",
+                "--quiet",
+                "--json",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 300
         inFlight = 0
         while time.monotonic() < deadline:
@@ -248,9 +301,19 @@ def memoryPerPending(python, work, issuerPython, pending):
 
 
 def interpreter(python: str) -> str:
-    return subprocess.run([python, "-c", "import sys, platform; print(platform."
-                           "python_implementation(), sys.version.split()[0])"],
-                          capture_output=True, text=True).stdout.strip() or python
+    return (
+        subprocess.run(
+            [
+                python,
+                "-c",
+                "import sys, platform; print(platform."
+                "python_implementation(), sys.version.split()[0])",
+            ],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        or python
+    )
 
 
 def targets(name, direct, rows, memory) -> None:
@@ -265,26 +328,53 @@ def targets(name, direct, rows, memory) -> None:
     lines = []
     limit = 55 if pypy else 120
     if cpu is not None:
-        lines.append((f"CPU per transaction at {shape[0]} in flight at most {limit} us",
-                      f"{cpu:.0f} us", cpu <= limit))
+        lines.append(
+            (
+                f"CPU per transaction at {shape[0]} in flight at most {limit} us",
+                f"{cpu:.0f} us",
+                cpu <= limit,
+            )
+        )
     if pypy:
         fraction = rate / direct[shape][0]
-        lines.append(("throughput at 64 in flight at least 0.75 of direct",
-                      f"{fraction:.2f}", fraction >= 0.75))
+        lines.append(
+            (
+                "throughput at 64 in flight at least 0.75 of direct",
+                f"{fraction:.2f}",
+                fraction >= 0.75,
+            )
+        )
     if workers:
-        lines.append(("--workers 2 above a single process", f"{workers[shape][0]:.0f} vs {rate:.0f} req/s",
-                      workers[shape][0] > rate))
+        lines.append(
+            (
+                "--workers 2 above a single process",
+                f"{workers[shape][0]:.0f} vs {rate:.0f} req/s",
+                workers[shape][0] > rate,
+            )
+        )
     rate32, _, cpu32 = pool32[shape]
-    lines.append(("pool of 32 within 5% of a pool of 2 (req/s)",
-                  f"{rate32 / rate - 1:+.1%}", rate32 >= 0.95 * rate))
+    lines.append(
+        (
+            "pool of 32 within 5% of a pool of 2 (req/s)",
+            f"{rate32 / rate - 1:+.1%}",
+            rate32 >= 0.95 * rate,
+        )
+    )
     if cpu is not None and cpu32 is not None:
-        lines.append(("pool of 32 within 5% of a pool of 2 (CPU/tx)",
-                      f"{cpu32 / cpu - 1:+.1%}", cpu32 <= 1.05 * cpu))
+        lines.append(
+            (
+                "pool of 32 within 5% of a pool of 2 (CPU/tx)",
+                f"{cpu32 / cpu - 1:+.1%}",
+                cpu32 <= 1.05 * cpu,
+            )
+        )
     for ones in [s for s in pool2 if s[0] == 1][:1]:
         added = pool2[ones][1] - direct[ones][1]
         lines.append(("added p50 at 1 in flight under 0.3 ms", f"{added:.2f} ms", added < 0.3))
     if memory is not None:
-        lines.append(("memory per pending request under 2 KB", f"{memory:.0f} bytes", memory < 2048))
+        lines.append(
+            ("memory per pending request under 2 KB", f"{memory:.0f} bytes", memory < 2048)
+        )
     print(f"targets, switch on {name}:")
     for what, figure, met in lines:
         print(f"  {'met    ' if met else 'NOT met'}  {what}: {figure}")
@@ -292,27 +382,44 @@ def targets(name, direct, rows, memory) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--python", action="append",
-                        help="interpreter to run the switch with (default: this one); "
-                             "give it twice, e.g. for CPython and PyPy, to compare them in one run")
+    parser.add_argument(
+        "--python",
+        action="append",
+        help="interpreter to run the switch with (default: this one); "
+        "give it twice, e.g. for CPython and PyPy, to compare them in one run",
+    )
     parser.add_argument("--requests", type=int, default=20000, help="requests per row")
-    parser.add_argument("--pending", type=int, default=50000,
-                        help="requests waiting on a slow issuer, for the memory figure "
-                             "(0: no memory figure)")
-    parser.add_argument("--warmup", type=int, default=30000,
-                        help="requests through each switch before its first row (JIT warm-up)")
-    parser.add_argument("--quick", action="store_true",
-                        help="64 in flight over 4 connections only, and no worker row")
+    parser.add_argument(
+        "--pending",
+        type=int,
+        default=50000,
+        help="requests waiting on a slow issuer, for the memory figure (0: no memory figure)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=30000,
+        help="requests through each switch before its first row (JIT warm-up)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="64 in flight over 4 connections only, and no worker row",
+    )
     args = parser.parse_args()
     # absolute, not resolved: a venv's python is a symlink that must stay one
     pythons = [os.path.abspath(shutil.which(p) or p) for p in args.python or [sys.executable]]
     shapes = [(64, 4)] if args.quick else [(f, c) for f in (1, 16, 64) for c in (1, 4)]
     work = Path(tempfile.mkdtemp(prefix="muxpool-switch-bench-"))
     names = {python: interpreter(python) for python in pythons}
-    print(f"switch on {'; '.join(f'{n} ({p})' for p, n in names.items())}; issuers and load on "
-          f"{platform.python_implementation()} {platform.python_version()}; "
-          f"{os.cpu_count()} CPUs, {platform.machine()}; {args.requests} requests a row")
-    print(f"{'':<28} {'in':>4} {'con':>3} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/tx':>9}")
+    print(
+        f"switch on {'; '.join(f'{n} ({p})' for p, n in names.items())}; issuers and load on "
+        f"{platform.python_implementation()} {platform.python_version()}; "
+        f"{os.cpu_count()} CPUs, {platform.machine()}; {args.requests} requests a row"
+    )
+    print(
+        f"{'':<28} {'in':>4} {'con':>3} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/tx':>9}"
+    )
     issuers, ports = [], []
     for name in ("issuer-a", "issuer-b"):
         folder = work / name
@@ -329,8 +436,11 @@ def main() -> None:
         for number, python in enumerate(pythons):
             short = names[python].split()[0]
             rows = {}
-            for label, members, extra in (("pool of 2", 2, ()), ("pool of 32", 32, ()),
-                                          ("2 workers", 2, ("--workers", "2"))):
+            for label, members, extra in (
+                ("pool of 2", 2, ()),
+                ("pool of 32", 32, ()),
+                ("2 workers", 2, ("--workers", "2")),
+            ):
                 if extra and args.quick:
                     continue
                 folder = work / f"{number}-{label.replace(' ', '-')}"
@@ -341,9 +451,14 @@ def main() -> None:
                 try:
                     switch.waitFor("front: listening", count=2 if extra else 1)
                     switch.waitFor(f"channel-{members - 1}: ready", count=2 if extra else 1)
-                    rows[label] = measure(switch, frontPort, f"{short} switch, {label}",
-                                          [(64, 4)] if extra else shapes, args.requests,
-                                          args.warmup)
+                    rows[label] = measure(
+                        switch,
+                        frontPort,
+                        f"{short} switch, {label}",
+                        [(64, 4)] if extra else shapes,
+                        args.requests,
+                        args.warmup,
+                    )
                 finally:
                     switch.stop()
             results.append((names[python], rows))
@@ -351,9 +466,11 @@ def main() -> None:
         for python in pythons if args.pending else ():
             pending, before, after = memoryPerPending(python, work, sys.executable, args.pending)
             memories[names[python]] = (after - before) / max(1, pending)
-            print(f"{names[python]}: memory per pending request: {memories[names[python]]:.0f} bytes "
-                  f"({pending} pending; switch RSS {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB)",
-                  flush=True)
+            print(
+                f"{names[python]}: memory per pending request: {memories[names[python]]:.0f} bytes "
+                f"({pending} pending; switch RSS {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB)",
+                flush=True,
+            )
         for name, rows in results:
             targets(name, direct, rows, memories.get(name))
     finally:

@@ -26,11 +26,12 @@ from muxpool.link import AdaptorSettings, ChannelAdaptor
 from muxpool.mux import QMUX, MUXPool, strategyByName
 from muxpool.ops import addAdminArguments, runAdminCommand
 
-
 #: What a switch's own declines mean (muxpool's Forward, by default).
-DECLINES = {"91": "declined: not sent to the issuer",
-            "68": "declined: outcome unknown, may need a reversal",
-            "96": "declined: system malfunction"}
+DECLINES = {
+    "91": "declined: not sent to the issuer",
+    "68": "declined: outcome unknown, may need a reversal",
+    "96": "declined: system malfunction",
+}
 
 
 def _field(text: str):
@@ -41,15 +42,25 @@ def _field(text: str):
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--endpoint", default="tcp:127.0.0.1:8000",
-                        help="Twisted client endpoint (default: tcp:127.0.0.1:8000, the demo)")
+    parser.add_argument(
+        "--endpoint",
+        default="tcp:127.0.0.1:8000",
+        help="Twisted client endpoint (default: tcp:127.0.0.1:8000, the demo)",
+    )
     parser.add_argument("--channel", default="ASCIIChannel", help="jPOS channel class")
     parser.add_argument("--packager", default="ISO87A", help="packager name or jPOS class")
     parser.add_argument("--packager-config", help="GenericPackager XML file")
     parser.add_argument("--header", help="channel header, hex")
     parser.add_argument("--mti", default="0200", help="message type (default 0200)")
-    parser.add_argument("--field", "-f", action="append", type=_field, default=[],
-                        metavar="N=VALUE", help="set field N (repeatable)")
+    parser.add_argument(
+        "--field",
+        "-f",
+        action="append",
+        type=_field,
+        default=[],
+        metavar="N=VALUE",
+        help="set field N (repeatable)",
+    )
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
 
 
@@ -63,29 +74,41 @@ def parser() -> argparse.ArgumentParser:
     load.add_argument("-n", "--requests", type=int, default=1000)
     load.add_argument("-c", "--concurrency", type=int, default=10, help="requests in flight")
     load.add_argument("-k", "--connections", type=int, default=1)
-    load.add_argument("--split-field", default="44",
-                      help="response field that tells who answered (default 44)")
-    load.add_argument("--ok-codes", type=lambda text: tuple(parseFieldList(text)), default=("00",),
-                      help="response codes (39) that count as success (default 00); any other "
-                           "answer, e.g. a switch's 91 or 68, makes the exit status 1")
+    load.add_argument(
+        "--split-field", default="44", help="response field that tells who answered (default 44)"
+    )
+    load.add_argument(
+        "--ok-codes",
+        type=lambda text: tuple(parseFieldList(text)),
+        default=("00",),
+        help="response codes (39) that count as success (default 00); any other "
+        "answer, e.g. a switch's 91 or 68, makes the exit status 1",
+    )
     load.add_argument("--json", action="store_true", help="print the summary as JSON")
-    load.add_argument("--record", metavar="FILE",
-                      help="write each request's outcome to FILE, one JSON object a line "
-                           "(11, 41 and 39, or the failure)")
+    load.add_argument(
+        "--record",
+        metavar="FILE",
+        help="write each request's outcome to FILE, one JSON object a line "
+        "(11, 41 and 39, or the failure)",
+    )
     load.add_argument("--quiet", action="store_true", help="no progress bar")
-    status = commands.add_parser("status", help="a running switch's pools, channels and servers "
-                                                "(through its admin API)")
+    status = commands.add_parser(
+        "status", help="a running switch's pools, channels and servers (through its admin API)"
+    )
     addAdminArguments(status)
     status.add_argument("--json", action="store_true", help="print the status as JSON")
-    for verb, text in (("enable", "put a MUX (back) into every pool's rotation"),
-                       ("disable", "take a MUX out of every pool's rotation"),
-                       ("drain", "disable a MUX and wait until nothing is in flight on it")):
+    for verb, text in (
+        ("enable", "put a MUX (back) into every pool's rotation"),
+        ("disable", "take a MUX out of every pool's rotation"),
+        ("drain", "disable a MUX and wait until nothing is in flight on it"),
+    ):
         command = commands.add_parser(verb, help=text)
         command.add_argument("name", help="the MUX's name")
         addAdminArguments(command)
         if verb == "drain":
-            command.add_argument("--timeout", type=float, default=30.0,
-                                 help="seconds to wait (default 30)")
+            command.add_argument(
+                "--timeout", type=float, default=30.0, help="seconds to wait (default 30)"
+            )
     return top
 
 
@@ -110,8 +133,9 @@ def _connected(links, endpoint: str):
     say why and return False.
     """
     try:
-        yield defer.gatherResults([adaptor.whenConnected(failAfterFailures=1)
-                                   for adaptor, _ in links], consumeErrors=True)
+        yield defer.gatherResults(
+            [adaptor.whenConnected(failAfterFailures=1) for adaptor, _ in links], consumeErrors=True
+        )
     except defer.FirstError as e:
         reason = next((a.lastFailure for a, _ in links if a.lastFailure), None)
         print(reason or f"cannot connect to {endpoint}: {e.subFailure.getErrorMessage()}")
@@ -137,16 +161,22 @@ def _send(reactor, args):
         started = time.perf_counter()
         connection = adaptor.protocol
         pending = mux.request(message, args.timeout)
+
         # A connection closed before the request is written ends it at once
         # ("not sent"), instead of waiting for a reconnection.
-        closed = lambda reason: pending.called or pending.cancel()
+        def closed(reason: object) -> None:
+            if not pending.called:
+                pending.cancel()
+
         adaptor.addLossObserver(closed)
         try:
             response = yield pending
         except NotSent as e:
             if isinstance(e, CancelledBeforeWrite):
-                print("refused: the server closed the connection before the request was "
-                      "written (maxSessions reached, or not allowed); not sent")
+                print(
+                    "refused: the server closed the connection before the request was "
+                    "written (maxSessions reached, or not allowed); not sent"
+                )
             else:
                 print(f"not sent: {e}")
             return 2
@@ -154,9 +184,11 @@ def _send(reactor, args):
             if isinstance(e, LinkLost) and not _heardFrom(connection):
                 # A server refusing a session (maxSessions, allow/deny) closes
                 # it at once, before reading: said apart, with its own status.
-                print("refused: the server closed the connection at once, without answering "
-                      "anything on it (maxSessions reached, or not allowed); the request was "
-                      "written, so if it was read after all its outcome is unknown")
+                print(
+                    "refused: the server closed the connection at once, without answering "
+                    "anything on it (maxSessions reached, or not allowed); the request was "
+                    "written, so if it was read after all its outcome is unknown"
+                )
                 return 4
             if isinstance(e, LinkLost):
                 print("connection closed before an answer; outcome unknown")
@@ -188,7 +220,9 @@ def _progress(done: List[int], total: int, started: float) -> None:
     width = 30
     filled = int(width * done[0] / total) if total else width
     rate = done[0] / max(1e-9, time.perf_counter() - started)
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done[0]}/{total} {rate:8.0f} req/s")
+    sys.stderr.write(
+        f"\r[{'#' * filled}{'.' * (width - filled)}] {done[0]}/{total} {rate:8.0f} req/s"
+    )
     sys.stderr.flush()
 
 
@@ -218,9 +252,16 @@ def _load(reactor, args):
         bar.clock = reactor
         bar.start(0.25)
     try:
-        outcomes = yield runLoad(pool, args.requests, args.concurrency, args.timeout,
-                                 start=base, make=make, latencies=latencies,
-                                 onEach=lambda i, result: done.__setitem__(0, done[0] + 1))
+        outcomes = yield runLoad(
+            pool,
+            args.requests,
+            args.concurrency,
+            args.timeout,
+            start=base,
+            make=make,
+            latencies=latencies,
+            onEach=lambda i, result: done.__setitem__(0, done[0] + 1),
+        )
     finally:
         if bar is not None:
             bar.stop()
@@ -230,8 +271,9 @@ def _load(reactor, args):
         for adaptor, mux in links:
             yield mux.stopService()
             yield adaptor.stopService()
-    summary = report(outcomes, latencies, time.perf_counter() - started, args.split_field,
-                     args.ok_codes)
+    summary = report(
+        outcomes, latencies, time.perf_counter() - started, args.split_field, args.ok_codes
+    )
     if args.record:
         with open(args.record, "w") as record:
             for i, outcome in enumerate(outcomes):

@@ -10,8 +10,8 @@ from typing import Callable, Dict, List, Optional
 
 from twisted.internet.defer import Deferred, succeed
 
-from muxpool.interfaces import ILink, IMUX
 from muxpool._support import Observers, Waiters
+from muxpool.interfaces import IMUX
 
 
 class Registry:
@@ -63,12 +63,6 @@ class Registry:
             raise KeyError(f"{name!r} is not a MUX")
         return obj
 
-    def getLink(self, name: str) -> ILink:
-        obj = self.get(name)
-        if not ILink.providedBy(obj):
-            raise KeyError(f"{name!r} is not a link")
-        return obj
-
     def names(self) -> List[str]:
         return sorted(self._objects)
 
@@ -89,7 +83,6 @@ class Registry:
         Call C{observer(name, obj)} on each register (C{obj} None: unregister).
         """
         self._observers.add(observer)
-
 
 
 #: The process-wide registry that descriptors and L{Forward} use by default.

@@ -13,9 +13,9 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from muxpool._support import defaultReactor, parseEndpoint, withPort
+from muxpool.app import ParentWatch, WorkerSockets, WorkerSupervisor, workerArgv
 from muxpool.deploy import DeployService
 from muxpool.ops import AdminConfigError, AdminService, Operations, checkEndpoint
-from muxpool.app import ParentWatch, WorkerSockets, WorkerSupervisor, workerArgv
 
 
 class Options(usage.Options):
@@ -23,29 +23,58 @@ class Options(usage.Options):
     Options for C{twistd muxpool}.
     """
 
-    synopsis = ("[--deploy DIR] [--scan-interval SECONDS] [--drain-timeout SECONDS] "
-                "[--admin ENDPOINT [--admin-token-file FILE]]")
+    synopsis = (
+        "[--deploy DIR] [--scan-interval SECONDS] [--drain-timeout SECONDS] "
+        "[--admin ENDPOINT [--admin-token-file FILE]]"
+    )
     longdesc = (
         "Run an ISO 8583 switch from a folder of jPOS-style descriptors "
         "(<channel-adaptor>, <mux> (QMUX or MUXPool), <server>), deployed in "
         "file-name order and rescanned for changes, as Q2 does."
     )
     optParameters = [
-        ["deploy", "d", "deploy",
-         "Folder of *.xml QBean descriptors (default: ./deploy, as in Q2)."],
-        ["scan-interval", "s", 2.0,
-         "Seconds between rescans of the deploy folder (0: never rescan).", float],
-        ["drain-timeout", None, 30.0,
-         "Seconds a replaced or removed bean gets to finish its in-flight requests.", float],
-        ["admin", None, None,
-         "Serve the admin API (status, metrics, enable/disable/drain, status page) on this "
-         "endpoint, e.g. tcp:8080:interface=127.0.0.1.  Off by default."],
-        ["admin-token-file", None, None,
-         "File holding the token the admin API requires (Authorization: Bearer TOKEN); "
-         "or set MUXPOOL_ADMIN_TOKEN.  Without one it listens on loopback only."],
-        ["workers", None, 1,
-         "Run this many worker processes sharing each server's listening socket, each with "
-         "its own channels, MUXes and pools (one per core; default 1: no workers).", int],
+        [
+            "deploy",
+            "d",
+            "deploy",
+            "Folder of *.xml QBean descriptors (default: ./deploy, as in Q2).",
+        ],
+        [
+            "scan-interval",
+            "s",
+            2.0,
+            "Seconds between rescans of the deploy folder (0: never rescan).",
+            float,
+        ],
+        [
+            "drain-timeout",
+            None,
+            30.0,
+            "Seconds a replaced or removed bean gets to finish its in-flight requests.",
+            float,
+        ],
+        [
+            "admin",
+            None,
+            None,
+            "Serve the admin API (status, metrics, enable/disable/drain, status page) on this "
+            "endpoint, e.g. tcp:8080:interface=127.0.0.1.  Off by default.",
+        ],
+        [
+            "admin-token-file",
+            None,
+            None,
+            "File holding the token the admin API requires (Authorization: Bearer TOKEN); "
+            "or set MUXPOOL_ADMIN_TOKEN.  Without one it listens on loopback only.",
+        ],
+        [
+            "workers",
+            None,
+            1,
+            "Run this many worker processes sharing each server's listening socket, each with "
+            "its own channels, MUXes and pools (one per core; default 1: no workers).",
+            int,
+        ],
         ["worker", None, 0, "(internal) run as worker number N of a --workers parent.", int],
     ]
 
@@ -140,10 +169,14 @@ def makeService(options: Options) -> SwitchService:
     reactor = defaultReactor(None)
     switch = SwitchService(reactor)
     if options["workers"] > 1 and not options["worker"]:
-        WorkerSupervisor(options["workers"], options["deploy"], workerArgv(options), reactor,
-                         options["scan-interval"],
-                         stopTimeout=max(120.0, 2 * options["drain-timeout"] + 30)
-                         ).setServiceParent(switch)
+        WorkerSupervisor(
+            options["workers"],
+            options["deploy"],
+            workerArgv(options),
+            reactor,
+            options["scan-interval"],
+            stopTimeout=max(120.0, 2 * options["drain-timeout"] + 30),
+        ).setServiceParent(switch)
         return switch
     worker = options["worker"]
     deploy = DeployService(
@@ -162,6 +195,5 @@ def makeService(options: Options) -> SwitchService:
         port = parseEndpoint(endpoint).port
         if worker > 1 and port is not None:
             endpoint = withPort(endpoint, port + worker - 1)  # worker N: the given port + N - 1
-        AdminService(endpoint, operations, reactor,
-                     options["admin-token"]).setServiceParent(switch)
+        AdminService(endpoint, operations, reactor, options["admin-token"]).setServiceParent(switch)
     return switch

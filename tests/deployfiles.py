@@ -56,7 +56,7 @@ def qmux(name, queue, extra=""):
 
 def pool(name, members, strategy="round-robin"):
     return f"""<mux class="org.jpos.q2.iso.MUXPool" logger="Q2" name="{name}">
-  <muxes>{' '.join(members)}</muxes>
+  <muxes>{" ".join(members)}</muxes>
   <strategy>{strategy}</strategy>
 </mux>
 """

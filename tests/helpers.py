@@ -8,8 +8,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
-from muxpool.channel import ChannelSpec, ISOChannelProtocol
-from muxpool.channel import IChannelOwner
+from muxpool.channel import ChannelSpec, IChannelOwner, ISOChannelProtocol
 
 
 @implementer(IChannelOwner)

@@ -18,7 +18,7 @@ def fieldValue(cls: str, length: int):
     Valid values for one jPOS field class: full length or shorter where jPOS
     pads, empty or odd-length where a variable field allows it.
     """
-    fixed = not ("LL" in cls)
+    fixed = "LL" not in cls
     if cls.endswith("BINARY"):
         size = st.just(length) if fixed else st.integers(0, length)
         return size.flatmap(lambda n: st.binary(min_size=n, max_size=n)).map(
@@ -55,9 +55,7 @@ def messages(packager):
 
 
 def _fieldKeys(packager):
-    return sorted(
-        (k for k in packager.spec if k.isdigit() and k not in ("1", "65")), key=int
-    )
+    return sorted((k for k in packager.spec if k.isdigit() and k not in ("1", "65")), key=int)
 
 
 #: Values of every kind a caller might put in a message by mistake.

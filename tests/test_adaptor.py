@@ -9,10 +9,9 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
 from zope.interface.verify import verifyObject
 
-from muxpool.link import AdaptorSettings, ChannelAdaptor
-from muxpool.channel import ChannelSpec
-from muxpool.channel import IChannelOwner
+from muxpool.channel import ChannelSpec, IChannelOwner
 from muxpool.interfaces import ILink, ISource
+from muxpool.link import AdaptorSettings, ChannelAdaptor
 from muxpool.testing import runUntil
 from tests.helpers import connectedProtocol
 
@@ -59,8 +58,9 @@ def makeAdaptor(**kwargs):
     endpoint = Endpoint()
     kwargs.setdefault("reconnectDelay", 1.0)
     kwargs.setdefault("maxReconnectDelay", 4.0)
-    adaptor = ChannelAdaptor("link", SPEC, endpoint, clock, AdaptorSettings(**kwargs),
-                             jitter=lambda: 0.5)
+    adaptor = ChannelAdaptor(
+        "link", SPEC, endpoint, clock, AdaptorSettings(**kwargs), jitter=lambda: 0.5
+    )
     adaptor.startService()
     return adaptor, endpoint, clock
 
@@ -80,10 +80,12 @@ def test_ready_while_connected_and_reconnects_with_backoff():
     assert not adaptor.ready
     attempts = []
     endpoint.connect = lambda factory, connect=endpoint.connect: (
-        attempts.append(clock.seconds()), connect(factory))[1]
+        attempts.append(clock.seconds()),
+        connect(factory),
+    )[1]
     runUntil(clock, 15)
     # at the base delay, then growing by half per failure up to the cap
-    assert attempts[:7] == [1.0, 2.0, 3.5, 5.75, 9.125, 13.125, 17.125][:len(attempts)]
+    assert attempts[:7] == [1.0, 2.0, 3.5, 5.75, 9.125, 13.125, 17.125][: len(attempts)]
     assert len(attempts) == 6
     endpoint.refuse = False
     clock.advance(4.0)
@@ -104,8 +106,14 @@ def test_first_reconnect_comes_at_reconnect_delay():
 
 def test_jitter_stays_within_ten_percent():
     for j, expected in ((0.0, 9.0), (0.999999, 11.0)):
-        adaptor = ChannelAdaptor("link", SPEC, Endpoint(), Clock(),
-                                 AdaptorSettings(reconnectDelay=10.0), jitter=lambda j=j: j)
+        adaptor = ChannelAdaptor(
+            "link",
+            SPEC,
+            Endpoint(),
+            Clock(),
+            AdaptorSettings(reconnectDelay=10.0),
+            jitter=lambda j=j: j,
+        )
         assert abs(adaptor._retryDelay(1) - expected) < 1e-4
 
 
@@ -287,7 +295,11 @@ def test_a_peer_that_signs_off_gets_nothing_more_on_that_connection():
     protocol.dataReceived(SPEC.encode({"t": "0800", "11": "000009", "70": "002"}))
     [answer] = peerMessages(protocol)
     assert {k: answer[k] for k in ("t", "11", "70", "39")} == {
-        "t": "0810", "11": "000009", "70": "002", "39": "00"}
+        "t": "0810",
+        "11": "000009",
+        "70": "002",
+        "39": "00",
+    }
     assert not adaptor.ready and adaptor.isConnected()
     protocol.dataReceived(SPEC.encode({"t": "0210", "11": "000001", "41": "T1", "39": "00"}))
     assert got[0]["11"] == "000001"
@@ -309,8 +321,9 @@ def test_a_busy_link_is_healthy_without_an_echo():
     Review of issue 8 #13: with an echo configured, traffic never let the
     link prove itself, so the next loss waited the grown delay.
     """
-    adaptor, endpoint, clock = makeAdaptor(echoInterval=30, reconnectDelay=10.0,
-                                           maxReconnectDelay=40.0)
+    adaptor, endpoint, clock = makeAdaptor(
+        echoInterval=30, reconnectDelay=10.0, maxReconnectDelay=40.0
+    )
     endpoint.refuse = True
     endpoint.protocols[0].connectionLost(None)
     runUntil(clock, 40)  # three refusals

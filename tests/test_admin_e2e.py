@@ -22,8 +22,9 @@ def get(port, path, token=None, method="GET", headers=()):
     """
     (status, body) of one admin request.
     """
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
-                                     data=b"" if method == "POST" else None)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", method=method, data=b"" if method == "POST" else None
+    )
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     for name, value in headers:
@@ -53,9 +54,15 @@ def member(state, pool, name):
 def startIssuer(tmp_path, i, port, record=None):
     folder = tmp_path / f"issuer-{i}"
     folder.mkdir(exist_ok=True)
-    (folder / "10_issuer.xml").write_text(issuer(
-        f"issuer-{i}", port, f"issuer-{i}", record=record,
-        extra='\n  <property name="sign-off-on-stop" value="true"/>'))
+    (folder / "10_issuer.xml").write_text(
+        issuer(
+            f"issuer-{i}",
+            port,
+            f"issuer-{i}",
+            record=record,
+            extra='\n  <property name="sign-off-on-stop" value="true"/>',
+        )
+    )
     proc = Twistd(folder, tmp_path)
     proc.waitFor("listening")
     return proc
@@ -66,23 +73,42 @@ def switchFolder(tmp_path, ports, poolExtra="", forwardTimeout=10000):
     deploy.mkdir()
     names = []
     for i, port in enumerate(ports, 1):
-        (deploy / f"2{i}_channel-{i}.xml").write_text(adaptor(
-            f"channel-{i}", port, f"q{i}", "\n  <max-reconnect-delay>300</max-reconnect-delay>"))
+        (deploy / f"2{i}_channel-{i}.xml").write_text(
+            adaptor(
+                f"channel-{i}", port, f"q{i}", "\n  <max-reconnect-delay>300</max-reconnect-delay>"
+            )
+        )
         (deploy / f"3{i}_core-mux-{i}.xml").write_text(qmux(f"core-mux-{i}", f"q{i}"))
         names.append(f"core-mux-{i}")
     (deploy / "40_pool.xml").write_text(
         f"<mux class='org.jpos.q2.iso.MUXPool' name='core-mux'><muxes>{' '.join(names)}</muxes>"
-        f"<strategy>round-robin</strategy>{poolExtra}</mux>")
+        f"<strategy>round-robin</strategy>{poolExtra}</mux>"
+    )
     frontPort = freePort()
-    (deploy / "50_front.xml").write_text(front(
-        "front", frontPort, "core-mux", timeout=forwardTimeout,
-        extra='\n  <property name="sign-off-on-stop" value="true"/>'))
+    (deploy / "50_front.xml").write_text(
+        front(
+            "front",
+            frontPort,
+            "core-mux",
+            timeout=forwardTimeout,
+            extra='\n  <property name="sign-off-on-stop" value="true"/>',
+        )
+    )
     return deploy, frontPort
 
 
 def load(frontPort, n=200):
-    result = tool("load", "--endpoint", f"tcp:127.0.0.1:{frontPort}", "-n", str(n), "-c", "8",
-                  "--quiet", "--json")
+    result = tool(
+        "load",
+        "--endpoint",
+        f"tcp:127.0.0.1:{frontPort}",
+        "-n",
+        str(n),
+        "-c",
+        "8",
+        "--quiet",
+        "--json",
+    )
     assert result.returncode in (0, 1), result.stderr
     return json.loads(result.stdout)
 
@@ -102,13 +128,22 @@ def test_status_metrics_and_enable_disable(tmp_path):
         # metrics parse as Prometheus text, and count what was sent
         code, text = get(adminPort, "/metrics")
         assert code == 200
-        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-                   for family in text_string_to_metric_families(text.decode())
-                   for s in family.samples}
-        assert samples[("muxpool_pool_requests_total", (("member", "core-mux-1"), ("pool", "core-mux")))] == 100
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text.decode())
+            for s in family.samples
+        }
+        assert (
+            samples[
+                ("muxpool_pool_requests_total", (("member", "core-mux-1"), ("pool", "core-mux")))
+            ]
+            == 100
+        )
         assert samples[("muxpool_mux_responses_total", (("mux", "core-mux-2"),))] == 100
         assert samples[("muxpool_server_rx_total", (("server", "front"),))] == 200
-        assert samples[("muxpool_mux_request_duration_seconds_count", (("mux", "core-mux-1"),))] == 100
+        assert (
+            samples[("muxpool_mux_request_duration_seconds_count", (("mux", "core-mux-1"),))] == 100
+        )
         assert samples[("muxpool_channel_ready", (("channel", "channel-1"),))] == 1
 
         # a backend going down and up shows in /status
@@ -137,8 +172,15 @@ def test_status_metrics_and_enable_disable(tmp_path):
         assert get(adminPort, "/muxes/ghost/enable", method="POST")[0] == 404
         assert get(adminPort, "/muxes/core-mux-1/frobnicate", method="POST")[0] == 404
         # a web page open on this host cannot post (no token needed on loopback)
-        assert get(adminPort, "/muxes/core-mux-1/disable", method="POST",
-                   headers=[("Origin", "http://elsewhere.example")])[0] == 403
+        assert (
+            get(
+                adminPort,
+                "/muxes/core-mux-1/disable",
+                method="POST",
+                headers=[("Origin", "http://elsewhere.example")],
+            )[0]
+            == 403
+        )
         assert member(status(adminPort), "core-mux", "core-mux-1")["state"] == "up"
         assert b"4761739001010119" not in get(adminPort, "/status")[1] + text
     finally:
@@ -152,8 +194,9 @@ def test_status_metrics_and_enable_disable(tmp_path):
 def test_a_check_enabled_pool_sends_once_its_members_are_enabled(tmp_path):
     ports = [freePort(), freePort()]
     issuers = [startIssuer(tmp_path, i, port) for i, port in enumerate(ports, 1)]
-    deploy, frontPort = switchFolder(tmp_path, ports,
-                                     '<property name="check-enabled" value="true"/>', 1000)
+    deploy, frontPort = switchFolder(
+        tmp_path, ports, '<property name="check-enabled" value="true"/>', 1000
+    )
     adminPort = freePort()
     switch = Twistd(deploy, tmp_path, args=["--admin", f"tcp:{adminPort}:interface=127.0.0.1"])
     try:
@@ -162,7 +205,9 @@ def test_a_check_enabled_pool_sends_once_its_members_are_enabled(tmp_path):
         refused = tool("send", "--endpoint", f"tcp:127.0.0.1:{frontPort}", "--timeout", "5")
         assert "39=91" in refused.stdout  # no member enabled: not sent to any issuer
         assert member(status(adminPort), "core-mux", "core-mux-2")["state"] == "disabled"
-        assert tool("enable", "core-mux-2", "--admin", f"http://127.0.0.1:{adminPort}").returncode == 0
+        assert (
+            tool("enable", "core-mux-2", "--admin", f"http://127.0.0.1:{adminPort}").returncode == 0
+        )
         assert load(frontPort, 50)["split"] == {"issuer-2": 50}
     finally:
         assert switch.stop() == 0
@@ -175,9 +220,16 @@ def test_a_token_is_required_when_set(tmp_path):
     tokenFile = tmp_path / "token"
     tokenFile.write_text("s3cret-token\n")
     adminPort = freePort()
-    switch = Twistd(tmp_path / "deploy", tmp_path,
-                    args=["--admin", f"tcp:{adminPort}:interface=127.0.0.1",
-                          "--admin-token-file", str(tokenFile)])
+    switch = Twistd(
+        tmp_path / "deploy",
+        tmp_path,
+        args=[
+            "--admin",
+            f"tcp:{adminPort}:interface=127.0.0.1",
+            "--admin-token-file",
+            str(tokenFile),
+        ],
+    )
     try:
         switch.waitFor("admin API on")
         code, body = get(adminPort, "/status")
@@ -193,8 +245,9 @@ def test_a_token_is_required_when_set(tmp_path):
         assert status(adminPort, "s3cret-token")["pools"] == []
         denied = tool("status", "--admin", f"http://127.0.0.1:{adminPort}")
         assert denied.returncode == 1 and "401" in denied.stderr
-        allowed = tool("status", "--admin", f"http://127.0.0.1:{adminPort}",
-                       "--token-file", str(tokenFile))
+        allowed = tool(
+            "status", "--admin", f"http://127.0.0.1:{adminPort}", "--token-file", str(tokenFile)
+        )
         assert allowed.returncode == 0, allowed.stderr
     finally:
         assert switch.stop() == 0
@@ -248,8 +301,9 @@ def test_rolling_update_of_every_backend_under_load(tmp_path):
         rolling.append(d)
 
     try:
-        outcomes = yield underLoad(frontPort, 100000, {500: startRolling}, inFlight=8,
-                                   until=lambda: len(updated) < 3)
+        outcomes = yield underLoad(
+            frontPort, 100000, {500: startRolling}, inFlight=8, until=lambda: len(updated) < 3
+        )
         yield rolling[0]
     finally:
         code = switch.stop()
@@ -257,8 +311,9 @@ def test_rolling_update_of_every_backend_under_load(tmp_path):
             proc.stop()
     sent = [o for o in outcomes if o is not None]
     assert updated == [1, 2, 3] and len(sent) > 1000
-    assert all(isinstance(o, dict) and o["39"] == "00" for o in sent), \
-        Counter(type(o.value).__name__ if not isinstance(o, dict) else o["39"] for o in sent)
+    assert all(isinstance(o, dict) and o["39"] == "00" for o in sent), Counter(
+        type(o.value).__name__ if not isinstance(o, dict) else o["39"] for o in sent
+    )
     byIssuer = Counter(o["44"] for o in sent)
     for i, record in enumerate(records, 1):
         with open(record) as f:

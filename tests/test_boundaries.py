@@ -7,12 +7,11 @@ is logged names the code, never the data it was given.
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
-from muxpool._support import describeCode, describeError
+from muxpool import Readiness
+from muxpool._support import Observers, describeCode, describeError
 from muxpool.channel import ChannelSpec
 from muxpool.interfaces import IPackager
 from muxpool.link import LinkBase
-from muxpool._support import Observers
-from muxpool import Readiness
 from muxpool.registry import Registry
 from tests.helpers import connectedProtocol
 from tests.logcapture import capturedText
@@ -131,7 +130,8 @@ def test_a_packager_that_raises_on_unpack_is_a_bad_frame_not_a_dropped_link():
 def test_where_names_class_and_file():
     assert describeCode(Hostile()) == f"tests.test_boundaries.Hostile ({__file__})"
     assert describeCode(test_where_names_class_and_file).startswith(
-        "tests.test_boundaries.test_where_names_class_and_file (")
+        "tests.test_boundaries.test_where_names_class_and_file ("
+    )
     try:
         {}[PAN]
     except KeyError as e:
@@ -158,8 +158,13 @@ def test_a_listener_that_raises_gets_its_request_declined():
     protocol = server._accept(IPv4Address("TCP", "127.0.0.1", 5555))
     transport = StringTransport()
     protocol.makeConnection(transport)
-    request = {"t": "0200", "2": PAN, "11": "000001", "41": "TERM0001",
-               "35": PAN + "=22122011758928889"}
+    request = {
+        "t": "0200",
+        "2": PAN,
+        "11": "000001",
+        "41": "TERM0001",
+        "35": PAN + "=22122011758928889",
+    }
     with capturedText() as lines:
         protocol.dataReceived(spec.encode(request))
     peer, _, owner = connectedProtocol(spec)
@@ -176,8 +181,8 @@ def test_a_listener_that_answers_and_then_raises_is_not_answered_twice():
     from twisted.internet.address import IPv4Address
     from twisted.internet.testing import MemoryReactorClock, StringTransport
 
-    from muxpool.listeners import Responder
     from muxpool.link import QServer
+    from muxpool.listeners import Responder
 
     class AnswersThenRaises:
         def process(self, source, message):
@@ -199,7 +204,7 @@ def test_a_listener_that_answers_and_then_raises_is_not_answered_twice():
 def test_import_named_says_what_is_missing(tmp_path, monkeypatch):
     import pytest
 
-    from muxpool._support import importNamed, NoSuchModule, NoSuchName
+    from muxpool._support import NoSuchModule, NoSuchName, importNamed
 
     (tmp_path / "usermod.py").write_text("import no_such_dependency\n")
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -57,8 +57,9 @@ def test_nobody_listening_says_refused_at_once():
     ready" and printed a latency for a request never sent.
     """
     started = time.monotonic()
-    result = tool("send", "--endpoint", f"tcp:127.0.0.1:{freePort()}", "--timeout", "60",
-                  timeout=30)
+    result = tool(
+        "send", "--endpoint", f"tcp:127.0.0.1:{freePort()}", "--timeout", "60", timeout=30
+    )
     assert result.returncode == 2
     assert "Connection was refused" in result.stdout, result.stdout
     assert "latency" not in result.stdout and "request" not in result.stdout
@@ -73,8 +74,9 @@ def test_a_field_the_packager_lacks_is_not_sent_cleanly():
     """
     server = yield startIssuer(reactor(), spec=ChannelSpec.fromConfig("ASCIIChannel", "ISO87A"))
     try:
-        out, err, code = yield run("send", "--endpoint", f"tcp:127.0.0.1:{portOf(server)}",
-                                   "-f", "999=1")
+        out, err, code = yield run(
+            "send", "--endpoint", f"tcp:127.0.0.1:{portOf(server)}", "-f", "999=1"
+        )
     finally:
         yield server.stopService()
     out, err = out.decode(), err.decode()
@@ -88,12 +90,26 @@ def test_load_counts_a_switch_decline_as_a_failure():
     """
     Issue 8 #23: `load` counted 39=68 answers as answered, and exited 0.
     """
-    server = yield startIssuer(reactor(), [Responder(resultCode="68")], spec=ChannelSpec.fromConfig("ASCIIChannel", "ISO87A"))
+    server = yield startIssuer(
+        reactor(),
+        [Responder(resultCode="68")],
+        spec=ChannelSpec.fromConfig("ASCIIChannel", "ISO87A"),
+    )
     try:
-        out, err, code = yield run("load", "--endpoint", f"tcp:127.0.0.1:{portOf(server)}",
-                                   "-n", "20", "-c", "4", "--json", "--quiet")
+        out, err, code = yield run(
+            "load",
+            "--endpoint",
+            f"tcp:127.0.0.1:{portOf(server)}",
+            "-n",
+            "20",
+            "-c",
+            "4",
+            "--json",
+            "--quiet",
+        )
         text, textErr, textCode = yield run(
-            "load", "--endpoint", f"tcp:127.0.0.1:{portOf(server)}", "-n", "5", "--quiet")
+            "load", "--endpoint", f"tcp:127.0.0.1:{portOf(server)}", "-n", "5", "--quiet"
+        )
     finally:
         yield server.stopService()
     summary = json.loads(out)
@@ -110,14 +126,20 @@ def test_a_refused_session_is_said_apart_from_outcome_unknown():
     Issue 9: a session refused at maxSessions looked like "outcome unknown:
     link lost after the request was written".
     """
-    server = yield startIssuer(reactor(), spec=ChannelSpec.fromConfig("ASCIIChannel", "ISO87A"),
-                               maxSessions=1)
-    holder = startLink(reactor(), portOf(server), name="holder",
-                       spec=ChannelSpec.fromConfig("ASCIIChannel", "ISO87A"))
+    server = yield startIssuer(
+        reactor(), spec=ChannelSpec.fromConfig("ASCIIChannel", "ISO87A"), maxSessions=1
+    )
+    holder = startLink(
+        reactor(),
+        portOf(server),
+        name="holder",
+        spec=ChannelSpec.fromConfig("ASCIIChannel", "ISO87A"),
+    )
     try:
         yield holder.whenReady()
-        out, err, code = yield run("send", "--endpoint", f"tcp:127.0.0.1:{portOf(server)}",
-                                   "--timeout", "10")
+        out, err, code = yield run(
+            "send", "--endpoint", f"tcp:127.0.0.1:{portOf(server)}", "--timeout", "10"
+        )
     finally:
         yield holder.stop()
         yield server.stopService()

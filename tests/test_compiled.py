@@ -10,11 +10,11 @@ refuses.
 
 import iso8583
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from iso8583.specs import default, default_ascii
 
-from muxpool.iso.packagers import PackError, SpecPackager, UnpackError
-from muxpool.iso.packagers import compileCodec
+from muxpool.iso.packagers import PackError, SpecPackager, UnpackError, compileCodec
 from tests.conftest import interopLines
 from tests.strategies import frames, messages, nearMessages
 from tests.test_packagers import VECTOR_SETS, packagerFor, vectorMessage
@@ -168,8 +168,14 @@ def test_garbage_and_damaged_frames_unpack_or_fail_alike(which, data):
 
 
 def test_every_truncation_fails_alike(packager):
-    message = {"t": "0200", "2": "4761739001010119", "3": "000000", "11": "000001",
-               "41": "TERM0001", "70": "301"}
+    message = {
+        "t": "0200",
+        "2": "4761739001010119",
+        "3": "000000",
+        "11": "000001",
+        "41": "TERM0001",
+        "70": "301",
+    }
     message = {k: v for k, v in message.items() if k == "t" or k in packager.spec}
     data = packager.pack(message)
     _, unpack = strict(packager)
@@ -185,13 +191,17 @@ FIRST_64 = {k: v for k, v in default_ascii.items() if not k.isdigit() or int(k) 
 MESSAGE = {"t": "0200", "2": "4761739001010119", "3": "000000", "11": "000001", "41": "TERM0001"}
 
 
-@pytest.mark.parametrize("spec,message", [
-    (default_ascii, dict(MESSAGE, **{"70": "301"})),
-    (default, dict(MESSAGE, **{"70": "301"})),
-    # found in review: with no field above 64 the secondary bitmap's block
-    # was left empty, and the generated source did not compile at all
-    (FIRST_64, MESSAGE),
-], ids=["default_ascii", "default", "no field above 64"])
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        (default_ascii, dict(MESSAGE, **{"70": "301"})),
+        (default, dict(MESSAGE, **{"70": "301"})),
+        # found in review: with no field above 64 the secondary bitmap's block
+        # was left empty, and the generated source did not compile at all
+        (FIRST_64, MESSAGE),
+    ],
+    ids=["default_ascii", "default", "no field above 64"],
+)
 def test_pyiso8583_default_specs_are_compiled(spec, message):
     packager = SpecPackager("user", spec)
     assert packager.notCompiled is None
@@ -206,8 +216,18 @@ def test_pyiso8583_default_specs_are_compiled(spec, message):
     [
         ({"h": {"data_enc": "ascii", "len_enc": "ascii", "len_type": 0, "max_len": 5}}, "header"),
         ({"2": {"data_enc": "utf-8", "len_enc": "ascii", "len_type": 2, "max_len": 19}}, "utf-8"),
-        ({"2": {"data_enc": "ascii", "len_enc": "ascii", "len_type": 2, "max_len": 19,
-                "len_count": "nibbles"}}, "nibbles"),
+        (
+            {
+                "2": {
+                    "data_enc": "ascii",
+                    "len_enc": "ascii",
+                    "len_type": 2,
+                    "max_len": 19,
+                    "len_count": "nibbles",
+                }
+            },
+            "nibbles",
+        ),
         ({"129": {"data_enc": "ascii", "len_enc": "ascii", "len_type": 0, "max_len": 1}}, "2-128"),
     ],
 )
@@ -227,8 +247,13 @@ def test_ebcdic_spec_is_compiled_through_a_translation():
     spec["32"]["len_enc"] = "cp500"
     packager = SpecPackager("ebcdic", spec)
     assert packager.notCompiled is None
-    message = {"t": "0800", "32": "12345", "41": "TERM0001", "42": "MERCHANT000001\u00e9",
-               "70": "301"}
+    message = {
+        "t": "0800",
+        "32": "12345",
+        "41": "TERM0001",
+        "42": "MERCHANT000001\u00e9",
+        "70": "301",
+    }
     pack, unpack = strict(packager)
     data = pack(message)
     assert data == packager.packGeneric(message)
@@ -253,8 +278,15 @@ def test_unpack_of_a_non_bytes_object_is_an_unpackerror(packager):
 
 
 def test_keys_that_are_not_packed_are_ignored_by_both_paths(packager):
-    message = {"t": "0800", "11": "000001", "h": "6000120034", "p": "x", "1": "y",
-               "65": b"z", "mti": 800}
+    message = {
+        "t": "0800",
+        "11": "000001",
+        "h": "6000120034",
+        "p": "x",
+        "1": "y",
+        "65": b"z",
+        "mti": 800,
+    }
     pack, _ = strict(packager)
     expected = packager.pack({"t": "0800", "11": "000001"})
     assert pack(message) == packager.packGeneric(message) == expected

@@ -105,7 +105,7 @@ def test_expiring_may_add_and_remove_and_one_that_raises_does_not_stop_the_rest(
 def test_a_timer_firing_a_rounding_error_early_still_expires_its_items():
     clock, expired, queue = make()
     queue.add(0.3, "x")
-    call, = clock.getDelayedCalls()
+    (call,) = clock.getDelayedCalls()
     clock.advance(0.3 - 1e-12)  # the reactor's sum of floats, a hair short of 0.3
     fire = call.func
     call.cancel()
@@ -145,7 +145,7 @@ def test_an_item_added_already_due_while_expiring_waits_for_a_later_turn():
 
     clock, expired, queue = make(then)
     queue.add(1.0, "a")
-    call, = clock.getDelayedCalls()
+    (call,) = clock.getDelayedCalls()
     fire = call.func
     call.cancel()
     clock.advance(1)

@@ -10,12 +10,12 @@ import pytest_twisted
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
+from muxpool.app import runLoad, sampleRequest
 from muxpool.channel import ChannelSpec
 from muxpool.deploy import DeployService
 from muxpool.errors import NoMUXAvailable
-from muxpool.app import runLoad, sampleRequest
 from muxpool.registry import Registry
-from muxpool.testing import runUntil, startLink
+from muxpool.testing import attachmentsOf, observersOf, runUntil, startLink
 from tests.deployfiles import adaptor, freePort, front, issuer, member, pool, qmux
 from tests.helpers import whenInFlight
 from tests.logcapture import capturedText
@@ -84,9 +84,14 @@ def test_missing_member_runs_with_rest_and_empty_pool_waits(tmp_path):
         assert [m.name for m in core.members] == ["core-mux-1"]
         empty = registry.getMUX("empty")
         assert empty.members == () and not empty.ready
-        assert any("pool empty: none of its <muxes> (ghost-1 ghost-2) is deployed; it stays deployed"
-                   in line for line in lines)
-        assert "42_broken.xml:1: <?>: malformed XML" in service.failed[str(tmp_path / "42_broken.xml")]
+        assert any(
+            "pool empty: none of its <muxes> (ghost-1 ghost-2) is deployed; it stays deployed"
+            in line
+            for line in lines
+        )
+        assert (
+            "42_broken.xml:1: <?>: malformed XML" in service.failed[str(tmp_path / "42_broken.xml")]
+        )
         response = yield core.request({"t": "0200", "11": "000001", "41": "T1"}, 5)
         assert response["44"] == "issuer-1"
     finally:
@@ -142,7 +147,11 @@ def test_renaming_a_descriptor_keeps_the_running_bean(tmp_path):
         assert registry.getMUX("core-mux") is core and core.members == (mux,)
         assert service.failed == {}
         assert sorted(p.rsplit("/", 1)[1] for p in service.beans) == [
-            "11_issuer-1.xml", "21_channel-1.xml", "39_core-mux-1.xml", "45_pool.xml"]
+            "11_issuer-1.xml",
+            "21_channel-1.xml",
+            "39_core-mux-1.xml",
+            "45_pool.xml",
+        ]
         response = yield core.request({"t": "0200", "11": "000001", "41": "T1"}, 5)
         assert response["39"] == "00"
     finally:
@@ -164,7 +173,8 @@ def test_a_file_that_breaks_anything_is_named_and_scanning_goes_on(tmp_path, mon
     deploy.mkdir()
     (deploy / "40_pool.xml").write_text(
         "<mux class='org.jpos.q2.iso.MUXPool' name='core-mux'><muxes>core-mux-1</muxes>\n"
-        "<strategy-handler class='broken_strategy_mod.Sticky'/></mux>")
+        "<strategy-handler class='broken_strategy_mod.Sticky'/></mux>"
+    )
     member(deploy, 1)
     service = DeployService(str(deploy), reactor(), Registry(), scanInterval=0.05, drainTimeout=5)
     registry = service.registry
@@ -177,7 +187,8 @@ def test_a_file_that_breaks_anything_is_named_and_scanning_goes_on(tmp_path, mon
         assert "SyntaxError at " in problem and "broken_strategy_mod.py:1" in problem
         assert any("cannot deploy" in line and "40_pool.xml" in line for line in lines)
         assert service._loop.running
-        (code / "broken_strategy_mod.py").write_text(textwrap.dedent("""
+        (code / "broken_strategy_mod.py").write_text(
+            textwrap.dedent("""
             from zope.interface import implementer
             from muxpool.interfaces import IStrategy
 
@@ -188,11 +199,11 @@ def test_a_file_that_breaks_anything_is_named_and_scanning_goes_on(tmp_path, mon
                     pass
                 def select(self, pool, message):
                     return pool.members[0]
-        """))
+        """)
+        )
         core = yield registry.whenRegistered("core-mux")
         yield core.ready.whenState(True)
-        response = yield core.request(
-            {"t": "0200", "11": "000001", "41": "T1"}, 5)
+        response = yield core.request({"t": "0200", "11": "000001", "41": "T1"}, 5)
         assert response["44"] == "issuer-1" and service.failed == {}
     finally:
         yield service.stopService()
@@ -227,16 +238,19 @@ def test_redeploys_leave_nothing_behind(tmp_path):
     member(tmp_path, 1)
     service, registry = yield deployed(tmp_path, ["core-mux-1"])
     try:
-        link = registry.getLink("channel-1")
+        link = registry.get("channel-1")
         old = []
         for i in range(5):
             old.append((registry.getMUX("core-mux-1"), registry.getMUX("core-mux")))
             (tmp_path / "31_core-mux-1.xml").write_text(qmux("core-mux-1", "q1", f"<!-- {i} -->"))
-            (tmp_path / "40_pool.xml").write_text(pool("core-mux", ["core-mux-1"]) + f"<!-- {i} -->")
+            (tmp_path / "40_pool.xml").write_text(
+                pool("core-mux", ["core-mux-1"]) + f"<!-- {i} -->"
+            )
             service.scan()
             yield registry.getMUX("core-mux").ready.whenState(True)
             response = yield registry.getMUX("core-mux").request(
-                {"t": "0200", "11": "%06d" % i, "41": "T1"}, 5)
+                {"t": "0200", "11": "%06d" % i, "41": "T1"}, 5
+            )
             assert response["39"] == "00"
         yield defer.DeferredList(list(service._retiring))
         for mux, pooled in old:  # stopped: not ready, whatever their link is
@@ -246,8 +260,8 @@ def test_redeploys_leave_nothing_behind(tmp_path):
         del old, mux, pooled
         gc.collect()
         assert [ref() for ref in refs] == [None] * 10
-        assert link.attachments == 2  # one receiver and one loss observer: the live QMUX's
-        assert link.ready.observerCount == 2  # its own (for the log) and the live QMUX's
+        assert attachmentsOf(link) == 2  # one receiver and one loss observer: the live QMUX's
+        assert observersOf(link.ready) == 2  # its own (for the log) and the live QMUX's
     finally:
         yield service.stopService()
 
@@ -259,8 +273,10 @@ def test_broken_change_keeps_running_bean(tmp_path):
     service, registry = yield deployed(tmp_path, ["core-mux-1"])
     try:
         running = registry.getMUX("core-mux")
-        (tmp_path / "40_pool.xml").write_text("<mux class='org.jpos.q2.iso.MUXPool' name='core-mux'>"
-                                              "<muxes>core-mux-1</muxes><strategy>nope</strategy></mux>")
+        (tmp_path / "40_pool.xml").write_text(
+            "<mux class='org.jpos.q2.iso.MUXPool' name='core-mux'>"
+            "<muxes>core-mux-1</muxes><strategy>nope</strategy></mux>"
+        )
         service.scan()
         assert registry.getMUX("core-mux") is running
         assert "unknown strategy 'nope'" in service.failed[str(tmp_path / "40_pool.xml")]
@@ -276,7 +292,9 @@ def test_hot_deploy_under_load_loses_nothing(tmp_path):
     Add a third member, then remove the first, then redeploy the second's
     QMUX and adaptor, all while requests flow: every request is answered.
     """
-    (tmp_path / "40_pool.xml").write_text(pool("core-mux", ["core-mux-1", "core-mux-2", "core-mux-3"]))
+    (tmp_path / "40_pool.xml").write_text(
+        pool("core-mux", ["core-mux-1", "core-mux-2", "core-mux-3"])
+    )
     first = member(tmp_path, 1)
     member(tmp_path, 2)
     service, registry = yield deployed(tmp_path)
@@ -294,9 +312,13 @@ def test_hot_deploy_under_load_loses_nothing(tmp_path):
                 path.unlink()
             service.scan()
         elif i == 1400:
-            (tmp_path / "32_core-mux-2.xml").write_text(qmux("core-mux-2", "q2", "\n  <key>41 11</key>"))
-            port2 = open(tmp_path / "12_issuer-2.xml").read().split("Integer\">")[1].split("<")[0]
-            (tmp_path / "22_channel-2.xml").write_text(adaptor("channel-2", port2, "q2", "\n  <keep-alive>no</keep-alive>"))
+            (tmp_path / "32_core-mux-2.xml").write_text(
+                qmux("core-mux-2", "q2", "\n  <key>41 11</key>")
+            )
+            port2 = open(tmp_path / "12_issuer-2.xml").read().split('Integer">')[1].split("<")[0]
+            (tmp_path / "22_channel-2.xml").write_text(
+                adaptor("channel-2", port2, "q2", "\n  <keep-alive>no</keep-alive>")
+            )
             steps["old2"] = registry.getMUX("core-mux-2")
             service.scan()
 
@@ -304,7 +326,8 @@ def test_hot_deploy_under_load_loses_nothing(tmp_path):
         yield core.ready.whenState(True)
         outcomes = yield runLoad(core, 2500, 20, timeout=10, onEach=onEach)
         assert all(isinstance(o, dict) and o["39"] == "00" for o in outcomes), [
-            o for o in outcomes if not isinstance(o, dict)][:3]
+            o for o in outcomes if not isinstance(o, dict)
+        ][:3]
         counts = split(outcomes[1100:])
         assert "issuer-1" not in counts and counts.get("issuer-3", 0) > 0
         assert registry.getMUX("core-mux-2") is not steps["old2"]
@@ -362,8 +385,10 @@ def test_deploy_time_warnings(tmp_path):
         service.scan()
     found = [line.split("\n")[0] for line in lines if "core-mux-typo" in line.split("\n")[0]]
     assert len(found) == 1, found
-    assert "50_front.xml: front: MUX 'core-mux-typo' is not deployed; requests are declined " \
-           "39=91 until it is (50_front.xml:4 <request-listener>)" in found[0]
+    assert (
+        "50_front.xml: front: MUX 'core-mux-typo' is not deployed; requests are declined "
+        "39=91 until it is (50_front.xml:4 <request-listener>)" in found[0]
+    )
 
 
 @pytest_twisted.inlineCallbacks
@@ -414,7 +439,8 @@ def test_a_deploy_service_started_again_deploys_everything_again(tmp_path):
     try:
         yield registry.getMUX("core-mux-1").ready.whenState(True)
         response = yield registry.getMUX("core-mux").request(
-            {"t": "0200", "11": "000001", "41": "T1"}, 5)
+            {"t": "0200", "11": "000001", "41": "T1"}, 5
+        )
         assert response["44"] == "issuer-1"
     finally:
         yield service.stopService()

@@ -4,14 +4,11 @@ Descriptor parsing: every element, and every error naming file and line.
 
 import pytest
 
-from muxpool.link import ChannelAdaptor
-from muxpool.deploy import buildBean, DescriptorError, expand, readDescriptor
+from muxpool.deploy import DescriptorError, buildBean, expand, readDescriptor
+from muxpool.link import ChannelAdaptor, QServer
 from muxpool.listeners import Forward, Responder
-from muxpool.mux import QMUX
-from muxpool.mux import MUXPool
+from muxpool.mux import QMUX, MUXPool, RoundRobin, SplitByDivisor
 from muxpool.registry import Registry
-from muxpool.link import QServer
-from muxpool.mux import RoundRobin, SplitByDivisor
 from tests.logcapture import capturedText
 
 
@@ -50,7 +47,11 @@ def test_channel_adaptor(tmp_path):
     adaptor = bean.service
     assert isinstance(adaptor, ChannelAdaptor)
     assert (bean.name, bean.kind, bean.inQueue, bean.outQueue) == (
-        "jpos-channel", "channel-adaptor", "jpos-send", "jpos-receive")
+        "jpos-channel",
+        "channel-adaptor",
+        "jpos-send",
+        "jpos-receive",
+    )
     assert adaptor.spec.framing.name == "NACChannel"
     assert adaptor.spec.packager.name == "ISO87B"
     assert adaptor.spec.header == bytes.fromhex("6000000000")
@@ -61,11 +62,14 @@ def test_channel_adaptor(tmp_path):
 
 
 def test_endpoint_property(tmp_path):
-    bean = build(tmp_path, """<channel-adaptor name="c">
+    bean = build(
+        tmp_path,
+        """<channel-adaptor name="c">
       <channel class="org.jpos.iso.channel.ASCIIChannel" packager="ISO87A">
         <property name="endpoint" value="tcp:127.0.0.1:9999:timeout=3"/>
         <property name="length-digits" value="6"/>
-      </channel><in>a</in><out>b</out></channel-adaptor>""")
+      </channel><in>a</in><out>b</out></channel-adaptor>""",
+    )
     assert bean.service.spec.framing.length.width == 6
 
 
@@ -123,10 +127,13 @@ def test_pool(tmp_path):
 
 
 def test_pool_strategy_handler_falls_back(tmp_path):
-    bean = build(tmp_path, """<mux class="org.jpos.q2.iso.MUXPool" name="p">
+    bean = build(
+        tmp_path,
+        """<mux class="org.jpos.q2.iso.MUXPool" name="p">
       <muxes>a b</muxes><strategy>round-robin</strategy>
       <strategy-handler class="muxpool.mux.LeastPending"><property name="x" value="1"/></strategy-handler>
-    </mux>""")
+    </mux>""",
+    )
     assert bean.service.strategy.name == "least-pending"
     assert isinstance(bean.service.fallback, RoundRobin)
 
@@ -168,43 +175,76 @@ def test_expand():
 
 ERRORS = [
     ("<channel-adaptor name='c'>\n<channel class='X'>", r":2: <\?>: malformed XML"),
-    ("<mux name='m' class='org.jpos.q2.iso.FooMUX'/>", r":1: <mux>: unknown class 'org.jpos.q2.iso.FooMUX'"),
+    (
+        "<mux name='m' class='org.jpos.q2.iso.FooMUX'/>",
+        r":1: <mux>: unknown class 'org.jpos.q2.iso.FooMUX'",
+    ),
     ("<txnmgr name='t'/>", r":1: <txnmgr>: unknown descriptor"),
     ("<mux><in>a</in><out>b</out></mux>", r":1: <mux>: missing name"),
-    ("<channel-adaptor name='c'>\n  <in>a</in>\n</channel-adaptor>",
-     r":1: <channel-adaptor>: missing required element <channel>"),
-    ("<channel-adaptor name='c'>\n  <channel class='org.jpos.iso.channel.XMLChannel'>\n"
-     "<property name='host' value='h'/><property name='port' value='1'/></channel>\n</channel-adaptor>",
-     r":2: <channel>: unknown channel class 'org.jpos.iso.channel.XMLChannel'"),
-    ("<channel-adaptor name='c'>\n <channel class='NACChannel' packager='FooPackager'>"
-     "<property name='host' value='h'/><property name='port' value='1'/></channel></channel-adaptor>",
-     r":2: <channel>: unknown packager 'FooPackager'"),
-    ("<channel-adaptor name='c'>\n <channel class='NACChannel'>\n"
-     "  <property name='host' value='h'/>\n  <property name='port' value='ten'/>\n</channel></channel-adaptor>",
-     r":2: <channel>: bad number for port: 'ten'"),
-    ("<channel-adaptor name='c'>\n <channel class='NACChannel'/>\n</channel-adaptor>",
-     r":2: <channel>: needs host and port"),
-    ("<channel-adaptor name='c'>\n <channel class='NACChannel'><property name='host' value='h'/>"
-     "<property name='port' value='1'/></channel>\n<reconnect-delay>soon</reconnect-delay></channel-adaptor>",
-     r":1: <channel-adaptor>: bad number for reconnect-delay: 'soon'"),
+    (
+        "<channel-adaptor name='c'>\n  <in>a</in>\n</channel-adaptor>",
+        r":1: <channel-adaptor>: missing required element <channel>",
+    ),
+    (
+        "<channel-adaptor name='c'>\n  <channel class='org.jpos.iso.channel.XMLChannel'>\n"
+        "<property name='host' value='h'/><property name='port' value='1'/></channel>\n</channel-adaptor>",
+        r":2: <channel>: unknown channel class 'org.jpos.iso.channel.XMLChannel'",
+    ),
+    (
+        "<channel-adaptor name='c'>\n <channel class='NACChannel' packager='FooPackager'>"
+        "<property name='host' value='h'/><property name='port' value='1'/></channel></channel-adaptor>",
+        r":2: <channel>: unknown packager 'FooPackager'",
+    ),
+    (
+        "<channel-adaptor name='c'>\n <channel class='NACChannel'>\n"
+        "  <property name='host' value='h'/>\n  <property name='port' value='ten'/>\n</channel></channel-adaptor>",
+        r":2: <channel>: bad number for port: 'ten'",
+    ),
+    (
+        "<channel-adaptor name='c'>\n <channel class='NACChannel'/>\n</channel-adaptor>",
+        r":2: <channel>: needs host and port",
+    ),
+    (
+        "<channel-adaptor name='c'>\n <channel class='NACChannel'><property name='host' value='h'/>"
+        "<property name='port' value='1'/></channel>\n<reconnect-delay>soon</reconnect-delay></channel-adaptor>",
+        r":1: <channel-adaptor>: bad number for reconnect-delay: 'soon'",
+    ),
     ("<mux name='m'>\n  <in>a</in>\n</mux>", r":1: <mux>: missing required element <out>"),
-    ("<mux name='m'><in>a</in><out>b</out>\n<mtimapping>012 345</mtimapping></mux>",
-     r":2: <mtimapping>: needs three strings"),
-    ("<mux class='org.jpos.q2.iso.MUXPool' name='p'>\n</mux>", r":1: <mux>: missing required element <muxes>"),
-    ("<mux class='org.jpos.q2.iso.MUXPool' name='p'><muxes>a</muxes>\n<strategy>round-robbin</strategy></mux>",
-     r":2: <strategy>: unknown strategy 'round-robbin' \(known: .*round-robin"),
-    ("<mux class='org.jpos.q2.iso.MUXPool' name='p'><muxes>a</muxes>\n"
-     "<strategy-handler class='muxpool.listeners.Responder'/></mux>",
-     r":2: <strategy-handler>: .*does not implement IStrategy"),
-    ("<server name='s'>\n<channel class='NACChannel'/>\n</server>", r":1: <server>: missing required <attr name=\"port\">"),
-    ("<server name='s'>\n<attr name='port'>80x</attr><channel class='NACChannel'/></server>",
-     r":2: <attr>: bad number for port"),
-    ("<server name='s'><attr name='port'>1</attr><channel class='NACChannel'/>\n"
-     "<request-listener class='org.jpos.iso.IncomingListener'/></server>",
-     r":2: <request-listener>: request listener 'org.jpos.iso.IncomingListener': unknown class"),
-    ("<server name='s'><attr name='port'>1</attr><channel class='NACChannel'/>\n"
-     "<request-listener class='muxpool.listeners.Forward'/></server>",
-     r":2: <request-listener>: request listener 'muxpool.listeners.Forward'"),
+    (
+        "<mux name='m'><in>a</in><out>b</out>\n<mtimapping>012 345</mtimapping></mux>",
+        r":2: <mtimapping>: needs three strings",
+    ),
+    (
+        "<mux class='org.jpos.q2.iso.MUXPool' name='p'>\n</mux>",
+        r":1: <mux>: missing required element <muxes>",
+    ),
+    (
+        "<mux class='org.jpos.q2.iso.MUXPool' name='p'><muxes>a</muxes>\n<strategy>round-robbin</strategy></mux>",
+        r":2: <strategy>: unknown strategy 'round-robbin' \(known: .*round-robin",
+    ),
+    (
+        "<mux class='org.jpos.q2.iso.MUXPool' name='p'><muxes>a</muxes>\n"
+        "<strategy-handler class='muxpool.listeners.Responder'/></mux>",
+        r":2: <strategy-handler>: .*does not implement IStrategy",
+    ),
+    (
+        "<server name='s'>\n<channel class='NACChannel'/>\n</server>",
+        r":1: <server>: missing required <attr name=\"port\">",
+    ),
+    (
+        "<server name='s'>\n<attr name='port'>80x</attr><channel class='NACChannel'/></server>",
+        r":2: <attr>: bad number for port",
+    ),
+    (
+        "<server name='s'><attr name='port'>1</attr><channel class='NACChannel'/>\n"
+        "<request-listener class='org.jpos.iso.IncomingListener'/></server>",
+        r":2: <request-listener>: request listener 'org.jpos.iso.IncomingListener': unknown class",
+    ),
+    (
+        "<server name='s'><attr name='port'>1</attr><channel class='NACChannel'/>\n"
+        "<request-listener class='muxpool.listeners.Forward'/></server>",
+        r":2: <request-listener>: request listener 'muxpool.listeners.Forward'",
+    ),
 ]
 
 
@@ -216,8 +256,12 @@ def test_errors_name_file_line_element(tmp_path, text, expected):
 
 def test_unknown_elements_warn_with_file_and_line(tmp_path):
     with capturedText() as lines:
-        build(tmp_path, "<mux name='m' logger='Q2' realm='r' colour='red'>\n<in>a</in><out>b</out>\n"
-                        "<frobnicate/>\n<space>x</space></mux>", name="warn.xml")
+        build(
+            tmp_path,
+            "<mux name='m' logger='Q2' realm='r' colour='red'>\n<in>a</in><out>b</out>\n"
+            "<frobnicate/>\n<space>x</space></mux>",
+            name="warn.xml",
+        )
     warnings = [line.split("\n")[0] for line in lines if "unknown" in line.split("\n")[0]]
     assert len(warnings) == 2
     assert warnings[0].endswith("warn.xml:1: <mux>: unknown attribute 'colour' ignored")
@@ -225,6 +269,7 @@ def test_unknown_elements_warn_with_file_and_line(tmp_path):
 
 
 # -- issue 8 #9, #11, #22 -------------------------------------------------------
+
 
 def warningsOf(lines):
     return [line.split("\n")[0] for line in lines if "unknown" in line.split("\n")[0]]
@@ -236,7 +281,9 @@ def test_misspelt_settings_are_warnings_with_file_and_line(tmp_path):
     silently.
     """
     with capturedText() as lines:
-        build(tmp_path, """<server class="org.jpos.q2.iso.QServer" name="front">
+        build(
+            tmp_path,
+            """<server class="org.jpos.q2.iso.QServer" name="front">
   <attr name="port">8000</attr>
   <attr name="maxSesions">7</attr>
   <channel class="org.jpos.iso.channel.ASCIIChannel" packager="ISO87A">
@@ -251,11 +298,15 @@ def test_misspelt_settings_are_warnings_with_file_and_line(tmp_path):
     <property name="result-cod" value="05"/>
   </request-listener>
   <property name="grace-periode" value="1"/>
-</server>""", name="typo.xml")
+</server>""",
+            name="typo.xml",
+        )
     warnings = sorted(warningsOf(lines), key=lambda w: int(w.split("typo.xml:")[1].split(":")[0]))
     assert len(warnings) == 5, warnings
-    assert warnings[0].endswith("typo.xml:3: <attr>: unknown attr 'maxSesions' ignored "
-                                "(known: maxSessions, minSessions, port)")
+    assert warnings[0].endswith(
+        "typo.xml:3: <attr>: unknown attr 'maxSesions' ignored "
+        "(known: maxSessions, minSessions, port)"
+    )
     assert "typo.xml:5: <property>: unknown property 'hots' ignored" in warnings[1]
     assert "typo.xml:9: <property>: unknown property 'timout' ignored" in warnings[2]
     assert "timeout" in warnings[2]  # the known names are listed
@@ -271,28 +322,41 @@ def test_the_jpos_article_descriptors_warn_about_nothing():
     folder = Path(__file__).parent / "fixtures" / "jpos-article"
     with capturedText() as lines:
         for path in sorted(folder.glob("*.xml")):
-            root = readDescriptor(str(path), {"CORE_HOST": "h", "CORE_PORT_PRIMARY": "1",
-                                              "CORE_PORT_SECONDARY": "2"})
+            root = readDescriptor(
+                str(path), {"CORE_HOST": "h", "CORE_PORT_PRIMARY": "1", "CORE_PORT_SECONDARY": "2"}
+            )
             buildBean(str(path), root, MemoryReactorClock(), Registry())
-    assert [line for line in lines if "<LogLevel=warn>" in line
-            or "<LogLevel=error>" in line or "<LogLevel=critical>" in line] == []
+    assert [
+        line
+        for line in lines
+        if "<LogLevel=warn>" in line or "<LogLevel=error>" in line or "<LogLevel=critical>" in line
+    ] == []
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("<channel-adaptor name='c'><channel class='NACChannel'>\n"
-     "<property name='host' value='h'/><property name='port' value='1'/>\n"
-     "<filter class='org.jpos.iso.filter.MacroFilter' direction='outgoing'/>\n"
-     "</channel><in>a</in><out>b</out></channel-adaptor>",
-     r":3: <filter>: not supported: a filter changes what goes on the wire"),
-    ("<server name='s'><attr name='port'>1</attr><channel class='NACChannel'/>\n"
-     "<server-socket-factory class='org.jpos.iso.GenericSSLSocketFactory'/></server>",
-     r":2: <server-socket-factory>: not supported"),
-    ("<channel-adaptor name='c'><channel class='NACChannel'>\n"
-     "<property name='socketFactory' value='org.jpos.iso.GenericSSLSocketFactory'/>\n"
-     "<property name='host' value='h'/><property name='port' value='1'/>\n"
-     "</channel><in>a</in><out>b</out></channel-adaptor>",
-     r":2: <property>: property 'socketFactory' is not supported: .*tls:host:port"),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        (
+            "<channel-adaptor name='c'><channel class='NACChannel'>\n"
+            "<property name='host' value='h'/><property name='port' value='1'/>\n"
+            "<filter class='org.jpos.iso.filter.MacroFilter' direction='outgoing'/>\n"
+            "</channel><in>a</in><out>b</out></channel-adaptor>",
+            r":3: <filter>: not supported: a filter changes what goes on the wire",
+        ),
+        (
+            "<server name='s'><attr name='port'>1</attr><channel class='NACChannel'/>\n"
+            "<server-socket-factory class='org.jpos.iso.GenericSSLSocketFactory'/></server>",
+            r":2: <server-socket-factory>: not supported",
+        ),
+        (
+            "<channel-adaptor name='c'><channel class='NACChannel'>\n"
+            "<property name='socketFactory' value='org.jpos.iso.GenericSSLSocketFactory'/>\n"
+            "<property name='host' value='h'/><property name='port' value='1'/>\n"
+            "</channel><in>a</in><out>b</out></channel-adaptor>",
+            r":2: <property>: property 'socketFactory' is not supported: .*tls:host:port",
+        ),
+    ],
+)
 def test_what_would_change_the_wire_is_refused(tmp_path, text, expected):
     """
     Issue 8 #11: a MAC filter was warned about and dropped: the bean ran
@@ -304,20 +368,33 @@ def test_what_would_change_the_wire_is_refused(tmp_path, text, expected):
 
 def test_qmux_key_header_unhandled_and_check_enabled(tmp_path, monkeypatch):
     (tmp_path / "late_approvals.py").write_text(
-        "seen = []\ndef reverse(message):\n    seen.append(message)\n")
+        "seen = []\ndef reverse(message):\n    seen.append(message)\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
-    bean = build(tmp_path, """<mux name="m"><in>a</in><out>b</out>
+    bean = build(
+        tmp_path,
+        """<mux name="m"><in>a</in><out>b</out>
       <key>41 11 header</key>
-      <unhandled>late_approvals.reverse</unhandled></mux>""")
+      <unhandled>late_approvals.reverse</unhandled></mux>""",
+    )
     import late_approvals
 
     assert bean.service.keys.headerIsKey and bean.service.unhandled is late_approvals.reverse
-    named = build(tmp_path, "<mux name='n'><in>a</in><out>b</out><unhandled>jpos-unhandled</unhandled></mux>")
+    named = build(
+        tmp_path, "<mux name='n'><in>a</in><out>b</out><unhandled>jpos-unhandled</unhandled></mux>"
+    )
     assert named.references[0].name == "jpos-unhandled"
     assert named.references[0].what == "unhandled handler"
-    pools = [build(tmp_path, f"<mux class='org.jpos.q2.iso.MUXPool' name='p'><muxes>a</muxes>{extra}</mux>")
-             for extra in ("<check-enabled>yes</check-enabled><suspend-after-timeouts>3</suspend-after-timeouts>",
-                           "<property name='check-enabled' value='true'/>", "")]
+    pools = [
+        build(
+            tmp_path, f"<mux class='org.jpos.q2.iso.MUXPool' name='p'><muxes>a</muxes>{extra}</mux>"
+        )
+        for extra in (
+            "<check-enabled>yes</check-enabled><suspend-after-timeouts>3</suspend-after-timeouts>",
+            "<property name='check-enabled' value='true'/>",
+            "",
+        )
+    ]
     assert [p.service.checkEnabled for p in pools] == [True, True, False]
     assert [p.service.suspendAfterTimeouts for p in pools] == [3, 0, 0]
 

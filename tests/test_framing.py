@@ -4,28 +4,41 @@ whatever a peer sends.
 """
 
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from muxpool.channel import ChannelSpec
-from muxpool.iso import FramingError, FRAMINGS, getFraming, LengthCodec
-from muxpool.iso.packagers import getPackager, PackError
+from muxpool.iso import FRAMINGS, FramingError, LengthCodec, getFraming
+from muxpool.iso.packagers import PackError, getPackager
 from tests.conftest import interopLines
 from tests.helpers import connectedProtocol
 from tests.strategies import messages
 
 CAPTURED = sorted(
-    ["ASCIIChannel", "NACChannel", "PostChannel", "NCCChannel", "BCDChannel",
-     "HEXChannel", "RawChannel", "BASE24TCPChannel", "CSChannel", "GICCChannel",
-     "AmexChannel", "VAPChannel", "RBPChannel", "BASE24Channel", "GZIPChannel"]
+    [
+        "ASCIIChannel",
+        "NACChannel",
+        "PostChannel",
+        "NCCChannel",
+        "BCDChannel",
+        "HEXChannel",
+        "RawChannel",
+        "BASE24TCPChannel",
+        "CSChannel",
+        "GICCChannel",
+        "AmexChannel",
+        "VAPChannel",
+        "RBPChannel",
+        "BASE24Channel",
+        "GZIPChannel",
+    ]
 )
 
 ISO87A = getPackager("ISO87A")
 
 
 def specFor(vector, header=None):
-    return ChannelSpec.fromConfig(
-        vector["channel"], "ISO87A", header, vector.get("config") or {}
-    )
+    return ChannelSpec.fromConfig(vector["channel"], "ISO87A", header, vector.get("config") or {})
 
 
 @pytest.mark.parametrize("channel", CAPTURED)
@@ -44,7 +57,10 @@ def test_send_matches_jpos(channel):
             if vector["header"]:
                 message["h"] = vector["header"]
         assert spec.encode(message).hex().upper() == vector["wire_hex"], (
-            vector["variant"], vector["direction"], vector["index"])
+            vector["variant"],
+            vector["direction"],
+            vector["index"],
+        )
 
 
 @pytest.mark.parametrize("channel", CAPTURED)
@@ -94,7 +110,7 @@ def test_one_byte_at_a_time(spec):
     data = sample(spec) * 3
     protocol, transport, owner = connectedProtocol(spec)
     for i in range(len(data)):
-        protocol.dataReceived(data[i:i + 1])
+        protocol.dataReceived(data[i : i + 1])
     assert len(owner.messages) == 3
     assert not transport.disconnecting
 
@@ -153,8 +169,11 @@ def test_undecodable_frame_is_counted_and_connection_stays(spec):
 
 @pytest.mark.parametrize(
     "codec,data",
-    [(LengthCodec("ascii", 4), b"00x5"), (LengthCodec("bcd", 2), b"\x0a\x55"),
-     (LengthCodec("hex", 4), b"00zz")],
+    [
+        (LengthCodec("ascii", 4), b"00x5"),
+        (LengthCodec("bcd", 2), b"\x0a\x55"),
+        (LengthCodec("hex", 4), b"00zz"),
+    ],
 )
 def test_bad_length_prefix(codec, data):
     with pytest.raises(FramingError):

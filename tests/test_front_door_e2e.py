@@ -18,10 +18,9 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer
 
-from muxpool.channel import ChannelSpec
 from muxpool.app import runLoad
-from muxpool.mux import MUXPool
-from muxpool.mux import strategyByName
+from muxpool.channel import ChannelSpec
+from muxpool.mux import MUXPool, strategyByName
 from muxpool.testing import startLink
 from tests.conftest import ROOT
 from tests.deployfiles import adaptor, freePort, front, issuer, pool, qmux
@@ -48,8 +47,9 @@ def issuers(tmp_path, count=2, delay=5):
         folder = tmp_path / f"issuer-{i}"
         folder.mkdir()
         port, record = freePort(), tmp_path / f"issuer-{i}.jsonl"
-        (folder / "10_issuer.xml").write_text(issuer(f"issuer-{i}", port, f"issuer-{i}",
-                                                     delay=delay, record=record))
+        (folder / "10_issuer.xml").write_text(
+            issuer(f"issuer-{i}", port, f"issuer-{i}", delay=delay, record=record)
+        )
         made.append((Twistd(folder, tmp_path), port, record))
     for proc, _, _ in made:
         proc.waitFor("listening")
@@ -85,10 +85,20 @@ def underLoad(port, total, actions, connections=4, inFlight=16, until=None, star
     C{actions[i]} runs when request i has its outcome.  Once C{until()} is
     false no more are sent (the switch is gone).
     """
-    links = [startLink(reactor(), port, name=f"acquirer-{i}", spec=ASCII,
-                         reconnectDelay=0.2, maxReconnectDelay=0.5) for i in range(connections)]
-    acquirer = MUXPool("acquirer", [mux for _, mux in links], reactor(),
-                       strategyByName("round-robin"))
+    links = [
+        startLink(
+            reactor(),
+            port,
+            name=f"acquirer-{i}",
+            spec=ASCII,
+            reconnectDelay=0.2,
+            maxReconnectDelay=0.5,
+        )
+        for i in range(connections)
+    ]
+    acquirer = MUXPool(
+        "acquirer", [mux for _, mux in links], reactor(), strategyByName("round-robin")
+    )
     acquirer.startService()
     for adaptor_, _ in links:
         yield adaptor_.ready.whenState(True)
@@ -98,8 +108,9 @@ def underLoad(port, total, actions, connections=4, inFlight=16, until=None, star
             actions.pop(i)()
 
     try:
-        outcomes = yield runLoad(acquirer, total, inFlight, timeout=3, onEach=onEach,
-                                 keepGoing=until, start=start)
+        outcomes = yield runLoad(
+            acquirer, total, inFlight, timeout=3, onEach=onEach, keepGoing=until, start=start
+        )
     finally:
         yield acquirer.stopService()
         for adaptor_, mux in links:
@@ -137,8 +148,10 @@ def stopIssuers(made):
     assert codes == [0] * len(made), [proc.log[-2000:] for proc, _, _ in made]
 
 
-@pytest.mark.parametrize("sig,said", [(signal.SIGTERM, "Received SIGTERM"),
-                                       (signal.SIGHUP, "SIGHUP: stopping gracefully")])
+@pytest.mark.parametrize(
+    "sig,said",
+    [(signal.SIGTERM, "Received SIGTERM"), (signal.SIGHUP, "SIGHUP: stopping gracefully")],
+)
 @pytest_twisted.inlineCallbacks
 def test_a_signal_under_load_stops_gracefully_and_loses_no_approval(tmp_path, sig, said):
     """
@@ -148,13 +161,19 @@ def test_a_signal_under_load_stops_gracefully_and_loses_no_approval(tmp_path, si
     made = issuers(tmp_path)
     proc, port, _ = switch(tmp_path, [p for _, p, _ in made])
     try:
-        outcomes = yield underLoad(port, 3000, {800: lambda: os.kill(proc.process.pid, sig)},
-                                   until=lambda: proc.process.poll() is None)
+        outcomes = yield underLoad(
+            port,
+            3000,
+            {800: lambda: os.kill(proc.process.pid, sig)},
+            until=lambda: proc.process.poll() is None,
+        )
         code = proc.stop(sig=None)
     finally:
         proc.stop()
         stopIssuers(made)
-    approved, answered, warned = checkNothingApprovedWasLost(outcomes, [r for _, _, r in made], proc.log)
+    approved, answered, warned = checkNothingApprovedWasLost(
+        outcomes, [r for _, _, r in made], proc.log
+    )
     assert code == 0, proc.log[-3000:]
     assert len(approved) >= 800 and said in proc.log and "Traceback" not in proc.log
     assert "front: stopping; draining" in proc.log
@@ -175,9 +194,14 @@ def test_rewriting_the_front_server_file_under_load(tmp_path, signOff):
     proc, port, deploy = switch(tmp_path, [p for _, p, _ in made], extra=signOff)
 
     def redeploy():
-        (deploy / "50_front.xml").write_text(front(
-            "front", port, "core-mux",
-            extra=signOff + '\n  <attr name="maxSessions" type="java.lang.Integer">50</attr>'))
+        (deploy / "50_front.xml").write_text(
+            front(
+                "front",
+                port,
+                "core-mux",
+                extra=signOff + '\n  <attr name="maxSessions" type="java.lang.Integer">50</attr>',
+            )
+        )
 
     try:
         outcomes = yield underLoad(port, 4000, {800: redeploy})
@@ -185,7 +209,9 @@ def test_rewriting_the_front_server_file_under_load(tmp_path, signOff):
     finally:
         code = proc.stop()
         stopIssuers(made)
-    approved, answered, warned = checkNothingApprovedWasLost(outcomes, [r for _, _, r in made], proc.log)
+    approved, answered, warned = checkNothingApprovedWasLost(
+        outcomes, [r for _, _, r in made], proc.log
+    )
     assert code == 0, proc.log[-3000:]
     failures = [o for o in outcomes if not isinstance(o, dict)]
     assert set(answered.values()) == {"00"}
@@ -206,13 +232,21 @@ def test_readme_hot_deploy_example_removes_and_restores_an_issuer(tmp_path):
     records = []
     for name in ("10_issuer-a.xml", "11_issuer-b.xml"):
         record = tmp_path / f"{name}.jsonl"
-        text = (deploy / name).read_text().replace(
-            '<property name="result-code" value="00" />',
-            f'<property name="result-code" value="00" />\n    <property name="record" value="{record}"/>')
+        text = (
+            (deploy / name)
+            .read_text()
+            .replace(
+                '<property name="result-code" value="00" />',
+                f'<property name="result-code" value="00" />\n    <property name="record" value="{record}"/>',
+            )
+        )
         (deploy / name).write_text(text)
         records.append(record)
-    ports = {"DEMO_PORT": str(freePort()), "ISSUER_A_PORT": str(freePort()),
-             "ISSUER_B_PORT": str(freePort())}
+    ports = {
+        "DEMO_PORT": str(freePort()),
+        "ISSUER_A_PORT": str(freePort()),
+        "ISSUER_B_PORT": str(freePort()),
+    }
     proc = Twistd(deploy, tmp_path, ports)
     issuerB = deploy / "11_issuer-b.xml"
     saved = issuerB.read_text()

@@ -14,9 +14,9 @@ import pytest_twisted
 from twisted.internet import defer, protocol
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
+from muxpool.app import runLoad
 from muxpool.channel import ChannelSpec
 from muxpool.listeners import Responder
-from muxpool.app import runLoad
 from muxpool.testing import portOf, startIssuer, startLink
 from tests.deployfiles import singleIssuerSwitch
 from tests.twistdproc import Twistd, tool
@@ -64,8 +64,9 @@ def closeAll(clients):
 
 @pytest_twisted.inlineCallbacks
 def test_hostile_clients_are_closed_and_do_not_starve_a_good_one():
-    server = yield startIssuer(reactor(), [Responder()], spec=ASCII, maxSessions=30,
-                               idleTimeout=1.5, frameTimeout=0.5)
+    server = yield startIssuer(
+        reactor(), [Responder()], spec=ASCII, maxSessions=30, idleTimeout=1.5, frameTimeout=0.5
+    )
     port = portOf(server)
     good, mux = startLink(reactor(), port, name="good", spec=ASCII)
     clients, dribble = [], []
@@ -75,11 +76,15 @@ def test_hostile_clients_are_closed_and_do_not_starve_a_good_one():
         silent.transport.write(b"9999")  # a length prefix, then silence
         slow = yield raw(port, clients)
         frame = ASCII.encode({"t": "0200", "11": "000001", "41": "TERM0001"})
-        dribble += [reactor().callLater(0.2 * i, slow.transport.write, frame[i:i + 1])
-                    for i in range(len(frame))]  # one byte every 0.2 s
+        dribble += [
+            reactor().callLater(0.2 * i, slow.transport.write, frame[i : i + 1])
+            for i in range(len(frame))
+        ]  # one byte every 0.2 s
         garbage = yield raw(port, clients)
         garbage.transport.write(b"\xff\xfe garbage, not a length")
-        idle = yield defer.gatherResults([raw(port, clients) for _ in range(40)])  # past maxSessions
+        idle = yield defer.gatherResults(
+            [raw(port, clients) for _ in range(40)]
+        )  # past maxSessions
         outcomes = yield runLoad(mux, 3000, 8, timeout=5)
         failed = [o for o in outcomes if not (isinstance(o, dict) and o["39"] == "00")]
         assert failed == [], failed[:3]
@@ -124,14 +129,32 @@ def test_a_client_that_never_reads_costs_bounded_memory(tmp_path):
         issuerProc.waitFor("listening")
         switch.waitFor("front: listening")
         switch.waitFor("channel-1: connected")
-        warm = tool("load", "--endpoint", f"tcp:127.0.0.1:{frontPort}", "-n", "2000", "-c", "16",
-                    "--quiet", "--json")
+        warm = tool(
+            "load",
+            "--endpoint",
+            f"tcp:127.0.0.1:{frontPort}",
+            "-n",
+            "2000",
+            "-c",
+            "16",
+            "--quiet",
+            "--json",
+        )
         assert warm.returncode == 0, warm.stdout + warm.stderr
         before = rss(switch.process.pid)
         hog = socket.create_connection(("127.0.0.1", frontPort))
         hog.setblocking(False)
-        wire = b"".join(ASCII.encode({"t": "0200", "11": "%06d" % i, "41": "HOG%05d" % (i // 1000000),
-                                      "4": "000000001000"}) for i in range(1000))
+        wire = b"".join(
+            ASCII.encode(
+                {
+                    "t": "0200",
+                    "11": "%06d" % i,
+                    "41": "HOG%05d" % (i // 1000000),
+                    "4": "000000001000",
+                }
+            )
+            for i in range(1000)
+        )
         sent, blocked = 0, 0.0
         while sent < 300 and blocked < 1.0:  # 300,000 requests, or it stops taking them
             started = time.monotonic()
@@ -146,9 +169,20 @@ def test_a_client_that_never_reads_costs_bounded_memory(tmp_path):
             sent += 1
         assert blocked >= 1.0, "the switch kept reading a client that does not read"
         during = rss(switch.process.pid)
-        print(f"switch RSS {before / 1e6:.1f} MB -> {during / 1e6:.1f} MB after {sent * 1000} requests sent unread")
-        good = tool("load", "--endpoint", f"tcp:127.0.0.1:{frontPort}", "-n", "2000", "-c", "16",
-                    "--quiet", "--json")
+        print(
+            f"switch RSS {before / 1e6:.1f} MB -> {during / 1e6:.1f} MB after {sent * 1000} requests sent unread"
+        )
+        good = tool(
+            "load",
+            "--endpoint",
+            f"tcp:127.0.0.1:{frontPort}",
+            "-n",
+            "2000",
+            "-c",
+            "16",
+            "--quiet",
+            "--json",
+        )
         summary = json.loads(good.stdout)
         assert summary["answered"] == {"00": 2000}, summary
         assert during - before < 20 * 1024 * 1024, (before, during)

@@ -9,13 +9,11 @@ import signal
 
 import pytest_twisted
 
-from muxpool.link import AdaptorSettings, ChannelAdaptor
+from muxpool.app import runLoad
 from muxpool.channel import ChannelSpec
 from muxpool.errors import RequestTimeout
-from muxpool.app import runLoad
-from muxpool.mux import QMUX
-from muxpool.mux import MUXPool
-from muxpool.mux import strategyByName
+from muxpool.link import AdaptorSettings, ChannelAdaptor
+from muxpool.mux import QMUX, MUXPool, strategyByName
 from tests.deployfiles import freePort, issuer
 from tests.twistdproc import Twistd
 
@@ -53,9 +51,15 @@ def test_a_hung_issuer_is_taken_out_of_rotation_and_comes_back(tmp_path):
         raise
     adaptors, muxes = [], []
     for name, port in (("a", healthyPort), ("b", hungPort)):
-        adaptor = ChannelAdaptor(f"link-{name}", ISO87B, f"tcp:127.0.0.1:{port}", r,
-                                 AdaptorSettings(reconnectDelay=0.2, maxReconnectDelay=2.0,
-                                                 echoInterval=0.5, echoTimeout=0.5))
+        adaptor = ChannelAdaptor(
+            f"link-{name}",
+            ISO87B,
+            f"tcp:127.0.0.1:{port}",
+            r,
+            AdaptorSettings(
+                reconnectDelay=0.2, maxReconnectDelay=2.0, echoInterval=0.5, echoTimeout=0.5
+            ),
+        )
         mux = QMUX(f"mux-{name}", adaptor, r)
         adaptor.startService()
         mux.startService()

@@ -16,12 +16,26 @@ from tests.twistdproc import BIN, TWISTD, Twistd, environment, tool
 
 
 def test_twistd_finds_muxpool_from_any_folder(tmp_path):
-    listed = subprocess.run([TWISTD, "--help"], cwd=tmp_path, env=environment(),
-                            capture_output=True, text=True, timeout=60)
+    listed = subprocess.run(
+        [TWISTD, "--help"],
+        cwd=tmp_path,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert listed.returncode == 0
-    assert any(line.split()[:1] == ["muxpool"] for line in listed.stdout.splitlines()), listed.stdout
-    own = subprocess.run([TWISTD, "muxpool", "--help"], cwd=tmp_path, env=environment(),
-                         capture_output=True, text=True, timeout=60)
+    assert any(line.split()[:1] == ["muxpool"] for line in listed.stdout.splitlines()), (
+        listed.stdout
+    )
+    own = subprocess.run(
+        [TWISTD, "muxpool", "--help"],
+        cwd=tmp_path,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert own.returncode == 0 and "--deploy" in own.stdout
 
 
@@ -84,14 +98,23 @@ def userStrategies(tmp_path):
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         (source / name).write_text(textwrap.dedent(text))
     pip = [str(BIN / "python"), "-m", "pip"]
-    installed = subprocess.run(pip + ["install", "-q", "--no-deps", str(source)],
-                               env=environment(), capture_output=True, text=True, timeout=300)
+    installed = subprocess.run(
+        pip + ["install", "-q", "--no-deps", str(source)],
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert installed.returncode == 0, installed.stdout + installed.stderr
     try:
         yield
     finally:
-        subprocess.run(pip + ["uninstall", "-q", "-y", "acme-switch-strategies"],
-                       env=environment(), capture_output=True, timeout=120)
+        subprocess.run(
+            pip + ["uninstall", "-q", "-y", "acme-switch-strategies"],
+            env=environment(),
+            capture_output=True,
+            timeout=120,
+        )
 
 
 def test_a_users_strategy_package_is_found_by_twistd(tmp_path, userStrategies):
@@ -99,12 +122,14 @@ def test_a_users_strategy_package_is_found_by_twistd(tmp_path, userStrategies):
     deploy.mkdir()
     member(deploy, 1)
     member(deploy, 2)
-    (deploy / "40_by-plugin.xml").write_text(pool("by-plugin", ["core-mux-1", "core-mux-2"],
-                                                  strategy="acme-first"))
+    (deploy / "40_by-plugin.xml").write_text(
+        pool("by-plugin", ["core-mux-1", "core-mux-2"], strategy="acme-first")
+    )
     (deploy / "41_by-handler.xml").write_text(
         "<mux class='org.jpos.q2.iso.MUXPool' name='by-handler'>"
         "<muxes>core-mux-1 core-mux-2</muxes>"
-        "<strategy-handler class='acme_strategies.LastMember'/></mux>")
+        "<strategy-handler class='acme_strategies.LastMember'/></mux>"
+    )
     ports = {"by-plugin": freePort(), "by-handler": freePort()}
     for i, (mux, port) in enumerate(ports.items()):
         (deploy / f"5{i}_front.xml").write_text(front(f"front-{mux}", port, mux))
@@ -115,8 +140,9 @@ def test_a_users_strategy_package_is_found_by_twistd(tmp_path, userStrategies):
         proc.waitFor("channel-2: connected")
         splits = {}
         for mux, port in ports.items():
-            load = tool("load", "--endpoint", f"tcp:127.0.0.1:{port}", "-n", "20", "--json",
-                        "--quiet")
+            load = tool(
+                "load", "--endpoint", f"tcp:127.0.0.1:{port}", "-n", "20", "--json", "--quiet"
+            )
             assert load.returncode == 0, load.stdout + load.stderr
             splits[mux] = json.loads(load.stdout)["split"]
         assert splits == {"by-plugin": {"issuer-1": 20}, "by-handler": {"issuer-2": 20}}

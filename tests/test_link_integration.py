@@ -10,10 +10,10 @@ import pytest_twisted
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
+from muxpool.app import runLoad, sampleRequest
 from muxpool.channel import ChannelSpec
 from muxpool.errors import LinkLost, LinkNotReady
 from muxpool.listeners import Responder
-from muxpool.app import runLoad, sampleRequest
 from muxpool.testing import portOf, startIssuer, startLink
 from tests.helpers import whenInFlight
 
@@ -103,8 +103,12 @@ def test_dead_peer_detected_by_echo():
     r = reactor()
     server = yield startIssuer(r, listeners=[SilentOnEcho(), Responder()])
     adaptor, mux = startLink(
-        r, portOf(server), echoInterval=0.2, echoTimeout=0.3,
-        reconnectDelay=5, maxReconnectDelay=5,
+        r,
+        portOf(server),
+        echoInterval=0.2,
+        echoTimeout=0.3,
+        reconnectDelay=5,
+        maxReconnectDelay=5,
     )
     try:
         yield adaptor.ready.whenState(True)
@@ -181,12 +185,15 @@ def test_max_sessions_refuses_extra():
         yield server.stopService()
 
 
-@pytest.mark.parametrize("allow,deny,refused", [
-    (None, "127.0.0.*", True),
-    ("10.*", None, True),
-    ("127.0.0.1", None, False),
-    ("127.*", "127.0.0.2", False),
-])
+@pytest.mark.parametrize(
+    "allow,deny,refused",
+    [
+        (None, "127.0.0.*", True),
+        ("10.*", None, True),
+        ("127.0.0.1", None, False),
+        ("127.*", "127.0.0.2", False),
+    ],
+)
 @pytest_twisted.inlineCallbacks
 def test_allow_deny(allow, deny, refused):
     r = reactor()
@@ -211,6 +218,7 @@ def test_allow_deny(allow, deny, refused):
 @pytest_twisted.inlineCallbacks
 def test_server_stop_lets_in_flight_finish():
     from zope.interface.verify import verifyObject
+
     from muxpool.channel import IChannelOwner
     from muxpool.interfaces import ILink, ISource
 

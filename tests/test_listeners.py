@@ -8,16 +8,24 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from muxpool import Readiness
 from muxpool.errors import LinkLost, NoMUXAvailable
 from muxpool.interfaces import IMUX, IRequestListener
-from muxpool.listeners import Forward, ListenerFailed, offer, Responder
-from muxpool import Readiness
+from muxpool.listeners import Forward, ListenerFailed, Responder, offer
 from muxpool.registry import Registry
 from muxpool.testing import MemoryLink
 from tests.logcapture import capturedText
 
-REQUEST = {"t": "0200", "h": "6000120034", "2": "4761739001010119", "3": "000000",
-           "4": "000000001000", "11": "000042", "41": "TERM0001", "p": "X"}
+REQUEST = {
+    "t": "0200",
+    "h": "6000120034",
+    "2": "4761739001010119",
+    "3": "000000",
+    "4": "000000001000",
+    "11": "000042",
+    "41": "TERM0001",
+    "p": "X",
+}
 
 
 @implementer(IMUX)
@@ -60,7 +68,9 @@ def test_responder_answers_with_key_amount_and_header():
 def test_responder_delay_and_properties():
     clock = Clock()
     source = MemoryLink()
-    responder = Responder.fromProperties({"result-code": "05", "delay": "250", "field.44": "B"}, clock)
+    responder = Responder.fromProperties(
+        {"result-code": "05", "delay": "250", "field.44": "B"}, clock
+    )
     responder.process(source, dict(REQUEST))
     assert source.sent == []
     clock.advance(0.25)
@@ -68,7 +78,9 @@ def test_responder_delay_and_properties():
 
 
 def test_forward_answers_with_response_and_original_header():
-    mux = ScriptedMUX(succeed({"t": "0210", "11": "000042", "41": "TERM0001", "39": "00", "h": "FFFF"}))
+    mux = ScriptedMUX(
+        succeed({"t": "0210", "11": "000042", "41": "TERM0001", "39": "00", "h": "FFFF"})
+    )
     source = MemoryLink()
     Forward(mux, timeout=7).process(source, dict(REQUEST))
     sent, timeout = mux.requests[0]
@@ -95,8 +107,9 @@ def test_forward_configured_unknown_code_and_registry_lookup():
     registry = Registry()
     registry.register("core", ScriptedMUX(fail(LinkLost("gone"))))
     source = MemoryLink()
-    forward = Forward.fromProperties({"mux": "core", "timeout": "1500", "unknown-code": "06"},
-                                     registry.getMUX)
+    forward = Forward.fromProperties(
+        {"mux": "core", "timeout": "1500", "unknown-code": "06"}, registry.getMUX
+    )
     assert forward.timeout == 1.5
     forward.process(source, dict(REQUEST))
     assert source.sent[0]["39"] == "06"
@@ -160,10 +173,18 @@ def test_forward_answers_68_when_the_mux_answers_something_not_a_message():
     assert "failed with TypeError" in "\n".join(lines)
 
 
-CARD_REQUEST = dict(REQUEST, **{"35": "4761739001010119=22122011758928889",
-                                "45": "B4761739001010119^CARDHOLDER/A^2212201",
-                                "52": "0A1B2C3D4E5F6071", "55": "9F2608AABBCCDDEEFF0011",
-                                "36": "011234567890", "37": "123456789012", "32": "12345"})
+CARD_REQUEST = dict(
+    REQUEST,
+    **{
+        "35": "4761739001010119=22122011758928889",
+        "45": "B4761739001010119^CARDHOLDER/A^2212201",
+        "52": "0A1B2C3D4E5F6071",
+        "55": "9F2608AABBCCDDEEFF0011",
+        "36": "011234567890",
+        "37": "123456789012",
+        "32": "12345",
+    },
+)
 
 
 def test_a_forward_decline_carries_no_card_data():
@@ -179,16 +200,23 @@ def test_a_forward_decline_carries_no_card_data():
         for hidden in ("2", "35", "36", "45", "52", "55"):
             assert hidden not in answer
         assert {k: answer[k] for k in ("11", "41", "37", "32", "h")} == {
-            k: CARD_REQUEST[k] for k in ("11", "41", "37", "32", "h")}
+            k: CARD_REQUEST[k] for k in ("11", "41", "37", "32", "h")
+        }
 
 
 def test_decline_fields_are_configurable_but_hidden_ones_never_echo():
     source = MemoryLink()
-    forward = Forward.fromProperties({"mux": "x", "decline-fields": "11 41 2 35 52"},
-                                     Registry().getMUX)
+    forward = Forward.fromProperties(
+        {"mux": "x", "decline-fields": "11 41 2 35 52"}, Registry().getMUX
+    )
     forward.process(source, dict(CARD_REQUEST))
-    assert source.sent[0] == {"t": "0210", "39": "91", "11": "000042", "41": "TERM0001",
-                              "2": CARD_REQUEST["2"]}
+    assert source.sent[0] == {
+        "t": "0210",
+        "39": "91",
+        "11": "000042",
+        "41": "TERM0001",
+        "2": CARD_REQUEST["2"],
+    }
 
 
 def test_a_persistent_fault_is_logged_at_a_bounded_rate():

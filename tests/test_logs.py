@@ -49,8 +49,14 @@ def test_link_events():
         [signOn] = peerMessages(protocol)
         reply(protocol, signOn)
         runUntil(clock, 36)  # an echo at 30, unanswered by 35
-    for name in ("link.connected", "link.signed_on", "link.ready", "link.not_ready",
-                 "link.echo_failure", "link.disconnected"):
+    for name in (
+        "link.connected",
+        "link.signed_on",
+        "link.ready",
+        "link.not_ready",
+        "link.echo_failure",
+        "link.disconnected",
+    ):
         assert events.named(name), name
     [lost] = events.named("link.disconnected")
     assert lost["link"] == "link" and lost["reason"]
@@ -71,8 +77,15 @@ def test_operator_and_outcome_events():
         pending = harness.request(timeout=1, fields={"2": "4761739001010119"})  # a PAN
         harness.advance(1)
         pending.addErrback(lambda failure: None)
-    for name in ("mux.disabled", "mux.draining", "mux.drained", "mux.enabled",
-                 "pool.member_disabled", "pool.member_enabled", "request.outcome_unknown"):
+    for name in (
+        "mux.disabled",
+        "mux.draining",
+        "mux.drained",
+        "mux.enabled",
+        "pool.member_disabled",
+        "pool.member_enabled",
+        "request.outcome_unknown",
+    ):
         assert events.named(name), name
     assert "4761739001010119" not in events.out.getvalue()
     harness.stop()
@@ -93,7 +106,14 @@ def test_deploy_events(tmp_path):
 
 def test_json_lines_for_twistd(capsys):
     observer = jsonLines()
-    observer({"log_format": "{link}: ready", "link": "a", "event": "link.ready",
-              "log_level": None, "log_namespace": "x"})
+    observer(
+        {
+            "log_format": "{link}: ready",
+            "link": "a",
+            "event": "link.ready",
+            "log_level": None,
+            "log_namespace": "x",
+        }
+    )
     line = capsys.readouterr().out
     assert line.endswith("\n") and json.loads(line)["event"] == "link.ready"

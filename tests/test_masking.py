@@ -4,8 +4,7 @@ Card data never reaches a log line.
 
 from zope.interface import implementer
 
-from muxpool.channel import ChannelSpec
-from muxpool.channel import IChannelOwner
+from muxpool.channel import ChannelSpec, IChannelOwner
 from muxpool.iso import maskMessage
 from tests.helpers import connectedProtocol
 from tests.logcapture import capturedText
@@ -15,8 +14,15 @@ TRACK2 = "4761739001010119D22122011758928889"
 PIN = "0A1B2C3D4E5F6071"
 
 CARD_MESSAGE = {
-    "t": "0200", "2": PAN, "3": "000000", "4": "000000001000", "11": "000001",
-    "14": "2212", "35": TRACK2.replace("D", "="), "41": "TERM0001", "52": PIN,
+    "t": "0200",
+    "2": PAN,
+    "3": "000000",
+    "4": "000000001000",
+    "11": "000001",
+    "14": "2212",
+    "35": TRACK2.replace("D", "="),
+    "41": "TERM0001",
+    "52": PIN,
 }
 
 

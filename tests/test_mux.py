@@ -7,6 +7,7 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from muxpool._support import parseFieldList
 from muxpool.errors import (
     CancelledAfterWrite,
     CancelledBeforeWrite,
@@ -21,9 +22,8 @@ from muxpool.errors import (
     RequestTimeout,
 )
 from muxpool.interfaces import IMUX, IRequestListener, ISource
-from muxpool.mux import KeyBuilder, QMUX
-from muxpool._support import parseFieldList
-from muxpool.testing import answer, MemoryIssuer, MemoryLink
+from muxpool.mux import QMUX, KeyBuilder
+from muxpool.testing import MemoryIssuer, MemoryLink, answer, attachmentsOf, observersOf
 from tests.helpers import started
 from tests.logcapture import capturedText
 
@@ -52,26 +52,54 @@ def makeMux(**kwargs):
 KEY_CASES = [
     # (message, key fields, overrides, mapping, expected key); as in jPOS the
     # mapping covers the first three MTI digits, so 0400 and 0401 agree.
-    ({"t": "0200", "11": "000001", "41": "TERM0001"}, None, None, None,
-     "020.00000000TERM0001.000001"),
-    ({"t": "0210", "11": "000001", "41": "TERM0001"}, None, None, None,
-     "020.00000000TERM0001.000001"),
+    (
+        {"t": "0200", "11": "000001", "41": "TERM0001"},
+        None,
+        None,
+        None,
+        "020.00000000TERM0001.000001",
+    ),
+    (
+        {"t": "0210", "11": "000001", "41": "TERM0001"},
+        None,
+        None,
+        None,
+        "020.00000000TERM0001.000001",
+    ),
     ({"t": "0800", "11": "1"}, None, None, None, "080.000001"),
     ({"t": "0810", "11": "  1  "}, None, None, None, "080.000001"),
-    ({"t": "0430", "11": "42", "41": " T1 "}, None, None, None,
-     "042.00000000000000T1.000042"),
+    ({"t": "0430", "11": "42", "41": " T1 "}, None, None, None, "042.00000000000000T1.000042"),
     ({"t": "2100", "11": "7"}, None, None, None, "210.000000000007"),
     ({"t": "0401", "11": "1"}, None, None, None, "040.000001"),
-    ({"t": "0200", "11": "000001", "37": "RRN000000001"}, ("37",), None, None,
-     "020.RRN000000001"),
-    ({"t": "0800", "11": "000001", "70": "301"}, None, {"08": ("70", "11")}, None,
-     "080.301.000001"),
-    ({"t": "0200", "3": "310000", "11": "9", "41": "T"}, None,
-     {"02:310000": ("11",), "02": ("41",)}, None, "020.000009"),
-    ({"t": "0200", "3": "000000", "11": "9", "41": "T"}, None,
-     {"02:310000": ("11",), "02": ("41",)}, None, "020.000000000000000T"),
-    ({"t": "0210", "11": "1"}, None, None, ("0123456789", "0123456789", "0123456789"),
-     "021.000001"),
+    ({"t": "0200", "11": "000001", "37": "RRN000000001"}, ("37",), None, None, "020.RRN000000001"),
+    (
+        {"t": "0800", "11": "000001", "70": "301"},
+        None,
+        {"08": ("70", "11")},
+        None,
+        "080.301.000001",
+    ),
+    (
+        {"t": "0200", "3": "310000", "11": "9", "41": "T"},
+        None,
+        {"02:310000": ("11",), "02": ("41",)},
+        None,
+        "020.000009",
+    ),
+    (
+        {"t": "0200", "3": "000000", "11": "9", "41": "T"},
+        None,
+        {"02:310000": ("11",), "02": ("41",)},
+        None,
+        "020.000000000000000T",
+    ),
+    (
+        {"t": "0210", "11": "1"},
+        None,
+        None,
+        ("0123456789", "0123456789", "0123456789"),
+        "021.000001",
+    ),
     # a 3-digit MTI is zero-padded for mapping, but (as in jPOS) the raw
     # MTI starting with 2 asks for a 12-digit STAN
     ({"t": "210", "11": "1"}, None, None, None, "020.000000000001"),
@@ -90,6 +118,7 @@ def test_parse_field_list():
 
 
 # -- outcomes --------------------------------------------------------------
+
 
 def test_verify_interfaces():
     mux, _, _ = makeMux()
@@ -264,15 +293,14 @@ def test_a_packager_that_raises_is_not_sent_and_logs_no_data():
     was written), and its exception text (which may carry field data) is
     not repeated.
     """
+    from zope.interface import implementer
+
     from muxpool.channel import ChannelSpec
     from muxpool.errors import EncodeFailed
+    from muxpool.interfaces import IPackager
     from muxpool.link import LinkBase
     from tests.helpers import connectedProtocol
     from tests.logcapture import capturedText
-
-    from zope.interface import implementer
-
-    from muxpool.interfaces import IPackager
 
     @implementer(IPackager)
     class Broken:
@@ -299,6 +327,7 @@ def test_a_packager_that_raises_is_not_sent_and_logs_no_data():
 
 
 # -- issue 8: the request path -------------------------------------------------
+
 
 def answeringLink():
     """
@@ -499,7 +528,7 @@ def test_a_stopped_qmux_is_not_ready_and_holds_nothing():
     assert [m["11"] for m in link.sent] == ["000001"]
     link.deliver(answer(request("000001")))
     assert written[0]["39"] == "00" and stopped == [None]
-    assert link.attachments == 0 and link.ready.observerCount == 0
+    assert attachmentsOf(link) == 0 and observersOf(link.ready) == 0
     assert outcome(mux.request(request("000003"), 5))[0].check(NotSent)
 
 

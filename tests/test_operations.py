@@ -8,14 +8,17 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.task import Clock
 
-from muxpool.ops import AdminConfigError, checkEndpoint
-from muxpool.mux import QMUX
-from muxpool.ops import DrainTimeout, Operations, UnknownMUX
-from muxpool.mux import MUXPool
-from muxpool.ops import metricsText
+from muxpool.mux import QMUX, MUXPool, strategyByName
+from muxpool.ops import (
+    AdminConfigError,
+    DrainTimeout,
+    Operations,
+    UnknownMUX,
+    checkEndpoint,
+    metricsText,
+)
 from muxpool.registry import Registry
-from muxpool.mux import strategyByName
-from muxpool.testing import answer, MemoryLink
+from muxpool.testing import MemoryLink, answer
 from tests.helpers import started
 
 
@@ -28,8 +31,10 @@ def switch():
     registry = Registry()
     links = [MemoryLink(f"link-{i}") for i in (1, 2)]
     muxes = [started(QMUX(f"mux-{i}", link, clock)) for i, link in zip((1, 2), links)]
-    pools = [started(MUXPool("pool-a", muxes, clock, strategyByName("round-robin"))),
-             started(MUXPool("pool-b", [muxes[0]], clock))]
+    pools = [
+        started(MUXPool("pool-a", muxes, clock, strategyByName("round-robin"))),
+        started(MUXPool("pool-b", [muxes[0]], clock)),
+    ]
     for service in muxes + pools:
         registry.register(service.name, service)
     return Operations(registry, clock), clock, links, muxes, pools
@@ -90,27 +95,33 @@ def test_metrics_are_prometheus_text_and_count_what_happened():
         for message in link.sent:
             link.deliver(answer(message))
     families = {f.name: f for f in text_string_to_metric_families(metricsText(ops).decode())}
-    requests = {tuple(sorted(s.labels.items())): s.value
-                for s in families["muxpool_pool_requests"].samples}
+    requests = {
+        tuple(sorted(s.labels.items())): s.value for s in families["muxpool_pool_requests"].samples
+    }
     assert requests[(("member", "mux-1"), ("pool", "pool-a"))] == 2
-    histogram = {(s.name, s.labels.get("le")): s.value
-                 for s in families["muxpool_mux_request_duration_seconds"].samples
-                 if s.labels["mux"] == "mux-1"}
+    histogram = {
+        (s.name, s.labels.get("le")): s.value
+        for s in families["muxpool_mux_request_duration_seconds"].samples
+        if s.labels["mux"] == "mux-1"
+    }
     assert histogram[("muxpool_mux_request_duration_seconds_count", None)] == 2
     assert histogram[("muxpool_mux_request_duration_seconds_bucket", "0.01")] == 0
     assert histogram[("muxpool_mux_request_duration_seconds_bucket", "0.025")] == 2
     assert families["muxpool_mux_requests"].type == "counter"
 
 
-@pytest.mark.parametrize("endpoint,token,ok", [
-    ("tcp:8080:interface=127.0.0.1", None, True),
-    ("tcp6:8080:interface=\\:\\:1", None, True),
-    ("unix:/run/muxpool/admin.sock", None, True),
-    ("tcp:8080", None, False),
-    ("tcp:8080:interface=0.0.0.0", None, False),
-    ("tcp:8080:interface=10.0.0.5", None, False),
-    ("tcp:8080", "a-token", True),
-])
+@pytest.mark.parametrize(
+    "endpoint,token,ok",
+    [
+        ("tcp:8080:interface=127.0.0.1", None, True),
+        ("tcp6:8080:interface=\\:\\:1", None, True),
+        ("unix:/run/muxpool/admin.sock", None, True),
+        ("tcp:8080", None, False),
+        ("tcp:8080:interface=0.0.0.0", None, False),
+        ("tcp:8080:interface=10.0.0.5", None, False),
+        ("tcp:8080", "a-token", True),
+    ],
+)
 def test_without_a_token_the_admin_api_stays_on_this_machine(endpoint, token, ok):
     if ok:
         checkEndpoint(endpoint, token)

@@ -3,18 +3,19 @@ Packagers against jPOS 2.1.10's own bytes, both directions, and their errors.
 """
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from zope.interface.verify import verifyObject
 
 from muxpool.interfaces import IPackager
 from muxpool.iso.packagers import (
-    getPackager,
-    loadGenericPackager,
     PackagerConfigError,
     PackError,
-    registerPackager,
     SpecPackager,
     UnpackError,
+    getPackager,
+    loadGenericPackager,
+    registerPackager,
 )
 from tests.conftest import interopLines, interopPath
 
@@ -138,15 +139,23 @@ BASE = (
 @pytest.mark.parametrize(
     "body,expected",
     [
-        (BASE + '<isofield id="2" length="19" class="org.jpos.iso.IFX_WHATEVER"/>',
-         r"field 2: unknown field class 'IFX_WHATEVER'"),
-        (BASE + '<isofield id="3" length="six" class="org.jpos.iso.IFA_NUMERIC"/>',
-         r"field 3: bad length 'six'"),
-        (BASE + '<isofield id="4" length="0" class="org.jpos.iso.IFA_NUMERIC"/>',
-         r"field 4: bad length 0"),
+        (
+            BASE + '<isofield id="2" length="19" class="org.jpos.iso.IFX_WHATEVER"/>',
+            r"field 2: unknown field class 'IFX_WHATEVER'",
+        ),
+        (
+            BASE + '<isofield id="3" length="six" class="org.jpos.iso.IFA_NUMERIC"/>',
+            r"field 3: bad length 'six'",
+        ),
+        (
+            BASE + '<isofield id="4" length="0" class="org.jpos.iso.IFA_NUMERIC"/>',
+            r"field 4: bad length 0",
+        ),
         (BASE + '<isofield id="5" length="2"/>', r"field 5: no class"),
-        ('<isofield id="1" length="16" class="org.jpos.iso.IFA_BITMAP"/>',
-         r"field 0 \(MTI\) is not defined"),
+        (
+            '<isofield id="1" length="16" class="org.jpos.iso.IFA_BITMAP"/>',
+            r"field 0 \(MTI\) is not defined",
+        ),
     ],
 )
 def test_generic_errors_name_file_and_field(tmp_path, body, expected):

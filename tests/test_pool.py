@@ -10,6 +10,7 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from muxpool import Readiness
 from muxpool.errors import (
     CancelledAfterWrite,
     CancelledBeforeWrite,
@@ -24,11 +25,16 @@ from muxpool.errors import (
     StrategyFailed,
 )
 from muxpool.interfaces import IMUX, IPool, IProbe, IStrategy
-from muxpool.mux import QMUX
-from muxpool.mux import MEMBER_GRACE, MUXPool
-from muxpool import Readiness
-from muxpool.mux import BUILTIN, strategyByName, strategyByPath, StrategyConfigError
-from muxpool.testing import answer, MemoryLink, outcomeOf, PoolHarness
+from muxpool.mux import (
+    BUILTIN,
+    MEMBER_GRACE,
+    QMUX,
+    MUXPool,
+    StrategyConfigError,
+    strategyByName,
+    strategyByPath,
+)
+from muxpool.testing import MemoryLink, PoolHarness, answer, observersOf, outcomeOf
 from tests.helpers import started
 from tests.logcapture import capturedText
 
@@ -113,6 +119,7 @@ def test_a_strategy_sees_an_ipool_when_a_request_is_retried():
 
 # -- strategies: exact sequences -------------------------------------------
 
+
 def test_primary_secondary():
     ms = members(3)
     pool = makePool(ms)
@@ -150,9 +157,16 @@ def test_round_robin_disabled_member_skipped():
 
 
 def test_round_robin_with_override():
-    ms = [Member("a", linkName="link-a"), Member("b", linkName="link-b"), Member("c", linkName="link-c")]
-    pool = makePool(ms, "round-robin-with-override",
-                    {"follower-override": "0220 0420", "original-channel-field": "113"})
+    ms = [
+        Member("a", linkName="link-a"),
+        Member("b", linkName="link-b"),
+        Member("c", linkName="link-c"),
+    ]
+    pool = makePool(
+        ms,
+        "round-robin-with-override",
+        {"follower-override": "0220 0420", "original-channel-field": "113"},
+    )
     follow = {"t": "0220", "113": "link-c"}
     assert picks(pool, 3, follow) == ["c", "c", "c"]
     assert picks(pool, 3, {"t": "0200", "113": "link-c"}) == ["a", "b", "c"]
@@ -199,7 +213,8 @@ def test_unknown_strategy_lists_names():
 
 
 def test_strategy_handler_by_path_and_fallback(tmp_path, monkeypatch):
-    (tmp_path / "myhandlers.py").write_text(textwrap.dedent("""
+    (tmp_path / "myhandlers.py").write_text(
+        textwrap.dedent("""
         from zope.interface import implementer
         from muxpool.interfaces import IStrategy
 
@@ -216,7 +231,8 @@ def test_strategy_handler_by_path_and_fallback(tmp_path, monkeypatch):
         class NotAStrategy:
             def __init__(self, config):
                 pass
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     handler = strategyByPath("myhandlers.LastForReversals", {"mti": "0400"})
     ms = members(3)
@@ -232,7 +248,8 @@ def test_strategy_handler_by_path_and_fallback(tmp_path, monkeypatch):
 def test_strategy_plugin_found_by_name(tmp_path, monkeypatch):
     plugins = tmp_path / "twisted" / "plugins"
     plugins.mkdir(parents=True)
-    (plugins / "my_strategy_plugin.py").write_text(textwrap.dedent("""
+    (plugins / "my_strategy_plugin.py").write_text(
+        textwrap.dedent("""
         from twisted.plugin import IPlugin
         from zope.interface import implementer
         from muxpool.interfaces import IStrategy
@@ -244,11 +261,14 @@ def test_strategy_plugin_found_by_name(tmp_path, monkeypatch):
                 return pool.members[-1]
 
         alwaysLast = AlwaysLast()
-    """))
+    """)
+    )
     import twisted.plugins
 
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(twisted.plugins, "__path__", list(twisted.plugins.__path__) + [str(plugins)])
+    monkeypatch.setattr(
+        twisted.plugins, "__path__", list(twisted.plugins.__path__) + [str(plugins)]
+    )
     strategy = strategyByName("always-last")
     pool = started(MUXPool("pool", members(3), Clock(), strategy))
     assert picks(pool, 2) == ["m2", "m2"]
@@ -257,6 +277,7 @@ def test_strategy_plugin_found_by_name(tmp_path, monkeypatch):
 
 
 # -- requests ----------------------------------------------------------------
+
 
 def test_request_goes_to_member():
     ms = members(2)
@@ -311,8 +332,9 @@ def test_link_not_ready_everywhere_waits_then_not_sent():
     assert results[0].check(NoMUXAvailable) and "down" in str(results[0].value)
 
 
-@pytest.mark.parametrize("error", [DuplicateKey("dup"), MissingKey("no key"),
-                                   EncodeFailed("cannot pack field 4")])
+@pytest.mark.parametrize(
+    "error", [DuplicateKey("dup"), MissingKey("no key"), EncodeFailed("cannot pack field 4")]
+)
 def test_only_what_another_member_could_send_is_retried(error):
     """
     Issue 8 #18: a duplicate key went out on a second link, defeating the
@@ -413,6 +435,7 @@ def test_member_that_raises_still_gives_one_outcome():
 
 # -- issue 8 -------------------------------------------------------------------
 
+
 @implementer(IStrategy)
 class Raising:
     name = "raising"
@@ -492,8 +515,11 @@ def test_cancelling_while_a_member_waits_on_its_own_chain_cancels_what_it_wrote(
     link = MemoryLink("a")
     mux = started(QMUX("mux-a", link, clock))
     member = Member("wrapper")
-    member.script = [succeed(None).addCallback(
-        lambda _: mux.request({"t": "0200", "11": "000001", "41": "T1"}, 5))]
+    member.script = [
+        succeed(None).addCallback(
+            lambda _: mux.request({"t": "0200", "11": "000001", "41": "T1"}, 5)
+        )
+    ]
     pool = makePool([member])
     d = pool.request({"t": "0200", "11": "000001", "41": "T1"}, 5)
     results = outcome(d)
@@ -565,9 +591,10 @@ def test_a_member_that_keeps_timing_out_is_suspended_until_it_answers_an_echo():
     """
     clock = Clock()
     links = [ProbedLink("a"), ProbedLink("b")]
-    muxes = [started(QMUX(f"mux-{l.name}", l, clock)) for l in links]
-    pool = started(MUXPool("pool", muxes, clock, strategyByName("round-robin"),
-                           suspendAfterTimeouts=2))
+    muxes = [started(QMUX(f"mux-{link.name}", link, clock)) for link in links]
+    pool = started(
+        MUXPool("pool", muxes, clock, strategyByName("round-robin"), suspendAfterTimeouts=2)
+    )
     stan = iter(range(1, 1000))
 
     def send():
@@ -575,7 +602,7 @@ def test_a_member_that_keeps_timing_out_is_suspended_until_it_answers_an_echo():
 
     for _ in range(4):  # a, b, a, b: a never answers, b does
         send()
-        for message in links[1].sent[len(links[1].sent) - 1:]:
+        for message in links[1].sent[len(links[1].sent) - 1 :]:
             links[1].deliver(answer(message))
         clock.advance(1)
     assert len(links[0].sent) == 2 and pool.isSuspended(muxes[0])
@@ -593,7 +620,7 @@ def test_a_member_that_keeps_timing_out_is_suspended_until_it_answers_an_echo():
 def test_suspension_is_off_by_default():
     clock = Clock()
     links = [ProbedLink("a"), ProbedLink("b")]
-    muxes = [started(QMUX(f"mux-{l.name}", l, clock)) for l in links]
+    muxes = [started(QMUX(f"mux-{link.name}", link, clock)) for link in links]
     pool = started(MUXPool("pool", muxes, clock, strategyByName("round-robin")))
     for i in range(10):
         outcome(pool.request({"t": "0200", "11": "%06d" % i, "41": "T1"}, 1))
@@ -612,7 +639,7 @@ def test_a_stopped_pool_holds_nothing():
     stopped = outcome(pool.stopService())
     assert outcome(waiting.stopService()) == [None] and queued[0].check(NoMUXAvailable)
     assert not pool.ready and stopped == []
-    assert all(m.ready.observerCount == 0 for m in ms)
+    assert all(observersOf(m.ready) == 0 for m in ms)
     assert outcome(pool.request({"t": "0200"}, 5))[0].check(NotSent)
     slow.callback({"t": "0210", "by": "m0"})
     assert inflight[0]["by"] == "m0" and stopped == [None]

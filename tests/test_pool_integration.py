@@ -9,11 +9,10 @@ import pytest_twisted
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
+from muxpool.app import runLoad
 from muxpool.errors import NotSent, OutcomeUnknown
 from muxpool.listeners import Responder
-from muxpool.app import runLoad
-from muxpool.mux import MUXPool
-from muxpool.mux import strategyByName
+from muxpool.mux import MUXPool, strategyByName
 from muxpool.testing import portOf, startIssuer, startLink
 
 
@@ -27,8 +26,9 @@ def reactor():
 def twoBackends(r, strategy="round-robin"):
     servers, adaptors, muxes = [], [], []
     for tag in "AB":
-        server = yield startIssuer(r, listeners=[Responder(fixed={"44": tag})], name=f"issuer-{tag}",
-                                   gracePeriod=0)
+        server = yield startIssuer(
+            r, listeners=[Responder(fixed={"44": tag})], name=f"issuer-{tag}", gracePeriod=0
+        )
         adaptor, mux = startLink(r, portOf(server), name=f"link-{tag}")
         servers.append(server)
         adaptors.append(adaptor)
@@ -89,8 +89,9 @@ def test_backend_lost_mid_stream_and_back():
         tail = outcomes[1200:]
         assert split(tail) == {"B": len(tail)}
 
-        restarted = yield startIssuer(r, listeners=[Responder(fixed={"44": "A"})],
-                                      port=portA, name="issuer-A2")
+        restarted = yield startIssuer(
+            r, listeners=[Responder(fixed={"44": "A"})], port=portA, name="issuer-A2"
+        )
         servers.append(restarted)
         yield adaptors[0].ready.whenState(True)
         outcomes = yield runLoad(pool, 1000, 20, start=10000)
@@ -104,6 +105,7 @@ def test_disable_under_load_drains_without_failures():
     r = reactor()
     servers, adaptors, muxes, pool = yield twoBackends(r)
     try:
+
         def onEach(i, result):
             if i == 1000:
                 pool.disable("link-A-mux")

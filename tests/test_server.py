@@ -11,12 +11,11 @@ from twisted.internet.testing import MemoryReactorClock, StringTransportWithDisc
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from muxpool.channel import ChannelSpec
+from muxpool.channel import ChannelSpec, IChannelOwner
 from muxpool.errors import AnswerUndelivered
-from muxpool.channel import IChannelOwner
 from muxpool.interfaces import ILink, IRequestListener, ISource
-from muxpool.listeners import Responder
 from muxpool.link import QServer, ServerSettings
+from muxpool.listeners import Responder
 from muxpool.testing import runUntil
 from tests.helpers import connectedProtocol
 from tests.logcapture import capturedText
@@ -25,8 +24,13 @@ SPEC = ChannelSpec.fromConfig("ASCIIChannel", "ISO87A")
 
 
 def request(stan, **extra):
-    message = {"t": "0200", "11": "%06d" % stan, "41": "TERM0001", "37": "RRN%09d" % stan,
-               "4": "000000001000"}
+    message = {
+        "t": "0200",
+        "11": "%06d" % stan,
+        "41": "TERM0001",
+        "37": "RRN%09d" % stan,
+        "4": "000000001000",
+    }
     message.update(extra)
     return message
 
@@ -54,8 +58,14 @@ class Holding:
 
 def makeServer(listener=None, **kwargs):
     reactor = MemoryReactorClock()
-    server = QServer("front", SPEC, "tcp:0", reactor, ServerSettings(**kwargs),
-                     listeners=[listener or Responder()])
+    server = QServer(
+        "front",
+        SPEC,
+        "tcp:0",
+        reactor,
+        ServerSettings(**kwargs),
+        listeners=[listener or Responder()],
+    )
     server.startService()
     return server, reactor
 
@@ -136,7 +146,7 @@ def test_an_unfinished_frame_is_closed_after_the_frame_timeout():
     wire = SPEC.encode(request(1))
     with capturedText() as lines:
         for i in range(6):
-            slow.dataReceived(wire[i:i + 1])
+            slow.dataReceived(wire[i : i + 1])
             reactor.advance(1)
     assert not silentTransport.connected and not slowTransport.connected
     closes = [line.split("\n")[0] for line in lines if "connection from" in line.split("\n")[0]]
@@ -211,9 +221,11 @@ def test_an_answer_whose_client_is_gone_is_one_warning_line_to_reverse_it_by():
             listener.answer()
     warnings = [line.split("\n")[0] for line in lines if "not delivered" in line]
     assert len(warnings) == 1
-    assert warnings[0].endswith("front: answer not delivered to 127.0.0.1:5000 (its client is "
-                                "gone): 0210 11=000007 41=TERM0001 37=RRN000000007 39=00; "
-                                "reverse it if it was approved")
+    assert warnings[0].endswith(
+        "front: answer not delivered to 127.0.0.1:5000 (its client is "
+        "gone): 0210 11=000007 41=TERM0001 37=RRN000000007 39=00; "
+        "reverse it if it was approved"
+    )
     assert "'log_level': <LogLevel=warn>" in [line for line in lines if "not delivered" in line][0]
     assert server.counters["undelivered"] == 1
     assert "4761739001010119" not in "\n".join(lines)

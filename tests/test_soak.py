@@ -10,16 +10,16 @@ import time
 
 import pytest
 import pytest_twisted
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from twisted.python.failure import Failure
 
+from muxpool.app import runLoad
 from muxpool.channel import ChannelSpec
 from muxpool.errors import NotSent, OutcomeUnknown
 from muxpool.iso import FRAMINGS
 from muxpool.listeners import Responder
-from muxpool.app import runLoad
-from muxpool.mux import MUXPool
-from muxpool.mux import strategyByName
+from muxpool.mux import MUXPool, strategyByName
 from muxpool.testing import startIssuer, startLink
 from tests.helpers import connectedProtocol
 
@@ -29,8 +29,11 @@ pytestmark = pytest.mark.soak
 
 
 @settings(max_examples=20000, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.sampled_from(sorted(FRAMINGS)), st.sampled_from(["ISO87A", "ISO87B"]),
-       st.lists(st.binary(max_size=512), max_size=16))
+@given(
+    st.sampled_from(sorted(FRAMINGS)),
+    st.sampled_from(["ISO87A", "ISO87B"]),
+    st.lists(st.binary(max_size=512), max_size=16),
+)
 def test_fuzz_channels_long(channel, packager, chunks):
     protocol, transport, owner = connectedProtocol(ChannelSpec.fromConfig(channel, packager))
     for chunk in chunks:
@@ -82,8 +85,11 @@ def test_pool_churn():
                     assert isinstance(o, Failure) and o.check(NotSent)
                     totals["not_sent"] += 1
             servers[victim] = yield startIssuer(
-                reactor, listeners=[Responder(fixed={"44": "AB"[victim]})], port=ports[victim],
-                gracePeriod=0)
+                reactor,
+                listeners=[Responder(fixed={"44": "AB"[victim]})],
+                port=ports[victim],
+                gracePeriod=0,
+            )
             yield links[victim][0].ready.whenState(True)
         assert totals["answered"] > 0 and totals["unknown"] <= 32 * rounds
         assert pool.pendingCount() == 0

@@ -22,21 +22,41 @@ def browse(url, profile, *args):
     Chromium, headless, with the flags this closed network needs.
     """
     return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
-         "--window-size=1100,800", *args, url],
-        capture_output=True, text=True, timeout=120)
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=5000",
+            "--window-size=1100,800",
+            *args,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed (apt-get install chromium)")
 def test_the_status_page_draws_the_pools(tmp_path):
     deploy = tmp_path / "deploy"
     shutil.copytree(ROOT / "examples" / "demo" / "deploy", deploy)
-    ports = {"DEMO_PORT": str(freePort()), "ISSUER_A_PORT": str(freePort()),
-             "ISSUER_B_PORT": str(freePort())}
+    ports = {
+        "DEMO_PORT": str(freePort()),
+        "ISSUER_A_PORT": str(freePort()),
+        "ISSUER_B_PORT": str(freePort()),
+    }
     adminPort = freePort()
-    switch = Twistd(deploy, tmp_path, ports, args=["--admin", f"tcp:{adminPort}:interface=127.0.0.1"])
+    switch = Twistd(
+        deploy, tmp_path, ports, args=["--admin", f"tcp:{adminPort}:interface=127.0.0.1"]
+    )
     try:
         switch.waitFor("core-mux-secondary-channel: ready")
         switch.waitFor("admin API on")

@@ -53,7 +53,11 @@ def test_field_lists_take_commas_and_spaces():
 def test_a_tcp_endpoint_is_split_into_its_parts():
     endpoint = parseEndpoint("tcp:8000:interface=127.0.0.1:backlog=10")
     assert (endpoint.kind, endpoint.port, endpoint.interface, endpoint.backlog) == (
-        "tcp", 8000, "127.0.0.1", 10)
+        "tcp",
+        8000,
+        "127.0.0.1",
+        10,
+    )
     plain = parseEndpoint("tcp:8000")
     assert (plain.port, plain.interface, plain.backlog) == (8000, "", 50)
 

@@ -8,7 +8,7 @@ from twisted.plugin import getPlugins
 from twisted.python import usage
 
 from muxpool.deploy import DeployService
-from muxpool.tap import makeService, Options, SwitchService
+from muxpool.tap import Options, SwitchService, makeService
 
 
 def test_plugin_is_found():
@@ -33,8 +33,9 @@ def test_default_is_deploy_in_working_directory(tmp_path, monkeypatch):
 
 def test_make_service(tmp_path):
     options = Options()
-    options.parseOptions(["--deploy", str(tmp_path), "--scan-interval", "0.5",
-                          "--drain-timeout", "7"])
+    options.parseOptions(
+        ["--deploy", str(tmp_path), "--scan-interval", "0.5", "--drain-timeout", "7"]
+    )
     service = makeService(options)
     assert isinstance(service, SwitchService)
     [deployer] = list(service)

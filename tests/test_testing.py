@@ -14,17 +14,18 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from muxpool.app import sampleRequest
 from muxpool.errors import EncodeFailed, LinkLost, LinkNotReady, NoMUXAvailable, RequestTimeout
 from muxpool.interfaces import ILink, IProbe, ISource, IStrategy
 from muxpool.listeners import Responder
-from muxpool.app import sampleRequest
 from muxpool.mux import QMUX
 from muxpool.testing import (
-    answer,
     MemoryIssuer,
     MemoryLink,
-    outcomeOf,
     PoolHarness,
+    answer,
+    attachmentsOf,
+    outcomeOf,
     portOf,
     runUntil,
     startIssuer,
@@ -52,6 +53,7 @@ def request(mux, stan="000001", timeout=5, **fields):
 
 
 # -- the in-memory link ------------------------------------------------------
+
 
 def test_memory_link_provides_its_interfaces():
     link = MemoryLink()
@@ -91,6 +93,7 @@ def test_a_probe_is_proven_by_the_answer_to_its_echo():
 
 
 # -- the in-memory issuer ------------------------------------------------------
+
 
 def test_the_default_answer_is_the_responders():
     mux, link, issuer, clock = issuerMUX()
@@ -169,6 +172,7 @@ def test_a_delay_needs_a_clock():
 
 # -- the pool harness ------------------------------------------------------------
 
+
 @implementer(IStrategy)
 class LastUsable:
     name = "last-usable"
@@ -192,7 +196,7 @@ def test_the_harness_runs_a_custom_strategy():
     harness.request(fields={"41": "TERM0009"})
     assert harness.issuers[1].requests[0]["41"] == "TERM0009"
     assert harness.stop().called
-    assert all(link.attachments == 0 for link in harness.links)
+    assert all(attachmentsOf(link) == 0 for link in harness.links)
 
 
 def test_the_harness_builds_a_named_strategy_with_its_settings():
@@ -241,6 +245,7 @@ def test_run_until_stops_at_each_call():
 
 # -- on 127.0.0.1 ------------------------------------------------------------------
 
+
 @pytest_twisted.inlineCallbacks
 def test_a_loopback_issuer_and_link():
     from twisted.internet import reactor
@@ -256,14 +261,17 @@ def test_a_loopback_issuer_and_link():
     finally:
         yield link.stop()
         yield server.stopService()
-    assert not adaptor.running and not mux.running and adaptor.attachments == 0
+    assert not adaptor.running and not mux.running and attachmentsOf(adaptor) == 0
 
 
 # -- the kit's place -------------------------------------------------------------
 
+
 def test_production_code_never_loads_the_kit():
-    code = ("import sys, muxpool, muxpool.tap, muxpool.cli, muxpool.deploy; "
-            "print([m for m in sys.modules if m.startswith('muxpool.testing')])")
+    code = (
+        "import sys, muxpool, muxpool.tap, muxpool.cli, muxpool.deploy; "
+        "print([m for m in sys.modules if m.startswith('muxpool.testing')])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

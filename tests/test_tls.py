@@ -9,16 +9,13 @@ import pytest_twisted
 import trustme
 from twisted.internet import defer
 
-from muxpool.link import AdaptorSettings, ChannelAdaptor
-from muxpool.listeners import Responder
-from muxpool.mux import QMUX
-from muxpool.mux import MUXPool
-from muxpool.link import QServer, ServerSettings
-from muxpool.mux import strategyByName
-from muxpool.channel import ClientTLS, ServerTLS, TLSConfigError
-from tests.logcapture import capturedText
 from muxpool.app import runLoad
+from muxpool.channel import ClientTLS, ServerTLS, TLSConfigError
+from muxpool.link import AdaptorSettings, ChannelAdaptor, QServer, ServerSettings
+from muxpool.listeners import Responder
+from muxpool.mux import QMUX, MUXPool, strategyByName
 from muxpool.testing import defaultSpec as spec
+from tests.logcapture import capturedText
 
 
 def reactor():
@@ -57,19 +54,30 @@ def pki(tmp_path):
 
 @defer.inlineCallbacks
 def tlsServer(pki, name="issuer", clientCA=True, subjects=(), mark=None):
-    tls = ServerTLS(pki.issue(name, "localhost"), None, pki.caFile if clientCA else None,
-                    tuple(subjects))
-    server = QServer(name, spec(), "tcp:0:interface=127.0.0.1", reactor(),
-                     ServerSettings(gracePeriod=0, tls=tls),
-                     listeners=[Responder(fixed={"44": mark or name})])
+    tls = ServerTLS(
+        pki.issue(name, "localhost"), None, pki.caFile if clientCA else None, tuple(subjects)
+    )
+    server = QServer(
+        name,
+        spec(),
+        "tcp:0:interface=127.0.0.1",
+        reactor(),
+        ServerSettings(gracePeriod=0, tls=tls),
+        listeners=[Responder(fixed={"44": mark or name})],
+    )
     server.startService()
     port = yield server.whenListening()
     return server, port.getHost().port
 
 
 def tlsLink(port, name, tls):
-    adaptor = ChannelAdaptor(name, spec(), f"tcp:127.0.0.1:{port}", reactor(),
-                             AdaptorSettings(reconnectDelay=0.2, maxReconnectDelay=0.5, tls=tls))
+    adaptor = ChannelAdaptor(
+        name,
+        spec(),
+        f"tcp:127.0.0.1:{port}",
+        reactor(),
+        AdaptorSettings(reconnectDelay=0.2, maxReconnectDelay=0.5, tls=tls),
+    )
     mux = QMUX(f"{name}-mux", adaptor, reactor())
     adaptor.startService()
     mux.startService()
@@ -110,10 +118,18 @@ def test_a_handshake_that_never_ends_is_one_failure_with_its_reason():
     from twisted.internet.protocol import Factory, Protocol
 
     silent = reactor().listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
-    adaptor = ChannelAdaptor("link", spec(), f"tcp:127.0.0.1:{silent.getHost().port}",
-                             reactor(), AdaptorSettings(reconnectDelay=0.1, maxReconnectDelay=0.1,
-                                                        connectTimeout=0.3,
-                                                        tls=ClientTLS("localhost", None)))
+    adaptor = ChannelAdaptor(
+        "link",
+        spec(),
+        f"tcp:127.0.0.1:{silent.getHost().port}",
+        reactor(),
+        AdaptorSettings(
+            reconnectDelay=0.1,
+            maxReconnectDelay=0.1,
+            connectTimeout=0.3,
+            tls=ClientTLS("localhost", None),
+        ),
+    )
     adaptor.startService()
     try:
         why = yield refused(adaptor)
@@ -131,8 +147,13 @@ def test_a_pool_over_two_mutual_tls_backends(pki):
     for name in ("issuer-a", "issuer-b"):
         server, port = yield tlsServer(pki, name)
         servers.append(server)
-        links.append(tlsLink(port, f"link-{name}", ClientTLS(
-            "localhost", pki.caFile, pki.issue(f"switch-{name}"))))
+        links.append(
+            tlsLink(
+                port,
+                f"link-{name}",
+                ClientTLS("localhost", pki.caFile, pki.issue(f"switch-{name}")),
+            )
+        )
     pool = MUXPool("pool", [mux for _, mux in links], reactor(), strategyByName("round-robin"))
     pool.startService()
     try:
@@ -150,8 +171,9 @@ def test_a_client_without_a_certificate_from_the_ca_is_refused_and_logged(pki, t
     stranger = PKI(tmp_path, "stranger-ca")
     server, port = yield tlsServer(pki)
     anonymous = tlsLink(port, "anonymous", ClientTLS("localhost", pki.caFile))
-    foreign = tlsLink(port, "foreign", ClientTLS("localhost", pki.caFile,
-                                                 stranger.issue("acquirer")))
+    foreign = tlsLink(
+        port, "foreign", ClientTLS("localhost", pki.caFile, stranger.issue("acquirer"))
+    )
     with capturedText() as lines:
         try:
             for adaptor, _ in (anonymous, foreign):
@@ -235,12 +257,22 @@ def test_descriptors_configure_mutual_tls_with_pem_files(tmp_path, pki):
       <property name="tls-cert" value="issuer.pem"/>
       <property name="tls-client-ca" value="ca.pem"/>
       <property name="tls-client-subjects" value="switch, other"/></server>""")
-    beans = [buildBean(str(tmp_path / f), readDescriptor(str(tmp_path / f), {}),
-                       MemoryReactorClock(), Registry()) for f in ("a.xml", "s.xml")]
+    beans = [
+        buildBean(
+            str(tmp_path / f),
+            readDescriptor(str(tmp_path / f), {}),
+            MemoryReactorClock(),
+            Registry(),
+        )
+        for f in ("a.xml", "s.xml")
+    ]
     adaptor, server = (b.service for b in beans)
-    assert adaptor.settings.tls == ClientTLS("localhost", str(tmp_path / "ca.pem"),
-                                    str(tmp_path / "switch.pem"), None)
-    assert server.settings.tls.clientSubjects == ("switch", "other") and server.tlsOptions is not None
+    assert adaptor.settings.tls == ClientTLS(
+        "localhost", str(tmp_path / "ca.pem"), str(tmp_path / "switch.pem"), None
+    )
+    assert (
+        server.settings.tls.clientSubjects == ("switch", "other") and server.tlsOptions is not None
+    )
 
 
 @pytest_twisted.inlineCallbacks

@@ -23,8 +23,11 @@ def demo(tmp_path):
     """
     deploy = tmp_path / "deploy"
     shutil.copytree(DEMO, deploy)
-    ports = {"DEMO_PORT": str(freePort()), "ISSUER_A_PORT": str(freePort()),
-             "ISSUER_B_PORT": str(freePort())}
+    ports = {
+        "DEMO_PORT": str(freePort()),
+        "ISSUER_A_PORT": str(freePort()),
+        "ISSUER_B_PORT": str(freePort()),
+    }
     proc = Twistd(deploy, tmp_path, ports)
     try:
         proc.waitFor("core-mux-primary-channel: connected")
@@ -66,16 +69,23 @@ def test_jpos_article_descriptors_run_unchanged(tmp_path):
     shutil.copytree(ROOT / "tests" / "fixtures" / "jpos-article", deploy)
     primary, secondary, frontPort = freePort(), freePort(), freePort()
     (deploy / "01_core-a.xml").write_text(issuer("core-a", primary, "core-a", header="6000000000"))
-    (deploy / "02_core-b.xml").write_text(issuer("core-b", secondary, "core-b", header="6000000000"))
+    (deploy / "02_core-b.xml").write_text(
+        issuer("core-b", secondary, "core-b", header="6000000000")
+    )
     (deploy / "90_front.xml").write_text(front("front", frontPort, "core-mux"))
-    env = {"CORE_HOST": "127.0.0.1", "CORE_PORT_PRIMARY": str(primary),
-           "CORE_PORT_SECONDARY": str(secondary)}
+    env = {
+        "CORE_HOST": "127.0.0.1",
+        "CORE_PORT_PRIMARY": str(primary),
+        "CORE_PORT_SECONDARY": str(secondary),
+    }
     proc = Twistd(deploy, tmp_path, env)
     try:
         proc.waitFor("core-channel-primary: connected")
         proc.waitFor("core-channel-secondary: connected")
         proc.waitFor("front: listening")
-        load = tool("load", "--endpoint", f"tcp:127.0.0.1:{frontPort}", "-n", "400", "-c", "8", "--json")
+        load = tool(
+            "load", "--endpoint", f"tcp:127.0.0.1:{frontPort}", "-n", "400", "-c", "8", "--json"
+        )
         summary = json.loads(load.stdout)
         assert summary["split"] == {"core-a": 200, "core-b": 200}, load.stdout + load.stderr
         assert "unknown" not in proc.log  # every element and attribute understood
@@ -92,7 +102,9 @@ def test_hot_deploy_under_load(tmp_path):
     deploy = tmp_path / "deploy"
     deploy.mkdir()
     frontPort = freePort()
-    (deploy / "40_core-mux.xml").write_text(pool("core-mux", ["core-mux-1", "core-mux-2", "core-mux-3"]))
+    (deploy / "40_core-mux.xml").write_text(
+        pool("core-mux", ["core-mux-1", "core-mux-2", "core-mux-3"])
+    )
     (deploy / "50_front.xml").write_text(front("front", frontPort, "core-mux"))
     first = member(deploy, 1)
     member(deploy, 2)
@@ -101,8 +113,18 @@ def test_hot_deploy_under_load(tmp_path):
         proc.waitFor("channel-1: connected")
         proc.waitFor("channel-2: connected")
         proc.waitFor("front: listening")
-        load = startTool("load", "--endpoint", f"tcp:127.0.0.1:{frontPort}", "-n", "15000",
-                         "-c", "16", "-k", "2", "--json")
+        load = startTool(
+            "load",
+            "--endpoint",
+            f"tcp:127.0.0.1:{frontPort}",
+            "-n",
+            "15000",
+            "-c",
+            "16",
+            "-k",
+            "2",
+            "--json",
+        )
         try:
             member(deploy, 3)
             proc.waitFor("channel-3: connected")

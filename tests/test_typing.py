@@ -18,9 +18,20 @@ def test_mypy_finds_no_error_in_the_package(tmp_path):
     if importlib.util.find_spec("mypy") is None:
         pytest.skip("mypy is not installed (pip install -e '.[test]' installs it)")
     checked = subprocess.run(
-        [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "setup.cfg"),
-         "--cache-dir", str(tmp_path / "mypy-cache"), "muxpool"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            str(ROOT / "setup.cfg"),
+            "--cache-dir",
+            str(tmp_path / "mypy-cache"),
+            "muxpool",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout.startswith("Success: no issues found"), checked.stdout

@@ -11,14 +11,14 @@ from twisted.internet.interfaces import IReadDescriptor
 from twisted.internet.testing import MemoryReactorClock
 from zope.interface.verify import verifyObject
 
-from muxpool.interfaces import ISocketSource
 from muxpool.app import (
-    WorkerProcess,
-    ParentWatch,
     STABLE_AFTER,
+    ParentWatch,
+    WorkerProcess,
     WorkerSockets,
     WorkerSupervisor,
 )
+from muxpool.interfaces import ISocketSource
 
 
 def reactor():
@@ -96,8 +96,8 @@ class FakeProcess:
     def signalProcess(self, name):
         self.signals.append(name)
         if name == "KILL":
-            from twisted.python.failure import Failure
             from twisted.internet.error import ProcessTerminated
+            from twisted.python.failure import Failure
 
             self.worker.processEnded(Failure(ProcessTerminated(signal=9)))
 

@@ -26,21 +26,39 @@ def alive(pid):
 def test_workers_share_the_port_and_survive_one_dying(tmp_path):
     issuerDir, switchDir, frontPort = singleIssuerSwitch(tmp_path)
     adminPort = freePort()
-    issuerProc = Twistd(issuerDir, tmp_path, args=["--admin", f"tcp:{adminPort}:interface=127.0.0.1"])
+    issuerProc = Twistd(
+        issuerDir, tmp_path, args=["--admin", f"tcp:{adminPort}:interface=127.0.0.1"]
+    )
     switch = Twistd(switchDir, tmp_path, args=["--workers", "2"])
     try:
         issuerProc.waitFor("admin API on")
         switch.waitFor("front: listening", count=2)
         switch.waitFor("channel-1: ready", count=2)
-        pids = dict((int(i), int(p)) for i, p in re.findall(r"worker (\d) started \(pid (\d+)\)", switch.log))
+        pids = dict(
+            (int(i), int(p))
+            for i, p in re.findall(r"worker (\d) started \(pid (\d+)\)", switch.log)
+        )
         assert sorted(pids) == [1, 2]
         # an issuer sees one connection per channel adaptor per worker
-        status = json.loads(tool("status", "--admin", f"http://127.0.0.1:{adminPort}", "--json").stdout)
+        status = json.loads(
+            tool("status", "--admin", f"http://127.0.0.1:{adminPort}", "--json").stdout
+        )
         assert [s["sessions"] for s in status["servers"]] == [2]
 
         def answered(n, port=frontPort):
-            result = tool("load", "--endpoint", f"tcp:127.0.0.1:{port}", "-n", str(n), "-c", "8",
-                          "-k", "4", "--json", "--quiet")
+            result = tool(
+                "load",
+                "--endpoint",
+                f"tcp:127.0.0.1:{port}",
+                "-n",
+                str(n),
+                "-c",
+                "8",
+                "-k",
+                "4",
+                "--json",
+                "--quiet",
+            )
             return json.loads(result.stdout)["answered"]
 
         assert answered(400) == {"00": 400}

@@ -51,11 +51,24 @@ class Twistd:
         self.lines = []
         self._queue = queue.Queue()
         self.process = subprocess.Popen(
-            [TWISTD, "-n", "--pidfile=", "muxpool",
-             "--deploy", str(deploy), "--scan-interval", scanInterval, "--drain-timeout", "10",
-             *args],
-            cwd=str(cwd), env=environment(env), stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True,
+            [
+                TWISTD,
+                "-n",
+                "--pidfile=",
+                "muxpool",
+                "--deploy",
+                str(deploy),
+                "--scan-interval",
+                scanInterval,
+                "--drain-timeout",
+                "10",
+                *args,
+            ],
+            cwd=str(cwd),
+            env=environment(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         _started.append(self)
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -87,7 +100,9 @@ class Twistd:
             except queue.Empty:
                 continue
             if line is None:
-                raise AssertionError(f"twistd exited before logging {text!r}:\n" + "".join(self.lines[-60:]))
+                raise AssertionError(
+                    f"twistd exited before logging {text!r}:\n" + "".join(self.lines[-60:])
+                )
             self.lines.append(line)
             if text in line:
                 seen += 1
@@ -146,13 +161,20 @@ def tool(*args, timeout=120, cwd=None):
     Run the venv's C{muxpool ARGS...}; return the completed process.
     """
     return subprocess.run(
-        [MUXPOOL, *args], env=environment(), capture_output=True, text=True, timeout=timeout,
+        [MUXPOOL, *args],
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         cwd=cwd,
     )
 
 
 def startTool(*args):
     return subprocess.Popen(
-        [MUXPOOL, *args], env=environment(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [MUXPOOL, *args],
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )

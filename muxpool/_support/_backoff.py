@@ -7,8 +7,13 @@ from typing import Callable, Optional
 from twisted.application.internet import backoffPolicy
 
 
-def backoffDelay(attempt: int, base: float, cap: float, factor: float,
-                 jitter: Optional[Callable[[], float]] = None) -> float:
+def backoffDelay(
+    attempt: int,
+    base: float,
+    cap: float,
+    factor: float,
+    jitter: Optional[Callable[[], float]] = None,
+) -> float:
     """
     The delay before retry number C{attempt} (1 after the first failure):
     C{base}, then growing by C{factor} each time up to C{cap}.  With

@@ -20,6 +20,7 @@ from typing import Callable, Generic, List, Optional, TypeVar
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from muxpool._support._timers import cancelTimer
 from muxpool._support._usercode import describeError
 
 T = TypeVar("T")
@@ -116,9 +117,7 @@ class DeadlineQueue(Generic[T]):
         self._timer = self.clock.callLater(max(0.0, self._due - self.clock.seconds()), self._fire)
 
     def _disarm(self) -> None:
-        timer, self._timer = self._timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
+        self._timer = cancelTimer(self._timer)
 
     def _fire(self) -> None:
         self._timer = None
@@ -138,8 +137,11 @@ class DeadlineQueue(Generic[T]):
             except Exception as e:
                 # the error's type and place, never its text (it may carry
                 # the fields of a message)
-                self.log.error("expiring {kind} failed: {error}", kind=type(item).__name__,
-                               error=describeError(e))
+                self.log.error(
+                    "expiring {kind} failed: {error}",
+                    kind=type(item).__name__,
+                    error=describeError(e),
+                )
         # Once per fire (rare: about once a timeout): set the timer afresh for
         # the next deadline, or drop one armed meanwhile for an entry since
         # removed.

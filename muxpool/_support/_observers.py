@@ -63,7 +63,9 @@ class Observers:
             except Exception as e:
                 log.error(
                     "{what}: observer {observer} failed: {error}",
-                    what=self.what, observer=describeCode(observer), error=describeError(e),
+                    what=self.what,
+                    observer=describeCode(observer),
+                    error=describeError(e),
                 )
 
 

@@ -31,8 +31,9 @@ class RateLimiter:
         first), so memory stays bounded whatever the keys are.
     """
 
-    def __init__(self, interval: float = 10.0, clock: Optional[IReactorTime] = None,
-                 keys: int = 1024) -> None:
+    def __init__(
+        self, interval: float = 10.0, clock: Optional[IReactorTime] = None, keys: int = 1024
+    ) -> None:
         self.interval = interval
         self._now: Callable[[], float] = clock.seconds if clock is not None else time.monotonic
         self._keys = keys

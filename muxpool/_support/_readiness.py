@@ -54,13 +54,6 @@ class Readiness:
     def removeObserver(self, observer: Callable[[bool], None]) -> None:
         self._observers.remove(observer)
 
-    @property
-    def observerCount(self) -> int:
-        """
-        How many observers are attached (a stopped service leaves none).
-        """
-        return len(self._observers)
-
     def whenState(self, value: bool) -> Deferred:
         """
         A Deferred that fires (with C{value}) when the state is C{value}, at

@@ -31,7 +31,9 @@ def describeCode(obj: object) -> str:
         name = f"{owner.__module__}.{owner.__qualname__}.{target.__name__}"
         target = target.__func__
     else:
-        name = f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
+        name = (
+            f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
+        )
     try:
         source = inspect.getsourcefile(target) or inspect.getfile(target)
     except (TypeError, OSError):

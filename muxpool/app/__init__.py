@@ -17,7 +17,16 @@ from muxpool.app._sockets import INHERITED, WorkerSockets
 from muxpool.app._supervisor import STABLE_AFTER, WorkerProcess, WorkerSupervisor, workerArgv
 
 __all__ = [
-    "INHERITED", "ParentWatch", "STABLE_AFTER", "WorkerProcess", "WorkerSockets",
-    "WorkerSupervisor", "defaultFields", "outcomeRecord", "report", "runLoad", "sampleRequest",
+    "INHERITED",
+    "ParentWatch",
+    "STABLE_AFTER",
+    "WorkerProcess",
+    "WorkerSockets",
+    "WorkerSupervisor",
+    "defaultFields",
+    "outcomeRecord",
+    "report",
+    "runLoad",
+    "sampleRequest",
     "workerArgv",
 ]

@@ -16,6 +16,7 @@ from twisted.python.failure import Failure
 
 from muxpool.errors import NotSent, OutcomeUnknown
 from muxpool.interfaces import IMUX
+from muxpool.iso import ECHO
 from muxpool.mux import percentile
 
 TEST_PAN = "4761739001010119"
@@ -29,13 +30,20 @@ def defaultFields(mti: str, stan: int, now: Optional[float] = None) -> Dict[str,
     t = time.gmtime(time.time() if now is None else now)
     fields = {"t": mti, "7": time.strftime("%m%d%H%M%S", t), "11": "%06d" % (stan % 1000000)}
     if mti[:2] == "08":
-        fields["70"] = "301"
+        fields["70"] = ECHO
     else:
-        fields.update({
-            "3": "000000", "4": "000000001000", "12": time.strftime("%H%M%S", t),
-            "13": time.strftime("%m%d", t), "22": "051", "41": "TERM0001",
-            "42": "MERCHANT0000001", "49": "840",
-        })
+        fields.update(
+            {
+                "3": "000000",
+                "4": "000000001000",
+                "12": time.strftime("%H%M%S", t),
+                "13": time.strftime("%m%d", t),
+                "22": "051",
+                "41": "TERM0001",
+                "42": "MERCHANT0000001",
+                "49": "840",
+            }
+        )
         if mti[:2] in ("01", "02"):
             fields["2"] = TEST_PAN
     return fields
@@ -45,8 +53,13 @@ def sampleRequest(i: int, mti: str = "0200") -> Dict[str, str]:
     """
     The C{i}th request of a run: unique key (11 and 41) for i < 10**13.
     """
-    return {"t": mti, "3": "000000", "4": "%012d" % (i % 100000), "11": "%06d" % (i % 1000000),
-            "41": "T%07d" % (i // 1000000)}
+    return {
+        "t": mti,
+        "3": "000000",
+        "4": "%012d" % (i % 100000),
+        "11": "%06d" % (i % 1000000),
+        "41": "T%07d" % (i // 1000000),
+    }
 
 
 @defer.inlineCallbacks
@@ -114,9 +127,13 @@ def outcomeRecord(request: Mapping[str, str], outcome: object) -> Dict[str, str]
     return record
 
 
-def report(outcomes: List[object], latencies: List[float], elapsed: float,
-           splitField: Optional[str] = None,
-           okCodes: Sequence[str] = ("00",)) -> Dict[str, Any]:
+def report(
+    outcomes: List[object],
+    latencies: List[float],
+    elapsed: float,
+    splitField: Optional[str] = None,
+    okCodes: Sequence[str] = ("00",),
+) -> Dict[str, Any]:
     """
     What a run did: sent, answered by result code, not sent, outcome
     unknown, requests per second, latency percentiles, split by a field.

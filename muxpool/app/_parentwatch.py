@@ -80,8 +80,11 @@ class ParentWatch(Service):
             self._gone()
 
     def _gone(self) -> None:
-        self.log.warn("workers: the parent is gone (now pid {ppid}); stopping gracefully",
-                      ppid=os.getppid(), event="workers.orphaned")
+        self.log.warn(
+            "workers: the parent is gone (now pid {ppid}); stopping gracefully",
+            ppid=os.getppid(),
+            event="workers.orphaned",
+        )
         self.onGone("parent gone")
 
     def logPrefix(self) -> str:

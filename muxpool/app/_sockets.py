@@ -21,6 +21,7 @@ from muxpool.interfaces import ISocketSource
 #: {endpoint description: [file descriptor, address family]}, as JSON.
 INHERITED = "MUXPOOL_INHERITED_SOCKETS"
 
+
 @implementer(ISocketSource)
 class WorkerSockets:
     """

@@ -34,9 +34,9 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from muxpool._support import Stamp, backoffDelay, fileStamp, parseEndpoint
-from muxpool.deploy import DescriptorError, descriptorFiles, kindOf, readDescriptor, serverEndpoint
+from muxpool._support import Stamp, backoffDelay, cancelTimer, fileStamp, parseEndpoint
 from muxpool.app._sockets import INHERITED
+from muxpool.deploy import DescriptorError, descriptorFiles, kindOf, readDescriptor, serverEndpoint
 
 #: A worker that ran this long (seconds) before it ended restarts after the
 #: shortest delay again: its earlier failures are history.
@@ -80,8 +80,15 @@ class WorkerSupervisor(Service):
 
     log = Logger()
 
-    def __init__(self, count: int, directory: str, argv: List[str], reactor: Any,
-                 scanInterval: float = 2.0, stopTimeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        count: int,
+        directory: str,
+        argv: List[str],
+        reactor: Any,
+        scanInterval: float = 2.0,
+        stopTimeout: float = 120.0,
+    ) -> None:
         self.setName("workers")
         self.count = count
         self.directory = directory
@@ -141,8 +148,9 @@ class WorkerSupervisor(Service):
             try:
                 port = self._listenNow(serverFromString(self.reactor, description))
             except Exception as e:
-                self.log.error("workers: cannot listen on {endpoint}: {error}",
-                               endpoint=description, error=e)
+                self.log.error(
+                    "workers: cannot listen on {endpoint}: {error}", endpoint=description, error=e
+                )
                 continue
             self.sockets[description] = port
         for description in sorted(set(self.sockets) - wanted):
@@ -160,20 +168,29 @@ class WorkerSupervisor(Service):
         self._restarts.pop(index, None)
         if not self.running:
             return
-        inherited = {desc: [port.fileno(), socket.AF_INET6 if isinstance(port.getHost(), IPv6Address)
-                            else socket.AF_INET] for desc, port in self.sockets.items()}
+        inherited = {
+            desc: [
+                port.fileno(),
+                socket.AF_INET6 if isinstance(port.getHost(), IPv6Address) else socket.AF_INET,
+            ]
+            for desc, port in self.sockets.items()
+        }
         env = dict(os.environ)
         env[INHERITED] = json.dumps(inherited)
         childFDs = {0: "w", 1: 1, 2: 2}
         for fd, _ in inherited.values():
             childFDs[fd] = fd
         worker = WorkerProcess(self, index)
-        self.reactor.spawnProcess(worker, self.argv[0],
-                                  self.argv + ["--worker", str(index)], env=env,
-                                  childFDs=childFDs)
+        self.reactor.spawnProcess(
+            worker, self.argv[0], self.argv + ["--worker", str(index)], env=env, childFDs=childFDs
+        )
         self.workers[index] = worker
-        self.log.info("workers: worker {index} started (pid {pid})", index=index,
-                      pid=getattr(worker.transport, "pid", None), event="workers.started")
+        self.log.info(
+            "workers: worker {index} started (pid {pid})",
+            index=index,
+            pid=getattr(worker.transport, "pid", None),
+            event="workers.started",
+        )
 
     def _ended(self, worker: WorkerProcess, reason: Failure) -> None:
         if self.workers.get(worker.index) is worker:
@@ -184,9 +201,13 @@ class WorkerSupervisor(Service):
             self._failures.pop(worker.index, None)  # it had been running well: start over
         failures = self._failures[worker.index] = self._failures.get(worker.index, 0) + 1
         delay = backoffDelay(failures, 1.0, 30.0, 2.0)
-        self.log.warn("workers: worker {index} ended ({reason}); restarting in {delay:g}s",
-                      index=worker.index, reason=reason.getErrorMessage(), delay=delay,
-                      event="workers.restarting")
+        self.log.warn(
+            "workers: worker {index} ended ({reason}); restarting in {delay:g}s",
+            index=worker.index,
+            reason=reason.getErrorMessage(),
+            delay=delay,
+            event="workers.restarting",
+        )
         self._restarts[worker.index] = self.reactor.callLater(delay, self._spawn, worker.index)
 
     def stopService(self) -> Deferred:
@@ -197,8 +218,7 @@ class WorkerSupervisor(Service):
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         for call in self._restarts.values():
-            if call.active():
-                call.cancel()
+            cancelTimer(call)
         self._restarts.clear()
         ending = []
         for worker in list(self.workers.values()):
@@ -208,10 +228,12 @@ class WorkerSupervisor(Service):
                     worker.transport.signalProcess("TERM")
             except Exception:
                 pass  # already gone
+
         def kill() -> None:
             # They had their drain; one that still runs does not get to block us.
-            self.log.warn("workers: still running after {timeout:g}s; killing them",
-                          timeout=self.stopTimeout)
+            self.log.warn(
+                "workers: still running after {timeout:g}s; killing them", timeout=self.stopTimeout
+            )
             for worker in list(self.workers.values()):
                 if worker.transport is not None:
                     try:
@@ -222,8 +244,7 @@ class WorkerSupervisor(Service):
         timer = self.reactor.callLater(self.stopTimeout, kill)
 
         def release(result: Any) -> Any:
-            if timer.active():
-                timer.cancel()
+            cancelTimer(timer)
             for port in self.sockets.values():
                 port.stopListening()
             self.sockets.clear()
@@ -238,13 +259,22 @@ def workerArgv(options: Any) -> List[str]:
     The command line that runs one worker of this twistd (the same options,
     with no --workers).
     """
-    argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-            "-n", "--pidfile=", "muxpool", "--deploy", options["deploy"],
-            "--scan-interval", str(options["scan-interval"]),
-            "--drain-timeout", str(options["drain-timeout"])]
+    argv = [
+        sys.executable,
+        "-c",
+        "from twisted.scripts.twistd import run; run()",
+        "-n",
+        "--pidfile=",
+        "muxpool",
+        "--deploy",
+        options["deploy"],
+        "--scan-interval",
+        str(options["scan-interval"]),
+        "--drain-timeout",
+        str(options["drain-timeout"]),
+    ]
     if options["admin"]:
         argv += ["--admin", options["admin"]]  # each worker offsets the port (see tap)
     if options["admin-token-file"]:
         argv += ["--admin-token-file", options["admin-token-file"]]
     return argv
-

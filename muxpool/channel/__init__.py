@@ -20,7 +20,17 @@ from muxpool.channel._tls import (
 )
 
 __all__ = [
-    "CLIENT_PROPERTIES", "ChannelSpec", "ClientTLS", "HEADER_KEY", "IChannelOwner",
-    "ISOChannelProtocol", "SERVER_PROPERTIES", "ServerTLS", "TLSConfigError",
-    "describeTLSFailure", "isTLSFailure", "peerSubject", "wrapTLS",
+    "CLIENT_PROPERTIES",
+    "ChannelSpec",
+    "ClientTLS",
+    "HEADER_KEY",
+    "IChannelOwner",
+    "ISOChannelProtocol",
+    "SERVER_PROPERTIES",
+    "ServerTLS",
+    "TLSConfigError",
+    "describeTLSFailure",
+    "isTLSFailure",
+    "peerSubject",
+    "wrapTLS",
 ]

@@ -60,7 +60,6 @@ class IChannelOwner(Interface):
         """
 
 
-
 @implementer(IHandshakeListener)
 class ISOChannelProtocol(Protocol):
     """
@@ -86,8 +85,13 @@ class ISOChannelProtocol(Protocol):
     #: all that.
     transport: Any
 
-    def __init__(self, spec: ChannelSpec, owner: IChannelOwner, clock: IReactorTime,
-                 limiter: Optional[RateLimiter] = None) -> None:
+    def __init__(
+        self,
+        spec: ChannelSpec,
+        owner: IChannelOwner,
+        clock: IReactorTime,
+        limiter: Optional[RateLimiter] = None,
+    ) -> None:
         """
         @param limiter: bounds the rate of its warnings; a server gives all
             its connections one, so many connections cannot multiply them.
@@ -227,8 +231,10 @@ class ISOChannelProtocol(Protocol):
     def _frameExpired(self) -> None:
         self._frameTimer = None
         if self.partialSince is not None and not self._held:
-            self.close(f"a frame started {self.clock.seconds() - self.partialSince:g}s ago "
-                       f"was not finished (frame timeout {self.frameTimeout:g}s)")
+            self.close(
+                f"a frame started {self.clock.seconds() - self.partialSince:g}s ago "
+                f"was not finished (frame timeout {self.frameTimeout:g}s)"
+            )
 
     def _cancelTimers(self) -> None:
         self._idleTimer = cancelTimer(self._idleTimer)
@@ -339,7 +345,8 @@ class ISOChannelProtocol(Protocol):
     def _bad(self, why: str) -> None:
         self.counters["rx_bad"] += 1
         self._limiter.emit(
-            self.log.warn, "bad frame",
+            self.log.warn,
+            "bad frame",
             "undecodable {framing} frame from {peer} ({packager}): {why}",
             framing=self.spec.framing.name,
             peer=self.peer,

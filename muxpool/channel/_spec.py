@@ -23,6 +23,7 @@ from muxpool.iso import (
 
 HEADER_KEY = "h"
 
+
 @dataclass(frozen=True)
 class ChannelSpec:
     """
@@ -58,8 +59,10 @@ class ChannelSpec:
         """
         props = dict(properties or {})
         framing = getFraming(channelClass, props.get("length-digits"))
-        pk = packager if IPackager.providedBy(packager) else getPackager(
-            packager, props.get("packager-config")
+        pk = (
+            packager
+            if IPackager.providedBy(packager)
+            else getPackager(packager, props.get("packager-config"))
         )
         if header:
             try:
@@ -106,7 +109,9 @@ class ChannelSpec:
             raise
         except Exception as e:
             # A user's packager: its exception text may carry field data.
-            raise PackError("?", f"packager {self.packager.name} failed: {describeError(e)}") from None
+            raise PackError(
+                "?", f"packager {self.packager.name} failed: {describeError(e)}"
+            ) from None
         try:
             return self.framing.frame(header, body)
         except FramingError as e:
@@ -125,7 +130,9 @@ class ChannelSpec:
         except UnpackError:
             raise
         except Exception as e:
-            raise UnpackError("?", 0, f"packager {self.packager.name} failed: {describeError(e)}") from None
+            raise UnpackError(
+                "?", 0, f"packager {self.packager.name} failed: {describeError(e)}"
+            ) from None
 
     def headerLength(self, frame: bytes) -> int:
         if self.framing.headerLength is not None:

@@ -33,7 +33,6 @@ CLIENT_PROPERTIES = frozenset({"tls", "tls-ca", "tls-cert", "tls-key", "tls-host
 SERVER_PROPERTIES = frozenset({"tls-cert", "tls-key", "tls-client-ca", "tls-client-subjects"})
 
 
-
 class TLSConfigError(ValueError):
     """
     A TLS file that cannot be used: names the file and the problem.
@@ -56,7 +55,9 @@ def _certificate(path: str, what: str) -> Certificate:
     except TLSConfigError:
         raise
     except Exception as e:
-        raise TLSConfigError(f"{what} {path!r}: not a PEM certificate ({type(e).__name__})") from None
+        raise TLSConfigError(
+            f"{what} {path!r}: not a PEM certificate ({type(e).__name__})"
+        ) from None
 
 
 def _privateCertificate(certPath: str, keyPath: Optional[str]) -> PrivateCertificate:
@@ -70,7 +71,8 @@ def _privateCertificate(certPath: str, keyPath: Optional[str]) -> PrivateCertifi
     except Exception as e:
         raise TLSConfigError(
             f"tls-cert {certPath!r}{f' with tls-key {keyPath!r}' if keyPath else ''}: not a PEM "
-            f"certificate and private key ({type(e).__name__})") from None
+            f"certificate and private key ({type(e).__name__})"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,8 @@ class ClientTLS:
         From an adaptor's channel properties; None if they ask for no TLS.
         """
         wanted = yesNo(props.get("tls"), False) or any(
-            k in props for k in CLIENT_PROPERTIES - {"tls", "tls-hostname"})
+            k in props for k in CLIENT_PROPERTIES - {"tls", "tls-hostname"}
+        )
         if not wanted:
             return None
         hostname = props.get("tls-hostname") or host
@@ -145,17 +148,23 @@ class ServerTLS:
             return None
         if not props.get("tls-cert"):
             raise TLSConfigError("TLS needs tls-cert (and tls-key, unless the cert file holds it)")
-        subjects = tuple(s.strip() for s in props.get("tls-client-subjects", "").split(",")
-                         if s.strip())
+        subjects = tuple(
+            s.strip() for s in props.get("tls-client-subjects", "").split(",") if s.strip()
+        )
         if subjects and not props.get("tls-client-ca"):
-            raise TLSConfigError("tls-client-subjects needs tls-client-ca (client certificates "
-                                 "are only asked for then)")
+            raise TLSConfigError(
+                "tls-client-subjects needs tls-client-ca (client certificates "
+                "are only asked for then)"
+            )
         return cls(props["tls-cert"], props.get("tls-key"), props.get("tls-client-ca"), subjects)
 
 
-def wrapTLS(protocol: IProtocol,
-         options: Union[IOpenSSLClientConnectionCreator, IOpenSSLContextFactory],
-         isClient: bool, clock: IReactorTime) -> Protocol:
+def wrapTLS(
+    protocol: IProtocol,
+    options: Union[IOpenSSLClientConnectionCreator, IOpenSSLContextFactory],
+    isClient: bool,
+    clock: IReactorTime,
+) -> Protocol:
     """
     C{protocol}, speaking TLS with C{options}.  C{protocol} is told when the
     handshake is done (C{handshakeCompleted}).
@@ -208,8 +217,10 @@ def describeTLSFailure(reason: Optional[Failure]) -> str:
     value = getattr(reason, "value", reason)
     args = getattr(value, "args", ())
     if args and isinstance(args[0], list):
-        parts = [str(entry[-1]) if isinstance(entry, (tuple, list)) and entry else str(entry)
-                 for entry in args[0]]
+        parts = [
+            str(entry[-1]) if isinstance(entry, (tuple, list)) and entry else str(entry)
+            for entry in args[0]
+        ]
         if parts:
             return "TLS: " + "; ".join(parts)
     text = getattr(reason, "getErrorMessage", lambda: str(value))()

@@ -16,7 +16,17 @@ from muxpool.deploy._service import DeployService
 from muxpool.deploy._xml import DescriptorError, Node, expand, readDescriptor
 
 __all__ = [
-    "Bean", "CLASSES", "DeployService", "DescriptorError", "Node", "Reference", "buildBean",
-    "dependenciesOf", "descriptorFiles", "expand", "kindOf", "readDescriptor",
+    "Bean",
+    "CLASSES",
+    "DeployService",
+    "DescriptorError",
+    "Node",
+    "Reference",
+    "buildBean",
+    "dependenciesOf",
+    "descriptorFiles",
+    "expand",
+    "kindOf",
+    "readDescriptor",
     "serverEndpoint",
 ]

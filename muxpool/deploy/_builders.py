@@ -24,7 +24,14 @@ from muxpool.deploy._schema import (
 )
 from muxpool.deploy._xml import DescriptorError, Node
 from muxpool.link import AdaptorSettings, ChannelAdaptor, QServer, ServerSettings, parsePatterns
-from muxpool.mux import QMUX, KeyBuilder, MUXPool, StrategyConfigError, strategyByName, strategyByPath
+from muxpool.mux import (
+    QMUX,
+    KeyBuilder,
+    MUXPool,
+    StrategyConfigError,
+    strategyByName,
+    strategyByPath,
+)
 
 
 def buildBean(path: str, root: Node, reactor, registry, sockets=None) -> Bean:
@@ -80,8 +87,14 @@ def _adaptor(reader: DescriptorReader, name, root, reactor, registry) -> Bean:
         raise
     except ValueError as e:
         raise reader.error(channel, str(e)) from None
-    return Bean(name, "channel-adaptor", adaptor, reader.path,
-                inQueue=root.childText("in"), outQueue=root.childText("out"))
+    return Bean(
+        name,
+        "channel-adaptor",
+        adaptor,
+        reader.path,
+        inQueue=root.childText("in"),
+        outQueue=root.childText("out"),
+    )
 
 
 def _qmux(reader: DescriptorReader, name, root, reactor, registry) -> Bean:
@@ -109,11 +122,19 @@ def _qmux(reader: DescriptorReader, name, root, reactor, registry) -> Bean:
         except Exception as e:
             raise reader.error(node, f"{node.text.strip()!r}: {problemOf(e)}") from None
         if isinstance(unhandled, UnhandledByName):
-            reader.references.append(Reference(
-                "unhandled handler", unhandled.name, node.line, node.tag,
-                "unhandled messages are only counted and logged until it is"))
+            reader.references.append(
+                Reference(
+                    "unhandled handler",
+                    unhandled.name,
+                    node.line,
+                    node.tag,
+                    "unhandled messages are only counted and logged until it is",
+                )
+            )
     mux = QMUX(
-        name, None, reactor,
+        name,
+        None,
+        reactor,
         KeyBuilder(fields, overrides, mapping or None),
         ignoreRC=parseFieldList(root.childText("ignore-rc") or ""),
         returnRejects=yesNo(props.get("return-rejects"), False),
@@ -124,8 +145,9 @@ def _qmux(reader: DescriptorReader, name, root, reactor, registry) -> Bean:
     ready = parseFieldList(root.childText("ready") or "")
     if not outQueue and not ready:
         raise reader.error(root, "missing required element <out> (or <ready>): which channel?")
-    return Bean(name, "qmux", mux, reader.path, inQueue=inQueue, outQueue=outQueue,
-                readyNames=ready)
+    return Bean(
+        name, "qmux", mux, reader.path, inQueue=inQueue, outQueue=outQueue, readyNames=ready
+    )
 
 
 def _pool(reader: DescriptorReader, name, root, reactor, registry) -> Bean:
@@ -155,12 +177,23 @@ def _pool(reader: DescriptorReader, name, root, reactor, registry) -> Bean:
         except StrategyConfigError as e:
             raise reader.error(handler, str(e)) from None
         fallback = builtin
-    suspend = reader.number(root.child("suspend-after-timeouts") or root,
-                            root.childText("suspend-after-timeouts"), "suspend-after-timeouts",
-                            0, int)
+    suspend = reader.number(
+        root.child("suspend-after-timeouts") or root,
+        root.childText("suspend-after-timeouts"),
+        "suspend-after-timeouts",
+        0,
+        int,
+    )
     checkEnabled = yesNo(root.childText("check-enabled", props.get("check-enabled")), False)
-    pool = MUXPool(name, [], reactor, strategy, checkEnabled=checkEnabled, fallback=fallback,
-                   suspendAfterTimeouts=suspend)
+    pool = MUXPool(
+        name,
+        [],
+        reactor,
+        strategy,
+        checkEnabled=checkEnabled,
+        fallback=fallback,
+        suspendAfterTimeouts=suspend,
+    )
     return Bean(name, "pool", pool, reader.path, memberNames=members)
 
 
@@ -170,7 +203,10 @@ def _server(reader: DescriptorReader, name, root, reactor, registry) -> Bean:
     for attr in root.all("attr"):
         attrName = attr.attrib.get("name", "")
         if attrName not in SERVER_ATTRS:
-            reader.warn(attr, f"unknown attr {attrName!r} ignored (known: {', '.join(sorted(SERVER_ATTRS))})")
+            reader.warn(
+                attr,
+                f"unknown attr {attrName!r} ignored (known: {', '.join(sorted(SERVER_ATTRS))})",
+            )
         elif attrName in IGNORED_SERVER_ATTRS:
             continue
         attrs[attrName] = (attr, attr.text.strip())
@@ -178,13 +214,16 @@ def _server(reader: DescriptorReader, name, root, reactor, registry) -> Bean:
     endpoint = props.get("endpoint")
     if endpoint is None:
         if "port" not in attrs:
-            raise reader.error(root, "missing required <attr name=\"port\"> (or an endpoint property)")
+            raise reader.error(
+                root, 'missing required <attr name="port"> (or an endpoint property)'
+            )
         port = reader.number(attrs["port"][0], attrs["port"][1], "port", cast=int)
         endpoint = tcpEndpoint(port, props.get("bind-address"))
     maxSessions = None
     if "maxSessions" in attrs:
-        maxSessions = reader.number(attrs["maxSessions"][0], attrs["maxSessions"][1],
-                                    "maxSessions", cast=int)
+        maxSessions = reader.number(
+            attrs["maxSessions"][0], attrs["maxSessions"][1], "maxSessions", cast=int
+        )
 
     def ms(text, what, default):
         return reader.milliseconds(root, text, what, default)
@@ -197,17 +236,25 @@ def _server(reader: DescriptorReader, name, root, reactor, registry) -> Bean:
             gracePeriod=ms(props.get("grace-period"), "grace-period", 5.0),
             maxInFlight=reader.number(root, props.get("max-in-flight"), "max-in-flight", 128, int),
             # jPOS's channel timeout is the read timeout of each accepted channel.
-            idleTimeout=ms(channelProps.get("timeout", props.get("idle-timeout")), "idle-timeout",
-                           300.0) or None,
+            idleTimeout=ms(
+                channelProps.get("timeout", props.get("idle-timeout")), "idle-timeout", 300.0
+            )
+            or None,
             frameTimeout=ms(props.get("frame-timeout"), "frame-timeout", 10.0) or None,
             signOffOnStop=yesNo(props.get("sign-off-on-stop"), False),
             signOffTimeout=ms(props.get("sign-off-timeout"), "sign-off-timeout", 1.0),
             listenerErrorCode=props.get("listener-error-code", "96"),
             tls=ServerTLS.fromProperties(reader.files(props)),
         )
-        server = QServer(name, spec, endpoint, reactor, settings,
-                         listeners=reader.listeners(root, reactor, registry),
-                         sockets=reader.sockets)
+        server = QServer(
+            name,
+            spec,
+            endpoint,
+            reactor,
+            settings,
+            listeners=reader.listeners(root, reactor, registry),
+            sockets=reader.sockets,
+        )
     except DescriptorError:
         raise
     except ValueError as e:

@@ -22,6 +22,7 @@ def dependenciesOf(path: str, root: Optional[Node]) -> List[str]:
     files = [path]
     if root is None:
         return files
+
     def walk(node: Node):
         yield node
         for child in node.children:

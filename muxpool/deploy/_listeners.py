@@ -22,8 +22,9 @@ def problemOf(error: Exception) -> str:
     What a user's code did wrong, for a descriptor error: our own errors
     say it in words; anything else by type and place.
     """
-    if isinstance(error, (KeyError, ValueError, TypeError, ImportError, AttributeError)) \
-            and not isinstance(error, SyntaxError):
+    if isinstance(
+        error, (KeyError, ValueError, TypeError, ImportError, AttributeError)
+    ) and not isinstance(error, SyntaxError):
         text = str(error).strip('"')
         return f"{type(error).__name__}: {text}" if isinstance(error, KeyError) else text
     return describeError(error)
@@ -32,11 +33,19 @@ def problemOf(error: Exception) -> str:
 #: The built-in request listeners by the class names descriptors give them:
 #: (the class, how to build it from properties, reactor and registry).
 _LISTENERS: Dict[str, Tuple[type, Callable[..., IRequestListener]]] = {
-    **dict.fromkeys(("muxpool.listeners.Forward", "muxpool.Forward"), (
-        Forward, lambda props, reactor, registry: Forward.fromProperties(
-            props, registry.getMUX, reactor))),
-    **dict.fromkeys(("muxpool.listeners.Responder", "muxpool.Responder"), (
-        Responder, lambda props, reactor, registry: Responder.fromProperties(props, reactor))),
+    **dict.fromkeys(
+        ("muxpool.listeners.Forward", "muxpool.Forward"),
+        (
+            Forward,
+            lambda props, reactor, registry: Forward.fromProperties(
+                props, registry.getMUX, reactor
+            ),
+        ),
+    ),
+    **dict.fromkeys(
+        ("muxpool.listeners.Responder", "muxpool.Responder"),
+        (Responder, lambda props, reactor, registry: Responder.fromProperties(props, reactor)),
+    ),
 }
 
 
@@ -104,9 +113,12 @@ class UnhandledByName:
         if callable(target):
             target(message)
             return True
-        self._limiter.emit(self.log.warn, "missing",
-                           "unhandled messages go nowhere: nothing named {name!r} is registered",
-                           name=self.name)
+        self._limiter.emit(
+            self.log.warn,
+            "missing",
+            "unhandled messages go nowhere: nothing named {name!r} is registered",
+            name=self.name,
+        )
         return False
 
 

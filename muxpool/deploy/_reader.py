@@ -56,8 +56,13 @@ class DescriptorReader:
         return DescriptorError(self.path, node.line, node.tag, problem)
 
     def warn(self, node: Node, problem: str) -> None:
-        log.warn("{path}:{line}: <{tag}>: {problem}", path=self.path, line=node.line,
-                 tag=node.tag, problem=problem)
+        log.warn(
+            "{path}:{line}: <{tag}>: {problem}",
+            path=self.path,
+            line=node.line,
+            tag=node.tag,
+            problem=problem,
+        )
 
     def refuseWireChanges(self, node: Node) -> None:
         """
@@ -67,18 +72,27 @@ class DescriptorReader:
         for child in node.children:
             why = WIRE_ELEMENTS.get(child.tag)
             if why is not None:
-                raise self.error(child, f"not supported: {why}; refusing to deploy this bean "
-                                        "rather than run without it")
+                raise self.error(
+                    child,
+                    f"not supported: {why}; refusing to deploy this bean "
+                    "rather than run without it",
+                )
             self.refuseWireChanges(child)
         if node.tag == "property" and node.attrib.get("name") in WIRE_PROPERTIES:
-            raise self.error(node, f"property {node.attrib['name']!r} is not supported: "
-                                   f"{WIRE_PROPERTIES[node.attrib['name']]}; refusing to deploy")
+            raise self.error(
+                node,
+                f"property {node.attrib['name']!r} is not supported: "
+                f"{WIRE_PROPERTIES[node.attrib['name']]}; refusing to deploy",
+            )
         for attr in node.attrib:
             if attr in WIRE_PROPERTIES and node.tag in ("channel", "server", "attr"):
                 raise self.error(node, f"{attr!r} is not supported: {WIRE_PROPERTIES[attr]}")
         if node.tag == "attr" and node.attrib.get("name") in WIRE_PROPERTIES:
-            raise self.error(node, f"attr {node.attrib['name']!r} is not supported: "
-                                   f"{WIRE_PROPERTIES[node.attrib['name']]}")
+            raise self.error(
+                node,
+                f"attr {node.attrib['name']!r} is not supported: "
+                f"{WIRE_PROPERTIES[node.attrib['name']]}",
+            )
 
     def warnUnknown(self, node: Node, known: set, attributes=("name", "class")) -> None:
         for attr in node.attrib:
@@ -104,8 +118,11 @@ class DescriptorReader:
             if "value" not in p.attrib and "file" not in p.attrib:
                 raise self.error(p, f"property {name!r} without a value")
             if known is not None and name not in known and not name.startswith(tuple(prefixes)):
-                self.warn(p, f"unknown property {name!r} ignored"
-                             f" (known: {', '.join(sorted(known)) or 'none'})")
+                self.warn(
+                    p,
+                    f"unknown property {name!r} ignored"
+                    f" (known: {', '.join(sorted(known)) or 'none'})",
+                )
             props[name] = p.attrib.get("value", p.attrib.get("file", "")).strip()
         return props
 
@@ -117,8 +134,9 @@ class DescriptorReader:
         except ValueError:
             raise self.error(node, f"bad number for {what}: {text!r}") from None
 
-    def milliseconds(self, node: Node, text: Optional[str], what: str,
-                     default: Optional[float] = None) -> Optional[float]:
+    def milliseconds(
+        self, node: Node, text: Optional[str], what: str, default: Optional[float] = None
+    ) -> Optional[float]:
         """
         A duration the descriptor gives in milliseconds, in seconds;
         C{default} (in seconds) when it gives none.
@@ -127,7 +145,6 @@ class DescriptorReader:
             return milliseconds(text, default)
         except ValueError:
             raise self.error(node, f"bad number for {what}: {text!r}") from None
-
 
     def channel(self, node: Node, known: set) -> Tuple[ChannelSpec, Dict[str, str]]:
         channel = node.child("channel")
@@ -144,7 +161,9 @@ class DescriptorReader:
             props_for_spec["packager-config"] = self.beside(config)
         try:
             spec = ChannelSpec.fromConfig(
-                cls, channel.attrib.get("packager", "ISO87A"), channel.attrib.get("header"),
+                cls,
+                channel.attrib.get("packager", "ISO87A"),
+                channel.attrib.get("header"),
                 props_for_spec,
             )
         except (KeyError, ValueError) as e:
@@ -157,8 +176,14 @@ class DescriptorReader:
         """
         C{props} with the TLS file paths looked up beside the descriptor.
         """
-        return {k: (self.beside(v) if k.startswith("tls-") and k.endswith(("-ca", "-cert", "-key"))
-                    else v) for k, v in props.items()}
+        return {
+            k: (
+                self.beside(v)
+                if k.startswith("tls-") and k.endswith(("-ca", "-cert", "-key"))
+                else v
+            )
+            for k, v in props.items()
+        }
 
     def beside(self, relative: str) -> str:
         return beside(self.path, relative)
@@ -179,8 +204,14 @@ class DescriptorReader:
             except Exception as e:
                 raise self.error(element, f"request listener {cls!r}: {problemOf(e)}") from None
             if isinstance(listener, Forward):
-                self.references.append(Reference(
-                    "MUX", listener.muxName, element.line, element.tag,
-                    f"requests are declined 39={listener.notSentCode} until it is"))
+                self.references.append(
+                    Reference(
+                        "MUX",
+                        listener.muxName,
+                        element.line,
+                        element.tag,
+                        f"requests are declined 39={listener.notSentCode} until it is",
+                    )
+                )
             out.append(listener)
         return out

@@ -24,37 +24,87 @@ WIRE_ELEMENTS = {
 }
 WIRE_PROPERTIES = {
     "socketFactory": "a socket factory changes the transport (TLS); use an endpoint "
-                     "property instead, e.g. tls:host:port",
+    "property instead, e.g. tls:host:port",
 }
 
 CHANNEL_ELEMENTS = {"property"}
 CHANNEL_ATTRIBUTES = {"name", "class", "packager", "header"}
 #: Properties of <channel>, by the kind of bean it is in.
-CHANNEL_PROPERTIES = {"packager-config", "max-packet-length", "length-digits", "tpdu-swap",
-                      "srcid", "dstid", "timeout"}
-ADAPTOR_CHANNEL_PROPERTIES = CHANNEL_PROPERTIES | {"host", "port", "endpoint", "connect-timeout",
-                                                   "keep-alive"} | CLIENT_PROPERTIES
+CHANNEL_PROPERTIES = {
+    "packager-config",
+    "max-packet-length",
+    "length-digits",
+    "tpdu-swap",
+    "srcid",
+    "dstid",
+    "timeout",
+}
+ADAPTOR_CHANNEL_PROPERTIES = (
+    CHANNEL_PROPERTIES
+    | {"host", "port", "endpoint", "connect-timeout", "keep-alive"}
+    | CLIENT_PROPERTIES
+)
 SERVER_CHANNEL_PROPERTIES = CHANNEL_PROPERTIES
 #: Properties of the bean itself.
 PROPERTIES = {
     "channel-adaptor": set(),
     "qmux": {"return-rejects"},
     "pool": {"check-enabled", "weights"},
-    "server": {"endpoint", "bind-address", "allow", "deny", "grace-period", "listener-error-code",
-               "max-in-flight", "idle-timeout", "frame-timeout", "sign-off-on-stop",
-               "sign-off-timeout"} | SERVER_PROPERTIES,
+    "server": {
+        "endpoint",
+        "bind-address",
+        "allow",
+        "deny",
+        "grace-period",
+        "listener-error-code",
+        "max-in-flight",
+        "idle-timeout",
+        "frame-timeout",
+        "sign-off-on-stop",
+        "sign-off-timeout",
+    }
+    | SERVER_PROPERTIES,
 }
 #: <attr name="..."> of a server (minSessions sizes jPOS's thread pool).
 SERVER_ATTRS = {"port", "maxSessions", "minSessions"}
 IGNORED_SERVER_ATTRS = {"minSessions"}
 
 KNOWN = {
-    "channel-adaptor": {"channel", "in", "out", "reconnect-delay", "max-reconnect-delay",
-                        "keep-alive", "sign-on", "echo-interval", "echo-timeout", "property"},
-    "qmux": {"in", "out", "ready", "unhandled", "key", "mtimapping", "ignore-rc",
-             "request-listener", "property"},
-    "pool": {"muxes", "strategy", "follower-override", "original-channel-field", "split-field",
-             "strategy-handler", "weights", "suspend-after-timeouts", "check-enabled", "property"},
+    "channel-adaptor": {
+        "channel",
+        "in",
+        "out",
+        "reconnect-delay",
+        "max-reconnect-delay",
+        "keep-alive",
+        "sign-on",
+        "echo-interval",
+        "echo-timeout",
+        "property",
+    },
+    "qmux": {
+        "in",
+        "out",
+        "ready",
+        "unhandled",
+        "key",
+        "mtimapping",
+        "ignore-rc",
+        "request-listener",
+        "property",
+    },
+    "pool": {
+        "muxes",
+        "strategy",
+        "follower-override",
+        "original-channel-field",
+        "split-field",
+        "strategy-handler",
+        "weights",
+        "suspend-after-timeouts",
+        "check-enabled",
+        "property",
+    },
     "server": {"attr", "channel", "request-listener", "property"},
 }
 
@@ -62,25 +112,46 @@ KNOWN = {
 #: project's dotted paths (those of earlier releases too), or none.
 CLASSES: Dict[str, Dict[Optional[str], str]] = {
     "channel-adaptor": dict.fromkeys(
-        (None, "org.jpos.q2.iso.ChannelAdaptor", "muxpool.ChannelAdaptor",
-         "muxpool.link.ChannelAdaptor", "muxpool.adaptor.ChannelAdaptor"), "channel-adaptor"),
+        (
+            None,
+            "org.jpos.q2.iso.ChannelAdaptor",
+            "muxpool.ChannelAdaptor",
+            "muxpool.link.ChannelAdaptor",
+            "muxpool.adaptor.ChannelAdaptor",
+        ),
+        "channel-adaptor",
+    ),
     "mux": {
-        **dict.fromkeys((None, "org.jpos.q2.iso.QMUX", "muxpool.QMUX", "muxpool.mux.QMUX"),
-                        "qmux"),
-        **dict.fromkeys(("org.jpos.q2.iso.MUXPool", "muxpool.MUXPool", "muxpool.mux.MUXPool",
-                         "muxpool.pool.MUXPool"), "pool"),
+        **dict.fromkeys((None, "org.jpos.q2.iso.QMUX", "muxpool.QMUX", "muxpool.mux.QMUX"), "qmux"),
+        **dict.fromkeys(
+            (
+                "org.jpos.q2.iso.MUXPool",
+                "muxpool.MUXPool",
+                "muxpool.mux.MUXPool",
+                "muxpool.pool.MUXPool",
+            ),
+            "pool",
+        ),
     },
     "server": dict.fromkeys(
-        (None, "org.jpos.q2.iso.QServer", "muxpool.QServer", "muxpool.link.QServer",
-         "muxpool.server.QServer"), "server"),
+        (
+            None,
+            "org.jpos.q2.iso.QServer",
+            "muxpool.QServer",
+            "muxpool.link.QServer",
+            "muxpool.server.QServer",
+        ),
+        "server",
+    ),
 }
 
 
 def kindOf(path: str, root: Node) -> str:
     classes = CLASSES.get(root.tag)
     if classes is None:
-        raise DescriptorError(path, root.line, root.tag,
-                              "unknown descriptor (known: channel-adaptor, mux, server)")
+        raise DescriptorError(
+            path, root.line, root.tag, "unknown descriptor (known: channel-adaptor, mux, server)"
+        )
     cls = root.attrib.get("class")
     if cls not in classes:
         known = ", ".join(sorted(k for k in classes if k))

@@ -143,10 +143,16 @@ class DeployService(Service):
         The deploy folder: what is deployed from which file, what failed and
         why.
         """
-        return {"directory": os.path.abspath(self.directory),
-                "deployed": [{"file": os.path.basename(path), "name": bean.name, "kind": bean.kind}
-                             for path, bean in sorted(self.beans.items())],
-                "failed": {os.path.basename(path): error for path, error in sorted(self.failed.items())}}
+        return {
+            "directory": os.path.abspath(self.directory),
+            "deployed": [
+                {"file": os.path.basename(path), "name": bean.name, "kind": bean.kind}
+                for path, bean in sorted(self.beans.items())
+            ],
+            "failed": {
+                os.path.basename(path): error for path, error in sorted(self.failed.items())
+            },
+        }
 
     # -- scanning ---------------------------------------------------------------
 
@@ -167,14 +173,17 @@ class DeployService(Service):
         try:
             self._scan()
         except Exception:
-            self.log.failure("deploy scan of {directory} failed; scanning goes on",
-                             directory=self.directory)
+            self.log.failure(
+                "deploy scan of {directory} failed; scanning goes on", directory=self.directory
+            )
 
     def _scan(self) -> None:
         files = descriptorFiles(self.directory)
         if not files and not self._empty:
-            self.log.warn("deploy folder {directory} has no *.xml descriptors: nothing deployed",
-                          directory=os.path.abspath(self.directory))
+            self.log.warn(
+                "deploy folder {directory} has no *.xml descriptors: nothing deployed",
+                directory=os.path.abspath(self.directory),
+            )
         self._empty = not files
         present = set(files)
         gone = {path: bean for path, bean in self.beans.items() if path not in present}
@@ -239,26 +248,48 @@ class DeployService(Service):
                 del self.beans[other]
                 self._stamps.pop(other, None)
                 if old.source == source:
-                    self.log.info("{path}: renamed from {old}; {name} keeps running",
-                                  path=path, old=other, name=old.name)
+                    self.log.info(
+                        "{path}: renamed from {old}; {name} keeps running",
+                        path=path,
+                        old=other,
+                        name=old.name,
+                    )
                     old.path = path
                     self.beans[path] = old
                     self.failed.pop(path, None)
                     self._dependencies.pop(path, None)
                     return
                 break
-            self._failed(path, root, old, DescriptorError(
-                path, root.line, root.tag, f"name {bean.name!r} is already deployed from {other}"))
+            self._failed(
+                path,
+                root,
+                old,
+                DescriptorError(
+                    path,
+                    root.line,
+                    root.tag,
+                    f"name {bean.name!r} is already deployed from {other}",
+                ),
+            )
             return
         self.failed.pop(path, None)
         self._dependencies.pop(path, None)
         self.beans[path] = bean
         if old is not None:
-            self.log.info("{path}: changed; redeploying {name}", path=path, name=bean.name,
-                          event="deploy.redeployed")
+            self.log.info(
+                "{path}: changed; redeploying {name}",
+                path=path,
+                name=bean.name,
+                event="deploy.redeployed",
+            )
         else:
-            self.log.info("{path}: deploying {kind} {name}", path=path, kind=bean.kind, name=bean.name,
-                          event="deploy.deployed")
+            self.log.info(
+                "{path}: deploying {kind} {name}",
+                path=path,
+                kind=bean.kind,
+                name=bean.name,
+                event="deploy.deployed",
+            )
         if old is not None and old.kind == "server":
             self.registry.unregister(old.name, old.service)
             if not (bean.kind == "server" and bean.service.takeOver(old.service)):
@@ -271,8 +302,9 @@ class DeployService(Service):
         if old is not None:
             self._replaced.append((old, bean))
 
-    def _failed(self, path: str, root: Optional[Node], old: Optional[Bean],
-                error: Exception) -> None:
+    def _failed(
+        self, path: str, root: Optional[Node], old: Optional[Bean], error: Exception
+    ) -> None:
         if isinstance(error, DescriptorError):
             message = str(error)
         else:
@@ -284,9 +316,13 @@ class DeployService(Service):
         except Exception:
             deps = [path]
         self._dependencies[path] = {dep: fileStamp(dep) for dep in deps if dep != path}
-        self.log.error("cannot deploy {error}{kept}", error=message,
-                       kept=f" (keeping the running {old.name})" if old else "",
-                       event="deploy.failed", path=path)
+        self.log.error(
+            "cannot deploy {error}{kept}",
+            error=message,
+            kept=f" (keeping the running {old.name})" if old else "",
+            event="deploy.failed",
+            path=path,
+        )
 
     def _undeploy(self, gone: Dict[str, Bean]) -> None:
         """
@@ -299,8 +335,12 @@ class DeployService(Service):
             if self.beans.get(path) is not gone[path]:
                 continue
             self._stamps.pop(path, None)
-            self.log.info("{path}: removed; undeploying {name}", path=path, name=gone[path].name,
-                          event="deploy.undeployed")
+            self.log.info(
+                "{path}: removed; undeploying {name}",
+                path=path,
+                name=gone[path].name,
+                event="deploy.undeployed",
+            )
             removed.append(self.beans.pop(path))
         for bean in removed:
             self.registry.unregister(bean.name, bean.service)
@@ -319,8 +359,7 @@ class DeployService(Service):
 
         def failed(failure: Failure) -> None:
             assert failure.value is not None  # a Failure holds its exception
-            message = (f"{bean.path}: {bean.name} did not start: "
-                       f"{describeError(failure.value)}")
+            message = f"{bean.path}: {bean.name} did not start: {describeError(failure.value)}"
             self.log.error("{message}", message=message)
             self.failed[bean.path] = message
             if self.beans.get(bean.path) is bean:
@@ -347,8 +386,12 @@ class DeployService(Service):
             adaptor = self._adaptorFor(bean)
             mux = bean.service
             if adaptor is None:
-                self._warnMissing(bean, bean.outQueue or ",".join(bean.readyNames), "channel",
-                                  "it is not ready until one is")
+                self._warnMissing(
+                    bean,
+                    bean.outQueue or ",".join(bean.readyNames),
+                    "channel",
+                    "it is not ready until one is",
+                )
                 continue
             self._warned.discard((bean.path, bean.outQueue or ",".join(bean.readyNames)))
             if mux.link is None:
@@ -367,13 +410,21 @@ class DeployService(Service):
             pool = bean.service
             if not members and bean.path not in self._emptyPools:
                 self._emptyPools.add(bean.path)
-                self.log.warn("{path}: pool {name}: none of its <muxes> ({muxes}) is deployed; "
-                              "it stays deployed, not usable until one is", path=bean.path,
-                              name=bean.name, muxes=" ".join(bean.memberNames))
+                self.log.warn(
+                    "{path}: pool {name}: none of its <muxes> ({muxes}) is deployed; "
+                    "it stays deployed, not usable until one is",
+                    path=bean.path,
+                    name=bean.name,
+                    muxes=" ".join(bean.memberNames),
+                )
             elif members and bean.path in self._emptyPools:
                 self._emptyPools.discard(bean.path)
-                self.log.info("{path}: pool {name} has members again: {members}", path=bean.path,
-                              name=bean.name, members=" ".join(m.name for m in members))
+                self.log.info(
+                    "{path}: pool {name} has members again: {members}",
+                    path=bean.path,
+                    name=bean.name,
+                    members=" ".join(m.name for m in members),
+                )
             if tuple(members) != pool.members:
                 pool.setMembers(members)
         for bean in self.beans.values():
@@ -381,9 +432,13 @@ class DeployService(Service):
                 if ref.name in self.registry:
                     self._warned.discard((bean.path, ref.name))
                 else:
-                    self._warnMissing(bean, ref.name, ref.what,
-                                      f"{ref.consequence} ({os.path.basename(bean.path)}:"
-                                      f"{ref.line} <{ref.element}>)")
+                    self._warnMissing(
+                        bean,
+                        ref.name,
+                        ref.what,
+                        f"{ref.consequence} ({os.path.basename(bean.path)}:"
+                        f"{ref.line} <{ref.element}>)",
+                    )
 
     def _warnMissing(self, bean: Bean, name: str, what: str, consequence: str) -> None:
         """
@@ -393,9 +448,14 @@ class DeployService(Service):
         key = (bean.path, name)
         if key not in self._warned:
             self._warned.add(key)
-            self.log.warn("{path}: {bean}: {what} {name!r} is not deployed; {consequence}",
-                          path=bean.path, bean=bean.name, what=what, name=name,
-                          consequence=consequence)
+            self.log.warn(
+                "{path}: {bean}: {what} {name!r} is not deployed; {consequence}",
+                path=bean.path,
+                bean=bean.name,
+                what=what,
+                name=name,
+                consequence=consequence,
+            )
 
     def _handover(self, mux: QMUX, old: ILink, new: ILink) -> None:
         """
@@ -441,11 +501,17 @@ class DeployService(Service):
         self._draining.add(bean)
         service = bean.service
         if bean.kind == "channel-adaptor":
-            users = [b.service for b in list(self.beans.values()) + list(self._draining)
-                     if b.kind == "qmux" and service in b.service.links]
+            users = [
+                b.service
+                for b in list(self.beans.values()) + list(self._draining)
+                if b.kind == "qmux" and service in b.service.links
+            ]
             if replacedBy is not None and users:
                 drained = replacedBy.service.ready.whenReady().addCallback(
-                    lambda _: gatherResults([m.whenDrained(service) for m in users], consumeErrors=True))
+                    lambda _: gatherResults(
+                        [m.whenDrained(service) for m in users], consumeErrors=True
+                    )
+                )
             else:
                 drained = gatherResults([m.whenDrained(service) for m in users], consumeErrors=True)
             drained.addTimeout(self.drainTimeout, self.reactor)
@@ -457,8 +523,12 @@ class DeployService(Service):
 
         def failed(failure: Failure) -> None:
             assert failure.value is not None  # a Failure holds its exception
-            self.log.error("{path}: {name} did not stop cleanly: {error}", path=bean.path,
-                           name=bean.name, error=describeError(failure.value))
+            self.log.error(
+                "{path}: {name} did not stop cleanly: {error}",
+                path=bean.path,
+                name=bean.name,
+                error=describeError(failure.value),
+            )
 
         def stopped(_: object) -> None:
             self._draining.discard(bean)

@@ -71,8 +71,9 @@ def expand(value: str, env: Mapping[str, str], where: Tuple[str, int, str]) -> s
     return _VARIABLE.sub(replace, value)
 
 
-def readDescriptor(path: str, env: Optional[Mapping[str, str]] = None,
-                   source: Optional[bytes] = None) -> Node:
+def readDescriptor(
+    path: str, env: Optional[Mapping[str, str]] = None, source: Optional[bytes] = None
+) -> Node:
     """
     Parse C{path} (or C{source}, its bytes already read) into L{Node}s,
     expanding variables.
@@ -111,7 +112,12 @@ def readDescriptor(path: str, env: Optional[Mapping[str, str]] = None,
             with open(path, "rb") as f:
                 parser.ParseFile(f)
     except xml.parsers.expat.ExpatError as e:
-        raise DescriptorError(path, e.lineno, "?", f"malformed XML: {xml.parsers.expat.errors.messages.get(e.code, e)}") from None
+        raise DescriptorError(
+            path,
+            e.lineno,
+            "?",
+            f"malformed XML: {xml.parsers.expat.errors.messages.get(e.code, e)}",
+        ) from None
     except OSError as e:
         raise DescriptorError(path, 0, "?", f"cannot read: {e.strerror}") from None
     if not roots:

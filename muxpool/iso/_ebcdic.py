@@ -24,9 +24,7 @@ _DIFFERENCES = {
 
 NAME = "ibm1047"
 
-_decoding = "".join(
-    _DIFFERENCES.get(i, bytes([i]).decode("cp037")) for i in range(256)
-)
+_decoding = "".join(_DIFFERENCES.get(i, bytes([i]).decode("cp037")) for i in range(256))
 _encoding = codecs.charmap_build(_decoding)
 
 

@@ -159,7 +159,7 @@ class Framing:
         """
         assert self.length is not None, f"{self.name} has no length prefix"
         start = offset + len(self.before)
-        n = self.length.decode(buffer[start:start + self.length.width])
+        n = self.length.decode(buffer[start : start + self.length.width])
         if n == 0:
             return 0
         size = n - self.adjust
@@ -181,8 +181,9 @@ class Framing:
             header = base1Header(header, len(body))
         return b"".join((self.encodePrefix(len(header) + len(body)), header, body, self.trailer))
 
-    def nextFrame(self, buffer: Union[bytes, bytearray], offset: int,
-                  maxLength: int) -> Optional[Tuple[Optional[bytes], int]]:
+    def nextFrame(
+        self, buffer: Union[bytes, bytearray], offset: int, maxLength: int
+    ) -> Optional[Tuple[Optional[bytes], int]]:
         """
         The next frame in C{buffer} from C{offset}: C{(header + message,
         offset after it)}, C{(KEEPALIVE, offset after it)} for a zero-length
@@ -201,8 +202,9 @@ class Framing:
             return KEEPALIVE, start
         return self._readBody(buffer, start, size)
 
-    def _readBody(self, buffer: Union[bytes, bytearray], start: int,
-                  size: int) -> Optional[Tuple[bytes, int]]:
+    def _readBody(
+        self, buffer: Union[bytes, bytearray], start: int, size: int
+    ) -> Optional[Tuple[bytes, int]]:
         """
         The C{size} bytes announced by the prefix, and the trailer after them.
         """
@@ -222,14 +224,17 @@ class DelimitedFraming(Framing):
 
     def frame(self, header: bytes, body: bytes) -> bytes:
         if self.trailer in header + body:
-            raise FramingError(f"{self.name}: the message contains the end byte {self.trailer.hex()}")
+            raise FramingError(
+                f"{self.name}: the message contains the end byte {self.trailer.hex()}"
+            )
         return header + body + self.trailer
 
     def keepAlive(self) -> bytes:
         return b""
 
-    def nextFrame(self, buffer: Union[bytes, bytearray], offset: int,
-                  maxLength: int) -> Optional[Tuple[Optional[bytes], int]]:
+    def nextFrame(
+        self, buffer: Union[bytes, bytearray], offset: int, maxLength: int
+    ) -> Optional[Tuple[Optional[bytes], int]]:
         end = buffer.find(self.trailer, offset)
         if end < 0:
             if len(buffer) - offset > maxLength:
@@ -254,12 +259,18 @@ class GzipFraming(Framing):
     def frame(self, header: bytes, body: bytes) -> bytes:
         data = header + body
         compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
-        member = (_JAVA_GZIP_HEADER + compressor.compress(data) + compressor.flush()
-                  + zlib.crc32(data).to_bytes(4, "little") + len(data).to_bytes(4, "little"))
+        member = (
+            _JAVA_GZIP_HEADER
+            + compressor.compress(data)
+            + compressor.flush()
+            + zlib.crc32(data).to_bytes(4, "little")
+            + len(data).to_bytes(4, "little")
+        )
         return self.encodePrefix(len(data)) + member
 
-    def _readBody(self, buffer: Union[bytes, bytearray], start: int,
-                  size: int) -> Optional[Tuple[bytes, int]]:
+    def _readBody(
+        self, buffer: Union[bytes, bytearray], start: int, size: int
+    ) -> Optional[Tuple[bytes, int]]:
         # The length counts uncompressed bytes: the member ends where gzip says.
         decompressor = zlib.decompressobj(31)
         try:
@@ -311,8 +322,12 @@ FRAMINGS: Dict[str, Framing] = {
         Framing("ASCIIChannel", LengthCodec("ascii", 4)),
         Framing("NACChannel", _bin2, replyHeader=_swapTPDU, swapOption="tpdu-swap"),
         Framing("PostChannel", _bin2),
-        Framing("NCCChannel", LengthCodec("bcd", 2, modulo=10000),
-                replyHeader=_swapTPDU, swapOption="tpdu-swap"),
+        Framing(
+            "NCCChannel",
+            LengthCodec("bcd", 2, modulo=10000),
+            replyHeader=_swapTPDU,
+            swapOption="tpdu-swap",
+        ),
         Framing("BCDChannel", LengthCodec("bcd", 2), replyHeader=_swapTPDU),
         Framing("HEXChannel", LengthCodec("hex", 4, modulo=0xFFFF)),
         Framing("RawChannel", LengthCodec("bin", 4)),
@@ -322,8 +337,14 @@ FRAMINGS: Dict[str, Framing] = {
         Framing("AmexChannel", _bin2, adjust=2),
         Framing("CMFChannel", LengthCodec("bin", 3)),
         Framing("RBPChannel", _bin2, before=b"\xd0\x4a", after=b"\x00\x00"),
-        Framing("VAPChannel", _bin2, after=b"\x00\x00", replyHeader=_swapBase1,
-                headerLength=lambda frame: frame[0] if frame else 0, base1=True),
+        Framing(
+            "VAPChannel",
+            _bin2,
+            after=b"\x00\x00",
+            replyHeader=_swapBase1,
+            headerLength=lambda frame: frame[0] if frame else 0,
+            base1=True,
+        ),
         DelimitedFraming("BASE24Channel", None, trailer=b"\x03"),
         GzipFraming("GZIPChannel", _bin2),
     ]
@@ -340,15 +361,13 @@ def getFraming(name: str, lengthDigits: Union[int, str, None] = None) -> Framing
     @param lengthDigits: ASCIIChannel's C{length-digits} property.
     @raise KeyError: listing the known names.
     """
-    short = name[len(_JPOS_PACKAGE):] if name.startswith(_JPOS_PACKAGE) else name
+    short = name[len(_JPOS_PACKAGE) :] if name.startswith(_JPOS_PACKAGE) else name
     framing = FRAMINGS.get(short)
     if framing is None:
         lowered = {k.lower().replace("channel", ""): v for k, v in FRAMINGS.items()}
         framing = lowered.get(short.lower().replace("channel", ""))
     if framing is None:
-        raise KeyError(
-            f"unknown channel class {name!r} (known: {', '.join(sorted(FRAMINGS))})"
-        )
+        raise KeyError(f"unknown channel class {name!r} (known: {', '.join(sorted(FRAMINGS))})")
     if lengthDigits and framing.length and framing.length.kind == "ascii":
         framing = Framing(framing.name, LengthCodec("ascii", int(lengthDigits)))
     return framing

@@ -33,8 +33,7 @@ def networkRequest(code: str, stan: str, now: float) -> Dict[str, str]:
     70=C{code}), with 7 (transmission date and time, GMT, MMDDhhmmss at
     C{now}) and 11 (C{stan}); its 0810 is matched on 11.
     """
-    return {"t": "0800", "7": time.strftime("%m%d%H%M%S", time.gmtime(now)), "11": stan,
-            "70": code}
+    return {"t": "0800", "7": time.strftime("%m%d%H%M%S", time.gmtime(now)), "11": stan, "70": code}
 
 
 class Stans:

@@ -16,6 +16,14 @@ from muxpool.link._server import QServer, ServerSettings, matches, parsePatterns
 from muxpool.link._session import ServerSession
 
 __all__ = [
-    "AdaptorSettings", "ChannelAdaptor", "LinkBase", "NetworkExchange", "QServer",
-    "ServerSession", "ServerSettings", "Target", "matches", "parsePatterns",
+    "AdaptorSettings",
+    "ChannelAdaptor",
+    "LinkBase",
+    "NetworkExchange",
+    "QServer",
+    "ServerSession",
+    "ServerSettings",
+    "Target",
+    "matches",
+    "parsePatterns",
 ]

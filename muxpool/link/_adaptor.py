@@ -129,8 +129,9 @@ class _ReportingEndpoint:
     (ClientService retries, but never says why).
     """
 
-    def __init__(self, endpoint: IStreamClientEndpoint, adaptor: "ChannelAdaptor",
-                 timeout: Optional[float]) -> None:
+    def __init__(
+        self, endpoint: IStreamClientEndpoint, adaptor: "ChannelAdaptor", timeout: Optional[float]
+    ) -> None:
         self._endpoint = endpoint
         self._adaptor = adaptor
         self._timeout = timeout
@@ -215,8 +216,14 @@ class ChannelAdaptor(LinkBase, Service):
         self.signedOn = False
         self.lastEcho: Optional[float] = None
         self.ready.addObserver(self._readyChanged)
-        self.counters = {"connects": 0, "disconnects": 0, "connect_failures": 0,
-                         "echo_failures": 0, "sign_on_failures": 0, "idle_timeouts": 0}
+        self.counters = {
+            "connects": 0,
+            "disconnects": 0,
+            "connect_failures": 0,
+            "echo_failures": 0,
+            "sign_on_failures": 0,
+            "idle_timeouts": 0,
+        }
         self.lastFailure: Optional[str] = None
         self._jitter = jitter
         self._failures = 0
@@ -257,13 +264,22 @@ class ChannelAdaptor(LinkBase, Service):
         The channel as an operator sees it.
         """
         now = self.clock.seconds()
-        return {"kind": "channel-adaptor", "name": self.name, "running": bool(self.running),
-                "target": self.target, "ready": bool(self.ready), "connected": self.isConnected(),
-                "tls": self.settings.tls is not None, "signed_on": self.signedOn,
-                "last_failure": self.lastFailure,
-                "last_echo_seconds_ago": None if self.lastEcho is None else round(now - self.lastEcho, 3),
-                "peer": self.protocol.peer if self.protocol is not None else None,
-                "counters": dict(self.counters)}
+        return {
+            "kind": "channel-adaptor",
+            "name": self.name,
+            "running": bool(self.running),
+            "target": self.target,
+            "ready": bool(self.ready),
+            "connected": self.isConnected(),
+            "tls": self.settings.tls is not None,
+            "signed_on": self.signedOn,
+            "last_failure": self.lastFailure,
+            "last_echo_seconds_ago": None
+            if self.lastEcho is None
+            else round(now - self.lastEcho, 3),
+            "peer": self.protocol.peer if self.protocol is not None else None,
+            "counters": dict(self.counters),
+        }
 
     def whenConnected(self, failAfterFailures: Optional[int] = None) -> Deferred:
         """
@@ -286,8 +302,9 @@ class ChannelAdaptor(LinkBase, Service):
         accepts connections is retried with a growing delay, not at once.
         """
         settings = self.settings
-        return backoffDelay(self._failures, settings.reconnectDelay, settings.reconnectCap, 1.5,
-                            self._jitter)
+        return backoffDelay(
+            self._failures, settings.reconnectDelay, settings.reconnectCap, 1.5, self._jitter
+        )
 
     def _connectFailed(self, failure: Failure) -> Failure:
         if not self.running:
@@ -302,13 +319,23 @@ class ChannelAdaptor(LinkBase, Service):
         Log C{why} if it is news: once per change of state, not per attempt.
         """
         if why != self.lastFailure:
-            self.log.warn("{link}: {why}; retrying", link=self.name, why=why,
-                          event="link.connect_failed", target=self.target)
+            self.log.warn(
+                "{link}: {why}; retrying",
+                link=self.name,
+                why=why,
+                event="link.connect_failed",
+                target=self.target,
+            )
         self.lastFailure = why
 
     def _readyChanged(self, value: bool) -> None:
-        self.log.info("{link}: {state}", link=self.name, state="ready" if value else "not ready",
-                      event="link.ready" if value else "link.not_ready", target=self.target)
+        self.log.info(
+            "{link}: {state}",
+            link=self.name,
+            state="ready" if value else "not ready",
+            event="link.ready" if value else "link.not_ready",
+            target=self.target,
+        )
 
     def _healthy(self) -> None:
         """
@@ -324,13 +351,18 @@ class ChannelAdaptor(LinkBase, Service):
         self.counters["connects"] += 1
         if self.settings.tcpKeepAlive and hasattr(protocol.transport, "setTcpKeepAlive"):
             protocol.transport.setTcpKeepAlive(True)
-        self.log.info("{link}: connected to {peer}{tls}", link=self.name, peer=protocol.peer,
-                      tls="; TLS handshake" if self.tlsOptions is not None else "",
-                      event="link.connected", target=self.target)
+        self.log.info(
+            "{link}: connected to {peer}{tls}",
+            link=self.name,
+            peer=protocol.peer,
+            tls="; TLS handshake" if self.tlsOptions is not None else "",
+            event="link.connected",
+            target=self.target,
+        )
         if self.tlsOptions is not None:
-            self._handshakeTimer = self.clock.callLater(self.settings.handshakeTimeout,
-                                                        self._handshakeTimedOut,
-                                               protocol)
+            self._handshakeTimer = self.clock.callLater(
+                self.settings.handshakeTimeout, self._handshakeTimedOut, protocol
+            )
             return  # usable once secured
         self._usable(protocol)
 
@@ -338,8 +370,12 @@ class ChannelAdaptor(LinkBase, Service):
         if protocol is not self.protocol:
             return
         self._handshakeTimer = cancelTimer(self._handshakeTimer)
-        self.log.info("{link}: TLS handshake with {peer} done", link=self.name,
-                      peer=protocol.peer, event="link.secured")
+        self.log.info(
+            "{link}: TLS handshake with {peer} done",
+            link=self.name,
+            peer=protocol.peer,
+            event="link.secured",
+        )
         self._usable(protocol)
 
     def _handshakeTimedOut(self, protocol: ISOChannelProtocol) -> None:
@@ -347,7 +383,8 @@ class ChannelAdaptor(LinkBase, Service):
         if protocol is self.protocol and not protocol.secured:
             # channelLost counts it, once, as any failed handshake, and says why
             self._handshakeFailure = (
-                f"TLS handshake with {self.target} not done in {self.settings.handshakeTimeout:g}s")
+                f"TLS handshake with {self.target} not done in {self.settings.handshakeTimeout:g}s"
+            )
             protocol.transport.abortConnection()
 
     def _usable(self, protocol: ISOChannelProtocol) -> None:
@@ -382,8 +419,11 @@ class ChannelAdaptor(LinkBase, Service):
         peer everything before it has been sent.
         """
         self.ready.set(False)
-        self.log.info("{link}: {peer} signed off; nothing more is sent on this connection",
-                      link=self.name, peer=protocol.peer)
+        self.log.info(
+            "{link}: {peer} signed off; nothing more is sent on this connection",
+            link=self.name,
+            peer=protocol.peer,
+        )
         answer = {k: message[k] for k in ("7", "11", "70") if k in message}
         answer.update(t="0810", **{"39": "00"})
         try:
@@ -397,8 +437,12 @@ class ChannelAdaptor(LinkBase, Service):
     def _leave(self, protocol: ISOChannelProtocol) -> None:
         self._signedOff = None
         if protocol is self.protocol:
-            self.log.warn("{link}: {peer} signed off {linger:g}s ago and kept the connection; "
-                          "closing it", link=self.name, peer=protocol.peer, linger=self.signOffLinger)
+            self.log.warn(
+                "{link}: {peer} signed off {linger:g}s ago and kept the connection; closing it",
+                link=self.name,
+                peer=protocol.peer,
+                linger=self.signOffLinger,
+            )
             protocol.transport.loseConnection()
 
     def channelLost(self, protocol: ISOChannelProtocol, reason: Optional[Failure]) -> None:
@@ -412,19 +456,29 @@ class ChannelAdaptor(LinkBase, Service):
         self._signedOff = cancelTimer(self._signedOff)
         self._network.cancel()
         self.signedOn = False
-        if self.tlsOptions is not None and self.running and (
-                not protocol.secured or isTLSFailure(reason)):
+        if (
+            self.tlsOptions is not None
+            and self.running
+            and (not protocol.secured or isTLSFailure(reason))
+        ):
             # The handshake failed (an unknown CA, another host name, no
             # client certificate; with TLS 1.3 the server refuses ours just
             # after our side is done): a failed connection, as a refusal is.
             self._failures += 1
             self.counters["connect_failures"] += 1
-            self._noteFailure(self._handshakeFailure
-                              or f"TLS with {self.target} failed: {describeTLSFailure(reason)}")
+            self._noteFailure(
+                self._handshakeFailure
+                or f"TLS with {self.target} failed: {describeTLSFailure(reason)}"
+            )
         self._handshakeFailure = None
-        self.log.info("{link}: disconnected from {peer}: {reason}", link=self.name,
-                      peer=protocol.peer, reason=_reason(reason), event="link.disconnected",
-                      target=self.target)
+        self.log.info(
+            "{link}: disconnected from {peer}: {reason}",
+            link=self.name,
+            peer=protocol.peer,
+            reason=_reason(reason),
+            event="link.disconnected",
+            target=self.target,
+        )
         self._lost(reason)
 
     def channelIdle(self, protocol: ISOChannelProtocol) -> bool:
@@ -472,7 +526,9 @@ class ChannelAdaptor(LinkBase, Service):
             self._proven()
             self._schedule()
         else:
-            self._drop("sign-on refused with 39={rc}".format(rc=response.get("39")), "sign_on_failures")
+            self._drop(
+                "sign-on refused with 39={rc}".format(rc=response.get("39")), "sign_on_failures"
+            )
 
     def _signOnFailed(self, failure: Failure) -> None:
         if failure.check(TimeoutError):
@@ -496,8 +552,13 @@ class ChannelAdaptor(LinkBase, Service):
         self.lastFailure = why
         protocol = self.protocol
         self.ready.set(False)
-        self.log.warn("{link}: {why}; reconnecting", link=self.name, why=why,
-                      event=f"link.{counter[:-1]}", target=self.target)
+        self.log.warn(
+            "{link}: {why}; reconnecting",
+            link=self.name,
+            why=why,
+            event=f"link.{counter[:-1]}",
+            target=self.target,
+        )
         if protocol is not None:
             protocol.transport.abortConnection()
 
@@ -539,8 +600,11 @@ class ChannelAdaptor(LinkBase, Service):
         if settings.idleTimeout and now - protocol.lastReceived >= settings.idleTimeout:
             self._drop(f"nothing received for {settings.idleTimeout}s", "idle_timeouts")
             return
-        if (settings.echoInterval and not len(self._network)
-                and now - protocol.lastReceived >= settings.echoInterval):
+        if (
+            settings.echoInterval
+            and not len(self._network)
+            and now - protocol.lastReceived >= settings.echoInterval
+        ):
             self._echo()
         if settings.keepAlive and now - protocol.lastSent >= settings.keepAliveEvery:
             protocol.sendKeepAlive()

@@ -29,9 +29,13 @@ class LinkBase:
 
     log = Logger()
 
-    def __init__(self, name: str, spec: Optional[ChannelSpec],
-                 clock: Optional[IReactorTime] = None,
-                 limiter: Optional[RateLimiter] = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        spec: Optional[ChannelSpec],
+        clock: Optional[IReactorTime] = None,
+        limiter: Optional[RateLimiter] = None,
+    ) -> None:
         self.name = name
         self.spec = spec
         self.ready = Readiness(False, f"{name} ready state")
@@ -59,14 +63,6 @@ class LinkBase:
     def removeLossObserver(self, observer: Callable) -> None:
         self._lossObservers.remove(observer)
 
-    @property
-    def attachments(self) -> int:
-        """
-        How many receivers and loss observers are attached (a MUX that
-        stopped leaves none behind).
-        """
-        return len(self._receivers) + len(self._lossObservers)
-
     def isConnected(self) -> bool:
         return self.protocol is not None and bool(self.protocol.connected)
 
@@ -84,7 +80,8 @@ class LinkBase:
             protocol.sendMessage(message)
         except PackError as e:
             self._limiter.emit(
-                self.log.warn, ("pack", e.field),
+                self.log.warn,
+                ("pack", e.field),
                 "{link}: cannot send {message}: {error}",
                 link=self.name,
                 message=maskMessage(message, binaryFieldsOf(self)),
@@ -102,7 +99,8 @@ class LinkBase:
         receivers = self._receivers
         if not receivers:
             self._limiter.emit(
-                self.log.info, "no receiver",
+                self.log.info,
+                "no receiver",
                 "{link}: no receiver for {message}",
                 link=self.name,
                 message=maskMessage(message, binaryFieldsOf(self)),
@@ -116,7 +114,9 @@ class LinkBase:
             except Exception as e:
                 self.log.error(
                     "{link}: receiver {receiver} failed on {message}: {error}",
-                    link=self.name, receiver=describeCode(receiver), error=describeError(e),
+                    link=self.name,
+                    receiver=describeCode(receiver),
+                    error=describeError(e),
                     message=maskMessage(message, binaryFieldsOf(self)),
                 )
         return False

@@ -35,8 +35,9 @@ class NetworkExchange:
         """
         return len(self._waiting)
 
-    def send(self, write: Callable[[Mapping[str, str]], object], code: str,
-             timeout: Optional[float]) -> Deferred:
+    def send(
+        self, write: Callable[[Mapping[str, str]], object], code: str, timeout: Optional[float]
+    ) -> Deferred:
         """
         Write (with C{write}) an 0800 with 70=C{code}.
 
@@ -48,6 +49,7 @@ class NetworkExchange:
         stan = self.stans.next()
         now = self.clock.seconds() if self.clock is not None else time.time()
         message = networkRequest(code, stan, now)
+
         def forget(_: Deferred) -> None:
             self._waiting.pop(stan, None)
 

@@ -56,8 +56,8 @@ from muxpool.channel import (
 from muxpool.errors import NotSent
 from muxpool.interfaces import IRequestListener, ISocketSource
 from muxpool.iso import Stans, describeForReversal, isResponse, maskMessage
-from muxpool.listeners import ListenerFailed, decline, offer
 from muxpool.link._session import ServerSession
+from muxpool.listeners import ListenerFailed, decline, offer
 
 
 def parsePatterns(text: Union[str, Sequence[str], None]) -> Tuple[str, ...]:
@@ -196,11 +196,19 @@ class QServer(Service):
         self.sockets = sockets
         self.tlsOptions = settings.tls.options() if settings.tls is not None else None
         self.endpoint: IStreamServerEndpoint = (
-            serverFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint)
+            serverFromString(reactor, endpoint) if isinstance(endpoint, str) else endpoint
+        )
         self.listeners: List[IRequestListener] = list(listeners)
         self.sessions: Dict[ISOChannelProtocol, ServerSession] = {}
-        self.counters = {"accepted": 0, "refused": 0, "rx": 0, "rx_unhandled": 0,
-                         "listener_errors": 0, "undelivered": 0, "tls_refused": 0}
+        self.counters = {
+            "accepted": 0,
+            "refused": 0,
+            "rx": 0,
+            "rx_unhandled": 0,
+            "listener_errors": 0,
+            "undelivered": 0,
+            "tls_refused": 0,
+        }
         self.port: Optional[IListeningPort] = None
         self.lastFailure: Optional[str] = None
         #: Field 11 of the sign-offs its sessions send (one sequence for all).
@@ -290,9 +298,14 @@ class QServer(Service):
         self.port = port
         self.lastFailure = None
         self.log.info(
-            "{server}: listening on {address}{how}", server=self.name, address=self.listeningOn,
-            how=" (took over the listening port)" if adopted else
-            f" (after {self._bindFailures} failed attempts)" if self._bindFailures else "",
+            "{server}: listening on {address}{how}",
+            server=self.name,
+            address=self.listeningOn,
+            how=" (took over the listening port)"
+            if adopted
+            else f" (after {self._bindFailures} failed attempts)"
+            if self._bindFailures
+            else "",
         )
         self._listenWaiters.fire(port)
 
@@ -303,11 +316,16 @@ class QServer(Service):
         why = failure.getErrorMessage()
         self._bindFailures += 1
         settings = self.settings
-        delay = backoffDelay(self._bindFailures, settings.bindRetryDelay,
-                             settings.maxBindRetryDelay, 2.0)
+        delay = backoffDelay(
+            self._bindFailures, settings.bindRetryDelay, settings.maxBindRetryDelay, 2.0
+        )
         if why != self.lastFailure:
-            self.log.error("{server}: cannot listen: {why}; retrying, every {cap:.0f}s at most",
-                           server=self.name, why=why, cap=settings.maxBindRetryDelay)
+            self.log.error(
+                "{server}: cannot listen: {why}; retrying, every {cap:.0f}s at most",
+                server=self.name,
+                why=why,
+                cap=settings.maxBindRetryDelay,
+            )
         self.lastFailure = why
         self._bindRetry = self.clock.callLater(delay, self._listen)
 
@@ -324,8 +342,15 @@ class QServer(Service):
         if why is not None:
             # Closed at once, before a byte is read: no request taken, none dropped.
             self.counters["refused"] += 1
-            self.limiter.emit(self.log.warn, why, "{server}: refused connection from {peer}: {why}",
-                               server=self.name, peer=host, why=why, event="server.refused")
+            self.limiter.emit(
+                self.log.warn,
+                why,
+                "{server}: refused connection from {peer}: {why}",
+                server=self.name,
+                peer=host,
+                why=why,
+                event="server.refused",
+            )
             return None
         return ISOChannelProtocol(self.spec, self, self.clock, self.limiter)
 
@@ -334,8 +359,12 @@ class QServer(Service):
     def channelConnected(self, protocol: ISOChannelProtocol) -> None:
         self.counters["accepted"] += 1
         self.sessions[protocol] = ServerSession(self, protocol)
-        self.log.info("{server}: session from {peer}", server=self.name, peer=protocol.peer,
-                      event="server.session_opened")
+        self.log.info(
+            "{server}: session from {peer}",
+            server=self.name,
+            peer=protocol.peer,
+            event="server.session_opened",
+        )
         protocol.setTimeouts(self.settings.idleTimeout, self.settings.frameTimeout)
 
     def channelSecured(self, protocol: ISOChannelProtocol) -> None:
@@ -347,8 +376,15 @@ class QServer(Service):
 
     def _refuse(self, peer: str, why: str) -> None:
         self.counters["tls_refused"] += 1
-        self.limiter.emit(self.log.warn, why, "{server}: refused {peer}: {why}", server=self.name,
-                           peer=peer, why=why, event="server.refused")
+        self.limiter.emit(
+            self.log.warn,
+            why,
+            "{server}: refused {peer}: {why}",
+            server=self.name,
+            peer=peer,
+            why=why,
+            event="server.refused",
+        )
 
     def channelIdle(self, protocol: ISOChannelProtocol) -> bool:
         session = self.sessions.get(protocol)
@@ -374,9 +410,13 @@ class QServer(Service):
             self.counters["listener_errors"] += 1
             binary = self.spec.packager.binaryFields
             code = self.settings.listenerErrorCode
-            self.log.error("{server}: {error} on {message}; answering 39={code}",
-                           server=self.name, error=str(e), code=code,
-                           message=maskMessage(message, binary))
+            self.log.error(
+                "{server}: {error} on {message}; answering 39={code}",
+                server=self.name,
+                error=str(e),
+                code=code,
+                message=maskMessage(message, binary),
+            )
             if not response and session.answered == answered:  # unless it did answer
                 try:
                     session.send(decline(message, code, binaryFields=binary))
@@ -387,17 +427,24 @@ class QServer(Service):
             if not response:
                 session.answerEnded()
             self.counters["rx_unhandled"] += 1
-            self.log.info("{server}: unhandled message {message}", server=self.name,
-                          message=maskMessage(message, self.spec.packager.binaryFields))
+            self.log.info(
+                "{server}: unhandled message {message}",
+                server=self.name,
+                message=maskMessage(message, self.spec.packager.binaryFields),
+            )
 
     def channelLost(self, protocol: ISOChannelProtocol, reason: Optional[Failure]) -> None:
         if self.settings.tls is not None and not protocol.secured:
             self._refuse(protocol.peer, describeTLSFailure(reason))
         session = self.sessions.pop(protocol, None)
         if session is not None:
-            self.log.info("{server}: session from {peer} closed: {reason}", server=self.name,
-                          peer=session.peer, reason=reason.getErrorMessage() if reason else "closed",
-                          event="server.session_closed")
+            self.log.info(
+                "{server}: session from {peer} closed: {reason}",
+                server=self.name,
+                peer=session.peer,
+                reason=reason.getErrorMessage() if reason else "closed",
+                event="server.session_closed",
+            )
             session.lost()
             session._lost(reason)
 
@@ -407,9 +454,14 @@ class QServer(Service):
         what to reverse it by, and a count: never silently.
         """
         self.counters["undelivered"] += 1
-        self.log.warn("{server}: answer not delivered to {peer} ({why}): {answer}; "
-                      "reverse it if it was approved", server=self.name, peer=session.peer,
-                      why=why, answer=describeForReversal(message))
+        self.log.warn(
+            "{server}: answer not delivered to {peer} ({why}): {answer}; "
+            "reverse it if it was approved",
+            server=self.name,
+            peer=session.peer,
+            why=why,
+            answer=describeForReversal(message),
+        )
 
     # -- stopping -----------------------------------------------------------
 
@@ -418,13 +470,22 @@ class QServer(Service):
         The server as an operator sees it: where it listens, its sessions
         (peer, answers owed, why not read), counters.
         """
-        return {"kind": "server", "name": self.name, "running": bool(self.running),
-                "endpoint": self.description, "listening": self.listeningOn,
-                "tls": self.settings.tls is not None, "last_failure": self.lastFailure,
-                "sessions": len(self.sessions), "in_flight": self.inFlight(),
-                "peers": [{"peer": s.peer, "in_flight": s.inFlight, "paused": sorted(s.holds)}
-                          for s in self.sessions.values()],
-                "counters": dict(self.counters)}
+        return {
+            "kind": "server",
+            "name": self.name,
+            "running": bool(self.running),
+            "endpoint": self.description,
+            "listening": self.listeningOn,
+            "tls": self.settings.tls is not None,
+            "last_failure": self.lastFailure,
+            "sessions": len(self.sessions),
+            "in_flight": self.inFlight(),
+            "peers": [
+                {"peer": s.peer, "in_flight": s.inFlight, "paused": sorted(s.holds)}
+                for s in self.sessions.values()
+            ],
+            "counters": dict(self.counters),
+        }
 
     def inFlight(self) -> int:
         return sum(s.inFlight for s in self.sessions.values())
@@ -453,8 +514,12 @@ class QServer(Service):
         stopped = succeed(None) if port is None else maybeDeferred(port.stopListening)
         sessions = list(self.sessions.values())
         if sessions:
-            self.log.info("{server}: stopping; draining {count} sessions ({owed} answers owed)",
-                          server=self.name, count=len(sessions), owed=self.inFlight())
+            self.log.info(
+                "{server}: stopping; draining {count} sessions ({owed} answers owed)",
+                server=self.name,
+                count=len(sessions),
+                owed=self.inFlight(),
+            )
         deadline = self.clock.seconds() + self.settings.gracePeriod
 
         def drainAll(_: object) -> Deferred:

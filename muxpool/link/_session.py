@@ -38,8 +38,9 @@ class ServerSession(LinkBase):
     protocol: ISOChannelProtocol
 
     def __init__(self, server: "QServer", protocol: ISOChannelProtocol) -> None:
-        LinkBase.__init__(self, f"{server.name}/{protocol.peer}", server.spec, server.clock,
-                          server.limiter)
+        LinkBase.__init__(
+            self, f"{server.name}/{protocol.peer}", server.spec, server.clock, server.limiter
+        )
         self.server = server
         self.protocol = protocol
         self.peer = protocol.peer
@@ -182,17 +183,25 @@ class ServerSession(LinkBase):
             remaining = max(0.0, deadline - clock.seconds())
             yield self.whenIdle().addTimeout(remaining, clock).addErrback(lambda f: None)
         if self.inFlight:
-            server.log.warn("{server}: grace period over with {count} answers still owed to "
-                            "{peer}; each will be logged if it comes", server=server.name,
-                            count=self.inFlight, peer=self.peer)
+            server.log.warn(
+                "{server}: grace period over with {count} answers still owed to "
+                "{peer}; each will be logged if it comes",
+                server=server.name,
+                count=self.inFlight,
+                peer=self.peer,
+            )
         if self.protocol.connected:
             self._closeWrites()
             try:
                 yield self._closed.addTimeout(settings.flushTimeout, clock)
             except Exception:
-                server.log.warn("{server}: {peer} did not read its last answers within {timeout}s; "
-                                "connection aborted", server=server.name, peer=self.peer,
-                                timeout=settings.flushTimeout)
+                server.log.warn(
+                    "{server}: {peer} did not read its last answers within {timeout}s; "
+                    "connection aborted",
+                    server=server.name,
+                    peer=self.peer,
+                    timeout=settings.flushTimeout,
+                )
                 self.protocol.transport.abortConnection()
 
     def _closeWrites(self) -> None:

@@ -14,6 +14,12 @@ from muxpool.listeners._forward import Forward
 from muxpool.listeners._responder import ECHOED_FIELDS, Responder
 
 __all__ = [
-    "DECLINE_FIELDS", "ECHOED_FIELDS", "Forward", "ListenerFailed", "Responder", "decline",
-    "offer", "sendAnswer",
+    "DECLINE_FIELDS",
+    "ECHOED_FIELDS",
+    "Forward",
+    "ListenerFailed",
+    "Responder",
+    "decline",
+    "offer",
+    "sendAnswer",
 ]

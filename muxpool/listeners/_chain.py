@@ -18,8 +18,7 @@ class ListenerFailed(Exception):
     """
 
 
-def offer(listeners: Iterable[IRequestListener], source: ISource,
-          message: Dict[str, str]) -> bool:
+def offer(listeners: Iterable[IRequestListener], source: ISource, message: Dict[str, str]) -> bool:
     """
     Give C{message} to each listener in turn until one handles it.
 
@@ -33,5 +32,6 @@ def offer(listeners: Iterable[IRequestListener], source: ISource,
                 return True
         except Exception as e:
             raise ListenerFailed(
-                f"request listener {describeCode(listener)} failed: {describeError(e)}") from None
+                f"request listener {describeCode(listener)} failed: {describeError(e)}"
+            ) from None
     return False

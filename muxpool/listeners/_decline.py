@@ -20,12 +20,31 @@ log = Logger()
 #: Fields a decline made here copies from the request (besides the MTI, made
 #: a response, and 39): the key, amounts, dates and routing fields an
 #: acquirer matches an answer by.  Never card data: see L{decline}.
-DECLINE_FIELDS = ("h", "3", "4", "7", "11", "12", "13", "24", "32", "33", "37", "41", "42",
-                  "49", "100")
+DECLINE_FIELDS = (
+    "h",
+    "3",
+    "4",
+    "7",
+    "11",
+    "12",
+    "13",
+    "24",
+    "32",
+    "33",
+    "37",
+    "41",
+    "42",
+    "49",
+    "100",
+)
 
 
-def decline(request: Mapping[str, str], code: str, fields: Iterable[str] = DECLINE_FIELDS,
-            binaryFields: Collection[str] = ()) -> dict:
+def decline(
+    request: Mapping[str, str],
+    code: str,
+    fields: Iterable[str] = DECLINE_FIELDS,
+    binaryFields: Collection[str] = (),
+) -> dict:
     """
     The answer to C{request} that a switch gives on its own (a request it
     could not forward, a listener that failed): the response MTI, 39 =
@@ -33,8 +52,9 @@ def decline(request: Mapping[str, str], code: str, fields: Iterable[str] = DECLI
     rules hide (tracks, PIN block, ICC data, every binary field) are never
     copied, whatever C{fields} says.
     """
-    answer = {k: request[k] for k in fields
-              if k in request and k not in HIDDEN and k not in binaryFields}
+    answer = {
+        k: request[k] for k in fields if k in request and k not in HIDDEN and k not in binaryFields
+    }
     answer["t"] = responseMTI(request["t"])
     answer["39"] = code
     return answer
@@ -52,7 +72,11 @@ def sendAnswer(source: ISource, response: Mapping[str, str], sender: str) -> boo
     except AnswerUndelivered:
         return False  # the session logged and counted it
     except NotSent as e:
-        log.warn("{sender}: could not answer ({error}): {answer}; reverse it if it was approved",
-                 sender=sender, error=str(e), answer=describeForReversal(response))
+        log.warn(
+            "{sender}: could not answer ({error}): {answer}; reverse it if it was approved",
+            sender=sender,
+            error=str(e),
+            answer=describeForReversal(response),
+        )
         return False
     return True

@@ -78,16 +78,20 @@ class Forward:
         return self._mux if isinstance(self._mux, str) else self._mux.name
 
     @classmethod
-    def fromProperties(cls, properties: Mapping[str, str],
-                       resolve: Optional[Callable[[str], IMUX]] = None,
-                       clock: Optional[IReactorTime] = None) -> "Forward":
+    def fromProperties(
+        cls,
+        properties: Mapping[str, str],
+        resolve: Optional[Callable[[str], IMUX]] = None,
+        clock: Optional[IReactorTime] = None,
+    ) -> "Forward":
         return cls(
             properties["mux"],
             milliseconds(properties.get("timeout"), 30.0),
             resolve,
             properties.get("not-sent-code", "91"),
             properties.get("unknown-code", "68"),
-            parseFieldList(properties["decline-fields"]) if "decline-fields" in properties
+            parseFieldList(properties["decline-fields"])
+            if "decline-fields" in properties
             else DECLINE_FIELDS,
             clock,
         )
@@ -115,11 +119,17 @@ class Forward:
         message.pop("1", None)
         args = (source, message, header)
         maybeDeferred(mux.request, message, self.timeout).addCallbacks(
-            self._answered, self._failed, args, NO_KEYWORDS, args, NO_KEYWORDS)
+            self._answered, self._failed, args, NO_KEYWORDS, args, NO_KEYWORDS
+        )
         return True
 
-    def _answered(self, response: Dict[str, str], source: ISource, request: Mapping[str, str],
-                  header: Optional[str]) -> None:
+    def _answered(
+        self,
+        response: Dict[str, str],
+        source: ISource,
+        request: Mapping[str, str],
+        header: Optional[str],
+    ) -> None:
         wrong = notAMessage(response)  # a MUX in user code may answer anything
         if wrong is not None:
             self._failed(wrong, source, request, header)
@@ -132,8 +142,9 @@ class Forward:
             response["h"] = header
         sendAnswer(source, response, "Forward")
 
-    def _failed(self, failure: Failure, source: ISource, request: Mapping[str, str],
-                header: Optional[str]) -> None:
+    def _failed(
+        self, failure: Failure, source: ISource, request: Mapping[str, str], header: Optional[str]
+    ) -> None:
         if failure.check(OutcomeUnknown):
             log.warn(
                 "Forward: outcome unknown, reversal needed for {message}: {error}",
@@ -142,20 +153,28 @@ class Forward:
             )
             self._reject(source, request, header, self.unknownCode)
         elif failure.check(NotSent):
-            self._limiter.emit(log.info, ("not sent", type(failure.value)),
-                               "Forward: not sent: {error}", error=str(failure.value))
+            self._limiter.emit(
+                log.info,
+                ("not sent", type(failure.value)),
+                "Forward: not sent: {error}",
+                error=str(failure.value),
+            )
             self._reject(source, request, header, self.notSentCode)
         else:
             # Not one of the three outcomes: a bug in a MUX.  It may have
             # been written, so it is answered as an outcome unknown.
             assert failure.value is not None  # a Failure holds its exception
-            log.error("Forward: MUX {mux} failed with {error} (not an outcome) on {message}",
-                      mux=self.muxName, error=describeError(failure.value),
-                      message=maskMessage(request, binaryFieldsOf(source)))
+            log.error(
+                "Forward: MUX {mux} failed with {error} (not an outcome) on {message}",
+                mux=self.muxName,
+                error=describeError(failure.value),
+                message=maskMessage(request, binaryFieldsOf(source)),
+            )
             self._reject(source, request, header, self.unknownCode)
 
-    def _reject(self, source: ISource, request: Mapping[str, str], header: Optional[str],
-                code: str) -> None:
+    def _reject(
+        self, source: ISource, request: Mapping[str, str], header: Optional[str], code: str
+    ) -> None:
         answer = decline(request, code, self.declineFields, binaryFieldsOf(source))
         if header is not None and "h" in self.declineFields:
             answer["h"] = header

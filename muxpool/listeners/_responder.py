@@ -15,7 +15,6 @@ from muxpool.interfaces import IRequestListener, ISource
 from muxpool.iso import responseMTI
 from muxpool.listeners._decline import sendAnswer
 
-
 #: Fields a Responder copies from the request: key, amounts, references.
 ECHOED_FIELDS = ("2", "3", "4", "7", "11", "12", "13", "37", "41", "42", "49", "70")
 
@@ -53,8 +52,9 @@ class Responder:
         self._recordFile: Optional[IO[str]] = None
 
     @classmethod
-    def fromProperties(cls, properties: Mapping[str, str],
-                       clock: Optional[IReactorTime] = None) -> "Responder":
+    def fromProperties(
+        cls, properties: Mapping[str, str], clock: Optional[IReactorTime] = None
+    ) -> "Responder":
         fixed = {k[6:]: v for k, v in properties.items() if k.startswith("field.")}
         echo = ECHOED_FIELDS + parseFieldList(properties.get("fields", ""))
         return cls(
@@ -88,4 +88,6 @@ class Responder:
         if sendAnswer(source, answer, "Responder") and self.record:
             if self._recordFile is None:
                 self._recordFile = open(self.record, "a", buffering=1)
-            self._recordFile.write(json.dumps({k: answer.get(k, "") for k in ("11", "41", "39")}) + "\n")
+            self._recordFile.write(
+                json.dumps({k: answer.get(k, "") for k in ("11", "41", "39")}) + "\n"
+            )

@@ -35,7 +35,8 @@ class KeyBuilder:
     ) -> None:
         # As jPOS, "header" in any key list puts the header in every key.
         self.headerIsKey = any(
-            f.lower() == HEADER_TOKEN for f in list(fields) + [f for v in (overrides or {}).values() for f in v]
+            f.lower() == HEADER_TOKEN
+            for f in list(fields) + [f for v in (overrides or {}).values() for f in v]
         )
         self.fields = _withoutHeader(fields)
         self.overrides = {k: _withoutHeader(v) for k, v in (overrides or {}).items()}

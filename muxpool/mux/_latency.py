@@ -8,8 +8,22 @@ from collections import deque
 from typing import Dict, List, Sequence, Tuple
 
 #: Upper bounds (seconds) of the latency histogram buckets; +Inf is implied.
-BUCKETS: Tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-                              2.5, 5.0, 10.0, 30.0)
+BUCKETS: Tuple[float, ...] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
 
 
 #: The bucket labels Prometheus shows, +Inf last.

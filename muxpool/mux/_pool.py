@@ -12,6 +12,7 @@ link), and an "outcome unknown" never is: payments are not idempotent.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Set, Tuple
 
 from twisted.application.service import Service
@@ -122,8 +123,14 @@ class MUXPool(Service):
         self.ready = Readiness(False, f"{name} ready state")
         self.latency = LatencySummary()
         # "requests" holds a count per member name; the others are counts.
-        self.counters: Dict[str, Any] = {"requests": {}, "no_mux": 0, "retries": 0, "tx": 0,
-                                         "rx": 0, "suspensions": 0}
+        self.counters: Dict[str, Any] = {
+            "requests": {},
+            "no_mux": 0,
+            "retries": 0,
+            "tx": 0,
+            "rx": 0,
+            "suspensions": 0,
+        }
         self.members: tuple = ()
         self._watching: Dict[IMUX, Callable[[bool], None]] = {}
         self._disabled: Set[str] = set()
@@ -185,7 +192,7 @@ class MUXPool(Service):
 
     def _watch(self, member: IMUX) -> None:
         if member not in self._watching:
-            observer = lambda value, member=member: self._memberChanged(member, value)
+            observer = partial(self._memberChanged, member)
             self._watching[member] = observer
             member.ready.addObserver(observer)
 
@@ -197,13 +204,6 @@ class MUXPool(Service):
     def _forget(self, name: str) -> None:
         self._resume(name, log=False)
         self._timeouts.pop(name, None)
-
-    def addMember(self, member: IMUX) -> None:
-        if member not in self.members:
-            self.setMembers(self.members + (member,))
-
-    def removeMember(self, member: IMUX) -> None:
-        self.setMembers(tuple(m for m in self.members if m is not member))
 
     def memberNamed(self, name: str) -> Optional[IMUX]:
         for member in self.members:
@@ -219,8 +219,9 @@ class MUXPool(Service):
         self._enabled.add(name)
         self._disabled.discard(name)
         self._draining.discard(name)
-        self.log.info("{pool}: {member} enabled", pool=self.name, member=name,
-                      event="pool.member_enabled")
+        self.log.info(
+            "{pool}: {member} enabled", pool=self.name, member=name, event="pool.member_enabled"
+        )
         self._changed()
 
     def disable(self, name: str, draining: bool = False) -> None:
@@ -233,9 +234,13 @@ class MUXPool(Service):
         self._disabled.add(name)
         if draining:
             self._draining.add(name)
-        self.log.info("{pool}: {member} {how}", pool=self.name, member=name,
-                      how="draining" if draining else "disabled",
-                      event="pool.member_draining" if draining else "pool.member_disabled")
+        self.log.info(
+            "{pool}: {member} {how}",
+            pool=self.name,
+            member=name,
+            how="draining" if draining else "disabled",
+            event="pool.member_draining" if draining else "pool.member_disabled",
+        )
         self._changed()
 
     def isDraining(self, member: IMUX) -> bool:
@@ -262,8 +267,12 @@ class MUXPool(Service):
         return member.name in self._suspended
 
     def isUsable(self, member: IMUX) -> bool:
-        return (bool(self.running) and bool(member.ready) and self.isEnabled(member)
-                and member.name not in self._suspended)
+        return (
+            bool(self.running)
+            and bool(member.ready)
+            and self.isEnabled(member)
+            and member.name not in self._suspended
+        )
 
     def _memberChanged(self, member: IMUX, value: bool) -> None:
         if not value:
@@ -292,16 +301,24 @@ class MUXPool(Service):
         link = getattr(member, "link", None)
         if not IProbe.providedBy(link):
             self._limiter.emit(
-                self.log.warn, ("cannot suspend", member.name),
+                self.log.warn,
+                ("cannot suspend", member.name),
                 "{pool}: {member}: {count} requests in a row timed out, but its link "
                 "cannot be probed, so it stays in rotation",
-                pool=self.name, member=member.name, count=count)
+                pool=self.name,
+                member=member.name,
+                count=count,
+            )
             return
         self.counters["suspensions"] += 1
         self.log.warn(
             "{pool}: {member}: {count} requests in a row timed out; out of rotation until "
             "{link} proves its peer answers (an echo or a sign-on)",
-            pool=self.name, member=member.name, count=count, link=getattr(link, "name", link))
+            pool=self.name,
+            member=member.name,
+            count=count,
+            link=getattr(link, "name", link),
+        )
         self._probe(member, link)
         self._changed()
 
@@ -313,8 +330,9 @@ class MUXPool(Service):
         """
         probe = link.probe()
         self._suspended[member.name] = probe
-        probe.addCallbacks(lambda _: self._resume(member.name),
-                           lambda failure: self._probeEnded(member, probe))
+        probe.addCallbacks(
+            lambda _: self._resume(member.name), lambda failure: self._probeEnded(member, probe)
+        )
 
     def _probeEnded(self, member: IMUX, probe: Deferred) -> None:
         if self._suspended.get(member.name) is not probe or not self.running:
@@ -331,8 +349,9 @@ class MUXPool(Service):
         if probe is not None and not probe.called:
             probe.cancel()
         if log:
-            self.log.info("{pool}: {member} answers again; back in rotation",
-                          pool=self.name, member=name)
+            self.log.info(
+                "{pool}: {member} answers again; back in rotation", pool=self.name, member=name
+            )
             self._changed()
 
     def status(self) -> Dict[str, Any]:
@@ -346,22 +365,35 @@ class MUXPool(Service):
                 state = "draining"
             elif not self.isEnabled(member):
                 state = "disabled"
-            elif member.name in self._suspended:
+            elif self.isSuspended(member):
                 state = "suspended"
             elif member.ready:
                 state = "up"
             else:
                 state = "down"
-            members.append({"name": member.name, "state": state, "connected": bool(member.ready),
-                            "usable": self.isUsable(member), "enabled": self.isEnabled(member),
-                            "in_flight": member.pendingCount(),
-                            "requests": self.counters["requests"].get(member.name, 0)})
-        return {"kind": "pool", "name": self.name, "running": bool(self.running),
-                "strategy": getattr(self.strategy, "name", type(self.strategy).__name__),
-                "check_enabled": self.checkEnabled, "usable": bool(self.ready),
-                "in_flight": self._inFlight, "members": members,
-                "counters": {k: v for k, v in self.counters.items() if k != "requests"},
-                "latency": self.latency.summary()}
+            members.append(
+                {
+                    "name": member.name,
+                    "state": state,
+                    "connected": bool(member.ready),
+                    "usable": self.isUsable(member),
+                    "enabled": self.isEnabled(member),
+                    "in_flight": member.pendingCount(),
+                    "requests": self.counters["requests"].get(member.name, 0),
+                }
+            )
+        return {
+            "kind": "pool",
+            "name": self.name,
+            "running": bool(self.running),
+            "strategy": getattr(self.strategy, "name", type(self.strategy).__name__),
+            "check_enabled": self.checkEnabled,
+            "usable": bool(self.ready),
+            "in_flight": self._inFlight,
+            "members": members,
+            "counters": {k: v for k, v in self.counters.items() if k != "requests"},
+            "latency": self.latency.summary(),
+        }
 
     # -- IMUX -------------------------------------------------------------
 
@@ -388,8 +420,13 @@ class MUXPool(Service):
                     return member
             except Exception as e:
                 problem = f"strategy {describeCode(strategy)} failed: {describeError(e)}"
-                self._limiter.emit(self.log.error, ("strategy", type(e)), "{pool}: {problem}",
-                                   pool=self.name, problem=problem)
+                self._limiter.emit(
+                    self.log.error,
+                    ("strategy", type(e)),
+                    "{pool}: {problem}",
+                    pool=self.name,
+                    problem=problem,
+                )
                 raise StrategyFailed(f"{self.name}: {problem} - not sent") from None
         return None
 
@@ -437,11 +474,25 @@ class _Request:
     another member could succeed at.
     """
 
-    __slots__ = ("pool", "message", "deadline", "tried", "result", "started", "waiting", "entry",
-                 "member", "inner", "refused", "cancelled", "done")
+    __slots__ = (
+        "pool",
+        "message",
+        "deadline",
+        "tried",
+        "result",
+        "started",
+        "waiting",
+        "entry",
+        "member",
+        "inner",
+        "refused",
+        "cancelled",
+        "done",
+    )
 
-    def __init__(self, pool: MUXPool, message: Mapping[str, str], deadline: float,
-                 started: float) -> None:
+    def __init__(
+        self, pool: MUXPool, message: Mapping[str, str], deadline: float, started: float
+    ) -> None:
         self.pool = pool
         self.message = message
         self.deadline = deadline
@@ -480,8 +531,12 @@ class _Request:
             return
         if self.refused is not None:
             pool.counters["retries"] += 1
-            pool.log.info("{pool}: {error}; trying {member}", pool=pool.name,
-                          error=str(self.refused.value), member=member.name)
+            pool.log.info(
+                "{pool}: {error}; trying {member}",
+                pool=pool.name,
+                error=str(self.refused.value),
+                member=member.name,
+            )
         self.tried += (id(member),)
         pool._count(member)
         if self.entry is not None:
@@ -517,15 +572,21 @@ class _Request:
         elif self.inner is not None:
             self.pool.log.error(
                 "{pool}: member {member} did not end a request {grace:g}s after its deadline; "
-                "cancelling it", pool=self.pool.name, member=describeCode(self.member),
-                grace=MEMBER_GRACE)
+                "cancelling it",
+                pool=self.pool.name,
+                member=describeCode(self.member),
+                grace=MEMBER_GRACE,
+            )
             self.inner.cancel()  # its outcome arrives through _failed
 
     def _noMUX(self) -> None:
         self.pool.counters["no_mux"] += 1
         after = f" (last: {self.refused.value})" if self.refused is not None else ""
-        self.finish(NoMUXAvailable(
-            f"{self.pool.name}: no MUX available before the deadline{after} - not sent"))
+        self.finish(
+            NoMUXAvailable(
+                f"{self.pool.name}: no MUX available before the deadline{after} - not sent"
+            )
+        )
 
     def _memberEnded(self) -> None:
         self.inner = self.member = None
@@ -558,15 +619,25 @@ class _Request:
         elif failure.check(CancelledError):
             # A member that does not know our outcomes: it was asked, so the
             # issuer may have the message.
-            failure = Failure(CancelledAfterWrite(
-                f"{self.pool.name}: cancelled after {member.name} was asked; outcome unknown"))
+            failure = Failure(
+                CancelledAfterWrite(
+                    f"{self.pool.name}: cancelled after {member.name} was asked; outcome unknown"
+                )
+            )
         elif not failure.check(RequestError):
             assert failure.value is not None  # a Failure holds its exception
-            self.pool.log.error("{pool}: member {member} failed: {error}", pool=self.pool.name,
-                                member=describeCode(member), error=describeError(failure.value))
-            failure = Failure(OutcomeUnknown(
-                f"{self.pool.name}: member {member.name} failed ({type(failure.value).__name__}); "
-                "outcome unknown"))
+            self.pool.log.error(
+                "{pool}: member {member} failed: {error}",
+                pool=self.pool.name,
+                member=describeCode(member),
+                error=describeError(failure.value),
+            )
+            failure = Failure(
+                OutcomeUnknown(
+                    f"{self.pool.name}: member {member.name} failed ({type(failure.value).__name__}); "
+                    "outcome unknown"
+                )
+            )
         self.finish(failure)
 
     def cancel(self, result: Optional[Deferred] = None) -> None:

@@ -13,6 +13,7 @@ cancellation arrive in.
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import partial
 from typing import (
     Callable,
     Dict,
@@ -20,8 +21,6 @@ from typing import (
     List,
     Mapping,
     Optional,
-    Sequence,
-    Tuple,
     Type,
     Union,
     cast,
@@ -55,11 +54,12 @@ from muxpool.errors import (
     RequestError,
     RequestTimeout,
 )
-from muxpool.interfaces import ILink, IMUX, IRequestListener, ISource
+from muxpool.interfaces import IMUX, ILink, IRequestListener, ISource
 from muxpool.iso import binaryFieldsOf, isResponse, maskMessage
 from muxpool.listeners import ListenerFailed, offer
 from muxpool.mux._keys import KeyBuilder
 from muxpool.mux._latency import LatencySummary
+
 
 class _Pending:
     """
@@ -68,11 +68,21 @@ class _Pending:
     @ivar link: the link it was written on; None until it is written.
     """
 
-    __slots__ = ("mux", "key", "message", "deferred", "entry", "link", "started", "deadline",
-                 "done")
+    __slots__ = (
+        "mux",
+        "key",
+        "message",
+        "deferred",
+        "entry",
+        "link",
+        "started",
+        "deadline",
+        "done",
+    )
 
-    def __init__(self, mux: "QMUX", key: str, message: Mapping[str, str], started: float,
-                 deadline: float) -> None:
+    def __init__(
+        self, mux: "QMUX", key: str, message: Mapping[str, str], started: float, deadline: float
+    ) -> None:
         self.mux = mux
         self.key = key
         self.message = message
@@ -137,8 +147,16 @@ class QMUX(Service):
         self._waiting: "OrderedDict[str, _Pending]" = OrderedDict()
         self._expired: "OrderedDict[str, None]" = OrderedDict()
         self._counts: Dict[str, float] = dict.fromkeys(
-            ("tx", "rx", "tx_expired", "rx_expired", "rx_unhandled", "rx_forwarded", "rx_late",
-             "rx_ignored"),
+            (
+                "tx",
+                "rx",
+                "tx_expired",
+                "rx_expired",
+                "rx_unhandled",
+                "rx_forwarded",
+                "rx_late",
+                "rx_ignored",
+            ),
             0,
         )
         self._counts["last_txn"] = 0.0
@@ -176,9 +194,13 @@ class QMUX(Service):
         self.ready.set(False)
         for pending in list(self._waiting.values()):
             self._counts["tx_expired"] += 1
-            self._complete(pending, LinkNotReady(
-                f"{self.name}: stopped before the link was ready "
-                f"({self.keys.describe(pending.message)}) - not sent"))
+            self._complete(
+                pending,
+                LinkNotReady(
+                    f"{self.name}: stopped before the link was ready "
+                    f"({self.keys.describe(pending.message)}) - not sent"
+                ),
+            )
         return self.whenDrained().addCallback(self._detachAll)
 
     def _detachAll(self, result: object = None) -> object:
@@ -211,7 +233,7 @@ class QMUX(Service):
 
     def _attach(self, link: ILink) -> None:
         if link not in self._attached:
-            lost = lambda reason, link=link: self._linkLost(link)
+            lost = partial(self._linkLost, link)
             self._attached[link] = lost
             link.addReceiver(self.messageReceived)
             link.addLossObserver(lost)
@@ -241,7 +263,7 @@ class QMUX(Service):
         if ready:
             self._flush()
 
-    def _linkLost(self, link: ILink) -> None:
+    def _linkLost(self, link: ILink, reason: Optional[Failure] = None) -> None:
         for pending in [p for p in self._pending.values() if p.link is link]:
             if not pending.done:
                 self._unknown(pending, LinkLost, "link lost after the request was written")
@@ -255,8 +277,10 @@ class QMUX(Service):
             return
         self._remember(pending.key)
         self._counts["rx_expired"] += 1
-        self._complete(pending, error(
-            f"{self.name}: {why} ({self.keys.describe(pending.message)}); outcome unknown"))
+        self._complete(
+            pending,
+            error(f"{self.name}: {why} ({self.keys.describe(pending.message)}); outcome unknown"),
+        )
 
     def pendingOn(self, link: Optional[ILink] = None) -> int:
         """
@@ -378,11 +402,16 @@ class QMUX(Service):
         except Exception as e:
             # A link that failed in an unknown way may have written part of
             # the message: the issuer may have it.
-            self.log.error("{mux}: link {link} failed while writing: {error}", mux=self.name,
-                           link=describeCode(link), error=describeError(e))
+            self.log.error(
+                "{mux}: link {link} failed while writing: {error}",
+                mux=self.name,
+                link=describeCode(link),
+                error=describeError(e),
+            )
             if not pending.done:
-                self._unknown(pending, OutcomeUnknown,
-                              f"link failed while writing ({type(e).__name__})")
+                self._unknown(
+                    pending, OutcomeUnknown, f"link failed while writing ({type(e).__name__})"
+                )
 
     def _unwrite(self, pending: _Pending) -> None:
         link, pending.link = pending.link, None
@@ -422,11 +451,21 @@ class QMUX(Service):
         reversal), "not sent" at a bounded rate (a link down fails them all).
         """
         if isinstance(error, OutcomeUnknown):
-            self.log.info("{mux}: outcome unknown: {error}", mux=self.name, error=str(error),
-                          event="request.outcome_unknown")
+            self.log.info(
+                "{mux}: outcome unknown: {error}",
+                mux=self.name,
+                error=str(error),
+                event="request.outcome_unknown",
+            )
         else:
-            self._limiter.emit(self.log.info, type(error).__name__, "{mux}: not sent: {error}",
-                               mux=self.name, error=str(error), event="request.not_sent")
+            self._limiter.emit(
+                self.log.info,
+                type(error).__name__,
+                "{mux}: not sent: {error}",
+                mux=self.name,
+                error=str(error),
+                event="request.not_sent",
+            )
 
     def _cancel(self, pending: _Pending) -> None:
         if pending.done:
@@ -436,11 +475,13 @@ class QMUX(Service):
             self._remember(pending.key)
             error = CancelledAfterWrite(
                 f"{self.name}: cancelled after the request was written "
-                f"({self.keys.describe(pending.message)}); outcome unknown")
+                f"({self.keys.describe(pending.message)}); outcome unknown"
+            )
         else:
             error = CancelledBeforeWrite(
                 f"{self.name}: cancelled before the request was written "
-                f"({self.keys.describe(pending.message)}) - not sent")
+                f"({self.keys.describe(pending.message)}) - not sent"
+            )
         self._complete(pending, error)
 
     def _remember(self, key: str) -> None:
@@ -455,13 +496,18 @@ class QMUX(Service):
             self._unknown(pending, RequestTimeout, "no response before the deadline")
         else:
             self._counts["tx_expired"] += 1
-            self._complete(pending, LinkNotReady(
-                f"{self.name}: {why} ({self.keys.describe(pending.message)}) - not sent"))
+            self._complete(
+                pending,
+                LinkNotReady(
+                    f"{self.name}: {why} ({self.keys.describe(pending.message)}) - not sent"
+                ),
+            )
 
     # -- inbound ----------------------------------------------------------------
 
-    def messageReceived(self, message: Dict[str, str], final: bool = True,
-                        source: Optional[ISource] = None) -> bool:
+    def messageReceived(
+        self, message: Dict[str, str], final: bool = True, source: Optional[ISource] = None
+    ) -> bool:
         """
         A message arrived on a link: a response to match, or a message for
         the request listeners and then the unhandled path (jPOS's
@@ -508,8 +554,12 @@ class QMUX(Service):
                 if offer(self.listeners, source, message):
                     return
             except ListenerFailed as e:
-                self.log.error("{mux}: {error} on {message}", mux=self.name, error=str(e),
-                               message=self._mask(message))
+                self.log.error(
+                    "{mux}: {error} on {message}",
+                    mux=self.name,
+                    error=str(e),
+                    message=self._mask(message),
+                )
                 return
         self._counts["rx_unhandled"] += 1
         self.log.info(
@@ -524,20 +574,30 @@ class QMUX(Service):
             else:
                 handler(message)
         except Exception as e:
-            self.log.error("{mux}: unhandled-message handler {handler} failed on {message}: {error}",
-                           mux=self.name, handler=describeCode(handler), error=describeError(e),
-                           message=self._mask(message))
+            self.log.error(
+                "{mux}: unhandled-message handler {handler} failed on {message}: {error}",
+                mux=self.name,
+                handler=describeCode(handler),
+                error=describeError(e),
+                message=self._mask(message),
+            )
 
     def status(self) -> Dict[str, object]:
         """
         The QMUX as an operator sees it: its link, readiness, jPOS-named
         counters and latency.
         """
-        return {"kind": "qmux", "name": self.name, "running": bool(self.running),
-                "connected": self.isConnected(), "in_flight": len(self._pending),
-                "link": getattr(self.link, "name", None),
-                "links": [getattr(link, "name", repr(link)) for link in self._attached],
-                "counters": self.counters, "latency": self.latency.summary()}
+        return {
+            "kind": "qmux",
+            "name": self.name,
+            "running": bool(self.running),
+            "connected": self.isConnected(),
+            "in_flight": len(self._pending),
+            "link": getattr(self.link, "name", None),
+            "links": [getattr(link, "name", repr(link)) for link in self._attached],
+            "counters": self.counters,
+            "latency": self.latency.summary(),
+        }
 
     def _mask(self, message: Mapping[str, str]) -> str:
         return maskMessage(message, binaryFieldsOf(self.link))

@@ -223,8 +223,14 @@ class WeightedRoundRobin:
 #: Built-in strategies by jPOS name (and this project's additions).
 BUILTIN = {
     cls.name: cls
-    for cls in (PrimarySecondary, RoundRobin, RoundRobinWithOverride, SplitByDivisor,
-                LeastPending, WeightedRoundRobin)
+    for cls in (
+        PrimarySecondary,
+        RoundRobin,
+        RoundRobinWithOverride,
+        SplitByDivisor,
+        LeastPending,
+        WeightedRoundRobin,
+    )
 }
 DEFAULT = PrimarySecondary.name
 
@@ -256,9 +262,7 @@ def strategyByName(name: Optional[str], config: Optional[Mapping] = None) -> ISt
     plugins = pluginStrategies()
     if name in plugins:
         return plugins[name]
-    raise StrategyConfigError(
-        f"unknown strategy {name!r} (known: {', '.join(knownNames())})"
-    )
+    raise StrategyConfigError(f"unknown strategy {name!r} (known: {', '.join(knownNames())})")
 
 
 def strategyByPath(path: str, config: Optional[Mapping] = None) -> IStrategy:
@@ -276,7 +280,8 @@ def strategyByPath(path: str, config: Optional[Mapping] = None) -> IStrategy:
         ) from None
     except Exception as e:  # a broken module: SyntaxError, or raising when imported
         raise StrategyConfigError(
-            f"strategy handler {path!r} cannot be loaded: {describeError(e)}") from None
+            f"strategy handler {path!r} cannot be loaded: {describeError(e)}"
+        ) from None
     if isinstance(obj, type):
         if not IStrategy.implementedBy(obj):
             raise StrategyConfigError(
@@ -287,7 +292,8 @@ def strategyByPath(path: str, config: Optional[Mapping] = None) -> IStrategy:
             obj = obj(config or {})
         except Exception as e:
             raise StrategyConfigError(
-                f"strategy handler {describeCode(obj)} failed when built: {describeError(e)}") from None
+                f"strategy handler {describeCode(obj)} failed when built: {describeError(e)}"
+            ) from None
     if not IStrategy.providedBy(obj):
         raise StrategyConfigError(
             f"strategy handler {path!r} does not provide IStrategy "

@@ -15,7 +15,17 @@ from muxpool.ops._operations import DrainTimeout, Operations, UnknownMUX
 from muxpool.ops._prometheus import CONTENT_TYPE_LATEST, MetricsCollector, metricsText
 
 __all__ = [
-    "AdminConfigError", "AdminResource", "AdminService", "CONTENT_TYPE_LATEST", "DrainTimeout",
-    "MetricsCollector", "Operations", "UnknownMUX", "addAdminArguments", "checkEndpoint",
-    "jsonLines", "metricsText", "runAdminCommand",
+    "AdminConfigError",
+    "AdminResource",
+    "AdminService",
+    "CONTENT_TYPE_LATEST",
+    "DrainTimeout",
+    "MetricsCollector",
+    "Operations",
+    "UnknownMUX",
+    "addAdminArguments",
+    "checkEndpoint",
+    "jsonLines",
+    "metricsText",
+    "runAdminCommand",
 ]

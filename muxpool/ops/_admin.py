@@ -73,9 +73,12 @@ def checkEndpoint(description: str, token: Optional[str]) -> None:
             return
         raise AdminConfigError(
             f"admin endpoint {description!r} listens on {interface or 'every interface'}: give it "
-            "interface=127.0.0.1, or a token (--admin-token-file or MUXPOOL_ADMIN_TOKEN)")
-    raise AdminConfigError(f"admin endpoint {description!r}: without a token only tcp:PORT:"
-                           "interface=127.0.0.1 or unix: endpoints are allowed")
+            "interface=127.0.0.1, or a token (--admin-token-file or MUXPOOL_ADMIN_TOKEN)"
+        )
+    raise AdminConfigError(
+        f"admin endpoint {description!r}: without a token only tcp:PORT:"
+        "interface=127.0.0.1 or unix: endpoints are allowed"
+    )
 
 
 def _json(request, code: int, body) -> bytes:
@@ -97,8 +100,11 @@ class _Leaf(Resource):
         if getattr(self, "render_" + request.method.decode("ascii", "replace"), None) is None:
             allowed = [m for m in ("GET", "POST", "HEAD") if hasattr(self, "render_" + m)]
             request.setHeader(b"allow", ", ".join(allowed).encode())
-            return _json(request, http.NOT_ALLOWED,
-                         {"error": f"{request.method.decode()} not allowed; use {' or '.join(allowed)}"})
+            return _json(
+                request,
+                http.NOT_ALLOWED,
+                {"error": f"{request.method.decode()} not allowed; use {' or '.join(allowed)}"},
+            )
         if request.postpath and request.postpath != [b""]:
             return _json(request, http.NOT_FOUND, {"error": "no such path"})
         return Resource.render(self, request)
@@ -154,8 +160,11 @@ class MuxesResource(Resource):
     def render(self, request):
         path = [p.decode("utf-8", "replace") for p in request.postpath if p]
         if len(path) != 2 or path[1] not in ACTIONS:
-            return _json(request, http.NOT_FOUND,
-                         {"error": "use POST /muxes/NAME/enable, /disable or /drain"})
+            return _json(
+                request,
+                http.NOT_FOUND,
+                {"error": "use POST /muxes/NAME/enable, /disable or /drain"},
+            )
         if request.method != b"POST":
             request.setHeader(b"allow", b"POST")
             return _json(request, http.NOT_ALLOWED, {"error": "use POST"})
@@ -163,8 +172,11 @@ class MuxesResource(Resource):
             # A browser sends Origin with a POST; the CLI and scripts do not,
             # and the status page never posts.  Without a token, this keeps
             # any web page open on the switch's host from draining a member.
-            return _json(request, http.FORBIDDEN,
-                         {"error": "not from a web page: use muxpool enable|disable|drain"})
+            return _json(
+                request,
+                http.FORBIDDEN,
+                {"error": "not from a web page: use muxpool enable|disable|drain"},
+            )
         name, action = path
         try:
             if action == "drain":
@@ -176,8 +188,11 @@ class MuxesResource(Resource):
         except UnknownMUX as e:
             return _json(request, http.NOT_FOUND, {"error": e.args[0]})
         except ValueError:
-            return _json(request, http.BAD_REQUEST,
-                         {"error": "timeout must be a number of seconds, above 0 and at most 3600"})
+            return _json(
+                request,
+                http.BAD_REQUEST,
+                {"error": "timeout must be a number of seconds, above 0 and at most 3600"},
+            )
         return _json(request, http.OK, {"mux": name, "action": action, "pools": pools})
 
     def _drain(self, request, name: str, timeout: float):
@@ -195,8 +210,10 @@ class MuxesResource(Resource):
 
         def late(failure):
             failure.trap(DrainTimeout)
-            answer(http.GATEWAY_TIMEOUT, {"mux": name, "action": "drain", "drained": False,
-                                          "error": str(failure.value)})
+            answer(
+                http.GATEWAY_TIMEOUT,
+                {"mux": name, "action": "drain", "drained": False, "error": str(failure.value)},
+            )
 
         d.addCallbacks(done, late)
         return NOT_DONE_YET
@@ -227,8 +244,9 @@ class AdminResource(Resource):
         assert self.token is not None  # asked only when there is one
         header = request.getHeader(b"authorization") or b""
         scheme, _, given = header.partition(b" ")
-        return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(),
-                                                                   self.token.encode())
+        return scheme.lower() == b"bearer" and hmac.compare_digest(
+            given.strip(), self.token.encode()
+        )
 
 
 class _Unauthorized(Resource):
@@ -263,16 +281,20 @@ class _Announcing:
         return self._endpoint.listen(factory).addCallbacks(self._listening, self._failed)
 
     def _listening(self, port: IListeningPort) -> IListeningPort:
-        self.log.info("admin API on {address}", event="admin.listening",
-                      address=hostPort(port.getHost()))
+        self.log.info(
+            "admin API on {address}", event="admin.listening", address=hostPort(port.getHost())
+        )
         self._service._listened(port)
         return port
 
     def _failed(self, failure: Failure) -> Optional[Failure]:
         if failure.check(CancelledError):
             return failure  # stopped before it listened
-        self.log.error("admin API cannot listen on {endpoint}: {why}",
-                       endpoint=self._service.description, why=failure.getErrorMessage())
+        self.log.error(
+            "admin API cannot listen on {endpoint}: {why}",
+            endpoint=self._service.description,
+            why=failure.getErrorMessage(),
+        )
         return None
 
 
@@ -283,13 +305,15 @@ class AdminService(StreamServerEndpointService):
     @raise AdminConfigError: an endpoint beyond loopback without a token.
     """
 
-    def __init__(self, endpoint: str, operations: Operations, reactor: Any,
-                 token: Optional[str] = None) -> None:
+    def __init__(
+        self, endpoint: str, operations: Operations, reactor: Any, token: Optional[str] = None
+    ) -> None:
         checkEndpoint(endpoint, token)
         site = Site(AdminResource(operations, token))
         site.noisy = False
         StreamServerEndpointService.__init__(
-            self, _Announcing(serverFromString(reactor, endpoint), self), site)
+            self, _Announcing(serverFromString(reactor, endpoint), self), site
+        )
         self.setName("admin")
         self.description = endpoint
         self.site = site

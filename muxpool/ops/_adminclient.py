@@ -18,10 +18,14 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 
 
 def addAdminArguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--admin", default=os.environ.get("MUXPOOL_ADMIN", DEFAULT_URL),
-                        help=f"admin API base URL (default $MUXPOOL_ADMIN or {DEFAULT_URL})")
-    parser.add_argument("--token-file",
-                        help="file holding the admin token (default $MUXPOOL_ADMIN_TOKEN)")
+    parser.add_argument(
+        "--admin",
+        default=os.environ.get("MUXPOOL_ADMIN", DEFAULT_URL),
+        help=f"admin API base URL (default $MUXPOOL_ADMIN or {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--token-file", help="file holding the admin token (default $MUXPOOL_ADMIN_TOKEN)"
+    )
 
 
 def _token(args) -> Optional[str]:
@@ -35,8 +39,9 @@ def call(args, method: str, path: str, timeout: float = 60.0) -> Tuple[int, Dict
     """
     One request to the admin API: (HTTP status, decoded JSON body).
     """
-    request = urllib.request.Request(args.admin.rstrip("/") + path, method=method,
-                                     data=b"" if method == "POST" else None)
+    request = urllib.request.Request(
+        args.admin.rstrip("/") + path, method=method, data=b"" if method == "POST" else None
+    )
     token = _token(args)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
@@ -56,19 +61,28 @@ def render(status: Dict) -> str:
     """
     lines = []
     for pool in status.get("pools", []):
-        lines.append(f"pool {pool['name']} ({pool['strategy']}, {pool['in_flight']} in flight)"
-                     + ("" if pool["usable"] else "  NOT USABLE"))
-        for member in pool["members"] or [{"name": "(no members deployed)", "state": "",
-                                           "in_flight": 0, "requests": 0}]:
-            lines.append(f"  {member['name']:<28} {member['state']:<10} "
-                         f"{member['in_flight']:>5} in flight {member['requests']:>9} requests")
+        lines.append(
+            f"pool {pool['name']} ({pool['strategy']}, {pool['in_flight']} in flight)"
+            + ("" if pool["usable"] else "  NOT USABLE")
+        )
+        for member in pool["members"] or [
+            {"name": "(no members deployed)", "state": "", "in_flight": 0, "requests": 0}
+        ]:
+            lines.append(
+                f"  {member['name']:<28} {member['state']:<10} "
+                f"{member['in_flight']:>5} in flight {member['requests']:>9} requests"
+            )
     for channel in status.get("channels", []):
         why = f"  ({channel['last_failure']})" if channel.get("last_failure") else ""
-        lines.append(f"channel {channel['name']:<24} {'ready' if channel['ready'] else 'NOT READY':<10}"
-                     f" {channel['target']}{why}")
+        lines.append(
+            f"channel {channel['name']:<24} {'ready' if channel['ready'] else 'NOT READY':<10}"
+            f" {channel['target']}{why}"
+        )
     for server in status.get("servers", []):
-        lines.append(f"server {server['name']:<25} {server['listening'] or 'NOT LISTENING':<22} "
-                     f"{server['sessions']} sessions, {server['in_flight']} in flight")
+        lines.append(
+            f"server {server['name']:<25} {server['listening'] or 'NOT LISTENING':<22} "
+            f"{server['sessions']} sessions, {server['in_flight']} in flight"
+        )
     for file, error in status.get("deploy", {}).get("failed", {}).items():
         lines.append(f"FAILED {file}: {error}")
     return "\n".join(lines)
@@ -90,12 +104,17 @@ def runAdminCommand(args) -> int:
                 path += f"?timeout={args.timeout:g}"
             code, body = call(args, "POST", path, timeout=getattr(args, "timeout", 30) + 10)
             if code == 200:
-                done = {"enable": "enabled", "disable": "disabled", "drain": "drained"}[args.command]
+                done = {"enable": "enabled", "disable": "disabled", "drain": "drained"}[
+                    args.command
+                ]
                 print(f"{args.name}: {done} in {', '.join(body['pools']) or 'no pool'}")
                 return 0
     except (urllib.error.URLError, OSError) as e:
-        print(f"muxpool {args.command}: cannot reach the admin API at {args.admin}: "
-              f"{getattr(e, 'reason', e)}", file=sys.stderr)
+        print(
+            f"muxpool {args.command}: cannot reach the admin API at {args.admin}: "
+            f"{getattr(e, 'reason', e)}",
+            file=sys.stderr,
+        )
         return 2
     print(f"muxpool {args.command}: HTTP {code}: {body.get('error', body)}", file=sys.stderr)
     return 1

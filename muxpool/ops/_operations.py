@@ -44,8 +44,9 @@ class Operations:
 
     log = Logger()
 
-    def __init__(self, registry: Registry, clock: IReactorTime,
-                 deploy: Optional[DeployService] = None) -> None:
+    def __init__(
+        self, registry: Registry, clock: IReactorTime, deploy: Optional[DeployService] = None
+    ) -> None:
         self.registry = registry
         self.clock = clock
         self.deploy = deploy
@@ -66,8 +67,9 @@ class Operations:
         """
         obj = self.registry.lookup(name)
         if obj is None or not IMUX.providedBy(obj):
-            known = sorted(n for n in self.registry.names()
-                           if IMUX.providedBy(self.registry.lookup(n)))
+            known = sorted(
+                n for n in self.registry.names() if IMUX.providedBy(self.registry.lookup(n))
+            )
             raise UnknownMUX(f"no MUX named {name!r} (deployed: {', '.join(known) or 'none'})")
         return obj
 
@@ -84,8 +86,12 @@ class Operations:
         pools = self.poolsOf(name)
         for pool in pools:
             pool.enable(name)
-        self.log.info("{mux}: enabled in {pools}", mux=name, event="mux.enabled",
-                      pools=[p.name for p in pools])
+        self.log.info(
+            "{mux}: enabled in {pools}",
+            mux=name,
+            event="mux.enabled",
+            pools=[p.name for p in pools],
+        )
         return [p.name for p in pools]
 
     def disable(self, name: str, draining: bool = False) -> List[str]:
@@ -99,9 +105,13 @@ class Operations:
         pools = self.poolsOf(name)
         for pool in pools:
             pool.disable(name, draining)
-        self.log.info("{mux}: {how} in {pools}", mux=name, how="draining" if draining else "disabled",
-                      event="mux.draining" if draining else "mux.disabled",
-                      pools=[p.name for p in pools])
+        self.log.info(
+            "{mux}: {how} in {pools}",
+            mux=name,
+            how="draining" if draining else "disabled",
+            event="mux.draining" if draining else "mux.disabled",
+            pools=[p.name for p in pools],
+        )
         return [p.name for p in pools]
 
     def drain(self, name: str, timeout: float = 30.0) -> Deferred:
@@ -119,8 +129,9 @@ class Operations:
 
         def late(failure: Failure) -> None:
             failure.trap(TimeoutError)
-            raise DrainTimeout(f"{name}: {mux.pendingCount()} requests still in flight after "
-                               f"{timeout:g}s")
+            raise DrainTimeout(
+                f"{name}: {mux.pendingCount()} requests still in flight after {timeout:g}s"
+            )
 
         # QMUX and MUXPool say when they are drained; a MUX of one's own
         # that cannot say is taken as drained.
@@ -152,9 +163,13 @@ class Operations:
                 channels.append(obj.status())
             elif isinstance(obj, QServer):
                 servers.append(obj.status())
-        status: Dict[str, object] = {"muxes": muxes, "pools": pools, "channels": channels,
-                                     "servers": servers, "time": self.clock.seconds()}
+        status: Dict[str, object] = {
+            "muxes": muxes,
+            "pools": pools,
+            "channels": channels,
+            "servers": servers,
+            "time": self.clock.seconds(),
+        }
         if self.deploy is not None:
             status["deploy"] = self.deploy.status()
         return status
-

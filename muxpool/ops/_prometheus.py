@@ -27,27 +27,52 @@ __all__ = ["CONTENT_TYPE_LATEST", "MetricsCollector", "metricsText"]
 MUX_COUNTERS = {
     "requests": ("Requests written (jPOS tx).", "tx"),
     "responses": ("Responses matched to a request (jPOS rx).", "rx"),
-    "not_sent_expired": ("Requests whose link was not ready before their deadline (jPOS "
-                         "tx_expired).", "tx_expired"),
-    "outcome_unknown": ("Requests written and not answered: timed out, link lost or cancelled "
-                        "(jPOS rx_expired).", "rx_expired"),
+    "not_sent_expired": (
+        "Requests whose link was not ready before their deadline (jPOS tx_expired).",
+        "tx_expired",
+    ),
+    "outcome_unknown": (
+        "Requests written and not answered: timed out, link lost or cancelled (jPOS rx_expired).",
+        "rx_expired",
+    ),
     "unhandled": ("Messages no request or listener took (jPOS rx_unhandled).", "rx_unhandled"),
-    "forwarded": ("Unmatched messages offered to request listeners (jPOS rx_forwarded).",
-                  "rx_forwarded"),
+    "forwarded": (
+        "Unmatched messages offered to request listeners (jPOS rx_forwarded).",
+        "rx_forwarded",
+    ),
     "late": ("Responses that came after their request timed out.", "rx_late"),
     "ignored": ("Responses ignored for their response code (ignore-rc).", "rx_ignored"),
 }
-CHANNEL_COUNTERS = ("connects", "disconnects", "connect_failures", "echo_failures",
-                    "sign_on_failures", "idle_timeouts")
-SERVER_COUNTERS = ("accepted", "refused", "rx", "rx_unhandled", "listener_errors", "undelivered",
-                   "tls_refused")
+CHANNEL_COUNTERS = (
+    "connects",
+    "disconnects",
+    "connect_failures",
+    "echo_failures",
+    "sign_on_failures",
+    "idle_timeouts",
+)
+SERVER_COUNTERS = (
+    "accepted",
+    "refused",
+    "rx",
+    "rx_unhandled",
+    "listener_errors",
+    "undelivered",
+    "tls_refused",
+)
 
 
 Family = Union[CounterMetricFamily, GaugeMetricFamily]
 
 
-def _family(kind: Type[Family], name: str, help: str, label: str, beans: Iterable[Any],
-            value: Callable[[Any], float]) -> Family:
+def _family(
+    kind: Type[Family],
+    name: str,
+    help: str,
+    label: str,
+    beans: Iterable[Any],
+    value: Callable[[Any], float],
+) -> Family:
     """
     One family C{muxpool_<label>_<name>} with one sample per bean, by name.
     """
@@ -57,20 +82,23 @@ def _family(kind: Type[Family], name: str, help: str, label: str, beans: Iterabl
     return family
 
 
-def _counters(label: str, beans: Iterable[Any],
-              counters: Iterable[Tuple[str, str, str]]) -> Iterator[Family]:
+def _counters(
+    label: str, beans: Iterable[Any], counters: Iterable[Tuple[str, str, str]]
+) -> Iterator[Family]:
     """
     A counter family per C{(name, help, key)}: C{bean.counters[key]}.
     """
     for name, help, key in counters:
+
         def value(bean: Any, key: str = key) -> float:
             return bean.counters[key]
 
         yield _family(CounterMetricFamily, name, help, label, beans, value)
 
 
-def _histogram(name: str, help: str, label: str,
-               beans: Iterable[Union[QMUX, MUXPool]]) -> HistogramMetricFamily:
+def _histogram(
+    name: str, help: str, label: str, beans: Iterable[Union[QMUX, MUXPool]]
+) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, help, labels=[label])
     for bean in beans:
         latency = bean.latency
@@ -93,49 +121,107 @@ class MetricsCollector:
         channels = [o for o in objects if isinstance(o, ChannelAdaptor)]
         servers = [o for o in objects if isinstance(o, QServer)]
 
-        yield from _counters("mux", muxes, ((name, help, key)
-                                            for name, (help, key) in MUX_COUNTERS.items()))
-        yield _family(GaugeMetricFamily, "in_flight",
-                      "Requests pending: waiting for the link or written.", "mux", muxes,
-                      lambda m: m.pendingCount())
-        yield _family(GaugeMetricFamily, "connected", "1 while the MUX's link is ready.", "mux",
-                      muxes, lambda m: int(m.isConnected()))
-        yield _histogram("muxpool_mux_request_duration_seconds",
-                         "Time from request to matched response.", "mux", muxes)
+        yield from _counters(
+            "mux", muxes, ((name, help, key) for name, (help, key) in MUX_COUNTERS.items())
+        )
+        yield _family(
+            GaugeMetricFamily,
+            "in_flight",
+            "Requests pending: waiting for the link or written.",
+            "mux",
+            muxes,
+            lambda m: m.pendingCount(),
+        )
+        yield _family(
+            GaugeMetricFamily,
+            "connected",
+            "1 while the MUX's link is ready.",
+            "mux",
+            muxes,
+            lambda m: int(m.isConnected()),
+        )
+        yield _histogram(
+            "muxpool_mux_request_duration_seconds",
+            "Time from request to matched response.",
+            "mux",
+            muxes,
+        )
 
-        requests = CounterMetricFamily("muxpool_pool_requests", "Requests given to each member.",
-                                       labels=["pool", "member"])
-        usable = GaugeMetricFamily("muxpool_pool_member_usable",
-                                   "1 while the member is usable (up, enabled, not suspended).",
-                                   labels=["pool", "member"])
+        requests = CounterMetricFamily(
+            "muxpool_pool_requests", "Requests given to each member.", labels=["pool", "member"]
+        )
+        usable = GaugeMetricFamily(
+            "muxpool_pool_member_usable",
+            "1 while the member is usable (up, enabled, not suspended).",
+            labels=["pool", "member"],
+        )
         for pool in pools:
             for member in pool.members:
-                requests.add_metric([pool.name, member.name],
-                                    pool.counters["requests"].get(member.name, 0))
+                requests.add_metric(
+                    [pool.name, member.name], pool.counters["requests"].get(member.name, 0)
+                )
                 usable.add_metric([pool.name, member.name], int(pool.isUsable(member)))
         yield requests
         yield usable
-        yield from _counters("pool", pools, (
-            ("no_mux", "Requests no member was usable for before the deadline.", "no_mux"),
-            ("retries", "Requests tried on another member after a not-sent.", "retries"),
-            ("suspensions", "Members taken out after timeouts in a row.", "suspensions")))
-        yield _family(GaugeMetricFamily, "in_flight", "Requests in flight through the pool.",
-                      "pool", pools, lambda p: p.pendingCount())
-        yield _histogram("muxpool_pool_request_duration_seconds",
-                         "Time from request to response through the pool, waiting included.",
-                         "pool", pools)
+        yield from _counters(
+            "pool",
+            pools,
+            (
+                ("no_mux", "Requests no member was usable for before the deadline.", "no_mux"),
+                ("retries", "Requests tried on another member after a not-sent.", "retries"),
+                ("suspensions", "Members taken out after timeouts in a row.", "suspensions"),
+            ),
+        )
+        yield _family(
+            GaugeMetricFamily,
+            "in_flight",
+            "Requests in flight through the pool.",
+            "pool",
+            pools,
+            lambda p: p.pendingCount(),
+        )
+        yield _histogram(
+            "muxpool_pool_request_duration_seconds",
+            "Time from request to response through the pool, waiting included.",
+            "pool",
+            pools,
+        )
 
-        yield from _counters("channel", channels, (
-            (key, f"Channel {key.replace('_', ' ')}.", key) for key in CHANNEL_COUNTERS))
-        yield _family(GaugeMetricFamily, "ready", "1 while the channel is ready.", "channel",
-                      channels, lambda c: int(bool(c.ready)))
+        yield from _counters(
+            "channel",
+            channels,
+            ((key, f"Channel {key.replace('_', ' ')}.", key) for key in CHANNEL_COUNTERS),
+        )
+        yield _family(
+            GaugeMetricFamily,
+            "ready",
+            "1 while the channel is ready.",
+            "channel",
+            channels,
+            lambda c: int(bool(c.ready)),
+        )
 
-        yield from _counters("server", servers, (
-            (key, f"Server {key.replace('_', ' ')}.", key) for key in SERVER_COUNTERS))
-        yield _family(GaugeMetricFamily, "sessions", "Sessions open.", "server", servers,
-                      lambda s: len(s.sessions))
-        yield _family(GaugeMetricFamily, "in_flight", "Requests read and not yet answered.",
-                      "server", servers, lambda s: s.inFlight())
+        yield from _counters(
+            "server",
+            servers,
+            ((key, f"Server {key.replace('_', ' ')}.", key) for key in SERVER_COUNTERS),
+        )
+        yield _family(
+            GaugeMetricFamily,
+            "sessions",
+            "Sessions open.",
+            "server",
+            servers,
+            lambda s: len(s.sessions),
+        )
+        yield _family(
+            GaugeMetricFamily,
+            "in_flight",
+            "Requests read and not yet answered.",
+            "server",
+            servers,
+            lambda s: s.inFlight(),
+        )
 
 
 def metricsText(operations: Operations) -> bytes:

@@ -14,6 +14,8 @@ In memory, on a C{task.Clock}:
     a strategy or a pool setting in a few lines.
   - L{outcomeOf}, L{runUntil}, L{answer}: read a request's outcome, let
     time pass, build a response.
+  - L{attachmentsOf}, L{observersOf}: what a stopped service still holds
+    of a link or a ready state (nothing, if it let go).
 
 On 127.0.0.1 (integration tests, real sockets, OS-chosen ports):
   - L{startIssuer}: a started L{QServer} answering with a L{Responder}.
@@ -22,10 +24,23 @@ On 127.0.0.1 (integration tests, real sockets, OS-chosen ports):
 
 from muxpool.testing._harness import PoolHarness, outcomeOf, runUntil
 from muxpool.testing._issuer import MemoryIssuer, Rule, answer
+from muxpool.testing._leaks import attachmentsOf, observersOf
 from muxpool.testing._link import MemoryLink
 from muxpool.testing._loopback import LoopbackLink, defaultSpec, portOf, startIssuer, startLink
 
 __all__ = [
-    "MemoryLink", "MemoryIssuer", "Rule", "answer", "PoolHarness", "outcomeOf", "runUntil",
-    "startIssuer", "startLink", "LoopbackLink", "portOf", "defaultSpec",
+    "MemoryLink",
+    "MemoryIssuer",
+    "Rule",
+    "answer",
+    "PoolHarness",
+    "outcomeOf",
+    "runUntil",
+    "startIssuer",
+    "startLink",
+    "LoopbackLink",
+    "portOf",
+    "defaultSpec",
+    "attachmentsOf",
+    "observersOf",
 ]

@@ -116,8 +116,12 @@ class PoolHarness:
         self.pool.startService()
         self._sent = 0
 
-    def request(self, message: Optional[Mapping[str, str]] = None, timeout: float = 30.0,
-                fields: Optional[Mapping[str, str]] = None) -> Deferred:
+    def request(
+        self,
+        message: Optional[Mapping[str, str]] = None,
+        timeout: float = 30.0,
+        fields: Optional[Mapping[str, str]] = None,
+    ) -> Deferred:
         """
         Send C{message} (by default an 0200 with a key of its own) with
         C{fields} set in it, through the pool; see L{MUXPool.request}.

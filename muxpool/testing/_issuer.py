@@ -15,8 +15,9 @@ from muxpool.testing._link import MemoryLink
 ANSWER, NEVER, DROP = "answer", "never", "drop"
 
 
-def answer(request: Mapping[str, str], code: str = "00",
-           fields: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+def answer(
+    request: Mapping[str, str], code: str = "00", fields: Optional[Mapping[str, str]] = None
+) -> Dict[str, str]:
     """
     The response an issuer gives to C{request}: what a L{Responder} answers
     (the response MTI, the request's header, key, amount and reference
@@ -41,10 +42,13 @@ class Rule:
     @ivar matched: how many requests it has matched.
     """
 
-    def __init__(self, issuer: "MemoryIssuer",
-                 predicate: Optional[Callable[[Mapping[str, str]], bool]] = None,
-                 mti: Union[str, Iterable[str], None] = None,
-                 fields: Optional[Mapping[str, str]] = None) -> None:
+    def __init__(
+        self,
+        issuer: "MemoryIssuer",
+        predicate: Optional[Callable[[Mapping[str, str]], bool]] = None,
+        mti: Union[str, Iterable[str], None] = None,
+        fields: Optional[Mapping[str, str]] = None,
+    ) -> None:
         self._issuer = issuer
         self._predicate = predicate
         self._mtis = None if mti is None else (mti,) if isinstance(mti, str) else tuple(mti)
@@ -150,9 +154,13 @@ class MemoryIssuer:
     def __repr__(self) -> str:
         return f"<MemoryIssuer on {self.link.name}>"
 
-    def when(self, predicate: Optional[Callable[[Mapping[str, str]], bool]] = None, *,
-             mti: Union[str, Iterable[str], None] = None,
-             fields: Optional[Mapping[str, str]] = None) -> Rule:
+    def when(
+        self,
+        predicate: Optional[Callable[[Mapping[str, str]], bool]] = None,
+        *,
+        mti: Union[str, Iterable[str], None] = None,
+        fields: Optional[Mapping[str, str]] = None,
+    ) -> Rule:
         """
         A new rule for the requests with this MTI (or one of these), these
         exact field values and for which C{predicate(request)} is true; with

@@ -30,9 +30,15 @@ def defaultSpec() -> ChannelSpec:
 
 
 @inlineCallbacks
-def startIssuer(reactor: IReactorTime, listeners: Optional[Iterable[IRequestListener]] = None, *,
-                spec: Optional[ChannelSpec] = None, port: int = 0, name: str = "issuer",
-                **options: Any) -> Generator[Deferred, Any, QServer]:
+def startIssuer(
+    reactor: IReactorTime,
+    listeners: Optional[Iterable[IRequestListener]] = None,
+    *,
+    spec: Optional[ChannelSpec] = None,
+    port: int = 0,
+    name: str = "issuer",
+    **options: Any,
+) -> Generator[Deferred, Any, QServer]:
     """
     A L{QServer} on 127.0.0.1 answering with C{listeners} (by default a
     L{Responder}: 39=00 at once), started.  Stop it with C{stopService()}.
@@ -87,9 +93,15 @@ class LoopbackLink(NamedTuple):
         return self.mux.stopService().addCallback(lambda _: self.adaptor.stopService())
 
 
-def startLink(reactor: IReactorTime, port: int, name: str = "link", *,
-              spec: Optional[ChannelSpec] = None, host: str = LOOPBACK,
-              **options: Any) -> LoopbackLink:
+def startLink(
+    reactor: IReactorTime,
+    port: int,
+    name: str = "link",
+    *,
+    spec: Optional[ChannelSpec] = None,
+    host: str = LOOPBACK,
+    **options: Any,
+) -> LoopbackLink:
     """
     A L{ChannelAdaptor} to C{host:port} (reconnecting fast: after 0.05 s,
     0.2 s at most) and a L{QMUX} named C{name-mux} on it, both started; it
@@ -99,8 +111,9 @@ def startLink(reactor: IReactorTime, port: int, name: str = "link", *,
     """
     options.setdefault("reconnectDelay", 0.05)
     options.setdefault("maxReconnectDelay", 0.2)
-    adaptor = ChannelAdaptor(name, spec or defaultSpec(), f"tcp:{host}:{port}", reactor,
-                             AdaptorSettings(**options))
+    adaptor = ChannelAdaptor(
+        name, spec or defaultSpec(), f"tcp:{host}:{port}", reactor, AdaptorSettings(**options)
+    )
     mux = QMUX(f"{name}-mux", adaptor, reactor)
     adaptor.startService()
     mux.startService()

@@ -31,8 +31,21 @@ from muxpool.iso.packagers._packager import Packager
 from muxpool.iso.packagers._specpackager import SpecPackager
 
 __all__ = [
-    "BITMAP_CLASSES", "FIELD_CLASSES", "MTI_CLASSES", "FieldDef", "ISO87A_FIELDS",
-    "ISO87B_FIELDS", "NotCompilable", "PackError", "PackagerConfigError", "Packager",
-    "SpecPackager", "Transform", "UnpackError", "compileCodec", "getPackager",
-    "loadGenericPackager", "registerPackager",
+    "BITMAP_CLASSES",
+    "FIELD_CLASSES",
+    "MTI_CLASSES",
+    "FieldDef",
+    "ISO87A_FIELDS",
+    "ISO87B_FIELDS",
+    "NotCompilable",
+    "PackError",
+    "PackagerConfigError",
+    "Packager",
+    "SpecPackager",
+    "Transform",
+    "UnpackError",
+    "compileCodec",
+    "getPackager",
+    "loadGenericPackager",
+    "registerPackager",
 ]

@@ -77,8 +77,9 @@ class _Text:
     @ivar latin1: latin-1 or ASCII: a str is its bytes, one to one.
     """
 
-    def __init__(self, view: str, viewSource: str, encode: str, fromAscii: str,
-                 asciiOnly: bool = False) -> None:
+    def __init__(
+        self, view: str, viewSource: str, encode: str, fromAscii: str, asciiOnly: bool = False
+    ) -> None:
         self.view = view
         self.viewSource = viewSource
         self._encode = encode
@@ -104,13 +105,19 @@ class _Codec:
     Builds the source of one spec's C{pack} and C{unpack}.
     """
 
-    def __init__(self, spec: Mapping[str, Mapping], toWire: Mapping[str, Transform],
-                 fromWire: Mapping[str, Transform]) -> None:
+    def __init__(
+        self,
+        spec: Mapping[str, Mapping],
+        toWire: Mapping[str, Transform],
+        fromWire: Mapping[str, Transform],
+    ) -> None:
         self.spec = spec
         self.toWire = toWire
         self.fromWire = fromWire
         self.namespace: Dict[str, object] = {
-            "a2b_hex": a2b_hex, "Fallback": Fallback, "_bytes": _bytes,
+            "a2b_hex": a2b_hex,
+            "Fallback": Fallback,
+            "_bytes": _bytes,
         }
         self._texts: Dict[str, _Text] = {}
         self.views: Dict[str, str] = {}  # variable -> source, for the views unpack uses
@@ -176,8 +183,10 @@ class _Codec:
             self.namespace[f"FROM_{n}"] = toLatin1
             self.namespace[f"TO_{n}"] = fromLatin1
             text = _Text(
-                f"T{n}", f"s.translate(FROM_{n}).decode('latin-1')",
-                f"{{}}.encode('latin-1').translate(TO_{n})", f"{{}}.translate(TO_{n})",
+                f"T{n}",
+                f"s.translate(FROM_{n}).decode('latin-1')",
+                f"{{}}.encode('latin-1').translate(TO_{n})",
+                f"{{}}.translate(TO_{n})",
             )
         else:
             raise NotCompilable(f"field {key}: encoding {encoding!r} is not single-byte latin-1")
@@ -318,8 +327,9 @@ class _Codec:
             out.line(f"out[{key!r}] = value")
             out.line("i += 16")
 
-    def unpackByte(self, out: "_Source", byte: int, bitmap: str,
-                   fields: Mapping[int, "_Field"]) -> None:
+    def unpackByte(
+        self, out: "_Source", byte: int, bitmap: str, fields: Mapping[int, "_Field"]
+    ) -> None:
         ids = [fid for fid in _bitsOf(byte) if fid not in (1, 65)]
         undefined = sum(_mask(fid) for fid in ids if fid not in fields)
         out.line(f"c = {bitmap}[{byte % 8}]")
@@ -338,8 +348,14 @@ class _Field:
     One field's pack and unpack source.
     """
 
-    def __init__(self, codec: _Codec, key: str, fs: Mapping, toWire: Optional[Transform],
-                 fromWire: Optional[Transform]) -> None:
+    def __init__(
+        self,
+        codec: _Codec,
+        key: str,
+        fs: Mapping,
+        toWire: Optional[Transform],
+        fromWire: Optional[Transform],
+    ) -> None:
         self.codec = codec
         self.key = key
         self.toWire = toWire
@@ -612,8 +628,9 @@ class _Block:
         self.source.indent -= 1
 
 
-def generateSource(spec: Mapping[str, Mapping], toWire: Mapping[str, Transform],
-                   fromWire: Mapping[str, Transform]) -> Tuple[str, str, Dict[str, object]]:
+def generateSource(
+    spec: Mapping[str, Mapping], toWire: Mapping[str, Transform], fromWire: Mapping[str, Transform]
+) -> Tuple[str, str, Dict[str, object]]:
     """
     The source of C{pack} and C{unpack} for C{spec}, and the names they use.
 
@@ -648,5 +665,7 @@ def compileCodec(
     exec(compile(packSource, f"<muxpool packager {name}: pack>", "exec"), namespace)
     exec(compile(unpackSource, f"<muxpool packager {name}: unpack>", "exec"), namespace)
     # exec defined both, from the source generateSource wrote.
-    return (cast(Callable[[Mapping[str, str]], bytes], namespace["pack"]),
-            cast(Callable[[bytes], dict], namespace["unpack"]))
+    return (
+        cast(Callable[[Mapping[str, str]], bytes], namespace["pack"]),
+        cast(Callable[[bytes], dict], namespace["unpack"]),
+    )

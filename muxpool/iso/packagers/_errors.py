@@ -30,9 +30,7 @@ class UnpackError(ValueError):
     """
 
     def __init__(self, field: str, position: int, reason: str) -> None:
-        ValueError.__init__(
-            self, f"cannot unpack field {field} at byte {position}: {reason}"
-        )
+        ValueError.__init__(self, f"cannot unpack field {field} at byte {position}: {reason}")
         self.field = field
         self.position = position
         self.reason = reason

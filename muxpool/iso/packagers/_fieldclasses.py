@@ -27,7 +27,7 @@ def shortClass(name: str) -> str:
     """
     A field class name without jPOS's C{org.jpos.iso.} package.
     """
-    return name[len(_JPOS_PREFIX):] if name.startswith(_JPOS_PREFIX) else name
+    return name[len(_JPOS_PREFIX) :] if name.startswith(_JPOS_PREFIX) else name
 
 
 class Transform:
@@ -50,8 +50,9 @@ class Transform:
         return f"<Transform {self.expression}>"
 
 
-def fieldSpec(data_enc: str, len_enc: str, len_type: int, max_len: int, desc: str,
-              **extra: object) -> dict:
+def fieldSpec(
+    data_enc: str, len_enc: str, len_type: int, max_len: int, desc: str, **extra: object
+) -> dict:
     """
     One pyiso8583 field spec.
     """

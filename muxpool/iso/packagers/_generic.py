@@ -27,9 +27,7 @@ def loadGenericPackager(path: str) -> Packager:
     except (OSError, ET.ParseError) as e:
         raise PackagerConfigError(f"{path}: cannot read packager XML: {e}") from None
     if root.tag != "isopackager":
-        raise PackagerConfigError(
-            f"{path}: root element is <{root.tag}>, expected <isopackager>"
-        )
+        raise PackagerConfigError(f"{path}: root element is <{root.tag}>, expected <isopackager>")
     fields: Dict[int, FieldDef] = {}
     for element in root:
         if not isinstance(element.tag, str):
@@ -52,8 +50,11 @@ def loadGenericPackager(path: str) -> Packager:
         try:
             length = int(length_text or "")
         except (TypeError, ValueError):
-            raise PackagerConfigError(
-                f"{path}: field {fid}: bad length {length_text!r}"
-            ) from None
-        fields[fid] = (cls, length, yesNo(element.get("pad"), None), element.get("name", f"Field {fid}"))
+            raise PackagerConfigError(f"{path}: field {fid}: bad length {length_text!r}") from None
+        fields[fid] = (
+            cls,
+            length,
+            yesNo(element.get("pad"), None),
+            element.get("name", f"Field {fid}"),
+        )
     return Packager(os.path.basename(path), fields, source=path)

@@ -31,7 +31,8 @@ class Packager(SpecPackager):
 
     def __init__(self, name: str, fields: Mapping[int, FieldDef], source: str = "") -> None:
         self.fields: Dict[int, FieldDef] = {
-            fid: cast(FieldDef, (shortClass(d[0]),) + tuple(d[1:])) for fid, d in fields.items()}
+            fid: cast(FieldDef, (shortClass(d[0]),) + tuple(d[1:])) for fid, d in fields.items()
+        }
         where = source or name
         spec: Dict[str, dict] = {"h": fieldSpec(LATIN1, LATIN1, 0, 0, "Header")}
         toWire: Dict[str, Transform] = {}

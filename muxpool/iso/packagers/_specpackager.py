@@ -71,8 +71,12 @@ class SpecPackager:
         self.binaryFields = frozenset(binaryFields)
         try:
             self.pack, self.unpack = compileCodec(
-                name, self.spec, self.toWire, self.fromWire,
-                self.packGeneric, self.unpackGeneric,
+                name,
+                self.spec,
+                self.toWire,
+                self.fromWire,
+                self.packGeneric,
+                self.unpackGeneric,
             )
             self.notCompiled: Optional[str] = None
         except NotCompilable as e:
