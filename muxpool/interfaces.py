@@ -29,14 +29,14 @@ class IPackager(Interface):
         """
         Pack a message dict (not modified) into C{bytes}.
 
-        @raise muxpool.packagers.PackError: naming the field at fault.
+        @raise muxpool.iso.PackError: naming the field at fault.
         """
 
     def unpack(data: bytes) -> Dict[str, str]:
         """
         Unpack C{bytes} into a message dict.
 
-        @raise muxpool.packagers.UnpackError: naming the field and offset.
+        @raise muxpool.iso.UnpackError: naming the field and offset.
         """
 
 
@@ -66,8 +66,7 @@ class ILink(Interface):
 
     name = Attribute("The link's name (for logs, and for original-channel-field).")
     ready = Attribute(
-        "A L{muxpool.readiness.Readiness}: true while a connection is up and "
-        "signed on; can be waited on."
+        "A L{muxpool.Readiness}: true while a connection is up and signed on; can be waited on."
     )
 
     def send(message: Mapping[str, str]) -> None:
@@ -123,7 +122,7 @@ class IMUX(Interface):
     """
 
     name = Attribute("The MUX's name.")
-    ready = Attribute("A L{muxpool.readiness.Readiness}: true while usable.")
+    ready = Attribute("A L{muxpool.Readiness}: true while usable.")
 
     def request(message: Mapping[str, str], timeout: float) -> Deferred:
         """

@@ -1,6 +1,6 @@
 """
 The admin HTTP endpoint (twisted.web): status as JSON, Prometheus metrics,
-enable / disable / drain a MUX, and a status page for people.
+enable / disable / drain a MUX, and a status page for people::
 
     GET  /                      the status page (HTML, refreshing itself)
     GET  /status                every bean's state, as JSON

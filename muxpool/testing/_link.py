@@ -101,7 +101,7 @@ class MemoryLink(LinkBase):
     def lose(self, reason: Optional[Failure] = None) -> None:
         """
         The connection is lost: the link is not ready, and each loss
-        observer is told (with C{reason}, by default a L{ConnectionLost}).
+        observer is told (with C{reason}, by default a C{ConnectionLost}).
         """
         self.connection += 1
         self._network.cancel()

@@ -8,7 +8,7 @@ taken at compile time instead of for every field of every message.
 The functions are Python source generated per spec and exec'd once, as
 C{collections.namedtuple} does: straight-line code per field, in bitmap
 order, with the field's constants inlined and its transform's expression
-(L{muxpool.packagers.fieldclasses.Transform}) pasted in.  (Per-field
+(L{muxpool.iso.packagers.Transform}) pasted in.  (Per-field
 closures behind a dispatch table measured about a quarter slower on
 CPython 3.11.)  A frame is decoded once as a whole (to latin-1 text, to
 upper-case hex) and fields are slices of that; length prefixes are looked up

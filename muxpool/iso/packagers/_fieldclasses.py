@@ -6,7 +6,7 @@ of C{IFB_AMOUNT}).
 
 This one table, L{FIELD_CLASSES}, drives every packager made of jPOS field
 classes: pyiso8583's generic encode/decode runs its specs and calls its
-transforms, and the compiler (L{muxpool.packagers.compiled}) turns the same
+transforms, and the compiler (L{muxpool.iso.packagers.compileCodec}) turns the same
 specs and the same transforms' expressions into Python source.
 """
 

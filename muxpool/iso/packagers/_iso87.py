@@ -1,6 +1,6 @@
 """
 jPOS's ISO87APackager and ISO87BPackager as field tables: field id ->
-C{(class, length, pad, name)}, classes from L{muxpool.packagers.fieldclasses}.
+C{(class, length, pad, name)}, classes from L{muxpool.iso.packagers.FIELD_CLASSES}.
 """
 
 from __future__ import annotations

@@ -23,11 +23,11 @@ class SpecPackager:
     C{"p"} the primary bitmap, C{"1"} the secondary one, C{"2"}..C{"128"}
     the fields, binary fields as upper-case hex strings) with a pyiso8583
     spec: a user's own, used as is, or the one a
-    L{muxpool.packagers.Packager} builds from jPOS field classes, with its
+    L{muxpool.iso.packagers.Packager} builds from jPOS field classes, with its
     padding transforms.
 
     C{pack} and C{unpack} are the compiled codec
-    (L{muxpool.packagers.compiled}) when the compiler handles every field of
+    (L{muxpool.iso.packagers.compileCodec}) when the compiler handles every field of
     the spec, else pyiso8583's generic encode and decode
     (L{packGeneric}, L{unpackGeneric}).  The compiled functions hand every
     message or frame they do not take exactly as pyiso8583 would to the
