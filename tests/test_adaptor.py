@@ -94,7 +94,7 @@ def test_ready_while_connected_and_reconnects_with_backoff():
 
 def test_first_reconnect_comes_at_reconnect_delay():
     """
-    Issue 8 #13: a 10 s reconnect-delay gave a first reconnect at 15 s.
+    The first reconnect comes at reconnect-delay (10 s), not later.
     """
     adaptor, endpoint, clock = makeAdaptor(reconnectDelay=10.0, maxReconnectDelay=40.0)
     endpoint.protocols[0].connectionLost(None)
@@ -183,7 +183,7 @@ def test_traffic_postpones_echo():
 
 def test_keep_alive_when_nothing_was_sent_for_reconnect_delay():
     """
-    Issue 8 #15: as jPOS, a keep-alive goes out when nothing was sent for
+    As in jPOS, a keep-alive goes out when nothing was sent for
     reconnect-delay (jPOS's sender waits that long for a message).
     """
     adaptor, endpoint, clock = makeAdaptor(keepAlive=True, reconnectDelay=10.0)
@@ -202,8 +202,9 @@ def test_keep_alive_when_nothing_was_sent_for_reconnect_delay():
 
 def test_read_timeout_drops_even_with_keep_alive():
     """
-    Issue 8 #15: jPOS's channel timeout is a read timeout, on whether or not
-    keep-alives are sent.
+    As jPOS's channel timeout, the idle timeout is a read timeout: nothing
+    received for that long drops the link, whether or not keep-alives are
+    sent.
     """
     adaptor, endpoint, clock = makeAdaptor(keepAlive=True, reconnectDelay=5.0, idleTimeout=15)
     protocol = endpoint.protocols[0]
@@ -224,8 +225,8 @@ def test_idle_timeout_without_keep_alive_reconnects():
 
 def test_echo_keeps_running_after_sign_on():
     """
-    Issue 8 #12: with sign-on, the echo timer was never armed again, so a
-    hung issuer was never detected.
+    With sign-on, the echo timer is armed again once signed on, so a hung
+    issuer is detected by its unanswered echo.
     """
     adaptor, endpoint, clock = makeAdaptor(signOn=True, echoInterval=30, echoTimeout=5)
     protocol = endpoint.protocols[0]
@@ -242,8 +243,9 @@ def test_echo_keeps_running_after_sign_on():
 
 def test_reconnects_after_failed_echoes_follow_the_backoff():
     """
-    Issue 8 #14: a hung issuer whose kernel still accepts connections was
-    reconnected at once after each failed echo, and flapped.
+    A hung issuer whose kernel still accepts connections is reconnected
+    with the growing backoff after each failed echo, not at once (which
+    would flap).
     """
     adaptor, endpoint, clock = makeAdaptor(echoInterval=5, echoTimeout=2, maxReconnectDelay=10)
     connects = []
@@ -285,8 +287,8 @@ def test_received_messages_reach_receivers_and_losses_reach_observers():
 
 def test_a_peer_that_signs_off_gets_nothing_more_on_that_connection():
     """
-    Issue 9: a server's planned stop signs off (0800 70=002); the adaptor
-    answers, sends nothing more there, and takes the answers still owed.
+    A server's planned stop signs off (0800 70=002); the adaptor answers,
+    sends nothing more there, and takes the answers still owed.
     """
     adaptor, endpoint, clock = makeAdaptor(reconnectDelay=1.0)
     got = []
@@ -318,8 +320,8 @@ def test_a_peer_that_signs_off_and_stays_is_left():
 
 def test_a_busy_link_is_healthy_without_an_echo():
     """
-    Review of issue 8 #13: with an echo configured, traffic never let the
-    link prove itself, so the next loss waited the grown delay.
+    With an echo configured, traffic received proves the link healthy too:
+    the next loss is retried from the base delay, not the grown one.
     """
     adaptor, endpoint, clock = makeAdaptor(
         echoInterval=30, reconnectDelay=10.0, maxReconnectDelay=40.0
@@ -337,8 +339,8 @@ def test_a_busy_link_is_healthy_without_an_echo():
 
 
 def test_reconnects_go_on_after_thousands_of_failures():
-    # Found in review: factor ** attempt overflowed a float after about
-    # 1,750 failures in a row, and the adaptor never tried again.
+    # The backoff stays at its cap however many failures in a row (a
+    # factor ** attempt would overflow a float after about 1,750).
     adaptor, endpoint, clock = makeAdaptor()
     endpoint.refuse = True
     endpoint.protocols[0].connectionLost(None)

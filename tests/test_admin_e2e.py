@@ -1,5 +1,5 @@
 """
-Issue 10, end to end: a real `twistd -n muxpool --admin ...` switch, watched
+The admin API end to end: a real `twistd -n muxpool --admin ...` switch, watched
 and steered through its admin API as an operator would (HTTP and the
 `muxpool` verbs), down to a rolling update of every backend under load.
 """

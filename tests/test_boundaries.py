@@ -21,7 +21,7 @@ PAN = "4761739001010119"
 
 def test_an_observer_that_raises_does_not_stop_the_others():
     """
-    Issue 8 #20: the observer loops stopped at the first observer that raised.
+    An observer that raises is logged; the observers after it still run.
     """
     seen = []
     observers = Observers("test")
@@ -112,8 +112,9 @@ class Hostile:
 
 def test_a_packager_that_raises_on_unpack_is_a_bad_frame_not_a_dropped_link():
     """
-    Issue 8 #21: the exception escaped dataReceived; Twisted logged its text
-    (a PAN) and dropped the connection.
+    A packager that raises while unpacking gives a bad frame, counted and
+    logged without card data; the exception does not escape dataReceived
+    (where Twisted would log its text, a PAN, and drop the connection).
     """
     spec = ChannelSpec.fromConfig("NACChannel", Hostile())
     with capturedText() as lines:
@@ -141,7 +142,7 @@ def test_where_names_class_and_file():
 
 def test_a_listener_that_raises_gets_its_request_declined():
     """
-    Issue 8 #16: a listener that raises gives the request a clear outcome:
+    A listener that raises gives the request a clear outcome:
     the acquirer is answered 39=96 (no card data), the listener is named.
     """
     from twisted.internet.address import IPv4Address

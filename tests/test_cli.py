@@ -53,24 +53,30 @@ def test_unknown_channel_is_reported():
 
 def test_nobody_listening_says_refused_at_once():
     """
-    Issue 8 #23: a closed port waited the whole timeout, said "link not
-    ready" and printed a latency for a request never sent.
+    A closed port is reported as refused at once: not after the request
+    timeout, not as "link not ready", and with no latency for a request
+    that was never sent.
     """
+    # Right: one process start and one refused connection, seconds even on
+    # a loaded machine.  Wrong: waiting out the 600 s request timeout.  The
+    # bound sits far from both; a run killed at the subprocess timeout fails
+    # too (TimeoutExpired), well before the wrong figure.
     started = time.monotonic()
     result = tool(
-        "send", "--endpoint", f"tcp:127.0.0.1:{freePort()}", "--timeout", "60", timeout=30
+        "send", "--endpoint", f"tcp:127.0.0.1:{freePort()}", "--timeout", "600", timeout=120
     )
     assert result.returncode == 2
     assert "Connection was refused" in result.stdout, result.stdout
     assert "latency" not in result.stdout and "request" not in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
-    assert time.monotonic() - started < 5  # refused at once, not after the timeout
+    assert time.monotonic() - started < 60  # refused at once, not after the timeout
 
 
 @pytest_twisted.inlineCallbacks
 def test_a_field_the_packager_lacks_is_not_sent_cleanly():
     """
-    Issue 8 #23: `send -f 999=1` printed tracebacks after "not sent".
+    `send -f 999=1` (a field the packager lacks) says "not sent", with no
+    traceback.
     """
     server = yield startIssuer(reactor(), spec=ChannelSpec.fromConfig("ASCIIChannel", "ISO87A"))
     try:
@@ -88,7 +94,7 @@ def test_a_field_the_packager_lacks_is_not_sent_cleanly():
 @pytest_twisted.inlineCallbacks
 def test_load_counts_a_switch_decline_as_a_failure():
     """
-    Issue 8 #23: `load` counted 39=68 answers as answered, and exited 0.
+    `load` counts 39=68 answers as declined failures, and exits 1.
     """
     server = yield startIssuer(
         reactor(),
@@ -123,8 +129,8 @@ def test_load_counts_a_switch_decline_as_a_failure():
 @pytest_twisted.inlineCallbacks
 def test_a_refused_session_is_said_apart_from_outcome_unknown():
     """
-    Issue 9: a session refused at maxSessions looked like "outcome unknown:
-    link lost after the request was written".
+    A session refused at maxSessions is reported as refused (exit 4), not
+    as "outcome unknown: link lost after the request was written".
     """
     server = yield startIssuer(
         reactor(), spec=ChannelSpec.fromConfig("ASCIIChannel", "ISO87A"), maxSessions=1

@@ -196,8 +196,8 @@ MESSAGE = {"t": "0200", "2": "4761739001010119", "3": "000000", "11": "000001", 
     [
         (default_ascii, dict(MESSAGE, **{"70": "301"})),
         (default, dict(MESSAGE, **{"70": "301"})),
-        # found in review: with no field above 64 the secondary bitmap's block
-        # was left empty, and the generated source did not compile at all
+        # with no field above 64 the secondary bitmap's block is still
+        # generated with a body, so the source compiles
         (FIRST_64, MESSAGE),
     ],
     ids=["default_ascii", "default", "no field above 64"],

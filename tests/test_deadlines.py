@@ -125,8 +125,8 @@ def test_other_timed_calls_due_before_an_item_run_before_it_even_when_late():
 
 
 def test_no_timer_is_left_when_items_come_and_go_while_expiring():
-    # Found in review: an item added and removed from inside an expiry left
-    # the timer armed with nothing to watch.
+    # An item added and removed from inside an expiry leaves no timer armed
+    # with nothing to watch.
     def then(queue, item):
         if item == "a":
             queue.remove(queue.add(29.0, "follow-up"))  # sent, answered at once

@@ -101,8 +101,8 @@ def test_missing_member_runs_with_rest_and_empty_pool_waits(tmp_path):
 @pytest_twisted.inlineCallbacks
 def test_pool_whose_members_all_leave_stays_and_resumes(tmp_path):
     """
-    Issue 8 #4: a pool whose members were undeployed for two scans undeployed
-    itself, and did not come back with them.
+    A pool whose members are all undeployed stays deployed (empty, not
+    ready) over any number of scans, and serves again when they come back.
     """
     (tmp_path / "40_pool.xml").write_text(pool("core-mux", ["core-mux-1"]))
     files = member(tmp_path, 1)
@@ -132,8 +132,8 @@ def test_pool_whose_members_all_leave_stays_and_resumes(tmp_path):
 @pytest_twisted.inlineCallbacks
 def test_renaming_a_descriptor_keeps_the_running_bean(tmp_path):
     """
-    Issue 8 #5: 30_x.xml -> 31_x.xml failed with "already deployed" and then
-    undeployed the bean.
+    Renaming a descriptor (30_x.xml -> 31_x.xml) keeps the running bean:
+    no "already deployed" failure, no undeploy.
     """
     (tmp_path / "40_pool.xml").write_text(pool("core-mux", ["core-mux-1"]))
     member(tmp_path, 1)
@@ -161,9 +161,9 @@ def test_renaming_a_descriptor_keeps_the_running_bean(tmp_path):
 @pytest_twisted.inlineCallbacks
 def test_a_file_that_breaks_anything_is_named_and_scanning_goes_on(tmp_path, monkeypatch):
     """
-    Issue 8 #6: a SyntaxError in a user's strategy module stopped the scan
-    loop for good.  It names the file, later files deploy, and the file is
-    tried again when the module is fixed.
+    A SyntaxError in a user's strategy module does not stop the scan loop:
+    it names the file, later files deploy, and the file is tried again when
+    the module is fixed.
     """
     code = tmp_path / "code"
     code.mkdir()
@@ -229,7 +229,8 @@ def test_an_unexpected_error_in_one_file_does_not_stop_the_others(tmp_path):
 @pytest_twisted.inlineCallbacks
 def test_redeploys_leave_nothing_behind(tmp_path):
     """
-    Issue 8 #7: five redeploys left six live QMUXes and six live pools.
+    Redeploys leave nothing behind: after five, the replaced QMUXes and
+    pools are stopped and collected.
     """
     import gc
     import weakref
@@ -366,8 +367,8 @@ def test_shutdown_drains_in_flight_requests(tmp_path):
 
 def test_deploy_time_warnings(tmp_path):
     """
-    Issue 8 #9 and #11: a Forward naming a MUX that does not exist is a
-    warning when deployed (with file and line), and so is an empty folder.
+    A Forward naming a MUX that does not exist is a warning when deployed
+    (with file and line), and so is an empty folder; each once.
     """
     from twisted.internet.testing import MemoryReactorClock
 
@@ -394,8 +395,8 @@ def test_deploy_time_warnings(tmp_path):
 @pytest_twisted.inlineCallbacks
 def test_a_server_whose_port_is_taken_retries_until_free(tmp_path):
     """
-    Issue 8 #10: a server whose port was in use logged a traceback and stayed
-    down until its file was touched.
+    A server whose port is in use logs why once (no traceback) and retries
+    with a growing delay until it can listen, without its file being touched.
     """
     import socket
 
@@ -428,8 +429,8 @@ def test_a_server_whose_port_is_taken_retries_until_free(tmp_path):
 
 @pytest_twisted.inlineCallbacks
 def test_a_deploy_service_started_again_deploys_everything_again(tmp_path):
-    # Found in review: stopped and started, it took every file for unchanged
-    # and deployed nothing.
+    # Stopped and started, it takes no file for unchanged: everything is
+    # deployed again.
     (tmp_path / "40_pool.xml").write_text(pool("core-mux", ["core-mux-1"]))
     member(tmp_path, 1)
     service, registry = yield deployed(tmp_path, ["core-mux-1"])

@@ -268,7 +268,7 @@ def test_unknown_elements_warn_with_file_and_line(tmp_path):
     assert warnings[1].endswith("warn.xml:3: <frobnicate>: unknown element ignored")
 
 
-# -- issue 8 #9, #11, #22 -------------------------------------------------------
+# -- misspellings, what changes the wire, QMUX and pool extras -----------------
 
 
 def warningsOf(lines):
@@ -277,8 +277,8 @@ def warningsOf(lines):
 
 def test_misspelt_settings_are_warnings_with_file_and_line(tmp_path):
     """
-    Issue 8 #9: maxSesions, a Forward timout and a channel hots passed
-    silently.
+    Misspelt settings (maxSesions, a Forward timout, a channel hots) are
+    warnings with file and line, never passed over silently.
     """
     with capturedText() as lines:
         build(
@@ -359,8 +359,8 @@ def test_the_jpos_article_descriptors_warn_about_nothing():
 )
 def test_what_would_change_the_wire_is_refused(tmp_path, text, expected):
     """
-    Issue 8 #11: a MAC filter was warned about and dropped: the bean ran
-    without it.
+    What would change the wire (a filter, a socket factory) is refused
+    with file and line: the bean never runs without it.
     """
     with pytest.raises(DescriptorError, match=r"wire\.xml" + expected):
         build(tmp_path, text, name="wire.xml")

@@ -1,7 +1,8 @@
 """
 A hung issuer, for real: an issuer process stopped with SIGSTOP, whose
 kernel still accepts TCP connections (so the link looks up), in a pool with
-a healthy one.  Issue 8 #14.
+a healthy one.  The pool takes it out of rotation after a few timeouts, its
+echo finds the peer dead, and it comes back once it answers again.
 """
 
 import os
@@ -82,7 +83,7 @@ def test_a_hung_issuer_is_taken_out_of_rotation_and_comes_back(tmp_path):
         assert pool.isSuspended(muxes[1]) and pool.counters["suspensions"] == 1
         sentToHung = pool.counters["requests"]["mux-b"]
         assert sentToHung <= 10 + 6
-        # the dead peer is found by its echo (the pool asked for one); the
+        # the dead peer is detected by its echo (the pool asked for one); the
         # connection is dropped and reconnects back off
         yield adaptors[1].ready.whenState(False)
         assert adaptors[1].counters["echo_failures"] == 1

@@ -1,8 +1,8 @@
 """
 What a user installs, used as a user uses it: the venv's own `twistd` finds
-the muxpool plugin from any folder (issue 8 #1), and a user's own strategy
-package, pip-installed into that venv, is found by twistd both as a Twisted
-plugin and as a strategy-handler class (issue 8 #2).
+the muxpool plugin from any folder, and a user's own strategy package,
+pip-installed into that venv, is loaded by twistd both as a Twisted plugin
+and as a strategy-handler class.
 """
 
 import json

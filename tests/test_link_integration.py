@@ -1,6 +1,9 @@
 """
-One link end to end on real loopback sockets: QServer + Responder, and a
-ChannelAdaptor + QMUX client.
+One link end to end: QServer + Responder, and a ChannelAdaptor + QMUX
+client.  Joined in memory (L{tests.helpers.MemoryNetwork}: the real
+protocols, framing and packagers, on a MemoryReactorClock), except allow
+and deny, which match the peer address the OS reports for a real loopback
+connection.
 """
 
 import socket
@@ -8,6 +11,8 @@ import socket
 import pytest
 import pytest_twisted
 from twisted.internet import defer
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
 from muxpool.app import runLoad, sampleRequest
@@ -15,77 +20,90 @@ from muxpool.channel import ChannelSpec
 from muxpool.errors import LinkLost, LinkNotReady
 from muxpool.listeners import Responder
 from muxpool.testing import portOf, startIssuer, startLink
-from tests.helpers import whenInFlight
+from tests.helpers import MemoryNetwork, whenInFlight
+
+PORT = 9000
 
 
-def reactor():
-    from twisted.internet import reactor
+class RawClient(Protocol):
+    """
+    A client that is no ISO link: sends C{data} once connected, keeps what
+    it receives; C{closed} fires when its connection is closed.
+    """
 
-    return reactor
+    def __init__(self, data=b""):
+        self.data = data
+        self.received = b""
+        self.closed = defer.Deferred()
+
+    def connectionMade(self):
+        if self.data:
+            self.transport.write(self.data)
+
+    def dataReceived(self, data):
+        self.received += data
+
+    def connectionLost(self, reason):
+        self.closed.callback(None)
 
 
-@pytest_twisted.inlineCallbacks
+def rawClient(net, data=b""):
+    client = RawClient(data)
+    connectProtocol(TCP4ClientEndpoint(net.reactor, "127.0.0.1", PORT), client)
+    return client
+
+
 def test_twenty_thousand_requests_two_hundred_in_flight():
-    r = reactor()
-    server = yield startIssuer(r)
-    adaptor, mux = startLink(r, portOf(server))
-    try:
-        yield adaptor.ready.whenState(True)
-        outcomes = yield runLoad(mux, 20000, 200)
-        assert all(isinstance(o, dict) and o["39"] == "00" for o in outcomes)
-        assert [o["11"] for o in outcomes[:3]] == ["000000", "000001", "000002"]
-        counters = mux.counters
-        assert counters["tx"] == 20000 and counters["rx"] == 20000
-        assert counters["rx_expired"] == counters["tx_expired"] == 0
-        assert counters["rx_unhandled"] == 0 and counters["rx_pending"] == 0
-        assert counters["tx_pending"] == 0
-        assert server.counters["rx"] == 20000
-        assert mux.latency.summary()["count"] == 20000
-    finally:
-        yield adaptor.stopService()
-        yield server.stopService()
+    net = MemoryNetwork()
+    server = net.wait(startIssuer(net.reactor, port=PORT))
+    adaptor, mux = startLink(net.reactor, PORT)
+    net.wait(adaptor.ready.whenState(True))
+    outcomes = net.wait(runLoad(mux, 20000, 200))
+    assert all(isinstance(o, dict) and o["39"] == "00" for o in outcomes)
+    assert [o["11"] for o in outcomes[:3]] == ["000000", "000001", "000002"]
+    counters = mux.counters
+    assert counters["tx"] == 20000 and counters["rx"] == 20000
+    assert counters["rx_expired"] == counters["tx_expired"] == 0
+    assert counters["rx_unhandled"] == 0 and counters["rx_pending"] == 0
+    assert counters["tx_pending"] == 0
+    assert server.counters["rx"] == 20000
+    assert mux.latency.summary()["count"] == 20000
 
 
-@pytest_twisted.inlineCallbacks
 def test_server_killed_mid_stream_then_back():
     """
     Every in-flight request gets an outcome when the server dies; the
     adaptor reconnects when it returns and traffic resumes.
     """
-    r = reactor()
-    server = yield startIssuer(r, listeners=[Responder(delay=0.002, clock=r)])
-    port = portOf(server)
-    adaptor, mux = startLink(r, port)
-    try:
-        yield adaptor.ready.whenState(True)
-        killed = []
+    net = MemoryNetwork()
+    r = net.reactor
+    server = net.wait(
+        startIssuer(r, listeners=[Responder(delay=0.002, clock=r)], port=PORT, gracePeriod=0)
+    )
+    adaptor, mux = startLink(r, PORT)
+    net.wait(adaptor.ready.whenState(True))
+    killed = []
 
-        def onEach(i, result):
-            if i == 300 and not killed:  # kill the server mid-stream
-                killed.append(server.stopService())
+    def onEach(i, result):
+        if i == 300 and not killed:  # kill the server mid-stream
+            killed.append(server.stopService())
 
-        server.gracePeriod = 0
-        outcomes = yield runLoad(mux, 500, 50, timeout=1.0, onEach=onEach)
-        yield killed[0]
-        assert all(o is not None for o in outcomes)
-        answered = [o for o in outcomes if isinstance(o, dict)]
-        failures = [o for o in outcomes if isinstance(o, Failure)]
-        assert len(answered) >= 300 and failures
-        for f in failures:
-            assert f.check(LinkLost, LinkNotReady)
-        assert mux.pendingCount() == 0
-        assert not adaptor.ready
+    outcomes = net.wait(runLoad(mux, 500, 50, timeout=1.0, onEach=onEach))
+    net.wait(killed[0])
+    assert all(o is not None for o in outcomes)
+    answered = [o for o in outcomes if isinstance(o, dict)]
+    failures = [o for o in outcomes if isinstance(o, Failure)]
+    assert len(answered) >= 300 and failures
+    for f in failures:
+        assert f.check(LinkLost, LinkNotReady)
+    assert mux.pendingCount() == 0
+    assert not adaptor.ready
 
-        server2 = yield startIssuer(r, port=port)
-        try:
-            yield adaptor.ready.whenState(True)
-            outcomes = yield runLoad(mux, 200, 20, start=5000)
-            assert all(isinstance(o, dict) for o in outcomes)
-            assert adaptor.counters["connects"] >= 2
-        finally:
-            yield server2.stopService()
-    finally:
-        yield adaptor.stopService()
+    net.wait(startIssuer(r, port=PORT))
+    net.wait(adaptor.ready.whenState(True))
+    outcomes = net.wait(runLoad(mux, 200, 20, start=5000))
+    assert all(isinstance(o, dict) for o in outcomes)
+    assert adaptor.counters["connects"] >= 2
 
 
 class SilentOnEcho:
@@ -98,91 +116,69 @@ class SilentOnEcho:
         return message["t"] == "0800"
 
 
-@pytest_twisted.inlineCallbacks
 def test_dead_peer_detected_by_echo():
-    r = reactor()
-    server = yield startIssuer(r, listeners=[SilentOnEcho(), Responder()])
+    net = MemoryNetwork()
+    net.wait(startIssuer(net.reactor, listeners=[SilentOnEcho(), Responder()], port=PORT))
     adaptor, mux = startLink(
-        r,
-        portOf(server),
+        net.reactor,
+        PORT,
         echoInterval=0.2,
         echoTimeout=0.3,
         reconnectDelay=5,
         maxReconnectDelay=5,
     )
-    try:
-        yield adaptor.ready.whenState(True)
-        yield adaptor.ready.whenState(False)
-        assert adaptor.counters["echo_failures"] == 1
-    finally:
-        yield adaptor.stopService()
-        yield server.stopService()
+    net.wait(adaptor.ready.whenState(True))
+    net.wait(adaptor.ready.whenState(False))
+    assert adaptor.counters["echo_failures"] == 1
 
 
-@pytest_twisted.inlineCallbacks
 def test_sign_on_before_ready():
-    r = reactor()
-    server = yield startIssuer(r)
-    adaptor, mux = startLink(r, portOf(server), signOn=True, echoTimeout=2)
-    try:
-        yield adaptor.ready.whenState(True)
-        assert server.counters["rx"] == 1  # the sign-on
-        response = yield mux.request(sampleRequest(1), 5)
-        assert response["39"] == "00"
-    finally:
-        yield adaptor.stopService()
-        yield server.stopService()
+    net = MemoryNetwork()
+    server = net.wait(startIssuer(net.reactor, port=PORT))
+    adaptor, mux = startLink(net.reactor, PORT, signOn=True, echoTimeout=2)
+    net.wait(adaptor.ready.whenState(True))
+    assert server.counters["rx"] == 1  # the sign-on
+    response = net.wait(mux.request(sampleRequest(1), 5))
+    assert response["39"] == "00"
 
 
-@pytest_twisted.inlineCallbacks
 def test_garbage_client_disconnected_other_client_unharmed():
-    r = reactor()
+    net = MemoryNetwork()
     ascii = ChannelSpec.fromConfig("ASCIIChannel", "ISO87A")
-    server = yield startIssuer(r, spec=ascii)
-    adaptor, mux = startLink(r, portOf(server), spec=ascii)
-    try:
-        yield adaptor.ready.whenState(True)
-        sock = socket.create_connection(("127.0.0.1", portOf(server)))
-        try:
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 10)
-            sock.settimeout(5)
-            closed = yield r_recv(sock)
-            assert closed == b""
-        finally:
-            sock.close()
-        outcomes = yield runLoad(mux, 500, 50)
-        assert all(isinstance(o, dict) for o in outcomes)
-    finally:
-        yield adaptor.stopService()
-        yield server.stopService()
+    net.wait(startIssuer(net.reactor, spec=ascii, port=PORT))
+    adaptor, mux = startLink(net.reactor, PORT, spec=ascii)
+    net.wait(adaptor.ready.whenState(True))
+    garbage = rawClient(net, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 10)
+    net.wait(garbage.closed)
+    assert garbage.received == b""
+    outcomes = net.wait(runLoad(mux, 500, 50))
+    assert all(isinstance(o, dict) for o in outcomes)
+
+
+def test_max_sessions_refuses_extra():
+    net = MemoryNetwork()
+    server = net.wait(startIssuer(net.reactor, port=PORT, maxSessions=1))
+    first, mux1 = startLink(net.reactor, PORT, name="first")
+    net.wait(first.ready.whenState(True))
+    extra = rawClient(net)
+    net.wait(extra.closed)
+    assert extra.received == b""
+    assert server.counters["refused"] == 1
+    assert len(server.sessions) == 1
+    response = net.wait(mux1.request(sampleRequest(1), 5))
+    assert response["39"] == "00"
+
+
+def reactor():
+    from twisted.internet import reactor
+
+    return reactor
 
 
 def r_recv(sock):
     from twisted.internet.threads import deferToThread
 
     return deferToThread(sock.recv, 100)
-
-
-@pytest_twisted.inlineCallbacks
-def test_max_sessions_refuses_extra():
-    r = reactor()
-    server = yield startIssuer(r, maxSessions=1)
-    first, mux1 = startLink(r, portOf(server), name="first")
-    try:
-        yield first.ready.whenState(True)
-        sock = socket.create_connection(("127.0.0.1", portOf(server)))
-        try:
-            sock.settimeout(5)
-            assert (yield r_recv(sock)) == b""
-        finally:
-            sock.close()
-        assert server.counters["refused"] == 1
-        assert len(server.sessions) == 1
-        response = yield mux1.request(sampleRequest(1), 5)
-        assert response["39"] == "00"
-    finally:
-        yield first.stopService()
-        yield server.stopService()
 
 
 @pytest.mark.parametrize(
@@ -215,47 +211,47 @@ def test_allow_deny(allow, deny, refused):
         yield server.stopService()
 
 
-@pytest_twisted.inlineCallbacks
 def test_server_stop_lets_in_flight_finish():
     from zope.interface.verify import verifyObject
 
     from muxpool.channel import IChannelOwner
     from muxpool.interfaces import ILink, ISource
 
-    r = reactor()
-    server = yield startIssuer(r, listeners=[Responder(delay=0.3, clock=r)], gracePeriod=5)
-    adaptor, mux = startLink(r, portOf(server), reconnectDelay=5, maxReconnectDelay=5)
-    try:
-        yield adaptor.ready.whenState(True)
-        [session] = server.sessions.values()
-        assert verifyObject(ILink, session) and verifyObject(ISource, session)
-        assert verifyObject(IChannelOwner, server)
-        pending = [mux.request(sampleRequest(i), 5) for i in range(5)]
-        yield whenInFlight(server, 5)
-        yield server.stopService()
-        results = yield defer.gatherResults(pending)
-        assert [m["39"] for m in results] == ["00"] * 5
-        assert server.sessions == {}
-    finally:
-        yield adaptor.stopService()
+    net = MemoryNetwork()
+    r = net.reactor
+    server = net.wait(
+        startIssuer(r, listeners=[Responder(delay=0.3, clock=r)], port=PORT, gracePeriod=5)
+    )
+    adaptor, mux = startLink(r, PORT, reconnectDelay=5, maxReconnectDelay=5)
+    net.wait(adaptor.ready.whenState(True))
+    [session] = server.sessions.values()
+    assert verifyObject(ILink, session) and verifyObject(ISource, session)
+    assert verifyObject(IChannelOwner, server)
+    pending = [mux.request(sampleRequest(i), 5) for i in range(5)]
+    net.wait(whenInFlight(server, 5))
+    net.wait(server.stopService())
+    results = net.wait(defer.gatherResults(pending))
+    assert [m["39"] for m in results] == ["00"] * 5
+    assert server.sessions == {}
 
 
-@pytest_twisted.ensureDeferred
-async def test_usable_from_async_def():
+def test_usable_from_async_def():
     """
     Embedding code awaits requests; failures arrive as the outcome types.
     """
     from muxpool import MissingKey
 
-    r = reactor()
-    server = await startIssuer(r)
-    adaptor, mux = startLink(r, portOf(server))
-    try:
+    net = MemoryNetwork()
+    net.wait(startIssuer(net.reactor, port=PORT))
+    adaptor, mux = startLink(net.reactor, PORT)
+
+    async def embedder():
         await adaptor.ready.whenState(True)
         response = await mux.request(sampleRequest(7), 5)
         assert response["39"] == "00" and response["11"] == "000007"
         with pytest.raises(MissingKey):
             await mux.request({"t": "0200", "3": "000000"}, 5)
-    finally:
-        await adaptor.stopService()
-        await server.stopService()
+        return "done"
+
+    # the coroutine waits on requests in flight while the network runs
+    assert net.wait(defer.ensureDeferred(embedder())) == "done"

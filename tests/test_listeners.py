@@ -164,8 +164,8 @@ def test_forward_answers_even_when_the_mux_raises():
 
 
 def test_forward_answers_68_when_the_mux_answers_something_not_a_message():
-    # Found in review: a MUX in user code that fired with None left the
-    # acquirer with no answer and the session with a request in flight.
+    # A MUX in user code that fires with None still gives the acquirer an
+    # answer (68), so no request is left in flight; the TypeError is logged.
     source = MemoryLink()
     with capturedText() as lines:
         Forward(ScriptedMUX(succeed(None)), 1).process(source, dict(REQUEST))
@@ -189,8 +189,8 @@ CARD_REQUEST = dict(
 
 def test_a_forward_decline_carries_no_card_data():
     """
-    Issue 9: Forward's own declines copied every request field back,
-    tracks, PIN block and ICC data included.
+    Forward's own declines copy back only the key and reference fields:
+    never the PAN, tracks, PIN block or ICC data.
     """
     for result, code in ((fail(NoMUXAvailable("none")), "91"), (fail(LinkLost("gone")), "68")):
         source = MemoryLink()
@@ -221,7 +221,8 @@ def test_decline_fields_are_configurable_but_hidden_ones_never_echo():
 
 def test_a_persistent_fault_is_logged_at_a_bounded_rate():
     """
-    Issue 8 #9: a Forward naming a missing MUX logged once per request.
+    A Forward naming a missing MUX logs at a bounded rate, not once per
+    request: one line, then a count of those left out.
     """
     source = MemoryLink()
     clock = Clock()

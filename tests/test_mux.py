@@ -7,7 +7,6 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from muxpool._support import parseFieldList
 from muxpool.errors import (
     CancelledAfterWrite,
     CancelledBeforeWrite,
@@ -110,11 +109,6 @@ KEY_CASES = [
 def test_key_like_jpos(message, fields, overrides, mapping, expected):
     builder = KeyBuilder(fields or ("41", "11"), overrides, mapping)
     assert builder.key(message) == expected
-
-
-def test_parse_field_list():
-    assert parseFieldList("41, 11") == ("41", "11")
-    assert parseFieldList("41 11,37") == ("41", "11", "37")
 
 
 # -- outcomes --------------------------------------------------------------
@@ -326,7 +320,7 @@ def test_a_packager_that_raises_is_not_sent_and_logs_no_data():
     assert "4761739001010119" not in "\n".join(lines) + str(results[0].value)
 
 
-# -- issue 8: the request path -------------------------------------------------
+# -- the request path ----------------------------------------------------------
 
 
 def answeringLink():
@@ -340,8 +334,8 @@ def answeringLink():
 
 def test_a_synchronous_answer_is_matched():
     """
-    Issue 8 #19: `written` was set only after link.send returned, so an
-    answer given inside send() went to "unhandled".
+    An answer given inside send(), before send() returns, is matched to
+    its request, not counted as "unhandled".
     """
     clock = Clock()
     mux = started(QMUX("m", answeringLink(), clock))
@@ -365,8 +359,9 @@ def test_cancel_before_write_is_not_sent():
 
 def test_cancel_after_write_is_outcome_unknown_and_a_late_answer_is_counted():
     """
-    Issue 8 #19: cancelling gave CancelledError, not an outcome, and forgot
-    the key so a late answer was not counted as late.
+    Cancelling a written request gives an outcome (cancelled after write:
+    outcome unknown), not CancelledError, and keeps the key so a late
+    answer is counted as late.
     """
     mux, link, clock = makeMux()
     d = mux.request(request(), 5)
@@ -380,9 +375,9 @@ def test_cancel_after_write_is_outcome_unknown_and_a_late_answer_is_counted():
 
 def test_cancelling_a_sibling_while_the_link_is_lost():
     """
-    Issue 8 #20: a callback that cancelled a sibling during the loss raised
-    AlreadyCalledError out of the link, and a third request waited for its
-    timeout instead of failing at once.
+    A callback that cancels a sibling while the link is lost raises nothing
+    out of the link, and every request, a third one included, fails at
+    once rather than at its timeout.
     """
     mux, link, clock = makeMux()
     first = mux.request(request("000001"), 30)
@@ -401,8 +396,9 @@ def test_cancelling_a_sibling_while_the_link_is_lost():
 
 def test_never_written_after_the_deadline():
     """
-    Issue 8 #17: a link that became ready in the reactor turn in which the
-    deadline passed got the message: a "not sent" became "outcome unknown".
+    A link that becomes ready in the reactor turn in which the deadline
+    passed does not get the message: it stays "not sent", never "outcome
+    unknown".
     """
     mux, link, clock = makeMux()
     link.ready.set(False)
@@ -418,8 +414,8 @@ def test_never_written_after_the_deadline():
 
 def test_draining_keeps_counts_per_link():
     """
-    Issue 8 #8: every completion recounted all pending requests for each
-    drain waiter (quadratic).  Completions now never walk the table.
+    Drain waiters keep counts per link: a completion never walks the table
+    of pending requests (which would be quadratic).
     """
 
     class Watched(dict):
@@ -458,7 +454,7 @@ def test_draining_keeps_counts_per_link():
 
 def test_unmatched_responses_go_to_the_listeners_first():
     """
-    Issue 8 #22 (jPOS processUnhandled): a late approval reaches the request
+    As jPOS's processUnhandled, a late approval reaches the request
     listeners (to reverse it) before it is counted as unhandled.
     """
     reversals = Listener(True)
@@ -501,7 +497,7 @@ def test_ignored_response_codes_are_counted():
 
 def test_header_in_the_key():
     """
-    Issue 8 #22: the `header` token in <key> (jPOS) puts the header in the key.
+    As in jPOS, the `header` token in <key> puts the header in the key.
     """
     builder = KeyBuilder(("41", "11", "header"))
     assert builder.fields == ("41", "11") and builder.headerIsKey
@@ -513,9 +509,9 @@ def test_header_in_the_key():
 
 def test_a_stopped_qmux_is_not_ready_and_holds_nothing():
     """
-    Issue 8 #7: a stopped QMUX still reported ready, and its observers stayed
-    on the link.  Stopping drains: what was written gets its answer, what
-    waits for the link ends "not sent" at once.
+    A stopped QMUX is not ready and leaves no observer on the link.
+    Stopping drains: what was written gets its answer, what waits for the
+    link ends "not sent" at once.
     """
     mux, link, clock = makeMux()
     written = outcome(mux.request(request("000001"), 30))

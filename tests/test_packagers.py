@@ -196,8 +196,8 @@ def test_unpack_random_bytes_raises_only_unpackerror(data):
 
 
 def test_an_edited_generic_packager_file_is_read_again(tmp_path):
-    # Found in review: the first reading was cached for the process's life,
-    # so a redeploy after editing the XML kept the old field definitions.
+    # An edited XML is read again (a redeploy gets the new field
+    # definitions); an unchanged one is read once.
     field11 = '<isofield id="11" length="{}" class="org.jpos.iso.IFA_NUMERIC"/>'
     path = writeXml(tmp_path, BASE + field11.format(6))
     first = getPackager("GenericPackager", path)

@@ -337,8 +337,9 @@ def test_link_not_ready_everywhere_waits_then_not_sent():
 )
 def test_only_what_another_member_could_send_is_retried(error):
     """
-    Issue 8 #18: a duplicate key went out on a second link, defeating the
-    duplicate guard; a missing key or an encode error fails everywhere.
+    Only what another member could send is retried there: a duplicate key
+    is not sent on a second link (that would defeat the duplicate guard),
+    and a missing key or an encode error fails everywhere.
     """
     ms = members(2)
     ms[0].script = [fail(error)]
@@ -433,7 +434,7 @@ def test_member_that_raises_still_gives_one_outcome():
     assert pool.pendingCount() == 0 and pool.clock.getDelayedCalls() == []
 
 
-# -- issue 8 -------------------------------------------------------------------
+# -- user code, deadlines, cancelling, suspension ------------------------------
 
 
 @implementer(IStrategy)
@@ -446,8 +447,9 @@ class Raising:
 
 def test_a_strategy_that_raises_is_not_sent_never_a_hang():
     """
-    Issue 8 #16: a raising strategy left the request without an outcome for
-    ever (and leaked its in-flight count), or raised out of request().
+    A strategy that raises gives the request an outcome at once ("not
+    sent": StrategyFailed, naming the strategy, with no card data); nothing
+    stays in flight and nothing raises out of request().
     """
     pool = started(MUXPool("pool", members(2), Clock(), Raising()))
     with capturedText() as lines:
@@ -473,8 +475,8 @@ def test_a_strategy_that_raises_while_waiting_ends_the_wait():
 
 def test_the_pool_never_sends_after_its_deadline():
     """
-    Issue 8 #17: a member that became ready in the deadline's reactor turn
-    was handed the request with no time left.
+    A member that becomes ready in the deadline's reactor turn is not
+    handed the request: it has no time left.
     """
     ms = members(1, ready=False)
     pool = makePool(ms)
@@ -487,7 +489,7 @@ def test_the_pool_never_sends_after_its_deadline():
 
 def test_cancelling_a_pool_request_gives_the_members_outcome():
     """
-    Issue 8 #19: cancelling gives an outcome, never CancelledError.
+    Cancelling gives an outcome, never CancelledError.
     """
     clock = Clock()
     link = MemoryLink("a")
@@ -507,9 +509,9 @@ def test_cancelling_a_pool_request_gives_the_members_outcome():
 
 def test_cancelling_while_a_member_waits_on_its_own_chain_cancels_what_it_wrote():
     """
-    Found in review: a member whose Deferred had fired but waited on one it
-    chained (it waits for readiness, then asks a QMUX) was taken for "not
-    asked": cancelling said "not sent" for a request written on the link.
+    A member whose Deferred has fired but waits on one it chained (it
+    waits for readiness, then asks a QMUX) counts as asked: cancelling
+    cancels what it wrote, an outcome unknown, never "not sent".
     """
     clock = Clock()
     link = MemoryLink("a")
@@ -558,7 +560,7 @@ def test_a_member_that_never_ends_a_request_is_cancelled_after_the_deadline():
 
 def test_check_enabled_is_cleared_by_a_reconnect():
     """
-    Issue 8 #22: as jPOS, enabling lasts while the member stays connected.
+    As in jPOS, enabling lasts while the member stays connected.
     """
     ms = members(2)
     pool = makePool(ms, checkEnabled=True)
@@ -585,7 +587,7 @@ class ProbedLink(MemoryLink):
 
 def test_a_member_that_keeps_timing_out_is_suspended_until_it_answers_an_echo():
     """
-    Issue 8 #14: a hung issuer kept its share of round-robin traffic.  With
+    A hung issuer does not keep its share of round-robin traffic: with
     suspend-after-timeouts, N timeouts in a row take it out of rotation
     until an echo on it succeeds.
     """
@@ -647,8 +649,8 @@ def test_a_stopped_pool_holds_nothing():
 
 def test_a_waiter_cancelled_while_others_are_woken_does_not_stop_them():
     """
-    Review of issue 8 #20: the pool's waiter loop woke a waiter a callback
-    had just cancelled (AlreadyCalledError), and the later ones never.
+    The pool's waiter loop skips a waiter a callback has just cancelled
+    (no AlreadyCalledError) and still wakes the ones after it.
     """
     ms = members(1, ready=False)
     pool = makePool(ms)
@@ -676,8 +678,9 @@ def test_a_member_that_refused_is_tried_again_once_it_is_back():
 
 def test_a_suspended_member_is_probed_again_on_its_new_link():
     """
-    Review of issue 8 #14: the channel of a suspended member was redeployed;
-    the old channel's probe was cancelled and the member stayed out for good.
+    A suspended member whose channel is redeployed is probed again on its
+    new link (the old channel's probe is cancelled), so it does not stay
+    out for good.
     """
     clock = Clock()
     old, new = ProbedLink("old"), ProbedLink("new")

@@ -101,8 +101,8 @@ def test_interfaces():
 
 def test_a_client_that_does_not_read_stops_being_read():
     """
-    Issue 9: with no backpressure a client that never read its answers made
-    the switch read and forward everything it sent.
+    A client that does not read its answers stops being read: what it
+    sends is not taken as requests until it reads again (backpressure).
     """
     listener = Holding()
     server, _ = makeServer(listener)
@@ -136,8 +136,9 @@ def test_requests_in_flight_per_session_are_bounded():
 
 def test_an_unfinished_frame_is_closed_after_the_frame_timeout():
     """
-    Issue 9: a `9999` length prefix then silence was held 90 s; a sender of
-    one byte a second, 45 s.
+    An unfinished frame is closed after the frame timeout, counted from
+    when the frame started: a `9999` length prefix then silence, and a
+    sender of one byte a second alike.
     """
     server, reactor = makeServer(frameTimeout=5, idleTimeout=300)
     silent, silentTransport = connect(server, 5001)
@@ -184,7 +185,9 @@ def test_an_idle_session_is_closed_but_not_while_it_is_owed_answers():
 
 def test_a_planned_stop_drains_what_was_read_and_reads_nothing_more():
     """
-    Issue 9: a stop under load lost answers the issuer had approved.
+    A planned stop drains: every request already read gets its answer,
+    nothing read after the stop is taken, and each session closes once
+    its answers are written.
     """
     listener = Holding()
     server, reactor = makeServer(listener, gracePeriod=5)
@@ -208,8 +211,8 @@ def test_a_planned_stop_drains_what_was_read_and_reads_nothing_more():
 
 def test_an_answer_whose_client_is_gone_is_one_warning_line_to_reverse_it_by():
     """
-    Issue 9: sometimes the only trace was "not connected" with no key;
-    sometimes there was none.
+    An answer whose client is gone is one warning line, with the key to
+    reverse it by (and no card data), and a count.
     """
     listener = Holding()
     server, reactor = makeServer(listener)
@@ -272,8 +275,8 @@ def test_refusals_close_at_once_and_are_logged_at_a_bounded_rate():
 
 
 def test_bad_frames_are_logged_at_a_bounded_rate_for_the_whole_server():
-    # Found in review: each connection had its own limiter, so a client
-    # opening many connections got one warning line each.
+    # One limiter for the whole server: a client opening many connections
+    # does not get one warning line each.
     server, reactor = makeServer()
     with capturedText() as lines:
         for i in range(50):
@@ -285,8 +288,9 @@ def test_bad_frames_are_logged_at_a_bounded_rate_for_the_whole_server():
 
 def test_a_request_answered_at_once_under_the_in_flight_limit_is_read_once():
     """
-    Review of issue 9: answering inside the frame loop released the hold and
-    decoded the frames already taken again (a request sent on twice).
+    A request answered inside the frame loop, under the in-flight limit,
+    is read once: releasing the hold does not decode the frames already
+    taken again (which would send a request on twice).
     """
     seen = []
 
@@ -308,8 +312,9 @@ def test_a_request_answered_at_once_under_the_in_flight_limit_is_read_once():
 
 def test_a_client_that_does_not_read_loses_its_slot_after_the_idle_timeout():
     """
-    Review of issue 9: closing waited for a write buffer the client never
-    drained, so a client that did not read kept its session for ever.
+    A client that does not read loses its slot after the idle timeout:
+    closing waits for its write buffer only until the close timeout, then
+    the connection is aborted.
     """
     from twisted.internet.testing import StringTransport
 

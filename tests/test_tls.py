@@ -53,7 +53,7 @@ def pki(tmp_path):
 
 
 @defer.inlineCallbacks
-def tlsServer(pki, name="issuer", clientCA=True, subjects=(), mark=None):
+def tlsServer(pki, name="issuer", clientCA=True, subjects=(), mark=None, **settings):
     tls = ServerTLS(
         pki.issue(name, "localhost"), None, pki.caFile if clientCA else None, tuple(subjects)
     )
@@ -62,7 +62,7 @@ def tlsServer(pki, name="issuer", clientCA=True, subjects=(), mark=None):
         spec(),
         "tcp:0:interface=127.0.0.1",
         reactor(),
-        ServerSettings(gracePeriod=0, tls=tls),
+        ServerSettings(gracePeriod=0, tls=tls, **settings),
         listeners=[Responder(fixed={"44": mark or name})],
     )
     server.startService()
@@ -113,8 +113,8 @@ def refused(adaptor, count=2):
 
 @pytest_twisted.inlineCallbacks
 def test_a_handshake_that_never_ends_is_one_failure_with_its_reason():
-    # Found in review: a handshake timeout counted twice (doubling the
-    # backoff) and was reported as "connection aborted".
+    # A handshake timeout counts as one failure (the backoff grows once),
+    # reported as the timeout it is, not as "connection aborted".
     from twisted.internet.protocol import Factory, Protocol
 
     silent = reactor().listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
@@ -278,12 +278,11 @@ def test_descriptors_configure_mutual_tls_with_pem_files(tmp_path, pki):
 @pytest_twisted.inlineCallbacks
 def test_stopping_a_tls_server_with_idle_sessions_does_not_wait_for_a_flush(pki):
     """
-    Review of issue 10: a TLS session kept its producer registered, so a
-    planned stop waited the whole flush timeout and logged that the client
-    "did not read its last answers" although there was nothing to read.
+    A planned stop of a TLS server with idle sessions does not wait for a
+    flush: the session's producer is unregistered, so the stop is quick and
+    nothing says the client "did not read its last answers".
     """
-    server, port = yield tlsServer(pki)
-    server.flushTimeout = 60.0
+    server, port = yield tlsServer(pki, flushTimeout=60.0)
     adaptor, mux = tlsLink(port, "idle", ClientTLS("localhost", pki.caFile, pki.issue("switch")))
     try:
         yield adaptor.ready.whenState(True)

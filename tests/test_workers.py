@@ -140,8 +140,8 @@ def test_a_worker_that_ran_well_restarts_after_the_shortest_delay():
 
 
 def test_the_parent_keeps_a_socket_while_its_descriptor_is_briefly_broken(tmp_path):
-    # Found in review: a descriptor saved half-written let the parent close
-    # the server's socket for good (workers restarted later inherit none).
+    # A descriptor saved half-written does not make the parent close the
+    # server's socket (workers restarted later must inherit it).
     from tests.deployfiles import freePort, front
 
     path = tmp_path / "50_front.xml"

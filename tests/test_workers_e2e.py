@@ -1,5 +1,5 @@
 """
-Issue 11: `twistd muxpool --workers 2`: two worker processes share the
+`twistd muxpool --workers 2`: two worker processes share the
 front server's listening socket; one killed with SIGKILL, the other keeps
 answering and a replacement starts; a server deployed later is served by
 every worker; SIGTERM stops them all, exit 0.

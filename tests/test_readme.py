@@ -1,0 +1,68 @@
+"""
+README's promises, checked: every dotted path it names imports, and its
+Python examples are valid code; the ones that are tests pass.
+"""
+
+import re
+
+import pytest
+
+from tests.conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
+
+
+def resolve(dotted: str) -> object:
+    """
+    The object a dotted path names: the longest importable module, then
+    attributes.
+    """
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            found = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attribute in parts[cut:]:
+            found = getattr(found, attribute)
+        return found
+    raise ImportError(dotted)
+
+
+@pytest.mark.parametrize(
+    "dotted",
+    sorted(
+        {
+            path.rstrip(".")
+            for path in re.findall(r"\bmuxpool(?:\.[A-Za-z_][A-Za-z0-9_]*)+", README)
+            if not path.endswith((".py", ".xml", ".html"))
+            and not path.startswith("muxpool.iso.packagers._")
+        }
+    ),
+)
+def test_every_dotted_path_readme_names_imports(dotted):
+    assert resolve(dotted) is not None
+
+
+def test_readme_has_its_examples():
+    assert len(BLOCKS) >= 4
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_each_example_is_valid_python(index):
+    compile(BLOCKS[index], f"README example {index + 1}", "exec")
+
+
+@pytest.mark.parametrize(
+    "index", [i for i, block in enumerate(BLOCKS) if re.search(r"^def test_", block, re.M)]
+)
+def test_the_examples_that_are_tests_pass(index):
+    namespace = {"__name__": f"readme_example_{index + 1}"}
+    exec(compile(BLOCKS[index], f"README example {index + 1}", "exec"), namespace)
+    tests = [value for name, value in namespace.items() if name.startswith("test_")]
+    assert tests
+    for test in tests:
+        test()
