@@ -6,6 +6,7 @@ bounded memory.
 """
 
 import json
+import platform
 import select
 import socket
 import time
@@ -152,8 +153,9 @@ def rss(pid):
 def test_a_client_that_never_reads_costs_bounded_memory(tmp_path):
     """
     A client that never reads its answers stops being read before it has
-    sent 300,000 requests: the switch grows by less than 20 MB, and other
-    clients are still answered.
+    sent 300,000 requests: the switch grows by tens of MB at most (not by
+    the gigabytes that reading it all would cost), and other clients are
+    still answered.
     """
     issuerDir, switchDir, frontPort = singleIssuerSwitch(tmp_path)
     issuerProc = Twistd(issuerDir, tmp_path)
@@ -219,7 +221,11 @@ def test_a_client_that_never_reads_costs_bounded_memory(tmp_path):
         )
         summary = json.loads(good.stdout)
         assert summary["answered"] == {"00": 2000}, summary
-        assert during - before < 20 * 1024 * 1024, (before, during)
+        # Reading every unread request would cost about 10 KB each (1 GB and
+        # more).  CPython grows a few MB; PyPy also compiles the request path
+        # meanwhile (its JIT's code and a larger GC nursery: 13-23 MB here).
+        limit = (40 if platform.python_implementation() == "PyPy" else 20) * 1024 * 1024
+        assert during - before < limit, (before, during)
     finally:
         if hog is not None:
             hog.close()
