@@ -445,3 +445,33 @@ def test_a_deploy_service_started_again_deploys_everything_again(tmp_path):
         assert response["44"] == "issuer-1"
     finally:
         yield service.stopService()
+
+
+def test_a_folder_that_cannot_be_read_changes_nothing(tmp_path):
+    """
+    A scan that cannot read the deploy folder (no file descriptor left, or
+    the folder gone) undeploys nothing and says so once, not once a scan;
+    when it can be read again, scanning goes on as before.
+    """
+    from twisted.internet.testing import MemoryReactorClock
+
+    (tmp_path / "10_good.xml").write_text(qmux("good", "q"))
+    service = DeployService(str(tmp_path), MemoryReactorClock(), Registry(), scanInterval=0)
+    service.startService()
+    try:
+        assert "good" in service.registry
+        hidden = tmp_path.parent / (tmp_path.name + "-away")
+        tmp_path.rename(hidden)  # os.scandir fails, as it does with EMFILE
+        with capturedText() as lines:
+            service.scan()
+            service.scan()
+        assert [b.name for b in service.beans.values()] == ["good"]
+        assert "good" in service.registry and service.registry.get("good").running
+        unreadable = [line for line in lines if "cannot read deploy folder" in line]
+        assert len(unreadable) == 1 and "nothing is changed" in unreadable[0]
+        hidden.rename(tmp_path)
+        (tmp_path / "20_more.xml").write_text(qmux("more", "q2"))
+        service.scan()
+        assert sorted(b.name for b in service.beans.values()) == ["good", "more"]
+    finally:
+        service.stopService()

@@ -19,7 +19,7 @@ from muxpool.app import runLoad
 from muxpool.channel import ChannelSpec
 from muxpool.listeners import Responder
 from muxpool.testing import portOf, startIssuer, startLink
-from tests.deployfiles import singleIssuerSwitch
+from tests.deployfiles import freePort, qmux, singleIssuerSwitch
 from tests.twistdproc import Twistd, tool
 
 ASCII = ChannelSpec.fromConfig("ASCIIChannel", "ISO87A")
@@ -232,3 +232,52 @@ def test_a_client_that_never_reads_costs_bounded_memory(tmp_path):
         codes = [switch.stop(), issuerProc.stop()]
     assert codes == [0, 0]
     assert "Traceback" not in switch.log
+
+
+@pytest_twisted.inlineCallbacks
+def test_more_idle_connections_than_descriptors_undeploy_nothing(tmp_path):
+    """
+    A switch whose file descriptor limit is 256, with twice that many idle
+    connections at its front and at its admin API, keeps every bean
+    deployed, its port open and its clients answered: a server takes at
+    most its default share of the descriptors and the admin API its own,
+    the deploy folder is still read, and the refused connections cost a
+    few log lines, not one each.
+    """
+    issuerDir, switchDir, frontPort = singleIssuerSwitch(tmp_path)
+    adminPort = freePort()
+    issuerProc = Twistd(issuerDir, tmp_path)
+    switch = Twistd(
+        switchDir,
+        tmp_path,
+        args=("--admin", f"tcp:{adminPort}:interface=127.0.0.1"),
+        fdLimit=256,
+    )
+    idle = []
+    good = None
+    try:
+        issuerProc.waitFor("listening")
+        switch.waitFor("front: listening")
+        switch.waitFor("channel-1: connected")
+        switch.waitFor("admin API on")
+        good = startLink(reactor(), frontPort, "good", spec=ASCII)
+        yield good.whenReady()
+        for port in [frontPort] * 500 + [adminPort] * 500:
+            idle.append(socket.create_connection(("127.0.0.1", port)))
+        # The deploy folder is rescanned (every 0.2 s) while they are open.
+        (switchDir / "99_more.xml").write_text(qmux("late-mux", "q-late"))
+        switch.waitFor("deploying qmux late-mux")
+        outcomes = yield runLoad(good.mux, 200, 8, timeout=5)
+        assert [o["39"] for o in outcomes if isinstance(o, dict)] == ["00"] * 200, outcomes[:3]
+    finally:
+        for s in idle:
+            s.close()
+        if good is not None:
+            yield good.stop()
+    assert switch.stop() == 0
+    log = "".join(switch.lines)
+    assert "undeploying" not in log and "cannot read deploy folder" not in log
+    refusals = [line for line in switch.lines if "refused" in line]
+    assert 1 <= len(refusals) <= 10, refusals
+    opened = [line for line in switch.lines if "session from" in line]
+    assert len(opened) <= 10, len(opened)

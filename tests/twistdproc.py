@@ -42,12 +42,22 @@ def endAll():
             proc.stop()
 
 
+def _limitDescriptors(limit):
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+
 class Twistd:
     """
     C{twistd -n muxpool --deploy DIR}, its log read line by line.
     """
 
-    def __init__(self, deploy, cwd, env=None, scanInterval="0.2", args=()):
+    def __init__(self, deploy, cwd, env=None, scanInterval="0.2", args=(), fdLimit=None):
+        """
+        @param fdLimit: run it with this file descriptor limit (soft and
+            hard), as a switch configured with a low C{ulimit -n} runs.
+        """
         self.lines = []
         self._queue = queue.Queue()
         self.process = subprocess.Popen(
@@ -69,6 +79,7 @@ class Twistd:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=None if fdLimit is None else lambda: _limitDescriptors(fdLimit),
         )
         _started.append(self)
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -21,6 +21,7 @@ from muxpool._support._endpoints import (
 )
 from muxpool._support._filestamps import Stamp, fileStamp
 from muxpool._support._imports import NoSuchModule, NoSuchName, importNamed
+from muxpool._support._limits import defaultAdminConnections, defaultSessionLimit
 from muxpool._support._observers import NO_KEYWORDS, Observers, Waiters
 from muxpool._support._ratelimit import RateLimiter
 from muxpool._support._reactor import defaultReactor
@@ -43,7 +44,9 @@ __all__ = [
     "Waiters",
     "backoffDelay",
     "cancelTimer",
+    "defaultAdminConnections",
     "defaultReactor",
+    "defaultSessionLimit",
     "describeCode",
     "describeError",
     "fileStamp",

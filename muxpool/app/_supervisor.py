@@ -121,11 +121,20 @@ class WorkerSupervisor(Service):
         server is gone (a server added later is the workers' own, with
         SO_REUSEPORT: a socket bound here would stand in their way).  A
         file that does not parse for now keeps what it had: only a file
-        removed, or naming another endpoint, lets its socket go.
+        removed, or naming another endpoint, lets its socket go.  A folder
+        that cannot be read (no file descriptor left, say) changes nothing.
         """
         from twisted.internet.endpoints import serverFromString
 
-        files = set(descriptorFiles(self.directory))
+        try:
+            files = set(descriptorFiles(self.directory))
+        except OSError as e:
+            self.log.error(
+                "workers: cannot read deploy folder {directory}: {why}; keeping every socket",
+                directory=self.directory,
+                why=e.strerror,
+            )
+            return
         for path in set(self._endpoints) - files:
             del self._endpoints[path]
         for path in sorted(files):

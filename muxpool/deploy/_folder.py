@@ -6,7 +6,6 @@ workers' parent holds sockets for).
 
 from __future__ import annotations
 
-import glob
 import os
 from typing import List, Optional
 
@@ -16,9 +15,16 @@ from muxpool.deploy._xml import Node
 
 def descriptorFiles(directory: str) -> List[str]:
     """
-    The descriptors in C{directory} (C{*.xml}), in deploy order (by name).
+    The descriptors in C{directory} (C{*.xml}, not hidden), in deploy order
+    (by name).
+
+    @raise OSError: the folder cannot be read (it is gone, or the process
+        has no file descriptor left): the caller must change nothing, not
+        take it for an empty folder.
     """
-    return sorted(glob.glob(os.path.join(directory, "*.xml")))
+    with os.scandir(directory) as entries:
+        names = [e.name for e in entries if e.name.endswith(".xml") and not e.name.startswith(".")]
+    return sorted(os.path.join(directory, name) for name in names)
 
 
 def serverEndpoint(root: Node) -> Optional[str]:

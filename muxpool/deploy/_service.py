@@ -94,6 +94,7 @@ class DeployService(Service):
         self._draining: Set[Bean] = set()
         self._loop: Optional[LoopingCall] = None
         self._empty = False
+        self._unreadableWhy: Optional[str] = None
 
     # -- service --------------------------------------------------------------
 
@@ -124,6 +125,7 @@ class DeployService(Service):
         self._warned.clear()
         self._emptyPools.clear()
         self._empty = False
+        self._unreadableWhy = None
         return self._shutdown()
 
     @inlineCallbacks
@@ -178,7 +180,14 @@ class DeployService(Service):
             )
 
     def _scan(self) -> None:
-        files = descriptorFiles(self.directory)
+        try:
+            files = descriptorFiles(self.directory)
+        except OSError as e:
+            self._unreadable(e)
+            return
+        if self._unreadableWhy is not None:
+            self.log.info("deploy folder {directory} can be read again", directory=self.directory)
+            self._unreadableWhy = None
         if not files and not self._empty:
             self.log.warn(
                 "deploy folder {directory} has no *.xml descriptors: nothing deployed",
@@ -205,6 +214,21 @@ class DeployService(Service):
         self._draining.update(old for old, _ in replaced)
         for old, new in replaced:
             self._retire(old, replacedBy=new)
+
+    def _unreadable(self, error: OSError) -> None:
+        """
+        The folder cannot be read now (no file descriptor left, say): what
+        is deployed stays as it is, said once per reason, not per scan.
+        """
+        why = error.strerror or type(error).__name__
+        if why != self._unreadableWhy:
+            self.log.error(
+                "cannot read deploy folder {directory}: {why}; nothing is changed until it can be",
+                directory=os.path.abspath(self.directory),
+                why=why,
+                event="deploy.unreadable",
+            )
+        self._unreadableWhy = why
 
     def _dependencyChanged(self, path: str) -> bool:
         """

@@ -32,7 +32,7 @@ from twisted.internet.interfaces import (
     IStreamServerEndpoint,
 )
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger, globalLogPublisher
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -42,6 +42,7 @@ from muxpool._support import (
     backoffDelay,
     cancelTimer,
     defaultReactor,
+    defaultSessionLimit,
     hostPort,
 )
 from muxpool.channel import (
@@ -85,12 +86,52 @@ def matches(address: str, patterns: Iterable[str]) -> bool:
     return False
 
 
+@implementer(ILogObserver)
+class _AcceptLog:
+    """
+    The events of Twisted's accept loop for one listening port (a refused
+    accept, C{EMFILE} and its recovery: one each per connection), at a
+    bounded rate: each kind once, then once an interval with a count.
+    """
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self.limiter = limiter
+
+    def __call__(self, event: Dict[str, Any]) -> None:
+        suppressed = self.limiter.allow(("accept", event.get("log_format")))
+        if suppressed is None:
+            return
+        if suppressed:
+            event = dict(event)
+            event["log_format"] = (
+                f"{event.get('log_format', '')} ({{suppressed}} more like this in the last "
+                f"{self.limiter.interval:.0f}s)"
+            )
+            event["suppressed"] = suppressed
+        globalLogPublisher(event)
+
+
+def _boundAcceptLog(port: IListeningPort, limiter: RateLimiter) -> None:
+    """
+    Send C{port}'s accept-loop events through an L{_AcceptLog}.  Twisted's
+    TCP port logs them through its C{_logger} (a Logger it hands its accept
+    loop); other ports are left as they are.
+    """
+    logger = getattr(port, "_logger", None)
+    if isinstance(logger, Logger):
+        accepting = Logger(namespace=logger.namespace, observer=_AcceptLog(limiter))
+        port._logger = accepting  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """
     How a L{QServer} takes sessions and stops.  All times are in seconds.
 
-    @ivar maxSessions: sessions at once; more are refused at once.
+    @ivar maxSessions: sessions at once; more are refused at once.  None:
+        half of what the process's file descriptor limit leaves after a
+        reserve (see L{muxpool._support.defaultSessionLimit}), so no number
+        of clients can run the process out of descriptors.
     @ivar allow: jPOS's allow list (see L{parsePatterns}): only these
         addresses, when given.
     @ivar deny: jPOS's deny list: never these addresses.
@@ -190,6 +231,10 @@ class QServer(Service):
         self.spec = spec
         self.clock = reactor
         self.settings = settings
+        #: Sessions it holds at once (its settings', or the default).
+        self.maxSessions = (
+            settings.maxSessions if settings.maxSessions is not None else defaultSessionLimit()
+        )
         #: The endpoint as a string description, when it was given as one
         #: (what a port takeover compares, what workers listen on).
         self.description = endpoint if isinstance(endpoint, str) else None
@@ -297,6 +342,7 @@ class QServer(Service):
             return
         self.port = port
         self.lastFailure = None
+        _boundAcceptLog(port, self.limiter)
         self.log.info(
             "{server}: listening on {address}{how}",
             server=self.name,
@@ -337,8 +383,8 @@ class QServer(Service):
             why = "denied by deny list"
         elif settings.allow and not matches(host, settings.allow):
             why = "not in allow list"
-        elif settings.maxSessions is not None and len(self.sessions) >= settings.maxSessions:
-            why = f"maxSessions {settings.maxSessions} reached"
+        elif len(self.sessions) >= self.maxSessions:
+            why = f"maxSessions {self.maxSessions} reached"
         if why is not None:
             # Closed at once, before a byte is read: no request taken, none dropped.
             self.counters["refused"] += 1
@@ -359,7 +405,10 @@ class QServer(Service):
     def channelConnected(self, protocol: ISOChannelProtocol) -> None:
         self.counters["accepted"] += 1
         self.sessions[protocol] = ServerSession(self, protocol)
-        self.log.info(
+        # At a bounded rate: a churn of connections must not churn the log.
+        self.limiter.emit(
+            self.log.info,
+            "session opened",
             "{server}: session from {peer}",
             server=self.name,
             peer=protocol.peer,
@@ -438,7 +487,9 @@ class QServer(Service):
             self._refuse(protocol.peer, describeTLSFailure(reason))
         session = self.sessions.pop(protocol, None)
         if session is not None:
-            self.log.info(
+            self.limiter.emit(
+                self.log.info,
+                "session closed",
                 "{server}: session from {peer} closed: {reason}",
                 server=self.name,
                 peer=session.peer,
@@ -479,6 +530,7 @@ class QServer(Service):
             "tls": self.settings.tls is not None,
             "last_failure": self.lastFailure,
             "sessions": len(self.sessions),
+            "max_sessions": self.maxSessions,
             "in_flight": self.inFlight(),
             "peers": [
                 {"peer": s.peer, "in_flight": s.inFlight, "paused": sorted(s.holds)}

@@ -21,20 +21,27 @@ import hmac
 import ipaddress
 import json
 from importlib import resources
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
+from twisted.protocols.policies import WrappingFactory
 from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
 
-from muxpool._support import Waiters, hostPort, parseEndpoint
+from muxpool._support import (
+    RateLimiter,
+    Waiters,
+    defaultAdminConnections,
+    hostPort,
+    parseEndpoint,
+)
 from muxpool.ops._operations import DrainTimeout, Operations, UnknownMUX
 from muxpool.ops._prometheus import CONTENT_TYPE_LATEST, metricsText
 
@@ -264,6 +271,43 @@ class _NotFound(Resource):
         return _json(request, http.NOT_FOUND, {"error": "no such path"})
 
 
+#: Seconds an admin connection may stay idle.
+IDLE_TIMEOUT = 30
+
+
+if TYPE_CHECKING:
+    _Wrapping = WrappingFactory[Any]
+else:  # older Twisted's WrappingFactory is not generic
+    _Wrapping = WrappingFactory
+
+
+class _Limited(_Wrapping):
+    """
+    The admin site, holding at most C{limit} connections at once; more are
+    closed at once, said at a bounded rate.
+    """
+
+    log = Logger()
+
+    def __init__(self, site: Site, limit: int) -> None:
+        super().__init__(site)
+        self.limit = limit
+        self._limiter = RateLimiter()
+
+    def buildProtocol(self, addr: Any) -> Any:
+        if len(self.protocols) >= self.limit:
+            self._limiter.emit(
+                self.log.warn,
+                "admin full",
+                "admin API: refused a connection from {peer}: {limit} connections open",
+                peer=hostPort(addr),
+                limit=self.limit,
+                event="admin.refused",
+            )
+            return None
+        return WrappingFactory.buildProtocol(self, addr)
+
+
 @implementer(IStreamServerEndpoint)
 class _Announcing:
     """
@@ -309,10 +353,14 @@ class AdminService(StreamServerEndpointService):
         self, endpoint: str, operations: Operations, reactor: Any, token: Optional[str] = None
     ) -> None:
         checkEndpoint(endpoint, token)
-        site = Site(AdminResource(operations, token))
+        # An idle connection is closed after a while, and there are only so
+        # many at once: idle admin connections cannot take the process's
+        # file descriptors.
+        site = Site(AdminResource(operations, token), timeout=IDLE_TIMEOUT)
         site.noisy = False
+        self.connections = _Limited(site, defaultAdminConnections())
         StreamServerEndpointService.__init__(
-            self, _Announcing(serverFromString(reactor, endpoint), self), site
+            self, _Announcing(serverFromString(reactor, endpoint), self), self.connections
         )
         self.setName("admin")
         self.description = endpoint
