@@ -236,3 +236,24 @@ def test_a_persistent_fault_is_logged_at_a_bounded_rate():
     assert len(source.sent) == 501
     found = [line.split("\n")[0] for line in lines if "no such MUX" in line]
     assert len(found) == 2 and "(499 more like this in the last 10s)" in found[1]
+
+
+@pytest.mark.parametrize("mti", ["0210", "0810", "02D0", "", "020"])
+def test_forward_takes_requests_only(mti):
+    """
+    Forward leaves what is not a request (a response, or an MTI that is not
+    four digits) to the next listener: nothing is sent, nothing answered.
+    """
+    from twisted.internet.task import Clock
+
+    from muxpool.mux import QMUX
+    from muxpool.testing import MemoryIssuer, MemoryLink
+
+    clock = Clock()
+    upstream = MemoryLink("issuer-channel")
+    issuer = MemoryIssuer(upstream, clock)
+    mux = QMUX("m", upstream, clock)
+    mux.startService()
+    acquirer = MemoryLink("acquirer")
+    handled = Forward(mux, timeout=5).process(acquirer, {"t": mti, "11": "000001", "41": "T1"})
+    assert handled is False and issuer.requests == [] and acquirer.sent == []

@@ -331,3 +331,73 @@ def test_a_client_that_does_not_read_loses_its_slot_after_the_idle_timeout():
         runUntil(reactor, 10 + protocol.closeTimeout)
     assert transport.disconnected  # cut off, not left to hold the slot
     assert any("closed: idle" in line for line in lines)
+
+
+def frames(*messages):
+    return b"".join(SPEC.encode(m) for m in messages)
+
+
+def forwarding(**settings):
+    """
+    A front server forwarding to a QMUX over a MemoryLink, an issuer on it.
+    """
+    from twisted.internet.task import Clock
+
+    from muxpool.listeners import Forward
+    from muxpool.mux import QMUX
+    from muxpool.testing import MemoryIssuer, MemoryLink
+
+    clock = Clock()
+    link = MemoryLink("issuer-channel")
+    issuer = MemoryIssuer(link, clock)
+    mux = QMUX("core-mux", link, clock)
+    mux.startService()
+    server, reactor = makeServer(Forward(mux, timeout=5), **settings)
+    return server, mux, issuer
+
+
+def test_responses_from_a_client_are_not_forwarded_and_hold_no_slot():
+    """
+    A client's responses (0210s) are not forwarded to an issuer as
+    requests: each is counted unhandled and holds no in-flight slot, so a
+    flood of them neither grows a MUX's table nor stops the session's
+    requests from being read.
+    """
+    server, mux, issuer = forwarding(maxInFlight=4)
+    protocol, transport = connect(server)
+    session = server.sessions[protocol]
+    with capturedText() as lines:
+        protocol.dataReceived(frames(*[dict(request(i), t="0210") for i in range(50)]))
+    assert issuer.requests == [] and mux.pendingCount() == 0
+    assert session.inFlight == 0 and not session.holds
+    assert server.counters["rx_unhandled"] == 50
+    assert len([line for line in lines if "unhandled" in line]) == 1  # at a bounded rate
+    protocol.dataReceived(frames(request(51)))
+    assert [m["39"] for m in answers(transport)] == ["00"] and len(issuer.requests) == 1
+
+
+@pytest.mark.parametrize("mti", ["02D0", "020", "x"])
+def test_a_message_whose_mti_is_not_four_digits_is_refused_once(mti):
+    """
+    A message whose MTI is not four digits cannot be answered (no response
+    MTI): it is refused and logged (at a bounded rate), given to no
+    listener, and holds no in-flight slot; the session goes on.
+    """
+    server, mux, issuer = forwarding(maxInFlight=2)
+    mux.link.ready.set(False)  # what Forward would answer is a decline
+    protocol, transport = connect(server)
+    session = server.sessions[protocol]
+    bad = {"t": mti, "11": "000001", "41": "TERM0001"}
+    with capturedText() as lines:
+        for _ in range(5):
+            protocol.dataReceived(
+                SPEC.framing.frame(
+                    b"",
+                    bad["t"].encode().ljust(4)[:4] + SPEC.packager.pack(dict(bad, t="0200"))[4:],
+                )
+            )
+    assert session.inFlight == 0 and not session.holds and protocol.connected
+    assert server.counters["rx_refused"] == 5 and issuer.requests == []
+    refused = [line for line in lines if "is not four digits" in line]
+    assert len(refused) == 1, lines
+    assert not any("Unhandled" in line or "Traceback" in line for line in lines)

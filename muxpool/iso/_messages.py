@@ -18,6 +18,20 @@ def isResponse(mti: str) -> bool:
     return len(mti) >= 3 and mti[2] in "13579"
 
 
+def isMTI(mti: str) -> bool:
+    """
+    Whether C{mti} is a message type indicator: four digits.
+    """
+    return len(mti) == 4 and mti.isdigit()
+
+
+def isRequest(mti: str) -> bool:
+    """
+    Whether C{mti} is a request's: four digits, the third even.
+    """
+    return isMTI(mti) and not isResponse(mti)
+
+
 def responseMTI(mti: str) -> str:
     """
     jPOS's setResponseMTI: the request's MTI with its third digit made odd.

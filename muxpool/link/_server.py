@@ -56,7 +56,7 @@ from muxpool.channel import (
 )
 from muxpool.errors import NotSent
 from muxpool.interfaces import IRequestListener, ISocketSource
-from muxpool.iso import Stans, describeForReversal, isResponse, maskMessage
+from muxpool.iso import Stans, describeForReversal, isMTI, isResponse, maskMessage
 from muxpool.link._session import ServerSession
 from muxpool.listeners import ListenerFailed, decline, offer
 
@@ -251,6 +251,7 @@ class QServer(Service):
             "rx": 0,
             "rx_unhandled": 0,
             "listener_errors": 0,
+            "rx_refused": 0,
             "undelivered": 0,
             "tls_refused": 0,
         }
@@ -444,14 +445,30 @@ class QServer(Service):
         if session is None:
             return
         self.counters["rx"] += 1
-        response = isResponse(message.get("t", ""))
+        mti = message.get("t", "")
+        response = isResponse(mti)
         if response and session.network.take(message):
             return
         if session._receivers:
             session._deliver(message)
             return
-        if not response:
-            session.received(message)
+        if not isMTI(mti):
+            # No answer can be made to it (no response MTI): refused, said
+            # at a bounded rate, and no listener ever sees it.
+            self.counters["rx_refused"] += 1
+            self.limiter.emit(
+                self.log.warn,
+                "bad mti",
+                "{server}: refused a message from {peer}: its MTI {mti!r} is not four digits",
+                server=self.name,
+                peer=session.peer,
+                mti=mti,
+            )
+            return
+        # Whatever its MTI, what a listener is given counts against the
+        # session's in-flight limit until it is done with: a request once
+        # answered; a response (it owes no answer) once the listeners had it.
+        session.received(message)
         answered = session.answered
         try:
             handled = offer(self.listeners, session, message)
@@ -466,17 +483,23 @@ class QServer(Service):
                 code=code,
                 message=maskMessage(message, binary),
             )
-            if not response and session.answered == answered:  # unless it did answer
-                try:
-                    session.send(decline(message, code, binaryFields=binary))
-                except NotSent:
-                    pass  # logged by the session
-            return
-        if not handled:
-            if not response:
+            if session.answered != answered:
+                return  # it did answer
+            if response:
                 session.answerEnded()
+                return
+            try:
+                session.send(decline(message, code, binaryFields=binary))
+            except NotSent:
+                pass  # logged by the session
+            return
+        if (response or not handled) and session.answered == answered:
+            session.answerEnded()
+        if not handled:
             self.counters["rx_unhandled"] += 1
-            self.log.info(
+            self.limiter.emit(
+                self.log.info,
+                "unhandled",
                 "{server}: unhandled message {message}",
                 server=self.name,
                 message=maskMessage(message, self.spec.packager.binaryFields),

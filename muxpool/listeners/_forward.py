@@ -23,7 +23,7 @@ from muxpool._support import (
 )
 from muxpool.errors import NotSent, OutcomeUnknown
 from muxpool.interfaces import IMUX, IRequestListener, ISource
-from muxpool.iso import binaryFieldsOf, maskMessage
+from muxpool.iso import binaryFieldsOf, isRequest, maskMessage
 from muxpool.listeners._decline import DECLINE_FIELDS, decline, sendAnswer
 from muxpool.registry import defaultRegistry
 
@@ -38,6 +38,12 @@ class Forward:
     the response.  It takes the message it handles as its own (it goes on,
     without the acquirer channel's header and bitmaps, as the request: no
     copy per request).
+
+    It forwards requests only: a response, or a message whose MTI is not
+    four digits, it leaves to the next listener (returns False), as an
+    acquirer's stray 0210 must not reach an issuer as a request, nor wait
+    there for an answer that never comes.  (jPOS's QServer hands every
+    message to its listeners; what a listener takes is its own choice.)
 
     Not sent -> answers 39=91 (issuer unavailable).  Outcome unknown ->
     answers 39=C{unknownCode} (default 68) and logs it for reversal.  These
@@ -105,6 +111,8 @@ class Forward:
         return self._mux
 
     def process(self, source: ISource, message: Dict[str, str]) -> bool:
+        if not isRequest(message.get("t", "")):
+            return False
         try:
             mux = self.mux
         except KeyError as e:

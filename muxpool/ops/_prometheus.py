@@ -57,6 +57,7 @@ SERVER_COUNTERS = (
     "rx",
     "rx_unhandled",
     "listener_errors",
+    "rx_refused",
     "undelivered",
     "tls_refused",
 )
