@@ -17,11 +17,11 @@ from typing import List, Optional
 
 from twisted.internet import defer, task
 
-from muxpool._support import parseFieldList
-from muxpool.app import defaultFields, outcomeRecord, report, runLoad
+from muxpool._config import parseFieldList
+from muxpool.app import outcomeRecord, report, runLoad
 from muxpool.channel import ChannelSpec
 from muxpool.errors import CancelledBeforeWrite, LinkLost, NotSent, OutcomeUnknown, RequestTimeout
-from muxpool.iso import maskMessage
+from muxpool.iso import defaultFields, maskMessage
 from muxpool.link import AdaptorSettings, ChannelAdaptor
 from muxpool.mux import QMUX, MUXPool, strategyByName
 from muxpool.ops import addAdminArguments, runAdminCommand

@@ -5,6 +5,13 @@ fields hidden.  It lives in L{muxpool.iso}; this name is kept for the code
 and the docs that use it.
 """
 
-from muxpool.iso import HIDDEN, PARTIAL, describeForReversal, maskMessage, maskValue
+from muxpool.iso import (
+    HIDDEN,
+    PARTIAL,
+    binaryFieldsOf,
+    describeForReversal,
+    maskMessage,
+    maskValue,
+)
 
-__all__ = ["HIDDEN", "PARTIAL", "describeForReversal", "maskMessage", "maskValue"]
+__all__ = ["HIDDEN", "PARTIAL", "binaryFieldsOf", "describeForReversal", "maskMessage", "maskValue"]

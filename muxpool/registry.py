@@ -6,23 +6,22 @@ same.  A name can be waited on before it exists (deploy order does not
 matter for wiring).
 """
 
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional
 
 from twisted.internet.defer import Deferred, succeed
 
-from muxpool._support import Observers, Waiters
+from muxpool._support import Waiters
 from muxpool.interfaces import IMUX
 
 
 class Registry:
     """
-    Names -> objects, with observers for names that appear and disappear.
+    Names -> objects; a name can be waited on before it is registered.
     """
 
     def __init__(self) -> None:
         self._objects: Dict[str, object] = {}
         self._waiters: Dict[str, Waiters] = {}
-        self._observers = Observers("registry")
 
     def register(self, name: str, obj: object) -> None:
         """
@@ -32,7 +31,6 @@ class Registry:
         waiters = self._waiters.pop(name, None)
         if waiters is not None:
             waiters.fire(obj)
-        self._observers.notify(name, obj)
 
     def unregister(self, name: str, obj: object = None) -> None:
         """
@@ -40,7 +38,6 @@ class Registry:
         """
         if name in self._objects and (obj is None or self._objects[name] is obj):
             del self._objects[name]
-            self._observers.notify(name, None)
 
     def get(self, name: str) -> object:
         """
@@ -77,12 +74,6 @@ class Registry:
         if name in self._objects:
             return succeed(self._objects[name])
         return self._waiters.setdefault(name, Waiters()).wait()
-
-    def addObserver(self, observer: Callable[[str, object], None]) -> None:
-        """
-        Call C{observer(name, obj)} on each register (C{obj} None: unregister).
-        """
-        self._observers.add(observer)
 
 
 #: The process-wide registry that descriptors and L{Forward} use by default.

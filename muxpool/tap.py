@@ -12,7 +12,8 @@ from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 from twisted.python import usage
 
-from muxpool._support import defaultReactor, parseEndpoint, withPort
+from muxpool._config import parseEndpoint, withPort
+from muxpool._support import defaultReactor
 from muxpool.app import ParentWatch, WorkerSockets, WorkerSupervisor, workerArgv
 from muxpool.deploy import DeployService
 from muxpool.ops import AdminConfigError, AdminService, Operations, checkEndpoint

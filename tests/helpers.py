@@ -142,6 +142,12 @@ class MemoryNetwork:
     For what only real sockets show (kernel buffers and backpressure, TLS
     over TCP, the peer address the OS reports, other processes), use
     L{muxpool.testing.startIssuer} with the real reactor.
+
+    Its limits: TCP only (C{connectTCP} and C{listenTCP}; nothing else may
+    connect on its reactor), listeners are matched by port alone, a port
+    cannot be handed over to another server (a redeploy's takeover), and
+    a half-close closes the whole connection (the real half-close of a
+    planned stop is exercised by the end-to-end tests).
     """
 
     def __init__(self):

@@ -12,7 +12,6 @@ from muxpool._support import Observers, describeCode, describeError
 from muxpool.channel import ChannelSpec
 from muxpool.interfaces import IPackager
 from muxpool.link import LinkBase
-from muxpool.registry import Registry
 from tests.helpers import connectedProtocol
 from tests.logcapture import capturedText
 
@@ -59,13 +58,6 @@ def test_readiness_and_registry_survive_their_observers():
     readiness.whenReady().addCallback(waited.append)
     readiness.set(True)
     assert after == [True] and waited == [True] and readiness.value
-
-    registry = Registry()
-    named = []
-    registry.addObserver(lambda name, obj: 1 / 0)
-    registry.addObserver(lambda name, obj: named.append(name))
-    registry.register("x", object())
-    assert named == ["x"]
 
 
 def test_an_observer_that_flips_the_state_back():
@@ -205,7 +197,7 @@ def test_a_listener_that_answers_and_then_raises_is_not_answered_twice():
 def test_import_named_says_what_is_missing(tmp_path, monkeypatch):
     import pytest
 
-    from muxpool._support import NoSuchModule, NoSuchName, importNamed
+    from muxpool._config import NoSuchModule, NoSuchName, importNamed
 
     (tmp_path / "usermod.py").write_text("import no_such_dependency\n")
     monkeypatch.syspath_prepend(str(tmp_path))

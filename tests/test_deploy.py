@@ -10,10 +10,11 @@ import pytest_twisted
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
-from muxpool.app import runLoad, sampleRequest
+from muxpool.app import runLoad
 from muxpool.channel import ChannelSpec
 from muxpool.deploy import DeployService
 from muxpool.errors import NoMUXAvailable
+from muxpool.iso import sampleRequest
 from muxpool.registry import Registry
 from muxpool.testing import attachmentsOf, observersOf, runUntil, startLink
 from tests.deployfiles import adaptor, freePort, front, issuer, member, pool, qmux

@@ -13,8 +13,12 @@ from tests.conftest import ROOT
 
 PACKAGE = ROOT / "muxpool"
 
-#: The library's private helpers are unit-tested through their package's
-#: face, by these files alone; every other test imports what users import.
+#: The library's private helper packages, used by every layer through
+#: their faces.
+HELPERS = {"muxpool._config", "muxpool._support"}
+
+#: Those helpers are unit-tested through their packages' faces, by these
+#: files alone; every other test imports what users import.
 SUPPORT_TESTS = {"test_support.py", "test_deadlines.py", "test_boundaries.py"}
 
 
@@ -117,7 +121,7 @@ def test_a_layer_is_entered_through_its_face():
         source = layerOf(dotted(path))
         for module, _, line in importsOf(path):
             private = [part for part in module.split(".")[1:] if part.startswith("_")]
-            if layerOf(module) != source and private and module != "muxpool._support":
+            if layerOf(module) != source and private and module not in HELPERS:
                 reaching.append(f"{path.relative_to(ROOT)}:{line}: {module}")
     assert reaching == []
 
@@ -128,8 +132,51 @@ def test_tests_import_public_names_only():
         for module, name, line in importsOf(path):
             parts = module.split(".")[1:] + ([name] if name else [])
             hidden = [part for part in parts if part.startswith("_")]
-            if hidden == ["_support"] and path.name in SUPPORT_TESTS:
+            if module in HELPERS and len(hidden) == 1 and path.name in SUPPORT_TESTS:
                 continue
             if hidden:
                 private.append(f"{path.relative_to(ROOT)}:{line}: {module} {name or ''}")
     assert private == []
+
+
+def test_the_codec_imports_nothing_of_twisted():
+    """
+    The codec is sans-IO in fact: nothing muxpool/iso imports, directly or
+    through the muxpool modules (and their packages) it imports, is
+    Twisted.
+    """
+    files = {dotted(path): path for path in modules()}
+
+    def thirdParty(path):
+        tree = ast.parse(path.read_text())
+        skipped = {id(node) for node in typeCheckingBlocks(tree)}
+        for node in ast.walk(tree):
+            if id(node) in skipped:
+                continue
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                yield node.module
+            elif isinstance(node, ast.Import):
+                yield from (alias.name for alias in node.names)
+
+    def withPackages(module):
+        parts = module.split(".")
+        return [".".join(parts[:i]) for i in range(2, len(parts) + 1)]
+
+    seen, reached = set(), []
+    todo = [m for m in files if m.startswith("muxpool.iso")]
+    while todo:
+        module = todo.pop()
+        if module in seen or module not in files:
+            continue
+        seen.add(module)
+        for name in thirdParty(files[module]):
+            if name.startswith("muxpool"):
+                todo.extend(withPackages(name))
+            elif name.split(".")[0] == "twisted":
+                reached.append(f"{module}: {name}")
+    assert reached == []
+
+
+def test_the_package_ships_its_types():
+    assert (PACKAGE / "py.typed").is_file()
+    assert "muxpool = py.typed" in (ROOT / "setup.cfg").read_text()

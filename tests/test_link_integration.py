@@ -15,9 +15,10 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
-from muxpool.app import runLoad, sampleRequest
+from muxpool.app import runLoad
 from muxpool.channel import ChannelSpec
 from muxpool.errors import LinkLost, LinkNotReady
+from muxpool.iso import sampleRequest
 from muxpool.listeners import Responder
 from muxpool.testing import portOf, startIssuer, startLink
 from tests.helpers import MemoryNetwork, whenInFlight

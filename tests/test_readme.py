@@ -3,6 +3,7 @@ README's promises, checked: every dotted path it names imports, and its
 Python examples are valid code; the ones that are tests pass.
 """
 
+import ast
 import re
 
 import pytest
@@ -52,8 +53,41 @@ def test_readme_has_its_examples():
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_each_example_is_valid_python(index):
-    compile(BLOCKS[index], f"README example {index + 1}", "exec")
+def test_each_example_is_valid_python_and_its_imports_import(index):
+    tree = ast.parse(BLOCKS[index], f"README example {index + 1}")
+    imports = ast.Module(
+        [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))], []
+    )
+    exec(compile(imports, f"README example {index + 1}", "exec"), {})
+
+
+#: The public names of muxpool and muxpool.testing before the layers became
+#: subpackages: each still imports from where it did.
+NAMES_BEFORE = {
+    "muxpool": """ChannelAdaptor ChannelSpec ISOChannelProtocol DeployService DuplicateKey
+        EncodeFailed LinkLost LinkNotReady MissingKey NoMUXAvailable NotSent OutcomeUnknown
+        RequestError RequestTimeout AnswerUndelivered CancelledAfterWrite CancelledBeforeWrite
+        RequestCancelled StrategyFailed Forward Responder maskMessage KeyBuilder QMUX
+        getPackager loadGenericPackager registerPackager MUXPool Registry defaultRegistry
+        QServer strategyByName strategyByPath""",
+    "muxpool.testing": """MemoryLink MemoryIssuer Rule answer PoolHarness outcomeOf runUntil
+        startIssuer startLink LoopbackLink portOf defaultSpec""",
+    "muxpool.listeners": "Forward Responder decline offer ListenerFailed DECLINE_FIELDS",
+    "muxpool.masking": "maskMessage maskValue describeForReversal HIDDEN PARTIAL",
+    "muxpool.logs": "jsonLines",
+}
+
+
+@pytest.mark.parametrize("module", sorted(NAMES_BEFORE))
+def test_the_public_names_of_before_still_import(module):
+    import importlib
+
+    found = importlib.import_module(module)
+    missing = [name for name in NAMES_BEFORE[module].split() if not hasattr(found, name)]
+    assert missing == []
+    exported = getattr(found, "__all__", None)
+    if exported is not None:
+        assert set(NAMES_BEFORE[module].split()) <= set(exported)
 
 
 @pytest.mark.parametrize(

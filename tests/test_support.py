@@ -7,9 +7,8 @@ import pytest
 from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.task import Clock
 
-from muxpool._support import (
+from muxpool._config import (
     BACKLOG,
-    cancelTimer,
     hostPort,
     milliseconds,
     parseEndpoint,
@@ -18,6 +17,7 @@ from muxpool._support import (
     withPort,
     yesNo,
 )
+from muxpool._support import cancelTimer
 
 
 @pytest.mark.parametrize("text", ["true", "YES", " 1 ", "on", True])

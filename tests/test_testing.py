@@ -14,9 +14,9 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from muxpool.app import sampleRequest
 from muxpool.errors import EncodeFailed, LinkLost, LinkNotReady, NoMUXAvailable, RequestTimeout
 from muxpool.interfaces import ILink, IProbe, ISource, IStrategy
+from muxpool.iso import sampleRequest
 from muxpool.listeners import Responder
 from muxpool.mux import QMUX
 from muxpool.testing import (

@@ -11,7 +11,7 @@ hear of the change, and the caller never sees the exception.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, Iterator, List
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -49,6 +49,15 @@ class Observers:
 
     def __len__(self) -> int:
         return len(self._observers)
+
+    def __contains__(self, observer: object) -> bool:
+        return observer in self._observers
+
+    def __iter__(self) -> Iterator[Callable[..., Any]]:
+        """
+        The observers now (a snapshot: the list may change meanwhile).
+        """
+        return iter(tuple(self._observers))
 
     def notify(self, *args: Any) -> None:
         """

@@ -7,11 +7,10 @@ each server's listening socket (L{WorkerSupervisor} in the parent,
 L{WorkerSockets} and L{ParentWatch} in each worker).
 
 Traffic: L{runLoad} is a bounded-concurrency request loop through any MUX
-(C{muxpool load}); L{sampleRequest} and L{defaultFields} make its requests,
-L{report} sums its outcomes up.
+(C{muxpool load}); L{report} sums its outcomes up.
 """
 
-from muxpool.app._load import defaultFields, outcomeRecord, report, runLoad, sampleRequest
+from muxpool.app._load import outcomeRecord, report, runLoad
 from muxpool.app._parentwatch import ParentWatch
 from muxpool.app._sockets import INHERITED, WorkerSockets
 from muxpool.app._supervisor import STABLE_AFTER, WorkerProcess, WorkerSupervisor, workerArgv
@@ -23,10 +22,8 @@ __all__ = [
     "WorkerProcess",
     "WorkerSockets",
     "WorkerSupervisor",
-    "defaultFields",
     "outcomeRecord",
     "report",
     "runLoad",
-    "sampleRequest",
     "workerArgv",
 ]

@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from muxpool._support import parseEndpoint
+from muxpool._config import parseEndpoint
 from muxpool.interfaces import ISocketSource
 
 #: How the parent tells a worker which sockets it inherits:

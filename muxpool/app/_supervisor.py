@@ -34,7 +34,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from muxpool._support import Stamp, backoffDelay, cancelTimer, fileStamp, parseEndpoint
+from muxpool._config import Stamp, fileStamp, parseEndpoint
+from muxpool._support import backoffDelay, cancelTimer
 from muxpool.app._sockets import INHERITED
 from muxpool.deploy import DescriptorError, descriptorFiles, kindOf, readDescriptor, serverEndpoint
 

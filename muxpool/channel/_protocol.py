@@ -19,7 +19,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
-from muxpool._support import RateLimiter, cancelTimer, describeError, hostPort
+from muxpool._config import hostPort
+from muxpool._support import RateLimiter, cancelTimer, describeError
 from muxpool.channel._spec import HEADER_KEY, ChannelSpec
 from muxpool.iso import KEEPALIVE, FramingError, UnpackError, maskMessage
 

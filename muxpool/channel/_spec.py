@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Union
 
-from muxpool._support import describeError, yesNo
+from muxpool._config import yesNo
+from muxpool._support import describeError
 from muxpool.interfaces import IPackager
 from muxpool.iso import (
     DEFAULT_MAX_PACKET_LENGTH,

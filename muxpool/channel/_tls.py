@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, List, Mapping, Optional, Tuple, Union
 from twisted.internet.interfaces import IProtocol
 from twisted.internet.protocol import Protocol
 
-from muxpool._support import yesNo
+from muxpool._config import yesNo
 
 if TYPE_CHECKING:  # twisted.internet.ssl needs pyOpenSSL, imported only when TLS is used
     from twisted.internet.interfaces import (

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Tuple
 
-from muxpool._support import parseFieldList, tcpEndpoint, yesNo
+from muxpool._config import parseFieldList, tcpEndpoint, yesNo
 from muxpool.channel import ClientTLS, ServerTLS
 from muxpool.deploy._bean import Bean, Reference
 from muxpool.deploy._listeners import UnhandledByName, problemOf, unhandledHandler
@@ -60,25 +60,29 @@ def _adaptor(reader: DescriptorReader, name, root, reactor, registry) -> Bean:
     spec, props = reader.channel(root, ADAPTOR_CHANNEL_PROPERTIES)
     channel = root.child("channel")
 
-    def ms(text, what, default=None):
-        return reader.milliseconds(root, text, what, default)
-
     endpoint = props.get("endpoint")
     host, port = props.get("host"), props.get("port")
     if not endpoint and not (host and port):
         raise reader.error(channel, "needs host and port properties, or an endpoint")
-    timeout = ms(props.get("timeout"), "timeout")
+    timeout = reader.milliseconds(props.get("timeout"), "timeout")
     try:
         settings = AdaptorSettings(
-            reconnectDelay=ms(root.childText("reconnect-delay"), "reconnect-delay", 10.0),
-            maxReconnectDelay=ms(root.childText("max-reconnect-delay"), "max-reconnect-delay"),
-            connectTimeout=ms(props.get("connect-timeout"), "connect-timeout", timeout) or None,
+            reconnectDelay=reader.milliseconds(
+                root.childText("reconnect-delay"), "reconnect-delay", 10.0
+            ),
+            maxReconnectDelay=reader.milliseconds(
+                root.childText("max-reconnect-delay"), "max-reconnect-delay"
+            ),
+            connectTimeout=reader.milliseconds(
+                props.get("connect-timeout"), "connect-timeout", timeout
+            )
+            or None,
             idleTimeout=timeout or None,
             keepAlive=yesNo(root.childText("keep-alive"), False),
             tcpKeepAlive=yesNo(props.get("keep-alive"), False),
             signOn=yesNo(root.childText("sign-on"), False),
-            echoInterval=ms(root.childText("echo-interval"), "echo-interval"),
-            echoTimeout=ms(root.childText("echo-timeout"), "echo-timeout", 10.0),
+            echoInterval=reader.milliseconds(root.childText("echo-interval"), "echo-interval"),
+            echoTimeout=reader.milliseconds(root.childText("echo-timeout"), "echo-timeout", 10.0),
             tls=ClientTLS.fromProperties(reader.files(props), host),
         )
         target = endpoint or (str(host), reader.number(channel, port, "port", cast=int))
@@ -225,24 +229,24 @@ def _server(reader: DescriptorReader, name, root, reactor, registry) -> Bean:
             attrs["maxSessions"][0], attrs["maxSessions"][1], "maxSessions", cast=int
         )
 
-    def ms(text, what, default):
-        return reader.milliseconds(root, text, what, default)
-
     try:
         settings = ServerSettings(
             maxSessions=maxSessions,
             allow=parsePatterns(props.get("allow")),
             deny=parsePatterns(props.get("deny")),
-            gracePeriod=ms(props.get("grace-period"), "grace-period", 5.0),
+            gracePeriod=reader.milliseconds(props.get("grace-period"), "grace-period", 5.0),
             maxInFlight=reader.number(root, props.get("max-in-flight"), "max-in-flight", 128, int),
             # jPOS's channel timeout is the read timeout of each accepted channel.
-            idleTimeout=ms(
+            idleTimeout=reader.milliseconds(
                 channelProps.get("timeout", props.get("idle-timeout")), "idle-timeout", 300.0
             )
             or None,
-            frameTimeout=ms(props.get("frame-timeout"), "frame-timeout", 10.0) or None,
+            frameTimeout=reader.milliseconds(props.get("frame-timeout"), "frame-timeout", 10.0)
+            or None,
             signOffOnStop=yesNo(props.get("sign-off-on-stop"), False),
-            signOffTimeout=ms(props.get("sign-off-timeout"), "sign-off-timeout", 1.0),
+            signOffTimeout=reader.milliseconds(
+                props.get("sign-off-timeout"), "sign-off-timeout", 1.0
+            ),
             listenerErrorCode=props.get("listener-error-code", "96"),
             tls=ServerTLS.fromProperties(reader.files(props)),
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import List, Optional
 
-from muxpool._support import tcpEndpoint
+from muxpool._config import tcpEndpoint
 from muxpool.deploy._xml import Node
 
 

@@ -12,7 +12,8 @@ from typing import Callable, Dict, Mapping, Tuple
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from muxpool._support import NoSuchModule, NoSuchName, RateLimiter, describeError, importNamed
+from muxpool._config import NoSuchModule, NoSuchName, importNamed
+from muxpool._support import RateLimiter, describeError
 from muxpool.interfaces import IRequestListener
 from muxpool.listeners import Forward, Responder
 

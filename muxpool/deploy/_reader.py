@@ -7,11 +7,12 @@ the line and the element.
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple, overload
 
 from twisted.logger import Logger
 
-from muxpool._support import describeError, milliseconds
+from muxpool._config import milliseconds
+from muxpool._support import describeError
 from muxpool.channel import ChannelSpec
 from muxpool.deploy._bean import Reference
 from muxpool.deploy._listeners import listenerClass, makeListener, problemOf
@@ -134,17 +135,32 @@ class DescriptorReader:
         except ValueError:
             raise self.error(node, f"bad number for {what}: {text!r}") from None
 
+    @overload
     def milliseconds(
-        self, node: Node, text: Optional[str], what: str, default: Optional[float] = None
+        self, text: Optional[str], what: str, default: float, node: Optional[Node] = None
+    ) -> float: ...
+
+    @overload
+    def milliseconds(
+        self, text: Optional[str], what: str, default: None = None, node: Optional[Node] = None
+    ) -> Optional[float]: ...
+
+    def milliseconds(
+        self,
+        text: Optional[str],
+        what: str,
+        default: Optional[float] = None,
+        node: Optional[Node] = None,
     ) -> Optional[float]:
         """
         A duration the descriptor gives in milliseconds, in seconds;
-        C{default} (in seconds) when it gives none.
+        C{default} (in seconds) when it gives none.  A bad number is an
+        error naming C{node} (the root element by default).
         """
         try:
             return milliseconds(text, default)
         except ValueError:
-            raise self.error(node, f"bad number for {what}: {text!r}") from None
+            raise self.error(node or self.root, f"bad number for {what}: {text!r}") from None
 
     def channel(self, node: Node, known: set) -> Tuple[ChannelSpec, Dict[str, str]]:
         channel = node.child("channel")

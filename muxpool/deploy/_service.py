@@ -37,7 +37,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from muxpool._support import Stamp, defaultReactor, describeError, fileStamp
+from muxpool._config import Stamp, fileStamp
+from muxpool._support import defaultReactor, describeError
 from muxpool.deploy._bean import Bean
 from muxpool.deploy._builders import buildBean
 from muxpool.deploy._dependencies import dependenciesOf

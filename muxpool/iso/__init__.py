@@ -38,6 +38,7 @@ from muxpool.iso._messages import (
     networkRequest,
     responseMTI,
 )
+from muxpool.iso._samples import TEST_PAN, defaultFields, sampleRequest
 from muxpool.iso.packagers import (
     PackagerConfigError,
     PackError,
@@ -61,9 +62,11 @@ __all__ = [
     "PackagerConfigError",
     "SIGN_OFF",
     "SIGN_ON",
+    "TEST_PAN",
     "Stans",
     "UnpackError",
     "binaryFieldsOf",
+    "defaultFields",
     "describeForReversal",
     "getFraming",
     "getPackager",
@@ -77,4 +80,5 @@ __all__ = [
     "newBase1Header",
     "registerPackager",
     "responseMTI",
+    "sampleRequest",
 ]

@@ -3,7 +3,7 @@ Small facts about ISO 8583 messages that several layers need.
 """
 
 import time
-from typing import Dict
+from typing import Dict, Optional
 
 #: Field 70 of the network messages (0800) a link or a server sends itself.
 SIGN_ON = "001"
@@ -41,13 +41,17 @@ def responseMTI(mti: str) -> str:
     return mti[:2] + str(int(mti[2]) | 1) + mti[3:]
 
 
-def networkRequest(code: str, stan: str, now: float) -> Dict[str, str]:
+def networkRequest(code: str, stan: str, now: Optional[float]) -> Dict[str, str]:
     """
     The 0800 that a link or a server sends itself (echo, sign-on, sign-off:
-    70=C{code}), with 7 (transmission date and time, GMT, MMDDhhmmss at
-    C{now}) and 11 (C{stan}); its 0810 is matched on 11.
+    70=C{code}), with 11 (C{stan}) and, unless C{now} is None, 7
+    (transmission date and time, GMT, MMDDhhmmss at C{now}); its 0810 is
+    matched on 11 (and 70, if it carries one).
     """
-    return {"t": "0800", "7": time.strftime("%m%d%H%M%S", time.gmtime(now)), "11": stan, "70": code}
+    message = {"t": "0800", "11": stan, "70": code}
+    if now is not None:
+        message["7"] = time.strftime("%m%d%H%M%S", time.gmtime(now))
+    return message
 
 
 class Stans:

@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from twisted.application.internet import ClientService
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError
 from twisted.internet.endpoints import HostnameEndpoint, clientFromString
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
@@ -31,7 +31,7 @@ from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from muxpool._support import Waiters, backoffDelay, cancelTimer, defaultReactor
+from muxpool._support import Waiters, backoffDelay, cancelTimer, defaultReactor, describeError
 from muxpool.channel import (
     ChannelSpec,
     ClientTLS,
@@ -364,7 +364,7 @@ class ChannelAdaptor(LinkBase, Service):
                 self.settings.handshakeTimeout, self._handshakeTimedOut, protocol
             )
             return  # usable once secured
-        self._usable(protocol)
+        self._usable()
 
     def channelSecured(self, protocol: ISOChannelProtocol) -> None:
         if protocol is not self.protocol:
@@ -376,7 +376,7 @@ class ChannelAdaptor(LinkBase, Service):
             peer=protocol.peer,
             event="link.secured",
         )
-        self._usable(protocol)
+        self._usable()
 
     def _handshakeTimedOut(self, protocol: ISOChannelProtocol) -> None:
         self._handshakeTimer = None
@@ -387,7 +387,7 @@ class ChannelAdaptor(LinkBase, Service):
             )
             protocol.transport.abortConnection()
 
-    def _usable(self, protocol: ISOChannelProtocol) -> None:
+    def _usable(self) -> None:
         """
         The connection can carry messages: sign on, or be ready.
         """
@@ -493,7 +493,7 @@ class ChannelAdaptor(LinkBase, Service):
         is outstanding; if it is down, one is sent as soon as it connects.
         """
         d = self._alive.wait()
-        if self.protocol is not None and self.ready and not len(self._network):
+        if self.protocol is not None and self.ready and not self._network:
             self._echo()
         return d
 
@@ -531,16 +531,26 @@ class ChannelAdaptor(LinkBase, Service):
             )
 
     def _signOnFailed(self, failure: Failure) -> None:
-        if failure.check(TimeoutError):
-            self._drop("sign-on not answered", "sign_on_failures")
-        elif failure.check(PackError):
-            self._drop(f"sign-on cannot be sent: {failure.value}", "sign_on_failures")
+        self._checkFailed(failure, "sign-on", "sign-on not answered", "sign_on_failures")
 
     def _echoFailed(self, failure: Failure) -> None:
+        self._checkFailed(failure, "echo", "echo not answered: peer is dead", "echo_failures")
+
+    def _checkFailed(self, failure: Failure, what: str, unanswered: str, counter: str) -> None:
+        """
+        An echo or sign-on failed: unanswered, or it could not be sent;
+        either way the link is dropped.  (Cancelled: the connection went
+        first, and said so.)
+        """
+        if failure.check(CancelledError):
+            return
         if failure.check(TimeoutError):
-            self._drop("echo not answered: peer is dead", "echo_failures")
+            self._drop(unanswered, counter)
         elif failure.check(PackError):
-            self._drop(f"echo cannot be sent: {failure.value}", "echo_failures")
+            self._drop(f"{what} cannot be sent: {failure.value}", counter)
+        else:
+            assert failure.value is not None  # a Failure holds its exception
+            self._drop(f"{what} cannot be sent: {describeError(failure.value)}", counter)
 
     def _drop(self, why: str, counter: str) -> None:
         """
@@ -572,7 +582,7 @@ class ChannelAdaptor(LinkBase, Service):
         """
         due = []
         settings = self.settings
-        if settings.echoInterval and not len(self._network):
+        if settings.echoInterval and not self._network:
             due.append(protocol.lastReceived + settings.echoInterval)
         if settings.keepAlive:
             due.append(protocol.lastSent + settings.keepAliveEvery)
@@ -602,7 +612,7 @@ class ChannelAdaptor(LinkBase, Service):
             return
         if (
             settings.echoInterval
-            and not len(self._network)
+            and not self._network
             and now - protocol.lastReceived >= settings.echoInterval
         ):
             self._echo()

@@ -112,14 +112,23 @@ class LinkBase:
                 if receiver(message, i == last):
                     return True
             except Exception as e:
-                self.log.error(
-                    "{link}: receiver {receiver} failed on {message}: {error}",
-                    link=self.name,
-                    receiver=describeCode(receiver),
-                    error=describeError(e),
-                    message=maskMessage(message, binaryFieldsOf(self)),
-                )
+                self._receiverFailed(receiver, message, e)
         return False
+
+    def _receiverFailed(
+        self, receiver: Callable, message: Mapping[str, str], error: Exception
+    ) -> None:
+        """
+        C{receiver} raised C{error} on C{message}: logged (by type and
+        place, the message masked), and the next receiver is offered it.
+        """
+        self.log.error(
+            "{link}: receiver {receiver} failed on {message}: {error}",
+            link=self.name,
+            receiver=describeCode(receiver),
+            error=describeError(error),
+            message=maskMessage(message, binaryFieldsOf(self)),
+        )
 
     def _lost(self, reason: Optional[Failure]) -> None:
         self._lossObservers.notify(reason)

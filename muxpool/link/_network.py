@@ -5,8 +5,7 @@ an 0800 with field 70) and the 0810s that answer them, matched on field 11.
 
 from __future__ import annotations
 
-import time
-from typing import Callable, Dict, Mapping, Optional
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
@@ -18,8 +17,8 @@ class NetworkExchange:
     """
     0800s sent, each waiting for the 0810 with its field 11.
 
-    @param clock: for field 7 and the timeouts; the wall clock, with no
-        timeouts, when None.
+    @param clock: for field 7 and the timeouts; None: no field 7 and no
+        timeouts (an in-memory link).
     @param stans: where field 11 comes from; a server's sessions share
         their server's, so no two of its sign-offs carry the same number.
     """
@@ -27,7 +26,7 @@ class NetworkExchange:
     def __init__(self, clock: Optional[IReactorTime], stans: Optional[Stans] = None) -> None:
         self.clock = clock
         self.stans = stans if stans is not None else Stans()
-        self._waiting: Dict[str, Deferred] = {}
+        self._waiting: Dict[str, Tuple[str, Deferred]] = {}  # STAN -> (70, wait)
 
     def __len__(self) -> int:
         """
@@ -47,14 +46,14 @@ class NetworkExchange:
             it stops the wait.
         """
         stan = self.stans.next()
-        now = self.clock.seconds() if self.clock is not None else time.time()
+        now = self.clock.seconds() if self.clock is not None else None
         message = networkRequest(code, stan, now)
 
         def forget(_: Deferred) -> None:
             self._waiting.pop(stan, None)
 
         d: Deferred = Deferred(forget)
-        self._waiting[stan] = d  # before the write: an answer may come inside it
+        self._waiting[stan] = (code, d)  # before the write: an answer may come inside it
         try:
             write(message)
         except Exception as e:
@@ -66,15 +65,18 @@ class NetworkExchange:
 
     def take(self, message: Mapping[str, str]) -> bool:
         """
-        Whether C{message} answers one of the 0800s sent; if it does, its
-        wait ends with it.
+        Whether C{message} answers one of the 0800s sent (an 0810 with its
+        field 11, and its 70 if it carries one); if it does, its wait ends
+        with it.
         """
         if message.get("t") != "0810":
             return False
-        waiting = self._waiting.pop(message.get("11", "").strip(), None)
-        if waiting is None:
+        stan = message.get("11", "").strip()
+        waiting = self._waiting.get(stan)
+        if waiting is None or message.get("70", waiting[0]) != waiting[0]:
             return False
-        waiting.callback(message)
+        del self._waiting[stan]
+        waiting[1].callback(message)
         return True
 
     def cancel(self) -> None:
@@ -82,5 +84,5 @@ class NetworkExchange:
         Stop every wait (the connection is gone).
         """
         waiting, self._waiting = self._waiting, {}
-        for d in waiting.values():
+        for _, d in waiting.values():
             d.cancel()

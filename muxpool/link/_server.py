@@ -36,15 +36,8 @@ from twisted.logger import ILogObserver, Logger, globalLogPublisher
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from muxpool._support import (
-    RateLimiter,
-    Waiters,
-    backoffDelay,
-    cancelTimer,
-    defaultReactor,
-    defaultSessionLimit,
-    hostPort,
-)
+from muxpool._config import defaultSessionLimit, hostPort
+from muxpool._support import RateLimiter, Waiters, backoffDelay, cancelTimer, defaultReactor
 from muxpool.channel import (
     ChannelSpec,
     IChannelOwner,
@@ -468,7 +461,7 @@ class QServer(Service):
         # Whatever its MTI, what a listener is given counts against the
         # session's in-flight limit until it is done with: a request once
         # answered; a response (it owes no answer) once the listeners had it.
-        session.received(message)
+        session.received()
         answered = session.answered
         try:
             handled = offer(self.listeners, session, message)

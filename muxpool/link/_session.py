@@ -94,7 +94,7 @@ class ServerSession(LinkBase):
 
     # -- answering ------------------------------------------------------------
 
-    def received(self, message: Mapping[str, str]) -> None:
+    def received(self) -> None:
         """
         A request arrived: one more owed an answer.
         """

@@ -13,14 +13,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from muxpool._support import (
-    NO_KEYWORDS,
-    RateLimiter,
-    describeError,
-    milliseconds,
-    notAMessage,
-    parseFieldList,
-)
+from muxpool._config import milliseconds, parseFieldList
+from muxpool._support import NO_KEYWORDS, RateLimiter, describeError, notAMessage
 from muxpool.errors import NotSent, OutcomeUnknown
 from muxpool.interfaces import IMUX, IRequestListener, ISource
 from muxpool.iso import binaryFieldsOf, isRequest, maskMessage

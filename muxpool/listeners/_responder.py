@@ -10,7 +10,8 @@ from typing import IO, Dict, Mapping, Optional, Sequence
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from muxpool._support import defaultReactor, milliseconds, parseFieldList
+from muxpool._config import milliseconds, parseFieldList
+from muxpool._support import defaultReactor
 from muxpool.interfaces import IRequestListener, ISource
 from muxpool.iso import responseMTI
 from muxpool.listeners._decline import sendAnswer

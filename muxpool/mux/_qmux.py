@@ -436,7 +436,7 @@ class QMUX(Service):
             self._deadlines.remove(pending.entry)
             pending.entry = None
         if isinstance(result, BaseException):
-            self._failed(pending, result)
+            self._failed(result)
             pending.deferred.errback(Failure(result))
         else:
             pending.deferred.callback(result)
@@ -445,7 +445,7 @@ class QMUX(Service):
         if not self._pending:
             self._drained(None)
 
-    def _failed(self, pending: _Pending, error: BaseException) -> None:
+    def _failed(self, error: BaseException) -> None:
         """
         One event per failed outcome: every outcome unknown (it may need a
         reversal), "not sent" at a bounded rate (a link down fails them all).

@@ -14,7 +14,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 from twisted.plugin import getPlugins
 from zope.interface import implementer
 
-from muxpool._support import describeCode, describeError, importNamed, parseFieldList
+from muxpool._config import importNamed, parseFieldList
+from muxpool._support import describeCode, describeError
 from muxpool.interfaces import IMUX, IPool, IStrategy
 
 

@@ -35,13 +35,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
 
-from muxpool._support import (
-    RateLimiter,
-    Waiters,
-    defaultAdminConnections,
-    hostPort,
-    parseEndpoint,
-)
+from muxpool._config import defaultAdminConnections, hostPort, parseEndpoint
+from muxpool._support import RateLimiter, Waiters
 from muxpool.ops._operations import DrainTimeout, Operations, UnknownMUX
 from muxpool.ops._prometheus import CONTENT_TYPE_LATEST, metricsText
 
@@ -379,6 +374,18 @@ class AdminService(StreamServerEndpointService):
         return succeed(self.port) if self.port is not None else self._listeners.wait()
 
     def stopService(self) -> Deferred:
+        """
+        Stop listening; fires when the port is closed.  A service that
+        never started has nothing to stop, and one stopped can start again.
+        """
         self._listeners.cancel()
         self.port = None
-        return StreamServerEndpointService.stopService(self)
+        if self._waitingForPort is None:
+            self.running = False
+            return succeed(None)
+
+        def forget(result: object) -> object:
+            self._waitingForPort = None  # started again, it listens again
+            return result
+
+        return StreamServerEndpointService.stopService(self).addBoth(forget)

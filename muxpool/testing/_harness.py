@@ -11,8 +11,8 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from muxpool.app import sampleRequest
 from muxpool.interfaces import IStrategy
+from muxpool.iso import sampleRequest
 from muxpool.mux import QMUX, MUXPool, strategyByName
 from muxpool.testing._issuer import MemoryIssuer
 from muxpool.testing._link import MemoryLink

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List, Mapping, Optional
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -32,7 +32,10 @@ class MemoryLink(LinkBase):
     sent while it is not ready, L{lose} fails what was written on it (a
     QMUX ends those requests L{LinkLost}), and L{probe} proves its peer
     answers with an echo, so a pool with C{suspendAfterTimeouts} can
-    suspend and resume its member.
+    suspend and resume its member.  Unlike a real link it is strict, as a
+    test wants: a receiver or loss observer that raises, or a peer that
+    raises on what is written, raises out of L{deliver}, L{lose} or the
+    write, and removing what was not attached is a C{ValueError}.
 
     @ivar sent: every message written, in order (copies), echoes included.
     @ivar refuse: an exception (usually a L{NotSent}, such as
@@ -84,6 +87,19 @@ class MemoryLink(LinkBase):
             raise ValueError(f"{self.name}: {receiver!r} is not attached")
         LinkBase.removeReceiver(self, receiver)
 
+    def removeLossObserver(self, observer: Callable) -> None:
+        """
+        @raise ValueError: C{observer} is not attached.
+        """
+        if observer not in self._lossObservers:
+            raise ValueError(f"{self.name}: {observer!r} is not attached")
+        LinkBase.removeLossObserver(self, observer)
+
+    def _receiverFailed(
+        self, receiver: Callable, message: Mapping[str, str], error: Exception
+    ) -> None:
+        raise error
+
     # -- what the other end does -----------------------------------------------
 
     def deliver(self, message: Mapping[str, str]) -> bool:
@@ -106,7 +122,9 @@ class MemoryLink(LinkBase):
         self.connection += 1
         self._network.cancel()
         self.ready.set(False)
-        self._lost(reason or Failure(ConnectionLost(f"{self.name}: connection lost")))
+        reason = reason or Failure(ConnectionLost(f"{self.name}: connection lost"))
+        for observer in self._lossObservers:
+            observer(reason)
 
     def connect(self) -> None:
         """
@@ -125,7 +143,7 @@ class MemoryLink(LinkBase):
         ready and none is outstanding, else on L{connect}.
         """
         d = self._probes.wait()
-        if self.ready and not len(self._network):
+        if self.ready and not self._network:
             self.echo()
         return d
 
@@ -137,8 +155,11 @@ class MemoryLink(LinkBase):
         """
         if not self.ready:
             return
+        failed: List[Failure] = []
         answered = self._network.send(self._write, ECHO, None)
-        answered.addCallbacks(lambda _: self._probes.fire(), lambda failure: None)
+        answered.addCallbacks(lambda _: self._probes.fire(), failed.append)
+        if failed and not failed[0].check(CancelledError):
+            failed[0].raiseException()  # the peer raised on it
 
     def _write(self, message: Mapping[str, str]) -> None:
         written = dict(message)

@@ -11,7 +11,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
 
-from muxpool._support import tcpEndpoint
+from muxpool._config import tcpEndpoint
 from muxpool.channel import ChannelSpec
 from muxpool.interfaces import IRequestListener
 from muxpool.link import AdaptorSettings, ChannelAdaptor, QServer, ServerSettings

@@ -9,7 +9,7 @@ import os
 import xml.etree.ElementTree as ET
 from typing import Dict
 
-from muxpool._support import yesNo
+from muxpool._config import yesNo
 from muxpool.iso.packagers._errors import PackagerConfigError
 from muxpool.iso.packagers._fieldclasses import FieldDef
 from muxpool.iso.packagers._packager import Packager

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import Callable, Dict, Mapping, Optional, Union
 
-from muxpool._support import fileStamp, importNamed
+from muxpool._config import fileStamp, importNamed
 from muxpool.interfaces import IPackager
 from muxpool.iso.packagers._errors import PackagerConfigError
 from muxpool.iso.packagers._generic import loadGenericPackager

@@ -85,7 +85,7 @@ def tcpEndpoint(port: int, interface: Optional[str] = None, backlog: int = BACKL
     """
     description = f"tcp:{int(port)}:backlog={backlog}"
     if interface:
-        description += ":interface=" + interface.replace(":", "\\:")
+        description += ":interface=" + _COLON.sub(r"\\:", interface)  # "::1" -> "\:\:1"
     return description
 
 
@@ -97,7 +97,11 @@ def withPort(description: str, port: int) -> str:
     if parseEndpoint(description).port is None:
         return description
     segments = _segments(description)
-    segments[1] = str(int(port))
+    for i, segment in enumerate(segments[1:], 1):
+        name, sep, _ = segment.partition("=")
+        if not sep or "\\" in name:  # the first positional argument: the port
+            segments[i] = str(int(port))
+            break
     return ":".join(segments)
 
 

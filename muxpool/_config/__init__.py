@@ -1,0 +1,38 @@
+"""
+Private: reading what configuration says, in plain Python (nothing of
+Twisted, so the codec may use it): yes/no, milliseconds and field lists as
+descriptors write them, dotted paths to user code, endpoint descriptions,
+whether a file changed, and how many connections the process can hold.
+"""
+
+from muxpool._config._endpoints import (
+    BACKLOG,
+    Endpoint,
+    hostPort,
+    parseEndpoint,
+    tcpEndpoint,
+    withPort,
+)
+from muxpool._config._filestamps import Stamp, fileStamp
+from muxpool._config._imports import NoSuchModule, NoSuchName, importNamed
+from muxpool._config._limits import defaultAdminConnections, defaultSessionLimit
+from muxpool._config._settings import milliseconds, parseFieldList, yesNo
+
+__all__ = [
+    "BACKLOG",
+    "Endpoint",
+    "NoSuchModule",
+    "NoSuchName",
+    "Stamp",
+    "defaultAdminConnections",
+    "defaultSessionLimit",
+    "fileStamp",
+    "hostPort",
+    "importNamed",
+    "milliseconds",
+    "parseEndpoint",
+    "parseFieldList",
+    "tcpEndpoint",
+    "withPort",
+    "yesNo",
+]
