@@ -123,7 +123,7 @@ class ServerSettings:
 
     @ivar maxSessions: sessions at once; more are refused at once.  None:
         half of what the process's file descriptor limit leaves after a
-        reserve (see L{muxpool._support.defaultSessionLimit}), so no number
+        reserve (see L{muxpool._config.defaultSessionLimit}), so no number
         of clients can run the process out of descriptors.
     @ivar allow: jPOS's allow list (see L{parsePatterns}): only these
         addresses, when given.
