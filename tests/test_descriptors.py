@@ -4,7 +4,13 @@ Descriptor parsing: every element, and every error naming file and line.
 
 import pytest
 
-from muxpool.deploy import DescriptorError, buildBean, expand, readDescriptor
+from muxpool.deploy import (
+    MAX_DESCRIPTOR_BYTES,
+    DescriptorError,
+    buildBean,
+    expand,
+    readDescriptor,
+)
 from muxpool.link import ChannelAdaptor, QServer
 from muxpool.listeners import Forward, Responder
 from muxpool.mux import QMUX, MUXPool, RoundRobin, SplitByDivisor
@@ -403,3 +409,50 @@ def test_a_forward_records_the_mux_it_names(tmp_path):
     bean = build(tmp_path, SERVER_XML)
     [ref] = bean.references
     assert (ref.what, ref.name, ref.line, ref.element) == ("MUX", "core-mux", 7, "request-listener")
+
+
+@pytest.mark.parametrize(
+    "prologue, what",
+    [
+        ('<!DOCTYPE mux [<!ENTITY a "core">]>', "a DOCTYPE"),
+        (
+            '<!DOCTYPE mux [<!ENTITY a "lol"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+            '<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>',
+            "a DOCTYPE",
+        ),
+        ('<!DOCTYPE mux SYSTEM "http://127.0.0.1:9/x.dtd">', "a DOCTYPE"),
+    ],
+)
+def test_doctypes_and_entities_are_refused(tmp_path, prologue, what):
+    """
+    A DOCTYPE (and so any entity: an entity bomb, an external entity) is
+    refused before anything is expanded, naming the file and the line.
+    """
+    path = tmp_path / "bomb.xml"
+    path.write_text(prologue + '\n<mux name="&c;"><out>q</out></mux>')
+    with pytest.raises(DescriptorError, match=rf"bomb.xml:1: .*{what} is not allowed"):
+        readDescriptor(str(path), {})
+
+
+def test_a_descriptor_larger_than_the_limit_is_refused_unread(tmp_path):
+    """
+    A file larger than MAX_DESCRIPTOR_BYTES is refused with a clear error
+    naming it, whatever it holds.
+    """
+    path = tmp_path / "huge.xml"
+    padding = "<!-- " + "x" * MAX_DESCRIPTOR_BYTES + " -->"
+    path.write_text(f'<mux name="m"><out>q</out></mux>{padding}')
+    with pytest.raises(DescriptorError, match=r"huge.xml:0: .*larger than the 1024 KiB"):
+        readDescriptor(str(path), {})
+
+
+def test_a_large_text_is_read_whole(tmp_path):
+    """
+    An element's text that arrives in many pieces is read whole (the
+    pieces are joined once, in linear time).
+    """
+    path = tmp_path / "big.xml"
+    body = "41 " * 200000
+    path.write_text(f'<mux name="m"><out>q</out><key>{body}11</key></mux>')
+    root = readDescriptor(str(path), {})
+    assert root.child("key").text.split() == ["41"] * 200000 + ["11"]

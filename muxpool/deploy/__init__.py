@@ -13,10 +13,17 @@ from muxpool.deploy._dependencies import dependenciesOf
 from muxpool.deploy._folder import descriptorFiles, serverEndpoint
 from muxpool.deploy._schema import CLASSES, kindOf
 from muxpool.deploy._service import DeployService
-from muxpool.deploy._xml import DescriptorError, Node, expand, readDescriptor
+from muxpool.deploy._xml import (
+    MAX_DESCRIPTOR_BYTES,
+    DescriptorError,
+    Node,
+    expand,
+    readDescriptor,
+)
 
 __all__ = [
     "Bean",
+    "MAX_DESCRIPTOR_BYTES",
     "CLASSES",
     "DeployService",
     "DescriptorError",

@@ -43,18 +43,10 @@ from muxpool.deploy._bean import Bean
 from muxpool.deploy._builders import buildBean
 from muxpool.deploy._dependencies import dependenciesOf
 from muxpool.deploy._folder import descriptorFiles
-from muxpool.deploy._xml import DescriptorError, Node, readDescriptor
+from muxpool.deploy._xml import DescriptorError, Node, readDescriptor, readSource
 from muxpool.interfaces import IMUX, ILink, ISocketSource
 from muxpool.mux import QMUX
 from muxpool.registry import Registry, defaultRegistry
-
-
-def _read(path: str) -> Optional[bytes]:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return None
 
 
 class DeployService(Service):
@@ -256,15 +248,16 @@ class DeployService(Service):
         gone this scan held under the same name.
         """
         old = self.beans.get(path)
-        source = _read(path)
+        source = b""
         root = None
         try:
+            source = readSource(path)
             root = readDescriptor(path, source=source)  # read once: what is parsed is compared
             bean = self.buildBean(path, root)
         except Exception as e:
             self._failed(path, root, old, e)
             return
-        bean.source = source or b""
+        bean.source = source
         for other, deployed in self.beans.items():
             if other == path or deployed.name != bean.name:
                 continue
