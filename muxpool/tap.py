@@ -5,7 +5,7 @@ twistd plugin support: C{twistd -n muxpool --deploy DIR}.
 import os
 import signal
 from types import FrameType
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Dict, Optional, Union
 
 from twisted.application.service import MultiService
 from twisted.internet.error import ReactorNotRunning
@@ -125,23 +125,45 @@ class SwitchService(MultiService):
 
     log = Logger()
 
+    #: The signals that stop it gracefully, by name (those the platform has).
+    SIGNALS = ("SIGHUP", "SIGTERM", "SIGINT")
+
     def __init__(self, reactor) -> None:
         MultiService.__init__(self)
         self.reactor = reactor
-        self._previousHangup: Union[Callable[[int, Optional[FrameType]], Any], int, None] = None
+        self._previous: Dict[int, Union[Callable[[int, Optional[FrameType]], Any], int, None]] = {}
+        self._stopping = False
 
     def startService(self) -> None:
         MultiService.startService(self)
-        if hasattr(signal, "SIGHUP"):
-            try:
-                self._previousHangup = signal.signal(signal.SIGHUP, self._hangup)
-            except ValueError:
-                self._previousHangup = None  # not the main thread: leave it alone
+        # Once running: the reactor installs its own SIGTERM and SIGINT
+        # handlers as it starts, after twistd has started the services.
+        self.reactor.callWhenRunning(self._handleSignals)
 
-    def _hangup(self, signum, frame) -> None:
-        self.reactor.callFromThread(self._stopGracefully, "SIGHUP")
+    def _handleSignals(self) -> None:
+        if not self.running or self._previous:
+            return
+        for name in self.SIGNALS:
+            signum = getattr(signal, name, None)
+            if signum is None:
+                continue
+            try:
+                self._previous[signum] = signal.signal(signum, self._signalled)
+            except ValueError:
+                return  # not the main thread: leave the signals alone
+
+    def _signalled(self, signum, frame) -> None:
+        self.reactor.callFromThread(self._stopGracefully, signal.Signals(signum).name)
 
     def _stopGracefully(self, why: str) -> None:
+        """
+        Stop, once: a signal that comes while it is stopping (a second
+        SIGTERM from an impatient supervisor) changes nothing.
+        """
+        if self._stopping:
+            self.log.info("{why}: already stopping gracefully", why=why)
+            return
+        self._stopping = True
         self.log.info("{why}: stopping gracefully", why=why)
         try:
             self.reactor.stop()
@@ -149,17 +171,22 @@ class SwitchService(MultiService):
             pass  # already stopping
 
     def stopService(self):
-        if self._previousHangup is not None:
-            signal.signal(signal.SIGHUP, self._previousHangup)
-            self._previousHangup = None
+        """
+        Stop every service; the signal handlers stay ours until that is
+        done, so a signal meanwhile is taken as the same stop.
+        """
+        self._stopping = True
         d = MultiService.stopService(self)
 
-        def clean(results):
+        def restore(results):
+            for signum, previous in self._previous.items():
+                signal.signal(signum, previous)
+            self._previous.clear()
             if getattr(self.reactor, "_exitSignal", None) in (signal.SIGTERM, signal.SIGINT):
                 self.reactor._exitSignal = None
             return results
 
-        return d.addCallback(clean)
+        return d.addBoth(restore)
 
 
 def makeService(options: Options) -> SwitchService:

@@ -14,6 +14,7 @@ from muxpool.interfaces import ILink, ISource
 from muxpool.link import AdaptorSettings, ChannelAdaptor
 from muxpool.testing import runUntil
 from tests.helpers import connectedProtocol
+from tests.logcapture import capturedText
 
 SPEC = ChannelSpec.fromConfig("NACChannel", "ISO87A")
 
@@ -350,3 +351,19 @@ def test_reconnects_go_on_after_thousands_of_failures():
     endpoint.refuse = False
     clock.advance(4.0)
     assert adaptor.ready
+
+
+def test_reconnect_attempts_cost_one_line_per_change_not_per_attempt():
+    """
+    A peer that refuses every attempt is said once ("cannot connect ...;
+    retrying"), not once an attempt: Twisted's own "Scheduling retry" line
+    is not written.
+    """
+    with capturedText() as lines:
+        adaptor, endpoint, clock = makeAdaptor()
+        endpoint.refuse = True
+        endpoint.protocols[0].connectionLost(None)
+        runUntil(clock, 30)
+    assert not any("Scheduling retry" in line for line in lines), lines
+    assert len([line for line in lines if "cannot connect" in line]) == 1
+    adaptor.stopService()

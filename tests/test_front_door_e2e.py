@@ -150,7 +150,10 @@ def stopIssuers(made):
 
 @pytest.mark.parametrize(
     "sig,said",
-    [(signal.SIGTERM, "Received SIGTERM"), (signal.SIGHUP, "SIGHUP: stopping gracefully")],
+    [
+        (signal.SIGTERM, "SIGTERM: stopping gracefully"),
+        (signal.SIGHUP, "SIGHUP: stopping gracefully"),
+    ],
 )
 @pytest_twisted.inlineCallbacks
 def test_a_signal_under_load_stops_gracefully_and_loses_no_approval(tmp_path, sig, said):

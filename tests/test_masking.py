@@ -2,6 +2,7 @@
 Card data never reaches a log line.
 """
 
+import pytest
 from zope.interface import implementer
 
 from muxpool.channel import ChannelSpec, IChannelOwner
@@ -72,3 +73,14 @@ def test_logged_messages_hide_card_data():
     for secret in (PAN, "=2212011758928889", "D2212011758928889", PIN):
         assert secret not in text
     assert not transport.disconnecting
+
+
+@pytest.mark.parametrize("value", ["TERM\r0001", "TERM\n0001", "A\x1bB", "X\x00"])
+def test_control_characters_in_a_value_are_escaped(value):
+    """
+    A value with a control character (a carriage return or a newline that
+    would forge a log line) is shown escaped, as Python's repr.
+    """
+    shown = maskMessage({"t": "0200", "41": value})
+    assert repr(value) in shown
+    assert not any(ch in shown for ch in "\r\n\x1b\x00")

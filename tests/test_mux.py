@@ -550,3 +550,19 @@ def test_a_link_lost_inside_send_gives_one_outcome(error):
     assert len(results) == 1 and results[0].check(OutcomeUnknown)
     assert mux.counters["rx_expired"] == 1 and mux.pendingCount() == 0
     assert mux.pendingOn(mux.link) == 0 and clock.getDelayedCalls() == []
+
+
+def test_a_flood_of_unmatched_responses_is_counted_each_and_logged_at_a_bounded_rate():
+    """
+    Responses that match no request are each counted (rx_unhandled), and
+    written to the log once an interval, with how many more came.
+    """
+    clock = Clock()
+    link = MemoryLink("issuer-channel")
+    mux = QMUX("m", link, clock)
+    mux.startService()
+    with capturedText() as lines:
+        for i in range(500):
+            link.deliver({"t": "0210", "11": "%06d" % i, "41": "TERM0001", "39": "00"})
+    assert mux.counters["rx_unhandled"] == 500
+    assert len([line for line in lines if "unhandled message" in line]) == 1

@@ -146,3 +146,20 @@ def test_hot_deploy_under_load(tmp_path):
         code = proc.stop()
     assert code == 0, proc.log[-3000:]
     assert "Traceback" not in proc.log
+
+
+def test_a_second_sigterm_while_stopping_changes_nothing(demo):
+    """
+    A supervisor that sends SIGTERM again while the switch drains gets the
+    same graceful stop: one line says so, no traceback, exit status 0.
+    """
+    import signal
+
+    proc, endpoint = demo
+    proc.process.send_signal(signal.SIGTERM)
+    proc.waitFor("SIGTERM: stopping gracefully")
+    proc.process.send_signal(signal.SIGTERM)
+    assert proc.stop(sig=None) == 0
+    log = "".join(proc.lines)
+    assert "ReactorNotRunning" not in log and "Traceback" not in log, log[-3000:]
+    assert log.count("SIGTERM: stopping gracefully") == 1

@@ -18,7 +18,9 @@ _SKIP = frozenset({"p", "1", "65"})
 
 def maskValue(key: str, value: str, binaryFields: Iterable[str] = ()) -> str:
     """
-    The loggable form of one field.
+    The loggable form of one field: masked or hidden card data; a value
+    with control characters (a carriage return that would forge a log
+    line) or spaces at its ends shown escaped, as Python's repr.
     """
     if key in HIDDEN or key in binaryFields:
         return "[hidden]"
@@ -27,7 +29,8 @@ def maskValue(key: str, value: str, binaryFields: Iterable[str] = ()) -> str:
         if len(text) > 10:
             return text[:6] + "*" * (len(text) - 10) + text[-4:]
         return "*" * len(text)
-    return repr(value) if isinstance(value, str) and value != value.strip() else str(value)
+    text = str(value)
+    return repr(text) if not text.isprintable() or text != text.strip() else text
 
 
 def maskMessage(message: Mapping[str, str], binaryFields: Iterable[str] = ()) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from twisted.application.internet import ClientService
 from twisted.application.service import Service
@@ -28,8 +28,9 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
+from twisted.logger import ILogObserver, Logger, globalLogPublisher
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import implementer, provider
 
 from muxpool._support import Waiters, backoffDelay, cancelTimer, defaultReactor, describeError
 from muxpool.channel import (
@@ -166,6 +167,25 @@ def describeTarget(target: Target) -> str:
     return repr(target)
 
 
+@provider(ILogObserver)
+def _withoutRetries(event: Dict[str, Any]) -> None:
+    """
+    Twisted's ClientService events but its line per reconnect attempt
+    ("Scheduling retry N to connect ..."): the adaptor says why a
+    connection fails itself, once per change.
+    """
+    if not str(event.get("log_format", "")).startswith("Scheduling retry"):
+        globalLogPublisher(event)
+
+
+class _ClientService(ClientService):
+    """
+    Twisted's ClientService, without a log line per reconnect attempt.
+    """
+
+    _log = Logger(observer=_withoutRetries)
+
+
 class _ChannelFactory(Factory):
     noisy = False
 
@@ -232,7 +252,7 @@ class ChannelAdaptor(LinkBase, Service):
         self._handshakeTimer: Optional[IDelayedCall] = None
         self._idleTimer: Optional[IDelayedCall] = None
         self._signedOff: Optional[IDelayedCall] = None
-        self._client = ClientService(
+        self._client = _ClientService(
             _ReportingEndpoint(self.endpoint, self, settings.connectTimeout),
             _ChannelFactory(self),
             retryPolicy=self._retryDelay,

@@ -562,8 +562,12 @@ class QMUX(Service):
                 )
                 return
         self._counts["rx_unhandled"] += 1
-        self.log.info(
-            "{mux}: unhandled message {message}", mux=self.name, message=self._mask(message)
+        self._limiter.emit(  # counted every time; a flood is not a flood of lines
+            self.log.info,
+            "unhandled",
+            "{mux}: unhandled message {message}",
+            mux=self.name,
+            message=self._mask(message),
         )
         handler = self.unhandled
         if handler is None:
