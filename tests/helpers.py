@@ -37,6 +37,9 @@ class RecordingOwner:
     def channelIdle(self, protocol):
         return True
 
+    def channelUndecodable(self, protocol, why):
+        pass
+
     def channelSecured(self, protocol):
         pass
 

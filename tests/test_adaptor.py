@@ -85,9 +85,9 @@ def test_ready_while_connected_and_reconnects_with_backoff():
         connect(factory),
     )[1]
     runUntil(clock, 15)
-    # at the base delay, then growing by half per failure up to the cap
-    assert attempts[:7] == [1.0, 2.0, 3.5, 5.75, 9.125, 13.125, 17.125][: len(attempts)]
-    assert len(attempts) == 6
+    # at the base delay while the failures are few (an issuer restarting),
+    # then growing by half per failure up to the cap
+    assert attempts == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.5, 10.75, 14.125]
     endpoint.refuse = False
     clock.advance(4.0)
     assert adaptor.ready and len(endpoint.protocols) == 2
@@ -132,7 +132,7 @@ def test_connect_failures_are_logged_once_per_reason():
     assert len(warnings) == 1, warnings
     assert "Connection was refused" in warnings[0] and "retrying" in warnings[0]
     assert adaptor.ready and adaptor.lastFailure is None
-    assert adaptor.counters["connect_failures"] == 7  # every try, each logged or not
+    assert adaptor.counters["connect_failures"] == 11  # every try, each logged or not
 
 
 def test_sign_on_gates_ready():
@@ -245,18 +245,18 @@ def test_echo_keeps_running_after_sign_on():
 def test_reconnects_after_failed_echoes_follow_the_backoff():
     """
     A hung issuer whose kernel still accepts connections is reconnected
-    with the growing backoff after each failed echo, not at once (which
-    would flap).
+    after each failed echo, not at once (which would flap): at the base
+    delay for the first few, then with the growing backoff.
     """
     adaptor, endpoint, clock = makeAdaptor(echoInterval=5, echoTimeout=2, maxReconnectDelay=10)
     connects = []
     connect = endpoint.connect
     endpoint.connect = lambda factory: (connects.append(clock.seconds()), connect(factory))[1]
-    runUntil(clock, 40)
-    # each connection: echo at +5, failed at +7; then 1, 1.5, 2.25... s
-    assert connects == [8.0, 16.5, 25.75, 36.125]
-    assert adaptor.counters["echo_failures"] == 4
-    runUntil(clock, 41.125)  # the fifth connection's echo: this time answered
+    runUntil(clock, 70)
+    # each connection: echo at +5, failed at +7; then 1 s five times, 1, 1.5, 2.25... s
+    assert connects == [8.0, 16.0, 24.0, 32.0, 40.0, 48.0, 56.5, 65.75]
+    assert adaptor.counters["echo_failures"] == 8
+    runUntil(clock, 70.75)  # the last connection's echo: this time answered
     protocol = endpoint.protocols[-1]
     [echo] = peerMessages(protocol)
     reply(protocol, echo)
@@ -366,4 +366,23 @@ def test_reconnect_attempts_cost_one_line_per_change_not_per_attempt():
         runUntil(clock, 30)
     assert not any("Scheduling retry" in line for line in lines), lines
     assert len([line for line in lines if "cannot connect" in line]) == 1
+    adaptor.stopService()
+
+
+def test_an_undecodable_frame_from_the_issuer_drops_the_link_and_reconnects():
+    """
+    A frame from the issuer that does not decode (a length prefix that
+    framed a blob: the stream is out of step) drops the connection, counted
+    and logged; the link reconnects after its delay and is ready again.
+    """
+    adaptor, endpoint, clock = makeAdaptor()
+    protocol = endpoint.protocols[0]
+    assert adaptor.ready
+    with capturedText() as lines:
+        protocol.dataReceived(SPEC.framing.frame(b"", b"\xff" * 200))
+    assert not adaptor.ready and adaptor.counters["disconnects"] == 1
+    assert adaptor.counters["bad_frames"] == 1
+    assert any("undecodable frame from the issuer" in line for line in lines)
+    runUntil(clock, 2)
+    assert len(endpoint.protocols) == 2 and adaptor.ready
     adaptor.stopService()

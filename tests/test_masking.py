@@ -44,6 +44,9 @@ class ExplodingOwner:
     def channelIdle(self, protocol):
         return True
 
+    def channelUndecodable(self, protocol, why):
+        pass
+
     def channelSecured(self, protocol):
         pass
 

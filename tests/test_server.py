@@ -252,13 +252,20 @@ def test_a_stop_with_sign_off_reads_until_the_client_has_stopped_sending():
 
 
 def test_a_client_that_does_not_answer_the_sign_off_is_drained_after_the_timeout():
+    """
+    A client that does not answer the sign-off (a jPOS client ignores
+    0800s) is drained once the sign-off timeout passes, and that it did not
+    answer is logged, naming it.
+    """
     listener = Holding()
     server, reactor = makeServer(listener, signOffOnStop=True, signOffTimeout=1)
     protocol, transport = connect(server)
     protocol.dataReceived(SPEC.encode(request(1)))
     stopped = []
-    server.stopService().addCallback(stopped.append)
-    reactor.advance(1)
+    with capturedText() as lines:
+        server.stopService().addCallback(stopped.append)
+        reactor.advance(1)
+    assert any("127.0.0.1:5000 did not answer the sign-off within 1s" in line for line in lines)
     protocol.dataReceived(SPEC.encode(request(2)))
     assert len(listener.held) == 1
     listener.answer()

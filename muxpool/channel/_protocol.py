@@ -60,6 +60,15 @@ class IChannelOwner(Interface):
         owing answers on it says no.
         """
 
+    def channelUndecodable(protocol: "ISOChannelProtocol", why: str) -> None:
+        """
+        A frame from C{protocol}'s peer could not be decoded (C{why}: its
+        field and offset, never its bytes), after it was counted and
+        logged.  A server goes on reading that client; a link to an issuer
+        drops the connection, as jPOS's channels do: its stream may be out
+        of step, and every answer after it lost.
+        """
+
 
 @implementer(IHandshakeListener)
 class ISOChannelProtocol(Protocol):
@@ -354,6 +363,7 @@ class ISOChannelProtocol(Protocol):
             packager=self.spec.packager.name,
             why=why,
         )
+        self.owner.channelUndecodable(self, why)
 
     def sendMessage(self, message: Mapping[str, str]) -> None:
         """

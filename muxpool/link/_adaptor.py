@@ -47,6 +47,10 @@ from muxpool.iso import ECHO, SIGN_OFF, SIGN_ON, PackError
 from muxpool.link._base import LinkBase
 from muxpool.link._network import NetworkExchange
 
+#: Failures in a row reconnected at the configured delay (an issuer
+#: restarting), before the delay grows.
+FEW_FAILURES = 5
+
 #: Where an adaptor connects: a Twisted client endpoint string (C{tcp:},
 #: C{tls:}, C{unix:}), an endpoint, or a C{(host, port)} pair.
 Target = Union[str, IStreamClientEndpoint, Tuple[str, int]]
@@ -57,12 +61,13 @@ class AdaptorSettings:
     """
     How a L{ChannelAdaptor} keeps its channel up.  All times are in seconds.
 
-    @ivar reconnectDelay: jPOS C{reconnect-delay}: the first reconnect
-        comes this long after a connection is lost or an attempt fails.
-        Consecutive failures (attempts that fail, connections dropped for a
-        failed echo, sign-on or idle check) grow the delay by half each time
-        up to C{maxReconnectDelay} (default four times the base); a
-        connection that proves healthy starts again from the base.  Each
+    @ivar reconnectDelay: jPOS C{reconnect-delay}: a reconnect comes this
+        long after a connection is lost or an attempt fails.  Failures that
+        persist (more than L{FEW_FAILURES} in a row: attempts that fail,
+        connections dropped for a failed echo, sign-on or idle check) grow
+        the delay by half each time up to C{maxReconnectDelay} (default four
+        times the base); a connection that proves healthy starts again from
+        the base.  Each
         delay is varied by up to 10% either way so a fleet of adaptors does
         not reconnect in step.
     @ivar connectTimeout: give up a connection attempt after this long.
@@ -243,6 +248,7 @@ class ChannelAdaptor(LinkBase, Service):
             "echo_failures": 0,
             "sign_on_failures": 0,
             "idle_timeouts": 0,
+            "bad_frames": 0,
         }
         self.lastFailure: Optional[str] = None
         self._jitter = jitter
@@ -321,9 +327,13 @@ class ChannelAdaptor(LinkBase, Service):
         failures until the link proves healthy, so a hung peer that still
         accepts connections is retried with a growing delay, not at once.
         """
+        # A peer that restarts fails a few attempts: each comes at the
+        # configured delay, as jPOS's does; only failures that persist
+        # beyond those grow the delay.
         settings = self.settings
+        persisting = max(0, self._failures - FEW_FAILURES)
         return backoffDelay(
-            self._failures, settings.reconnectDelay, settings.reconnectCap, 1.5, self._jitter
+            persisting, settings.reconnectDelay, settings.reconnectCap, 1.5, self._jitter
         )
 
     def _connectFailed(self, failure: Failure) -> Failure:
@@ -500,6 +510,15 @@ class ChannelAdaptor(LinkBase, Service):
             target=self.target,
         )
         self._lost(reason)
+
+    def channelUndecodable(self, protocol: ISOChannelProtocol, why: str) -> None:
+        """
+        The issuer sent what does not decode: the stream may be out of step
+        (a length prefix that framed a blob), so every answer after it
+        would be lost on a link that looks ready.  Drop it and reconnect.
+        """
+        if protocol is self.protocol:
+            self._drop(f"undecodable frame from the issuer ({why})", "bad_frames")
 
     def channelIdle(self, protocol: ISOChannelProtocol) -> bool:
         return True  # the adaptor keeps its own read timeout (idleTimeout)

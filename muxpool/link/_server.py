@@ -429,6 +429,9 @@ class QServer(Service):
             event="server.refused",
         )
 
+    def channelUndecodable(self, protocol: ISOChannelProtocol, why: str) -> None:
+        pass  # counted and logged by the protocol; the client may send a good one next
+
     def channelIdle(self, protocol: ISOChannelProtocol) -> bool:
         session = self.sessions.get(protocol)
         return session is None or not session.inFlight

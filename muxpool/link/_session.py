@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Generator, Mapping, Set
 
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, TimeoutError, inlineCallbacks, succeed
 from twisted.internet.interfaces import IPushProducer, ISSLTransport
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from muxpool._support import Waiters
@@ -164,7 +165,18 @@ class ServerSession(LinkBase):
         Fires (with None) when it answered, or after C{timeout}.
         """
         d = self.network.send(self.protocol.sendMessage, SIGN_OFF, timeout)
-        return d.addErrback(lambda failure: None)
+
+        def unanswered(failure: Failure) -> None:
+            if failure.check(TimeoutError):
+                self.server.log.info(
+                    "{server}: {peer} did not answer the sign-off within {timeout:g}s",
+                    server=self.server.name,
+                    peer=self.peer,
+                    timeout=timeout,
+                    event="server.sign_off_unanswered",
+                )
+
+        return d.addErrback(unanswered)
 
     @inlineCallbacks
     def drain(self, deadline: float) -> Generator[Deferred, Any, None]:

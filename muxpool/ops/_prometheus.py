@@ -50,6 +50,7 @@ CHANNEL_COUNTERS = (
     "echo_failures",
     "sign_on_failures",
     "idle_timeouts",
+    "bad_frames",
 )
 SERVER_COUNTERS = (
     "accepted",
