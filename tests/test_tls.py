@@ -296,3 +296,30 @@ def test_stopping_a_tls_server_with_idle_sessions_does_not_wait_for_a_flush(pki)
     finally:
         yield stop(mux, adaptor, server)
     assert not [line for line in lines if "did not read" in line], lines
+
+
+def test_tls_without_pyopenssl_says_what_to_install(tmp_path, monkeypatch):
+    """
+    Where pyOpenSSL is not installed, a TLS descriptor fails with an error
+    naming the file and the fix (pip install 'muxpool[tls]'), not a
+    traceback.
+    """
+    import sys
+
+    from twisted.internet.testing import MemoryReactorClock
+
+    from muxpool.deploy import DescriptorError, buildBean, readDescriptor
+    from muxpool.registry import Registry
+
+    monkeypatch.setitem(sys.modules, "OpenSSL", None)  # import OpenSSL fails
+    monkeypatch.delitem(sys.modules, "twisted.internet.ssl", raising=False)
+    path = tmp_path / "a.xml"
+    path.write_text(
+        '<channel-adaptor name="a"><channel class="NACChannel" packager="ISO87B">'
+        '<property name="host" value="localhost"/><property name="port" value="9"/>'
+        '<property name="tls" value="true"/></channel></channel-adaptor>'
+    )
+    with pytest.raises(
+        DescriptorError, match=r"a.xml:1: <channel>: TLS needs pyOpenSSL.*muxpool\[tls\]"
+    ):
+        buildBean(str(path), readDescriptor(str(path), {}), MemoryReactorClock(), Registry())

@@ -39,6 +39,19 @@ class TLSConfigError(ValueError):
     """
 
 
+def _needTLS() -> None:
+    """
+    @raise TLSConfigError: TLS cannot be used here (pyOpenSSL, which
+        Twisted's TLS needs, is not installed), saying how to install it.
+    """
+    try:
+        import twisted.internet.ssl  # noqa: F401  (it imports pyOpenSSL)
+    except ImportError as e:
+        raise TLSConfigError(
+            f"TLS needs pyOpenSSL, which is not installed ({e}): pip install 'muxpool[tls]'"
+        ) from None
+
+
 def _read(path: str, what: str) -> bytes:
     try:
         with open(path, "rb") as f:
@@ -90,8 +103,9 @@ class ClientTLS:
 
     def options(self) -> IOpenSSLClientConnectionCreator:
         """
-        @raise TLSConfigError: naming the file at fault.
+        @raise TLSConfigError: naming the file at fault, or what to install.
         """
+        _needTLS()
         from twisted.internet.ssl import optionsForClientTLS, platformTrust
 
         trust = _certificate(self.caFile, "tls-ca") if self.caFile else platformTrust()
@@ -129,8 +143,9 @@ class ServerTLS:
 
     def options(self) -> CertificateOptions:
         """
-        @raise TLSConfigError: naming the file at fault.
+        @raise TLSConfigError: naming the file at fault, or what to install.
         """
+        _needTLS()
         certificate = _privateCertificate(self.certFile, self.keyFile)
         if self.clientCAFile:
             return certificate.options(_certificate(self.clientCAFile, "tls-client-ca"))
