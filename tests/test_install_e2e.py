@@ -11,6 +11,7 @@ import textwrap
 
 import pytest
 
+from tests.conftest import ROOT
 from tests.deployfiles import freePort, front, member, pool
 from tests.twistdproc import BIN, TWISTD, Twistd, environment, tool
 
@@ -150,3 +151,67 @@ def test_a_users_strategy_package_is_found_by_twistd(tmp_path, userStrategies):
     finally:
         code = proc.stop()
     assert code == 0, proc.log[-2000:]
+
+
+def test_the_sdist_carries_the_demo_and_the_suite(tmp_path):
+    """
+    The source distribution holds what README's commands and the test
+    suite need: the demo's deploy folder, the tests with their helpers and
+    fixtures, and the package data.
+    """
+    # From a copy of the files git has (no egg-info whose list of files
+    # setuptools would reuse): what a clean checkout builds.
+    import shutil
+    import sys
+    import tarfile
+
+    source = tmp_path / "source"
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for name in listed:
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from setuptools import setup; setup()",
+            "-q",
+            "sdist",
+            "-d",
+            str(tmp_path),
+        ],
+        cwd=str(source),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    [archive] = tmp_path.glob("muxpool-*.tar.gz")
+    with tarfile.open(archive) as tar:
+        names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
+    wanted = {
+        "README.md",
+        "setup.cfg",
+        "pyproject.toml",
+        "twisted/plugins/muxpool_plugin.py",
+        "muxpool/py.typed",
+        "muxpool/ops/statuspage.html",
+        "examples/demo/deploy/40_switch.xml",
+        "tests/conftest.py",
+        "tests/helpers.py",
+        "tests/deployfiles.py",
+        "tests/twistdproc.py",
+        "tests/logcapture.py",
+        "tests/fixtures/jpos-article/30_mux_pool.xml",
+        ".ci/run",
+    }
+    assert wanted - names == set()
+    tests = {p.name for p in (ROOT / "tests").glob("*.py")}
+    assert {name.split("/")[-1] for name in names if name.startswith("tests/")} >= tests
