@@ -62,6 +62,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="set field N (repeatable)",
     )
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    parser.add_argument(
+        "--ok-codes",
+        type=lambda text: tuple(parseFieldList(text)),
+        default=("00",),
+        help="response codes (39) that count as success (default 00); any other "
+        "answer, e.g. a switch's 91 or 68, makes the exit status 1",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -76,13 +83,6 @@ def parser() -> argparse.ArgumentParser:
     load.add_argument("-k", "--connections", type=int, default=1)
     load.add_argument(
         "--split-field", default="44", help="response field that tells who answered (default 44)"
-    )
-    load.add_argument(
-        "--ok-codes",
-        type=lambda text: tuple(parseFieldList(text)),
-        default=("00",),
-        help="response codes (39) that count as success (default 00); any other "
-        "answer, e.g. a switch's 91 or 68, makes the exit status 1",
     )
     load.add_argument("--json", action="store_true", help="print the summary as JSON")
     load.add_argument(
@@ -202,6 +202,10 @@ def _send(reactor, args):
             adaptor.removeLossObserver(closed)
         print(f"response {maskMessage(response, binary)}")
         print(f"latency  {(time.perf_counter() - started) * 1000:.1f} ms")
+        code = response.get("39")
+        if code is not None and code not in args.ok_codes:
+            print(f"answered 39={code}: {DECLINES.get(code, 'declined')}")
+            return 1
         return 0
     finally:
         yield mux.stopService()

@@ -152,3 +152,26 @@ def test_a_refused_session_is_said_apart_from_outcome_unknown():
     assert code == 4, out + err
     assert b"refused: the server closed the connection at once" in out
     assert b"outcome unknown:" not in out and b"Traceback" not in out + err
+
+
+@pytest_twisted.inlineCallbacks
+def test_send_labels_a_decline_and_exits_1():
+    """
+    `send` says what a switch's decline means (39=91: not sent to the
+    issuer) and exits 1, as `load` does for any answer not in --ok-codes.
+    """
+    server = yield startIssuer(
+        reactor(),
+        [Responder(resultCode="91")],
+        spec=ChannelSpec.fromConfig("ASCIIChannel", "ISO87A"),
+    )
+    try:
+        out, err, code = yield run("send", "--endpoint", f"tcp:127.0.0.1:{portOf(server)}")
+        ok, _, okCode = yield run(
+            "send", "--endpoint", f"tcp:127.0.0.1:{portOf(server)}", "--ok-codes", "00 91"
+        )
+    finally:
+        yield server.stopService()
+    assert code == 1, out + err.decode()
+    assert b"answered 39=91: declined: not sent to the issuer" in out
+    assert okCode == 0 and b"answered 39" not in ok
