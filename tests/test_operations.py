@@ -146,3 +146,59 @@ def test_a_drain_timeout_must_make_sense():
         body = resource.render(request)
         assert request.responseCode == 400 and b"timeout must be" in body
     assert a.isUsable(muxes[0])  # refused before anything was disabled
+
+
+def adminConnection(token="secret"):
+    """
+    One connection to an admin API's site, on a string transport.
+    """
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+    from muxpool.ops import AdminService
+
+    ops, *_ = switch()
+    service = AdminService("tcp:0:interface=127.0.0.1", ops, MemoryReactorClock(), token)
+    protocol = service.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+@pytest.mark.parametrize(
+    "length",
+    [b"content-length: 1073741824", b"transfer-encoding: chunked"],
+)
+def test_a_wrong_token_is_refused_before_the_body_is_read(length):
+    """
+    A request with a body and a wrong token is answered 401 as soon as its
+    headers are in, and the connection closed: its body (a gigabyte, or
+    chunks without end) is never read, nor written to a file.
+    """
+    protocol, transport = adminConnection()
+    protocol.dataReceived(
+        b"POST /muxes/mux-1/drain HTTP/1.1\r\nhost: x\r\nauthorization: Bearer wrong\r\n"
+        + length
+        + b"\r\n\r\n"
+    )
+    answer = transport.value()
+    assert answer.startswith(b"HTTP/1.1 401 ") and b"--token-file" in answer
+    assert transport.disconnecting
+
+
+def test_a_body_larger_than_the_limit_is_refused_even_with_the_token():
+    protocol, transport = adminConnection()
+    protocol.dataReceived(
+        b"POST /muxes/mux-1/drain HTTP/1.1\r\nhost: x\r\nauthorization: Bearer secret\r\n"
+        b"content-length: 1073741824\r\n\r\n"
+    )
+    assert transport.value().startswith(b"HTTP/1.1 413 ") and transport.disconnecting
+
+
+def test_the_right_token_is_served():
+    protocol, transport = adminConnection()
+    protocol.dataReceived(
+        b"POST /muxes/mux-1/disable HTTP/1.1\r\nhost: x\r\nauthorization: Bearer secret\r\n"
+        b"content-length: 0\r\n\r\n"
+    )
+    assert transport.value().startswith(b"HTTP/1.1 200 ")

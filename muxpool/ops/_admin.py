@@ -32,7 +32,7 @@ from twisted.protocols.policies import WrappingFactory
 from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
 from muxpool._config import defaultAdminConnections, hostPort, parseEndpoint
@@ -244,11 +244,83 @@ class AdminResource(Resource):
 
     def _authorized(self, request) -> bool:
         assert self.token is not None  # asked only when there is one
-        header = request.getHeader(b"authorization") or b""
-        scheme, _, given = header.partition(b" ")
-        return scheme.lower() == b"bearer" and hmac.compare_digest(
-            given.strip(), self.token.encode()
-        )
+        return _bearerIs(request, self.token)
+
+
+def _bearerIs(request, token: str) -> bool:
+    """
+    Whether C{request} carries C{Authorization: Bearer} C{token}.
+    """
+    header = request.getHeader(b"authorization") or b""
+    scheme, _, given = header.partition(b" ")
+    return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), token.encode())
+
+
+#: The largest request body the admin API reads (its requests have none).
+MAX_BODY = 64 * 1024
+
+#: What a client with a wrong token is told (the CLI's option named).
+UNAUTHORIZED = "needs Authorization: Bearer <token> (muxpool ... --token-file FILE)"
+
+
+class _AdminRequest(Request):
+    """
+    A request whose token and size are checked as soon as its headers are
+    in, before a byte of its body is read: a wrong token, or a body larger
+    than L{MAX_BODY} (or one that grows past it), is answered at once and
+    the connection closed, so no one fills a disk or memory with a body.
+    """
+
+    _refused = False
+    _received = 0
+
+    def gotLength(self, length: Optional[int]) -> None:
+        site: Any = self.channel.site  # type: ignore[attr-defined]  # an _AdminSite
+        token = site.token
+        if length != 0 and token and not _bearerIs(self, token):
+            self._refuse(401, "Unauthorized", UNAUTHORIZED, b'Bearer realm="muxpool"')
+        elif length is not None and length > MAX_BODY:
+            self._refuse(413, "Content Too Large", f"a body is at most {MAX_BODY} bytes")
+        else:
+            Request.gotLength(self, length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._refused:
+            return
+        self._received += len(data)
+        if self._received > MAX_BODY:
+            self._refuse(413, "Content Too Large", f"a body is at most {MAX_BODY} bytes")
+            return
+        Request.handleContentChunk(self, data)
+
+    def _refuse(self, code: int, reason: str, error: str, authenticate: bytes = b"") -> None:
+        self._refused = True
+        body = json.dumps({"error": error}).encode()
+        head = [
+            f"HTTP/1.1 {code} {reason}".encode(),
+            b"content-type: application/json",
+            b"connection: close",
+            b"content-length: %d" % len(body),
+        ]
+        if authenticate:
+            head.append(b"www-authenticate: " + authenticate)
+        transport = self.channel.transport
+        assert transport is not None  # its headers just came in on it
+        transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        transport.loseConnection()
+
+
+class _AdminSite(Site):
+    """
+    The admin API's site: its requests are L{_AdminRequest}s, checked
+    against C{token} before their bodies are read.
+    """
+
+    requestFactory = _AdminRequest
+
+    def __init__(self, resource: "AdminResource", timeout: float) -> None:
+        Site.__init__(self, resource, timeout=timeout)
+        self.token = resource.token
 
 
 class _Unauthorized(Resource):
@@ -256,7 +328,7 @@ class _Unauthorized(Resource):
 
     def render(self, request):
         request.setHeader(b"www-authenticate", b'Bearer realm="muxpool"')
-        return _json(request, http.UNAUTHORIZED, {"error": "needs Authorization: Bearer <token>"})
+        return _json(request, http.UNAUTHORIZED, {"error": UNAUTHORIZED})
 
 
 class _NotFound(Resource):
@@ -351,7 +423,7 @@ class AdminService(StreamServerEndpointService):
         # An idle connection is closed after a while, and there are only so
         # many at once: idle admin connections cannot take the process's
         # file descriptors.
-        site = Site(AdminResource(operations, token), timeout=IDLE_TIMEOUT)
+        site = _AdminSite(AdminResource(operations, token), IDLE_TIMEOUT)
         site.noisy = False
         self.connections = _Limited(site, defaultAdminConnections())
         StreamServerEndpointService.__init__(
