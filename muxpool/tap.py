@@ -26,7 +26,7 @@ class Options(usage.Options):
 
     synopsis = (
         "[--deploy DIR] [--scan-interval SECONDS] [--drain-timeout SECONDS] "
-        "[--admin ENDPOINT [--admin-token-file FILE]]"
+        "[--admin ENDPOINT [--admin-token-file FILE]] [--workers N]"
     )
     longdesc = (
         "Run an ISO 8583 switch from a folder of jPOS-style descriptors "
@@ -90,6 +90,10 @@ class Options(usage.Options):
             raise usage.UsageError("--scan-interval and --drain-timeout must not be negative")
         if self["workers"] < 1:
             raise usage.UsageError("--workers must be 1 or more")
+        if self["admin-token-file"] and not self["admin"]:
+            raise usage.UsageError(
+                "--admin-token-file needs --admin ENDPOINT (the admin API is off)"
+            )
         self["admin-token"] = self._token()
         if self["admin"]:
             try:

@@ -202,3 +202,38 @@ def test_the_right_token_is_served():
         b"content-length: 0\r\n\r\n"
     )
     assert transport.value().startswith(b"HTTP/1.1 200 ")
+
+
+def test_status_columns_line_up_whatever_the_names():
+    """
+    `muxpool status` lines its columns up however long the names are.
+    """
+    from muxpool.ops import renderStatus
+
+    long = "core-mux-a-member-whose-name-is-long-indeed"
+    status = {
+        "pools": [
+            {
+                "name": "core-mux",
+                "strategy": "round-robin",
+                "in_flight": 0,
+                "usable": True,
+                "members": [
+                    {"name": long, "state": "up", "in_flight": 0, "requests": 5},
+                    {"name": "m2", "state": "down", "in_flight": 0, "requests": 7},
+                ],
+            }
+        ],
+        "channels": [
+            {"name": long + "-channel", "ready": True, "target": "tcp:a:1"},
+            {"name": "c2", "ready": False, "target": "tcp:b:2"},
+        ],
+        "servers": [
+            {"name": "front", "listening": "127.0.0.1:8000", "sessions": 1, "in_flight": 0}
+        ],
+    }
+    lines = renderStatus(status).splitlines()
+    members = [line for line in lines if line.startswith("  ")]
+    assert members[0].index("up") == members[1].index("down")
+    beans = [line for line in lines if line.startswith(("channel", "server"))]
+    assert beans[0].index("ready") == beans[1].index("NOT READY") == beans[2].index("127.0.0.1")

@@ -46,3 +46,14 @@ def test_make_service(tmp_path):
 def test_negative_interval_refused(tmp_path):
     with pytest.raises(usage.UsageError, match="negative"):
         Options().parseOptions(["--deploy", str(tmp_path), "--scan-interval", "-1"])
+
+
+def test_a_token_file_without_the_admin_api_is_a_usage_error(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("secret")
+    with pytest.raises(usage.UsageError, match="--admin-token-file needs --admin"):
+        Options().parseOptions(["--deploy", str(tmp_path), "--admin-token-file", str(token)])
+
+
+def test_the_usage_line_names_every_option():
+    assert "--workers N" in Options.synopsis

@@ -19,6 +19,7 @@ from muxpool.app import (
     WorkerSupervisor,
 )
 from muxpool.interfaces import ISocketSource
+from tests.logcapture import capturedText
 
 
 def reactor():
@@ -46,9 +47,12 @@ def test_the_parent_closing_the_pipe_stops_the_worker_once():
     watch.startService()
     try:
         assert watch in reactor().getReaders()
-        os.close(write)
-        yield gone.addTimeout(10, reactor())
+        with capturedText() as lines:
+            os.close(write)
+            yield gone.addTimeout(10, reactor())
         assert calls == ["parent gone"] and watch not in reactor().getReaders()
+        # the parent it had, not the process that adopted it since
+        assert any(f"the parent (pid {os.getppid()}) is gone" in line for line in lines)
     finally:
         watch.stopService()
         os.close(read)

@@ -32,6 +32,8 @@ class ParentWatch(Service):
         self.reactor = reactor
         self.onGone = onGone
         self.fd = fd
+        #: The parent's pid, as it was when this worker started.
+        self.parent = os.getppid()
         self._watching = False
 
     def startService(self) -> None:
@@ -81,8 +83,8 @@ class ParentWatch(Service):
 
     def _gone(self) -> None:
         self.log.warn(
-            "workers: the parent is gone (now pid {ppid}); stopping gracefully",
-            ppid=os.getppid(),
+            "workers: the parent (pid {ppid}) is gone; stopping gracefully",
+            ppid=self.parent,
             event="workers.orphaned",
         )
         self.onGone("parent gone")

@@ -9,7 +9,7 @@ C{enable}, C{disable} and C{drain}.
 """
 
 from muxpool.ops._admin import AdminConfigError, AdminResource, AdminService, checkEndpoint
-from muxpool.ops._adminclient import addAdminArguments, runAdminCommand
+from muxpool.ops._adminclient import addAdminArguments, renderStatus, runAdminCommand
 from muxpool.ops._logs import jsonLines
 from muxpool.ops._operations import DrainTimeout, Operations, UnknownMUX
 from muxpool.ops._prometheus import CONTENT_TYPE_LATEST, MetricsCollector, metricsText
@@ -27,5 +27,6 @@ __all__ = [
     "checkEndpoint",
     "jsonLines",
     "metricsText",
+    "renderStatus",
     "runAdminCommand",
 ]

@@ -55,12 +55,19 @@ def call(args, method: str, path: str, timeout: float = 60.0) -> Tuple[int, Dict
             return e.code, {"error": e.reason}
 
 
-def render(status: Dict) -> str:
+def renderStatus(status: Dict) -> str:
     """
     The status, for people: each pool with its members' state.
     """
     lines = []
-    for pool in status.get("pools", []):
+    pools = status.get("pools", [])
+    channels = status.get("channels", [])
+    servers = status.get("servers", [])
+    # Columns as wide as the longest name, however long the names are.
+    members = [m["name"] for pool in pools for m in pool["members"]] or ["(no members deployed)"]
+    memberWidth = max(28, *(len(name) for name in members))
+    width = max([24] + [len(bean["name"]) for bean in channels + servers])
+    for pool in pools:
         lines.append(
             f"pool {pool['name']} ({pool['strategy']}, {pool['in_flight']} in flight)"
             + ("" if pool["usable"] else "  NOT USABLE")
@@ -69,18 +76,18 @@ def render(status: Dict) -> str:
             {"name": "(no members deployed)", "state": "", "in_flight": 0, "requests": 0}
         ]:
             lines.append(
-                f"  {member['name']:<28} {member['state']:<10} "
+                f"  {member['name']:<{memberWidth}} {member['state']:<10} "
                 f"{member['in_flight']:>5} in flight {member['requests']:>9} requests"
             )
-    for channel in status.get("channels", []):
+    for channel in channels:
         why = f"  ({channel['last_failure']})" if channel.get("last_failure") else ""
         lines.append(
-            f"channel {channel['name']:<24} {'ready' if channel['ready'] else 'NOT READY':<10}"
-            f" {channel['target']}{why}"
+            f"channel {channel['name']:<{width}} "
+            f"{'ready' if channel['ready'] else 'NOT READY':<10} {channel['target']}{why}"
         )
-    for server in status.get("servers", []):
+    for server in servers:
         lines.append(
-            f"server {server['name']:<25} {server['listening'] or 'NOT LISTENING':<22} "
+            f"server  {server['name']:<{width}} {server['listening'] or 'NOT LISTENING':<22} "
             f"{server['sessions']} sessions, {server['in_flight']} in flight"
         )
     for file, error in status.get("deploy", {}).get("failed", {}).items():
@@ -96,7 +103,7 @@ def runAdminCommand(args) -> int:
         if args.command == "status":
             code, body = call(args, "GET", "/status")
             if code == 200:
-                print(json.dumps(body, indent=1, sort_keys=True) if args.json else render(body))
+                print(json.dumps(body, indent=1, sort_keys=True) if args.json else renderStatus(body))
                 return 0
         else:
             path = f"/muxes/{urllib.parse.quote(args.name, safe='')}/{args.command}"
