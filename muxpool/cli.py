@@ -91,7 +91,9 @@ def parser() -> argparse.ArgumentParser:
         help="write each request's outcome to FILE, one JSON object a line "
         "(11, 41 and 39, or the failure)",
     )
-    load.add_argument("--quiet", action="store_true", help="no progress bar")
+    load.add_argument(
+        "--quiet", action="store_true", help="no progress bar (there is one on a terminal only)"
+    )
     status = commands.add_parser(
         "status", help="a running switch's pools, channels and servers (through its admin API)"
     )
@@ -220,16 +222,6 @@ def _heardFrom(protocol) -> bool:
     return bool(counters.get("rx") or counters.get("rx_keepalive") or counters.get("rx_bad"))
 
 
-def _progress(done: List[int], total: int, started: float) -> None:
-    width = 30
-    filled = int(width * done[0] / total) if total else width
-    rate = done[0] / max(1e-9, time.perf_counter() - started)
-    sys.stderr.write(
-        f"\r[{'#' * filled}{'.' * (width - filled)}] {done[0]}/{total} {rate:8.0f} req/s"
-    )
-    sys.stderr.flush()
-
-
 @defer.inlineCallbacks
 def _load(reactor, args):
     links = [_connect(reactor, args, f"load-{i}") for i in range(max(1, args.connections))]
@@ -247,14 +239,14 @@ def _load(reactor, args):
         message["41"] = "L%07d" % ((base + i) // 1000000 % 10000000)
         return message
 
-    done = [0]
     latencies: List[float] = []
     started = time.perf_counter()
     bar = None
-    if not args.quiet:
-        bar = task.LoopingCall(_progress, done, args.requests, started)
-        bar.clock = reactor
-        bar.start(0.25)
+    if not args.quiet and not args.json and sys.stderr.isatty():
+        # Drawn only on a terminal: never into a file, a pipe or JSON.
+        from tqdm import tqdm
+
+        bar = tqdm(total=args.requests, unit="req", file=sys.stderr, mininterval=0.25)
     try:
         outcomes = yield runLoad(
             pool,
@@ -264,13 +256,11 @@ def _load(reactor, args):
             start=base,
             make=make,
             latencies=latencies,
-            onEach=lambda i, result: done.__setitem__(0, done[0] + 1),
+            onEach=None if bar is None else lambda i, result: bar.update(1),
         )
     finally:
         if bar is not None:
-            bar.stop()
-            _progress(done, args.requests, started)
-            sys.stderr.write("\n")
+            bar.close()
         yield pool.stopService()
         for adaptor, mux in links:
             yield mux.stopService()

@@ -175,3 +175,21 @@ def test_send_labels_a_decline_and_exits_1():
     assert code == 1, out + err.decode()
     assert b"answered 39=91: declined: not sent to the issuer" in out
     assert okCode == 0 and b"answered 39" not in ok
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_progress_bar_is_drawn_on_a_terminal_only():
+    """
+    `load` draws no progress bar into a pipe or a file (nor under --json):
+    what it writes there is the summary alone.
+    """
+    server = yield startIssuer(reactor(), spec=ChannelSpec.fromConfig("ASCIIChannel", "ISO87A"))
+    try:
+        out, err, code = yield run(
+            "load", "--endpoint", f"tcp:127.0.0.1:{portOf(server)}", "-n", "200"
+        )
+    finally:
+        yield server.stopService()
+    assert code == 0, out + err
+    assert b"\r" not in err + out and b"req/s" not in err
+    assert b"answered 39=00   200" in out

@@ -27,7 +27,7 @@ def runLoad(
     inFlight: int,
     timeout: float = 10.0,
     start: int = 0,
-    onEach: Optional[Callable[[int, object], None]] = None,
+    onEach: Optional[Callable[[int, object], object]] = None,
     make: Callable[[int], Mapping[str, str]] = sampleRequest,
     latencies: Optional[List[float]] = None,
     clock: Optional[IReactorTime] = None,

@@ -103,7 +103,9 @@ def runAdminCommand(args) -> int:
         if args.command == "status":
             code, body = call(args, "GET", "/status")
             if code == 200:
-                print(json.dumps(body, indent=1, sort_keys=True) if args.json else renderStatus(body))
+                print(
+                    json.dumps(body, indent=1, sort_keys=True) if args.json else renderStatus(body)
+                )
                 return 0
         else:
             path = f"/muxes/{urllib.parse.quote(args.name, safe='')}/{args.command}"
