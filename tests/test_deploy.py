@@ -476,3 +476,27 @@ def test_a_folder_that_cannot_be_read_changes_nothing(tmp_path):
         assert sorted(b.name for b in service.beans.values()) == ["good", "more"]
     finally:
         service.stopService()
+
+
+def test_a_replacement_never_ready_does_not_hold_up_a_stop(tmp_path):
+    """
+    An adaptor whose file changed to an issuer that never answers keeps
+    the old link for its QMUX until the new one is ready; a stop meanwhile
+    does not wait for that (nor for the drain timeout): with nothing in
+    flight, it ends at once.
+    """
+    from twisted.internet.testing import MemoryReactorClock
+
+    reactor = MemoryReactorClock()
+    (tmp_path / "20_channel.xml").write_text(adaptor("channel-1", 9001, "q1"))
+    (tmp_path / "21_mux.xml").write_text(qmux("mux-1", "q1"))
+    service = DeployService(str(tmp_path), reactor, Registry(), scanInterval=0, drainTimeout=30)
+    service.startService()
+    old = service.registry.get("channel-1")
+    (tmp_path / "20_channel.xml").write_text(adaptor("channel-1", 9002, "q1"))
+    service.scan()
+    assert service.registry.get("channel-1") is not old and old.running  # kept meanwhile
+    stopped = []
+    service.stopService().addCallback(stopped.append)
+    reactor.advance(0)
+    assert stopped and not old.running

@@ -33,7 +33,7 @@ class ParentWatch(Service):
         self.onGone = onGone
         self.fd = fd
         #: The parent's pid, as it was when this worker started.
-        self.parent = os.getppid()
+        self.parentPid = os.getppid()
         self._watching = False
 
     def startService(self) -> None:
@@ -84,7 +84,7 @@ class ParentWatch(Service):
     def _gone(self) -> None:
         self.log.warn(
             "workers: the parent (pid {ppid}) is gone; stopping gracefully",
-            ppid=self.parent,
+            ppid=self.parentPid,
             event="workers.orphaned",
         )
         self.onGone("parent gone")

@@ -26,6 +26,7 @@ from typing import Any, Dict, Generator, List, Optional, Set, Tuple
 
 from twisted.application.service import Service
 from twisted.internet.defer import (
+    CancelledError,
     Deferred,
     DeferredList,
     gatherResults,
@@ -88,6 +89,8 @@ class DeployService(Service):
         self._loop: Optional[LoopingCall] = None
         self._empty = False
         self._unreadableWhy: Optional[str] = None
+        #: Waits for a replacement adaptor to be ready (see L{_retire}).
+        self._replacing: Set[Deferred] = set()
 
     # -- service --------------------------------------------------------------
 
@@ -110,6 +113,8 @@ class DeployService(Service):
         self._loop = None
         for d in list(self._handovers.values()):
             d.cancel()
+        for d in list(self._replacing):
+            d.cancel()  # the old links drain now, without waiting for them
         # What it knew of the folder goes with its beans: started again, it
         # deploys every file afresh.
         self._stamps.clear()
@@ -525,7 +530,12 @@ class DeployService(Service):
                 if b.kind == "qmux" and service in b.service.links
             ]
             if replacedBy is not None and users:
-                drained = replacedBy.service.ready.whenReady().addCallback(
+                # Until the replacement is ready, or the service stops (a
+                # replacement never ready must not hold up a stop).
+                ready = replacedBy.service.ready.whenReady()
+                self._replacing.add(ready)
+                ready.addBoth(self._replacementWaitEnded, ready)
+                drained = ready.addCallback(
                     lambda _: gatherResults(
                         [m.whenDrained(service) for m in users], consumeErrors=True
                     )
@@ -535,6 +545,16 @@ class DeployService(Service):
             drained.addTimeout(self.drainTimeout, self.reactor)
             return self._track(drained.addBoth(lambda _: self._stop(bean)))
         return self._track(self._stop(bean))
+
+    def _replacementWaitEnded(self, result: object, ready: Deferred) -> object:
+        """
+        A wait for a replacement ended: it is ready, or the wait was
+        cancelled by a stop (then the old link drains at once).
+        """
+        self._replacing.discard(ready)
+        if isinstance(result, Failure) and result.check(CancelledError):
+            return None
+        return result
 
     def _stop(self, bean: Bean) -> Deferred:
         d = maybeDeferred(bean.service.stopService)
