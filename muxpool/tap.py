@@ -140,6 +140,7 @@ class SwitchService(MultiService):
 
     def startService(self) -> None:
         MultiService.startService(self)
+        self._stopping = False
         # Once running: the reactor installs its own SIGTERM and SIGINT
         # handlers as it starts, after twistd has started the services.
         self.reactor.callWhenRunning(self._handleSignals)
@@ -155,6 +156,14 @@ class SwitchService(MultiService):
                 self._previous[signum] = signal.signal(signum, self._signalled)
             except ValueError:
                 return  # not the main thread: leave the signals alone
+        # Ours until the reactor has stopped: a signal during the drain (a
+        # second SIGTERM from an impatient supervisor) is the same stop.
+        self.reactor.addSystemEventTrigger("after", "shutdown", self._restoreSignals)
+
+    def _restoreSignals(self) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
 
     def _signalled(self, signum, frame) -> None:
         self.reactor.callFromThread(self._stopGracefully, signal.Signals(signum).name)
@@ -176,21 +185,19 @@ class SwitchService(MultiService):
 
     def stopService(self):
         """
-        Stop every service; the signal handlers stay ours until that is
-        done, so a signal meanwhile is taken as the same stop.
+        Stop every service.  The signal handlers stay the switch's until
+        the reactor has stopped, so a signal meanwhile is taken as this
+        same stop.
         """
         self._stopping = True
         d = MultiService.stopService(self)
 
-        def restore(results):
-            for signum, previous in self._previous.items():
-                signal.signal(signum, previous)
-            self._previous.clear()
+        def clean(results):
             if getattr(self.reactor, "_exitSignal", None) in (signal.SIGTERM, signal.SIGINT):
                 self.reactor._exitSignal = None
             return results
 
-        return d.addBoth(restore)
+        return d.addBoth(clean)
 
 
 def makeService(options: Options) -> SwitchService:

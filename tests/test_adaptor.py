@@ -386,3 +386,23 @@ def test_an_undecodable_frame_from_the_issuer_drops_the_link_and_reconnects():
     runUntil(clock, 2)
     assert len(endpoint.protocols) == 2 and adaptor.ready
     adaptor.stopService()
+
+
+def test_frames_after_an_undecodable_one_in_the_same_read_are_dropped_with_it():
+    """
+    Once a frame from the issuer does not decode, nothing more of that
+    stream is decoded, even what came in the same read, and the link is
+    dropped once: a good-looking frame after it is not delivered, nor taken
+    as proof that the issuer is healthy.
+    """
+    adaptor, endpoint, clock = makeAdaptor()
+    protocol = endpoint.protocols[0]
+    received = []
+    adaptor.addReceiver(lambda message, final: received.append(message) or True)
+    bad = SPEC.framing.frame(b"", b"\xff" * 200)
+    good = SPEC.encode({"t": "0210", "11": "000001", "41": "TERM0001", "39": "00"})
+    protocol.transport.abortConnection = lambda: None  # closes later, as TCP does
+    protocol.dataReceived(bad + bad + good)
+    assert adaptor.counters["bad_frames"] == 1 and received == []
+    assert adaptor._failures == 1  # not reset by the good-looking frame
+    adaptor.stopService()

@@ -5,6 +5,7 @@ the C{muxpool} command-line tools, stopped with SIGTERM.
 
 import json
 import shutil
+import time
 
 import pytest
 
@@ -148,18 +149,45 @@ def test_hot_deploy_under_load(tmp_path):
     assert "Traceback" not in proc.log
 
 
-def test_a_second_sigterm_while_stopping_changes_nothing(demo):
+def test_a_second_sigterm_while_stopping_changes_nothing(tmp_path):
     """
-    A supervisor that sends SIGTERM again while the switch drains gets the
-    same graceful stop: one line says so, no traceback, exit status 0.
+    A supervisor that sends SIGTERM again while the switch drains (here a
+    request the issuer answers after 3 s) gets the same graceful stop: one
+    line says so, the request is answered, no traceback, exit status 0.
     """
     import signal
 
-    proc, endpoint = demo
-    proc.process.send_signal(signal.SIGTERM)
-    proc.waitFor("SIGTERM: stopping gracefully")
-    proc.process.send_signal(signal.SIGTERM)
-    assert proc.stop(sig=None) == 0
-    log = "".join(proc.lines)
+    from tests.deployfiles import singleIssuerSwitch
+
+    issuerDir, switchDir, frontPort = singleIssuerSwitch(tmp_path)
+    slow = (issuerDir / "10_issuer.xml").read_text()
+    (issuerDir / "10_issuer.xml").write_text(
+        slow.replace('<property name="delay" value="0"/>', '<property name="delay" value="3000"/>')
+    )
+    adminPort = freePort()
+    issuerProc = Twistd(issuerDir, tmp_path)
+    switch = Twistd(switchDir, tmp_path, args=("--admin", f"tcp:{adminPort}:interface=127.0.0.1"))
+    issuerProc.waitFor("listening")
+    switch.waitFor("front: listening")
+    switch.waitFor("channel-1: connected")
+    switch.waitFor("admin API on")
+    sending = startTool("send", "--endpoint", f"tcp:127.0.0.1:{frontPort}", "--timeout", "20")
+    # Until the request is in flight (the issuer answers it 3 s later).
+    deadline = time.monotonic() + 10
+    while (
+        tool("status", "--admin", f"http://127.0.0.1:{adminPort}", "--json").stdout.count(
+            '"in_flight": 1'
+        )
+        < 2
+    ):  # the front's session and the QMUX
+        assert time.monotonic() < deadline, "the request never got in flight"
+    switch.process.send_signal(signal.SIGTERM)
+    switch.waitFor("SIGTERM: stopping gracefully")
+    switch.process.send_signal(signal.SIGTERM)
+    switch.waitFor("SIGTERM: already stopping gracefully")
+    assert switch.stop(sig=None) == 0
+    out, _ = sending.communicate(timeout=30)
+    assert "39=00" in out, out
+    log = "".join(switch.lines)
     assert "ReactorNotRunning" not in log and "Traceback" not in log, log[-3000:]
     assert log.count("SIGTERM: stopping gracefully") == 1

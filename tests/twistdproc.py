@@ -42,10 +42,10 @@ def endAll():
             proc.stop()
 
 
-def _limitDescriptors(limit):
+def _limitDescriptors(pid, limit):
     import resource
 
-    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, limit))
 
 
 class Twistd:
@@ -79,8 +79,9 @@ class Twistd:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            preexec_fn=None if fdLimit is None else lambda: _limitDescriptors(fdLimit),
         )
+        if fdLimit is not None:  # at once, before it has opened its ports
+            _limitDescriptors(self.process.pid, fdLimit)
         _started.append(self)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

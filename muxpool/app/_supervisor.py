@@ -104,6 +104,7 @@ class WorkerSupervisor(Service):
         self._loop: Optional[LoopingCall] = None
         # descriptor path -> (its stamp when read, the endpoint it serves)
         self._endpoints: Dict[str, Tuple[Optional[Stamp], Optional[str]]] = {}
+        self._unreadableWhy: Optional[str] = None
 
     def startService(self) -> None:
         self.scan()  # not running yet: it listens for every server
@@ -130,12 +131,15 @@ class WorkerSupervisor(Service):
         try:
             files = set(descriptorFiles(self.directory))
         except OSError as e:
-            self.log.error(
-                "workers: cannot read deploy folder {directory}: {why}; keeping every socket",
-                directory=self.directory,
-                why=e.strerror,
-            )
+            if e.strerror != self._unreadableWhy:  # once per reason, not per scan
+                self.log.error(
+                    "workers: cannot read deploy folder {directory}: {why}; keeping every socket",
+                    directory=self.directory,
+                    why=e.strerror,
+                )
+            self._unreadableWhy = e.strerror
             return
+        self._unreadableWhy = None
         for path in set(self._endpoints) - files:
             del self._endpoints[path]
         for path in sorted(files):

@@ -255,11 +255,19 @@ class ISOChannelProtocol(Protocol):
 
     def discardInput(self) -> None:
         """
-        From now on, drop what arrives (the connection is being closed: no
-        request is taken any more, but the socket is still read).
+        From now on, drop what arrives, the rest of what is being decoded
+        included (the connection is being closed: no request is taken any
+        more, but the socket is still read).
         """
         self._discarding = True
         self._buffer = bytearray()
+
+    @property
+    def discarding(self) -> bool:
+        """
+        Whether what arrives is dropped (see L{discardInput}).
+        """
+        return self._discarding
 
     def holdFrames(self) -> None:
         """
@@ -306,7 +314,12 @@ class ISOChannelProtocol(Protocol):
         # the frames already taken must not be decoded (and sent on) again.
         self._processing = True
         try:
-            while offset < len(buffer) and not self._closing and not self._held:
+            while (
+                offset < len(buffer)
+                and not self._closing
+                and not self._held
+                and not self._discarding
+            ):
                 found = framing.nextFrame(buffer, offset, maxLength)
                 if found is None:
                     break
@@ -321,6 +334,8 @@ class ISOChannelProtocol(Protocol):
             return
         finally:
             self._processing = False
+        if self._discarding:
+            return  # what is left of it is dropped too
         if buffer is self._buffer:
             del buffer[:offset]
         elif offset < len(buffer):

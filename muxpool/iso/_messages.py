@@ -20,9 +20,9 @@ def isResponse(mti: str) -> bool:
 
 def isMTI(mti: str) -> bool:
     """
-    Whether C{mti} is a message type indicator: four digits.
+    Whether C{mti} is a message type indicator: four ASCII digits.
     """
-    return len(mti) == 4 and mti.isdigit()
+    return len(mti) == 4 and mti.isascii() and mti.isdigit()
 
 
 def isRequest(mti: str) -> bool:
@@ -36,7 +36,7 @@ def responseMTI(mti: str) -> str:
     """
     jPOS's setResponseMTI: the request's MTI with its third digit made odd.
     """
-    if len(mti) < 4 or not mti[2].isdigit():
+    if len(mti) < 4 or not mti.isascii() or not mti[2].isdigit():
         raise ValueError(f"cannot make a response MTI from {mti!r}")
     return mti[:2] + str(int(mti[2]) | 1) + mti[3:]
 

@@ -517,7 +517,8 @@ class ChannelAdaptor(LinkBase, Service):
         (a length prefix that framed a blob), so every answer after it
         would be lost on a link that looks ready.  Drop it and reconnect.
         """
-        if protocol is self.protocol:
+        if protocol is self.protocol and not protocol.discarding:
+            protocol.discardInput()  # nothing more from this stream, in this read or after
             self._drop(f"undecodable frame from the issuer ({why})", "bad_frames")
 
     def channelIdle(self, protocol: ISOChannelProtocol) -> bool:

@@ -472,11 +472,13 @@ class QServer(Service):
             self.counters["listener_errors"] += 1
             binary = self.spec.packager.binaryFields
             code = self.settings.listenerErrorCode
-            self.log.error(
-                "{server}: {error} on {message}; answering 39={code}",
+            self.limiter.emit(
+                self.log.error,
+                ("listener failed", str(e)),
+                "{server}: {error} on {message}{answer}",
                 server=self.name,
                 error=str(e),
-                code=code,
+                answer="" if response else f"; answering 39={code}",
                 message=maskMessage(message, binary),
             )
             if session.answered != answered:
@@ -488,6 +490,9 @@ class QServer(Service):
                 session.send(decline(message, code, binaryFields=binary))
             except NotSent:
                 pass  # logged by the session
+            except Exception:
+                # No decline can be made of it: the message still ends here.
+                session.answerEnded()
             return
         if (response or not handled) and session.answered == answered:
             session.answerEnded()

@@ -27,6 +27,7 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import WrappingFactory
 from twisted.python.failure import Failure
@@ -274,6 +275,10 @@ class _AdminRequest(Request):
     _refused = False
     _received = 0
 
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if not self._refused:  # a refused request is never processed
+            Request.requestReceived(self, command, path, version)
+
     def gotLength(self, length: Optional[int]) -> None:
         site: Any = self.channel.site  # type: ignore[attr-defined]  # an _AdminSite
         token = site.token
@@ -295,6 +300,7 @@ class _AdminRequest(Request):
 
     def _refuse(self, code: int, reason: str, error: str, authenticate: bytes = b"") -> None:
         self._refused = True
+        self.requestHeaders.removeHeader(b"expect")  # no "100 Continue" after a refusal
         body = json.dumps({"error": error}).encode()
         head = [
             f"HTTP/1.1 {code} {reason}".encode(),
@@ -304,6 +310,7 @@ class _AdminRequest(Request):
         ]
         if authenticate:
             head.append(b"www-authenticate: " + authenticate)
+        self.channel.dataReceived = lambda data: None  # type: ignore[method-assign]  # no more
         transport = self.channel.transport
         assert transport is not None  # its headers just came in on it
         transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
@@ -355,6 +362,7 @@ class _Limited(_Wrapping):
     """
 
     log = Logger()
+    noisy = False
 
     def __init__(self, site: Site, limit: int) -> None:
         super().__init__(site)
@@ -371,8 +379,20 @@ class _Limited(_Wrapping):
                 limit=self.limit,
                 event="admin.refused",
             )
-            return None
+            # A protocol that closes at once, not None: a TLS factory
+            # wrapping this one would fail on None.
+            return _Refused()
         return WrappingFactory.buildProtocol(self, addr)
+
+
+class _Refused(Protocol):
+    """
+    An admin connection beyond the limit: closed as soon as it is made.
+    """
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.abortConnection()  # type: ignore[attr-defined]
 
 
 @implementer(IStreamServerEndpoint)
