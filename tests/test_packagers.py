@@ -206,3 +206,36 @@ def test_an_edited_generic_packager_file_is_read_again(tmp_path):
     second = getPackager("GenericPackager", path)
     message = {"t": "0800", "11": "1"}
     assert len(second.pack(message)) == len(first.pack(message)) + 6
+
+
+def test_generic_keeps_jpos_doctype_line(tmp_path):
+    """
+    jPOS's GenericPackager files start with a DOCTYPE naming an external
+    DTD: read as ever (the DTD itself is never fetched).
+    """
+    path = tmp_path / "jpos.xml"
+    path.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<!DOCTYPE isopackager SYSTEM "genericpackager.dtd">\n'
+        f"<isopackager>{BASE}</isopackager>"
+    )
+    assert loadGenericPackager(str(path)).name == "jpos.xml"
+
+
+def test_generic_refuses_entities_and_oversized_files(tmp_path):
+    """
+    A packager file that declares entities (an entity bomb) or is larger
+    than the limit is refused, naming it, before anything expands.
+    """
+    bomb = tmp_path / "bomb.xml"
+    bomb.write_text(
+        '<!DOCTYPE isopackager [<!ENTITY a "lol"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>'
+        '<isopackager><isofield id="0" length="4" name="&b;" '
+        'class="org.jpos.iso.IFA_NUMERIC"/></isopackager>'
+    )
+    with pytest.raises(PackagerConfigError, match=r"bomb.xml: an entity declaration"):
+        loadGenericPackager(str(bomb))
+    huge = tmp_path / "huge.xml"
+    huge.write_text(f"<isopackager>{BASE}<!-- {'x' * (1024 * 1024)} --></isopackager>")
+    with pytest.raises(PackagerConfigError, match=r"huge.xml: larger than the 1024 KiB"):
+        loadGenericPackager(str(huge))
