@@ -193,3 +193,48 @@ def test_the_progress_bar_is_drawn_on_a_terminal_only():
     assert code == 0, out + err
     assert b"\r" not in err + out and b"req/s" not in err
     assert b"answered 39=00   200" in out
+
+
+@pytest_twisted.inlineCallbacks
+def test_on_a_terminal_load_draws_its_progress_bar():
+    """
+    On a terminal (a pty here), `load` draws its progress bar on stderr,
+    to the last request.
+    """
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    from twisted.internet.threads import deferToThread
+
+    server = yield startIssuer(reactor(), spec=ChannelSpec.fromConfig("ASCIIChannel", "ISO87A"))
+    terminal, stderr = pty.openpty()
+    fcntl.ioctl(stderr, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # 80 columns
+    try:
+        done = yield deferToThread(
+            subprocess.run,
+            [MUXPOOL, "load", "--endpoint", f"tcp:127.0.0.1:{portOf(server)}", "-n", "200"],
+            env=environment(),
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            timeout=60,
+        )
+        os.close(stderr)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(terminal, 4096)
+            except OSError:  # the terminal's other end is closed: all read
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(terminal)
+        yield server.stopService()
+    assert done.returncode == 0, done.stdout
+    assert b"200/200" in drawn, drawn
+    assert b"200/200" not in done.stdout

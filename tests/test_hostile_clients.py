@@ -150,6 +150,23 @@ def rss(pid):
     raise AssertionError("no VmRSS")
 
 
+def loadJson(frontPort):
+    """
+    C{muxpool load} of 2,000 requests, 16 in flight, summarised as JSON.
+    """
+    return tool(
+        "load",
+        "--endpoint",
+        f"tcp:127.0.0.1:{frontPort}",
+        "-n",
+        "2000",
+        "-c",
+        "16",
+        "--quiet",
+        "--json",
+    )
+
+
 def test_a_client_that_never_reads_costs_bounded_memory(tmp_path):
     """
     A client that never reads its answers stops being read before it has
@@ -165,17 +182,7 @@ def test_a_client_that_never_reads_costs_bounded_memory(tmp_path):
         issuerProc.waitFor("listening")
         switch.waitFor("front: listening")
         switch.waitFor("channel-1: connected")
-        warm = tool(
-            "load",
-            "--endpoint",
-            f"tcp:127.0.0.1:{frontPort}",
-            "-n",
-            "2000",
-            "-c",
-            "16",
-            "--quiet",
-            "--json",
-        )
+        warm = loadJson(frontPort)
         assert warm.returncode == 0, warm.stdout + warm.stderr
         before = rss(switch.process.pid)
         hog = socket.create_connection(("127.0.0.1", frontPort))
@@ -208,17 +215,7 @@ def test_a_client_that_never_reads_costs_bounded_memory(tmp_path):
         print(
             f"switch RSS {before / 1e6:.1f} MB -> {during / 1e6:.1f} MB after {sent * 1000} requests sent unread"
         )
-        good = tool(
-            "load",
-            "--endpoint",
-            f"tcp:127.0.0.1:{frontPort}",
-            "-n",
-            "2000",
-            "-c",
-            "16",
-            "--quiet",
-            "--json",
-        )
+        good = loadJson(frontPort)
         summary = json.loads(good.stdout)
         assert summary["answered"] == {"00": 2000}, summary
         # Reading every unread request would cost about 10 KB each (1 GB and

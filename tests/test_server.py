@@ -6,6 +6,7 @@ gone, logged to be reversed.
 """
 
 import pytest
+import pytest_twisted
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransportWithDisconnection
 from zope.interface import implementer
@@ -408,3 +409,26 @@ def test_a_message_whose_mti_is_not_four_digits_is_refused_once(mti):
     refused = [line for line in lines if "is not four digits" in line]
     assert len(refused) == 1, lines
     assert not any("Unhandled" in line or "Traceback" in line for line in lines)
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_accept_loop_lines_of_a_listening_port_are_rate_limited():
+    """
+    What Twisted's accept loop logs for a server's port (a refused accept,
+    EMFILE and its recovery: a line per connection) is written once, then
+    once an interval with how many more came.
+    """
+    from twisted.internet import reactor
+
+    server = QServer("front", SPEC, "tcp:0:interface=127.0.0.1", reactor, ServerSettings())
+    server.startService()
+    try:
+        port = yield server.whenListening()
+        with capturedText() as lines:
+            for _ in range(100):
+                port._logger.info(
+                    "Could not accept new connection ({acceptError})", acceptError="EMFILE"
+                )
+        assert sum("Could not accept new connection" in line for line in lines) == 1
+    finally:
+        yield server.stopService()
