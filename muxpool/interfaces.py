@@ -116,6 +116,20 @@ class IProbe(Interface):
         """
 
 
+class IReconnect(Interface):
+    """
+    A link that can give up its connection and make a new one (a
+    ChannelAdaptor), for when its stream is out of step.
+    """
+
+    def reconnect(why: str) -> None:
+        """
+        Drop the current connection because of C{why} (logged, counted as
+        a failure of the peer) and connect again after the backoff; nothing
+        if not connected.
+        """
+
+
 class IMUX(Interface):
     """
     Request/response over one or more links (a QMUX, or a MUXPool).

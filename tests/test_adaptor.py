@@ -3,6 +3,8 @@ ChannelAdaptor with a fake clock and in-memory connections: ready state,
 sign-on, echo, keep-alive, reconnect.
 """
 
+import dataclasses
+
 from twisted.internet.defer import fail, succeed
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
@@ -10,8 +12,9 @@ from twisted.internet.testing import StringTransportWithDisconnection
 from zope.interface.verify import verifyObject
 
 from muxpool.channel import ChannelSpec, IChannelOwner
-from muxpool.interfaces import ILink, ISource
+from muxpool.interfaces import ILink, IReconnect, ISource
 from muxpool.link import AdaptorSettings, ChannelAdaptor
+from muxpool.mux import QMUX
 from muxpool.testing import runUntil
 from tests.helpers import connectedProtocol
 from tests.logcapture import capturedText
@@ -54,13 +57,13 @@ def reply(protocol, request, rc="00"):
     protocol.dataReceived(SPEC.encode(response))
 
 
-def makeAdaptor(**kwargs):
+def makeAdaptor(spec=SPEC, **kwargs):
     clock = Clock()
     endpoint = Endpoint()
     kwargs.setdefault("reconnectDelay", 1.0)
     kwargs.setdefault("maxReconnectDelay", 4.0)
     adaptor = ChannelAdaptor(
-        "link", SPEC, endpoint, clock, AdaptorSettings(**kwargs), jitter=lambda: 0.5
+        "link", spec, endpoint, clock, AdaptorSettings(**kwargs), jitter=lambda: 0.5
     )
     adaptor.startService()
     return adaptor, endpoint, clock
@@ -71,6 +74,7 @@ def test_interfaces():
     assert verifyObject(ILink, adaptor)
     assert verifyObject(ISource, adaptor)
     assert verifyObject(IChannelOwner, adaptor)
+    assert verifyObject(IReconnect, adaptor)
 
 
 def test_ready_while_connected_and_reconnects_with_backoff():
@@ -388,6 +392,19 @@ def test_an_undecodable_frame_from_the_issuer_drops_the_link_and_reconnects():
     adaptor.stopService()
 
 
+def test_a_frame_longer_than_max_packet_length_drops_the_link_counted():
+    limit = 1000
+    adaptor, endpoint, clock = makeAdaptor(dataclasses.replace(SPEC, maxPacketLength=limit))
+    protocol = endpoint.protocols[0]
+    with capturedText() as lines:
+        protocol.dataReceived(SPEC.framing.frame(b"", b"\0" * (limit + 1))[:100])
+    assert not adaptor.ready and adaptor.counters["bad_frames"] == 1
+    assert any(f"above max-packet-length {limit}" in line for line in lines), lines
+    runUntil(clock, 2)
+    assert len(endpoint.protocols) == 2 and adaptor.ready
+    adaptor.stopService()
+
+
 def test_frames_after_an_undecodable_one_in_the_same_read_are_dropped_with_it():
     """
     Once a frame from the issuer does not decode, nothing more of that
@@ -405,4 +422,43 @@ def test_frames_after_an_undecodable_one_in_the_same_read_are_dropped_with_it():
     protocol.dataReceived(bad + bad + good)
     assert adaptor.counters["bad_frames"] == 1 and received == []
     assert adaptor._failures == 1  # not reset by the good-looking frame
+    adaptor.stopService()
+
+
+def test_answers_that_stop_matching_reconnect_the_link():
+    """
+    A stream that decodes but is out of step (keys that no longer line
+    up) loses every answer on a link that looks ready: after the MUX's
+    C{unmatchedLimit} responses in a row that match no request while
+    requests wait, the link is dropped (counted, logged) and reconnects.
+    A matched answer, or a late one (its request timed out), is no sign.
+    """
+    adaptor, endpoint, clock = makeAdaptor()
+    mux = QMUX("mux", adaptor, clock, unmatchedLimit=4)
+    mux.startService()
+    protocol = endpoint.protocols[0]
+
+    def answer(stan):
+        fields = {"t": "0210", "11": stan, "41": "TERM0001", "39": "00"}
+        protocol.dataReceived(SPEC.encode(fields))
+
+    mux.request({"t": "0200", "11": "000001", "41": "TERM0001"}, 1)
+    clock.advance(2)  # 000001 timed out: its answer now comes late
+    outcomes = []
+    mux.request({"t": "0200", "11": "000002", "41": "TERM0001"}, 30).addBoth(outcomes.append)
+    for stan in ("900001", "900002", "900003", "000001", "000001", "000001"):
+        answer(stan)  # three unmatched, then late ones: no drop
+    assert adaptor.ready and adaptor.counters["resyncs"] == 0
+    answer("000002")  # matched: the run starts again
+    assert outcomes[0]["39"] == "00"
+    mux.request({"t": "0200", "11": "000003", "41": "TERM0001"}, 30).addBoth(outcomes.append)
+    with capturedText() as lines:
+        for stan in ("900001", "900002", "900003", "900004"):
+            answer(stan)
+    assert adaptor.counters["resyncs"] == 1 and not adaptor.ready
+    assert any("stream out of step: 4 answers in a row matched no request" in x for x in lines)
+    assert len(outcomes) == 2  # the request on the dropped connection has its outcome
+    runUntil(clock, 3)
+    assert len(endpoint.protocols) == 2 and adaptor.ready
+    mux.stopService()
     adaptor.stopService()

@@ -111,7 +111,14 @@ def test_qmux(tmp_path):
 
 def test_mux_without_class_is_qmux(tmp_path):
     bean = build(tmp_path, '<mux name="m"><in>a</in><out>b</out></mux>')
-    assert isinstance(bean.service, QMUX)
+    assert isinstance(bean.service, QMUX) and bean.service.unmatchedLimit == 16
+
+
+def test_unmatched_limit(tmp_path):
+    xml = '<mux name="m"><out>b</out><unmatched-limit>0</unmatched-limit></mux>'
+    assert build(tmp_path, xml).service.unmatchedLimit == 0
+    with pytest.raises(DescriptorError, match="bad number for unmatched-limit: 'x'"):
+        build(tmp_path, xml.replace(">0<", ">x<"))
 
 
 POOL_XML = """<mux class="org.jpos.q2.iso.MUXPool" logger="Q2" name="core-mux">

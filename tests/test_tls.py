@@ -11,6 +11,7 @@ from twisted.internet import defer
 
 from muxpool.app import runLoad
 from muxpool.channel import ClientTLS, ServerTLS, TLSConfigError
+from muxpool.errors import LinkNotReady
 from muxpool.link import AdaptorSettings, ChannelAdaptor, QServer, ServerSettings
 from muxpool.listeners import Responder
 from muxpool.mux import QMUX, MUXPool, strategyByName
@@ -191,18 +192,57 @@ def test_pinned_subjects(pki):
     server, port = yield tlsServer(pki, subjects=("switch-1",))
     good = tlsLink(port, "good", ClientTLS("localhost", pki.caFile, pki.issue("switch-1")))
     other = tlsLink(port, "other", ClientTLS("localhost", pki.caFile, pki.issue("switch-2")))
+    states = []
+    other[0].ready.addObserver(states.append)
     with capturedText() as lines:
         try:
             yield good[0].ready.whenState(True)
             response = yield good[1].request({"t": "0200", "11": "000001", "41": "T1"}, 5)
             assert response["39"] == "00"
-            # the handshake succeeds; the server then drops it for its subject
-            while server.counters["tls_refused"] < 2:
-                yield other[0].ready.whenState(False)
-                yield other[0].ready.whenState(True)
+            # refused within the handshake, as a certificate from another CA
+            # is: the other link is never ready
+            why = yield refused(other[0], 3)
         finally:
             yield stop(*reversed(good), *reversed(other), server)
+    assert states == [] and "TLS with tcp:127.0.0.1" in why, (states, why)
     assert any("TLS client subject CN=switch-2 is not allowed" in line for line in lines)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_refused_client_certificate_is_a_failed_connection_never_ready(pki, tmp_path):
+    # With TLS 1.3 the client's handshake is done before the server checks
+    # the client's certificate: the refusal comes as an alert just after.
+    # The link is never ready, no request is written on it, each refusal
+    # is a failure with its reason, and the reconnect delay grows.
+    stranger = PKI(tmp_path, "stranger-ca")
+    server, port = yield tlsServer(pki)
+    adaptor = ChannelAdaptor(
+        "link",
+        spec(),
+        f"tcp:127.0.0.1:{port}",
+        reactor(),
+        AdaptorSettings(
+            reconnectDelay=0.02,
+            maxReconnectDelay=5,
+            tls=ClientTLS("localhost", pki.caFile, stranger.issue("acquirer")),
+        ),
+    )
+    mux = QMUX("mux", adaptor, reactor())
+    states = []
+    adaptor.ready.addObserver(states.append)
+    adaptor.startService()
+    mux.startService()
+    try:
+        why = yield refused(adaptor, 7)
+        with pytest.raises(LinkNotReady):
+            yield mux.request({"t": "0200", "11": "000001", "41": "T1"}, 1)
+    finally:
+        yield stop(mux, adaptor, server)
+    assert states == [], states
+    assert "TLS with tcp:127.0.0.1" in why and "TLS: " in why, why
+    assert adaptor.counters["connects"] >= 7
+    assert adaptor._retryDelay(1) > 0.02  # failures that persist grow the delay
+    assert server.counters["rx"] == 0 and server.counters["tls_refused"] >= 7
 
 
 @pytest.mark.parametrize("case", ["unknown CA", "another host"])

@@ -8,6 +8,7 @@ reports to (L{IChannelOwner}), and TLS configured with PEM files
 from muxpool.channel._protocol import IChannelOwner, ISOChannelProtocol
 from muxpool.channel._spec import HEADER_KEY, ChannelSpec
 from muxpool.channel._tls import (
+    ACCEPT_WAIT,
     CLIENT_PROPERTIES,
     SERVER_PROPERTIES,
     ClientTLS,
@@ -20,6 +21,7 @@ from muxpool.channel._tls import (
 )
 
 __all__ = [
+    "ACCEPT_WAIT",
     "CLIENT_PROPERTIES",
     "ChannelSpec",
     "ClientTLS",

@@ -49,8 +49,10 @@ class IChannelOwner(Interface):
 
     def channelSecured(protocol: "ISOChannelProtocol") -> None:
         """
-        The TLS handshake on C{protocol}'s connection is done (only for
-        connections the owner wrapped in TLS).
+        The TLS handshake on C{protocol}'s connection is done and the peer
+        accepted it (only for connections the owner wrapped in TLS): for a
+        TLS 1.3 client, once the server sent a record after the handshake
+        without refusing its certificate.
         """
 
     def channelIdle(protocol: "ISOChannelProtocol") -> bool:
@@ -64,7 +66,9 @@ class IChannelOwner(Interface):
         """
         A frame from C{protocol}'s peer could not be decoded (C{why}: its
         field and offset, never its bytes), after it was counted and
-        logged.  A server goes on reading that client; a link to an issuer
+        logged; or could not be framed (a length beyond max-packet-length),
+        and the connection is closed after this.  A server goes on reading
+        a client whose frame did not decode; a link to an issuer
         drops the connection, as jPOS's channels do: its stream may be out
         of step, and every answer after it lost.
         """
@@ -86,7 +90,8 @@ class ISOChannelProtocol(Protocol):
     @ivar lastReceived: clock time of the last bytes received (for idle checks).
     @ivar partialSince: clock time the unfinished frame in the buffer started
         to arrive, or None.
-    @ivar secured: whether a TLS handshake on this connection is done.
+    @ivar secured: whether TLS on this connection is up and the peer accepted it.
+    @ivar tlsRefusal: why this side refused the peer's certificate, if it did.
     """
 
     log = Logger()
@@ -119,6 +124,7 @@ class ISOChannelProtocol(Protocol):
         self.lastReceived = self.lastSent = clock.seconds()
         self.partialSince: Optional[float] = None
         self.secured = False
+        self.tlsRefusal: Optional[str] = None
         self.idleTimeout: Optional[float] = None
         self.frameTimeout: Optional[float] = None
         self._idleTimer: Optional[IDelayedCall] = None
@@ -139,10 +145,20 @@ class ISOChannelProtocol(Protocol):
 
     def handshakeCompleted(self) -> None:
         """
-        TLS is up (see L{wrapTLS}): tell the owner.
+        The TLS handshake is done: tell the owner once the peer accepted
+        the session too (see L{wrapTLS}), for a TLS 1.3 server may still
+        refuse the client's certificate.
         """
-        self.secured = True
-        self.owner.channelSecured(self)
+        whenAccepted = getattr(self.transport, "whenAccepted", None)
+        if whenAccepted is None:
+            self._accepted()
+        else:
+            whenAccepted(self._accepted)
+
+    def _accepted(self) -> None:
+        if self.connected and not self._closing:
+            self.secured = True
+            self.owner.channelSecured(self)
 
     def connectionLost(self, reason: Optional[Failure] = None) -> None:
         self.connected = False
@@ -329,6 +345,10 @@ class ISOChannelProtocol(Protocol):
                     continue
                 self._frameReceived(frame)
         except FramingError as e:
+            # Counted and told as a frame that did not decode (a link drops
+            # and reconnects on it, counting it), then closed, logged once.
+            self.counters["rx_bad"] += 1
+            self.owner.channelUndecodable(self, str(e))
             self.close(str(e))
             del self._buffer[:]
             return

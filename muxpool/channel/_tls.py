@@ -12,7 +12,7 @@ server checks a client's subject then.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, List, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Tuple, Union
 
 from twisted.internet.interfaces import IProtocol
 from twisted.internet.protocol import Protocol
@@ -21,6 +21,7 @@ from muxpool._config import yesNo
 
 if TYPE_CHECKING:  # twisted.internet.ssl needs pyOpenSSL, imported only when TLS is used
     from twisted.internet.interfaces import (
+        IDelayedCall,
         IOpenSSLClientConnectionCreator,
         IOpenSSLContextFactory,
         IReactorTime,
@@ -147,9 +148,34 @@ class ServerTLS:
         """
         _needTLS()
         certificate = _privateCertificate(self.certFile, self.keyFile)
-        if self.clientCAFile:
-            return certificate.options(_certificate(self.clientCAFile, "tls-client-ca"))
-        return certificate.options()
+        if not self.clientCAFile:
+            return certificate.options()
+        options = certificate.options(_certificate(self.clientCAFile, "tls-client-ca"))
+        if self.clientSubjects:
+            self._pinSubjects(options.getContext())
+        return options
+
+    def _pinSubjects(self, context: Any) -> None:
+        """
+        Refuse a client whose certificate's common name is not pinned
+        within the handshake (an alert, as for any refused certificate), so
+        a TLS 1.3 client never takes the session as accepted.  The reason
+        is left on the channel protocol (C{tlsRefusal}) for the server's log.
+        """
+        from OpenSSL import SSL
+
+        def verify(connection: Any, certificate: Any, errno: int, depth: int, ok: int) -> bool:
+            if not ok or depth > 0:
+                return bool(ok)
+            subject = certificate.get_subject().commonName
+            if subject in self.clientSubjects:
+                return True
+            protocol = getattr(connection.get_app_data(), "wrappedProtocol", None)
+            if protocol is not None:
+                protocol.tlsRefusal = f"TLS client subject CN={subject} is not allowed"
+            return False
+
+        context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, verify)
 
     def allows(self, subject: Optional[str]) -> bool:
         return not self.clientSubjects or subject in self.clientSubjects
@@ -174,22 +200,106 @@ class ServerTLS:
         return cls(props["tls-cert"], props.get("tls-key"), props.get("tls-client-ca"), subjects)
 
 
+#: How long a TLS 1.3 client waits for a sign that the server accepted its
+#: certificate when the server sends nothing after the handshake (most send
+#: their session tickets at once; a refusal is an alert within a round trip).
+ACCEPT_WAIT = 1.0
+
+
 def wrapTLS(
     protocol: IProtocol,
     options: Union[IOpenSSLClientConnectionCreator, IOpenSSLContextFactory],
     isClient: bool,
     clock: IReactorTime,
+    acceptWait: float = ACCEPT_WAIT,
 ) -> Protocol:
     """
     C{protocol}, speaking TLS with C{options}.  C{protocol} is told when the
-    handshake is done (C{handshakeCompleted}).
+    handshake is done (C{handshakeCompleted}); it may then call the
+    transport's C{whenAccepted} to learn when the peer accepted the session
+    (see L{_acceptingTLS}).
     """
-    # No wrapped factory: this one only wraps C{protocol}, as Twisted's own
+    # No wrapped factory: this one only wraps one protocol, as Twisted's own
     # startTLS does (twisted.internet._newtls), though its signature wants one.
-    from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory  # needs pyOpenSSL
+    from twisted.protocols.tls import TLSMemoryBIOFactory  # needs pyOpenSSL
 
     factory = TLSMemoryBIOFactory(options, isClient, None, clock)  # type: ignore[arg-type]
-    return BufferingTLSTransport(factory, protocol)
+    transport: Protocol = _acceptingTLS()(factory, protocol, isClient, clock, acceptWait)
+    return transport
+
+
+_ACCEPTING: Optional[type] = None
+
+
+def _acceptingTLS() -> type:
+    """
+    Twisted's TLS transport, which also tells when the peer accepted the
+    session.  A client's handshake ends before the server has checked the
+    client's certificate with TLS 1.3 (in 1.2 the server's Finished comes
+    after that check): a refused certificate arrives as an alert just
+    after.  So a TLS 1.3 client takes the session as accepted at the first
+    record the server sends after the handshake that leaves it up (its
+    session tickets, usually at once), or when C{acceptWait} passed with
+    the connection still up.  A server, or TLS 1.2, is accepted at the end
+    of the handshake.
+    """
+    global _ACCEPTING
+    if _ACCEPTING is not None:
+        return _ACCEPTING
+    from twisted.internet.protocol import connectionDone
+    from twisted.protocols.tls import (  # needs pyOpenSSL
+        BufferingTLSTransport,
+        TLSMemoryBIOFactory,
+    )
+
+    from muxpool._support import cancelTimer
+
+    class AcceptingTLSTransport(BufferingTLSTransport):
+        def __init__(
+            self,
+            factory: TLSMemoryBIOFactory,
+            protocol: IProtocol,
+            isClient: bool,
+            clock: IReactorTime,
+            acceptWait: float,
+        ) -> None:
+            super().__init__(factory, protocol)
+            self._isClient = isClient
+            self._clock = clock
+            self._acceptWait = acceptWait
+            self._onAccepted: Optional[Callable[[], None]] = None
+            self._acceptTimer: Optional[IDelayedCall] = None
+
+        def whenAccepted(self, callback: Callable[[], None]) -> None:
+            """
+            Call C{callback} once the peer accepted the session (at once if
+            that is already known); never if the connection is lost first.
+            """
+            if not self._isClient or self.getHandle().get_protocol_version_name() != "TLSv1.3":
+                callback()
+            else:
+                self._onAccepted = callback
+                self._acceptTimer = self._clock.callLater(self._acceptWait, self._accepted)
+
+        def _accepted(self) -> None:
+            self._acceptTimer = cancelTimer(self._acceptTimer)
+            callback, self._onAccepted = self._onAccepted, None
+            if callback is not None and not self._lostTLSConnection:
+                callback()
+
+        def dataReceived(self, data: bytes) -> None:
+            waiting = self._onAccepted is not None
+            super().dataReceived(data)
+            if waiting and not self._lostTLSConnection:
+                self._accepted()  # a record after the handshake, and no alert in it
+
+        def connectionLost(self, reason: Failure = connectionDone) -> None:
+            self._acceptTimer = cancelTimer(self._acceptTimer)
+            self._onAccepted = None
+            super().connectionLost(reason)
+
+    _ACCEPTING = AcceptingTLSTransport
+    return _ACCEPTING
 
 
 def peerSubject(transport: object) -> Optional[str]:

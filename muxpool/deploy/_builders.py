@@ -26,6 +26,7 @@ from muxpool.deploy._xml import DescriptorError, Node
 from muxpool.link import AdaptorSettings, ChannelAdaptor, QServer, ServerSettings, parsePatterns
 from muxpool.mux import (
     QMUX,
+    UNMATCHED_LIMIT,
     KeyBuilder,
     MUXPool,
     StrategyConfigError,
@@ -144,6 +145,13 @@ def _qmux(reader: DescriptorReader, name, root, reactor, registry) -> Bean:
         returnRejects=yesNo(props.get("return-rejects"), False),
         listeners=reader.listeners(root, reactor, registry),
         unhandled=unhandled,
+        unmatchedLimit=reader.number(
+            root,
+            root.childText("unmatched-limit"),
+            "unmatched-limit",
+            UNMATCHED_LIMIT,
+            int,
+        ),
     )
     inQueue, outQueue = root.childText("in"), root.childText("out")
     ready = parseFieldList(root.childText("ready") or "")

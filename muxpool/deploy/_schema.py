@@ -90,6 +90,7 @@ KNOWN = {
         "key",
         "mtimapping",
         "ignore-rc",
+        "unmatched-limit",
         "request-listener",
         "property",
     },

@@ -34,6 +34,7 @@ from zope.interface import implementer, provider
 
 from muxpool._support import Waiters, backoffDelay, cancelTimer, defaultReactor, describeError
 from muxpool.channel import (
+    ACCEPT_WAIT,
     ChannelSpec,
     ClientTLS,
     IChannelOwner,
@@ -42,7 +43,7 @@ from muxpool.channel import (
     isTLSFailure,
     wrapTLS,
 )
-from muxpool.interfaces import IProbe
+from muxpool.interfaces import IProbe, IReconnect
 from muxpool.iso import ECHO, SIGN_OFF, SIGN_ON, PackError
 from muxpool.link._base import LinkBase
 from muxpool.link._network import NetworkExchange
@@ -201,11 +202,13 @@ class _ChannelFactory(Factory):
         adaptor = self.adaptor
         protocol = ISOChannelProtocol(adaptor.spec, adaptor, adaptor.clock)
         if adaptor.tlsOptions is not None:
-            return wrapTLS(protocol, adaptor.tlsOptions, True, adaptor.clock)
+            # A server's acceptance must be known well within the handshake timeout.
+            wait = min(ACCEPT_WAIT, adaptor.settings.handshakeTimeout / 2)
+            return wrapTLS(protocol, adaptor.tlsOptions, True, adaptor.clock, wait)
         return protocol
 
 
-@implementer(IChannelOwner, IProbe)
+@implementer(IChannelOwner, IProbe, IReconnect)
 class ChannelAdaptor(LinkBase, Service):
     """
     Keeps one outbound channel connected to C{target} (see L{Target}),
@@ -249,6 +252,7 @@ class ChannelAdaptor(LinkBase, Service):
             "sign_on_failures": 0,
             "idle_timeouts": 0,
             "bad_frames": 0,
+            "resyncs": 0,
         }
         self.lastFailure: Optional[str] = None
         self._jitter = jitter
@@ -520,6 +524,16 @@ class ChannelAdaptor(LinkBase, Service):
         if protocol is self.protocol and not protocol.discarding:
             protocol.discardInput()  # nothing more from this stream, in this read or after
             self._drop(f"undecodable frame from the issuer ({why})", "bad_frames")
+
+    def reconnect(self, why: str) -> None:
+        """
+        The stream is out of step (its MUX says answers stopped matching):
+        drop the connection, counted as C{resyncs}, and connect again.
+        """
+        protocol = self.protocol
+        if protocol is not None and not protocol.discarding:
+            protocol.discardInput()
+            self._drop(f"stream out of step: {why}", "resyncs")
 
     def channelIdle(self, protocol: ISOChannelProtocol) -> bool:
         return True  # the adaptor keeps its own read timeout (idleTimeout)

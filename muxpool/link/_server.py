@@ -508,7 +508,7 @@ class QServer(Service):
 
     def channelLost(self, protocol: ISOChannelProtocol, reason: Optional[Failure]) -> None:
         if self.settings.tls is not None and not protocol.secured:
-            self._refuse(protocol.peer, describeTLSFailure(reason))
+            self._refuse(protocol.peer, protocol.tlsRefusal or describeTLSFailure(reason))
         session = self.sessions.pop(protocol, None)
         if session is not None:
             self.limiter.emit(

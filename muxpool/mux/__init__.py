@@ -8,7 +8,7 @@ L{strategyByPath}); both keep a L{LatencySummary}.
 from muxpool.mux._keys import DEFAULT_KEY, KeyBuilder
 from muxpool.mux._latency import BUCKETS, LatencySummary, percentile
 from muxpool.mux._pool import MEMBER_GRACE, RETRYABLE, MUXPool
-from muxpool.mux._qmux import QMUX
+from muxpool.mux._qmux import QMUX, UNMATCHED_LIMIT
 from muxpool.mux._strategies import (
     BUILTIN,
     DEFAULT,
@@ -43,6 +43,7 @@ __all__ = [
     "RoundRobinWithOverride",
     "SplitByDivisor",
     "StrategyConfigError",
+    "UNMATCHED_LIMIT",
     "WeightedRoundRobin",
     "knownNames",
     "parseWeights",

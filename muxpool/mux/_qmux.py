@@ -54,7 +54,7 @@ from muxpool.errors import (
     RequestError,
     RequestTimeout,
 )
-from muxpool.interfaces import IMUX, ILink, IRequestListener, ISource
+from muxpool.interfaces import IMUX, ILink, IReconnect, IRequestListener, ISource
 from muxpool.iso import binaryFieldsOf, isResponse, maskMessage
 from muxpool.listeners import ListenerFailed, offer
 from muxpool.mux._keys import KeyBuilder
@@ -100,6 +100,10 @@ class _Pending:
         self.mux._cancel(self)
 
 
+#: Responses in a row that match nothing, while requests wait, before a
+#: link is taken as out of step (see L{QMUX}).
+UNMATCHED_LIMIT = 16
+
 #: What C{<unhandled>} may name: a callable given the message, or a listener.
 UnhandledHandler = Union[Callable[[Mapping[str, str]], None], IRequestListener]
 
@@ -116,6 +120,10 @@ class QMUX(Service):
     @param unhandled: where messages that match no request and that no
         request listener takes go (jPOS's C{<unhandled>}): a callable given
         the message, or an L{IRequestListener}.
+    @param unmatchedLimit: after this many responses in a row that match
+        no request (pending or timed out) while requests are pending, the
+        link's stream is taken as out of step (every answer on it lost) and
+        a link that can (L{IReconnect}) reconnects; 0 never.
     @ivar latency: a L{LatencySummary} of answered requests.
     """
 
@@ -133,8 +141,11 @@ class QMUX(Service):
         returnRejects: bool = False,
         listeners: Iterable[IRequestListener] = (),
         unhandled: Optional[UnhandledHandler] = None,
+        unmatchedLimit: int = UNMATCHED_LIMIT,
     ) -> None:
         self.setName(name)
+        self.unmatchedLimit = unmatchedLimit
+        self._unmatchedRun = 0
         self.clock = clock
         self.keys = keyBuilder or KeyBuilder()
         self.ignoreRC = frozenset(ignoreRC)
@@ -529,6 +540,7 @@ class QMUX(Service):
                     self._counts["rx_ignored"] += 1
                     return True
                 now = self.clock.seconds()
+                self._unmatchedRun = 0
                 self._counts["rx"] += 1
                 self._counts["last_txn"] = now
                 self.latency.record(now - pending.started)
@@ -538,9 +550,27 @@ class QMUX(Service):
                 return False
             if key is not None and key in self._expired:
                 self._counts["rx_late"] += 1
+            elif response and self._pending:
+                self._unmatched(source or self.link)
         # muxpool's links are their own sources (LinkBase, MemoryLink).
         self._processUnhandled(message, source or cast(ISource, self.link))
         return True
+
+    def _unmatched(self, link: object) -> None:
+        """
+        A response matched no request, pending or timed out, while requests
+        wait: after L{unmatchedLimit} in a row the link's stream is out of
+        step (a length prefix that framed the wrong bytes, keys that no
+        longer line up), so every answer on it is lost: reconnect it.
+        """
+        self._unmatchedRun += 1
+        if not self.unmatchedLimit or self._unmatchedRun < self.unmatchedLimit:
+            return
+        self._unmatchedRun = 0
+        if IReconnect.providedBy(link):
+            link.reconnect(
+                f"{self.unmatchedLimit} answers in a row matched no request of {self.name}"
+            )
 
     def _processUnhandled(self, message: Dict[str, str], source: ISource) -> None:
         """

@@ -51,6 +51,7 @@ CHANNEL_COUNTERS = (
     "sign_on_failures",
     "idle_timeouts",
     "bad_frames",
+    "resyncs",
 )
 SERVER_COUNTERS = (
     "accepted",
