@@ -9,11 +9,14 @@ import os
 import signal
 
 import pytest_twisted
+from zope.interface import implementer
 
 from muxpool.app import runLoad
 from muxpool.channel import ChannelSpec
 from muxpool.errors import RequestTimeout
-from muxpool.link import AdaptorSettings, ChannelAdaptor
+from muxpool.interfaces import IRequestListener
+from muxpool.link import AdaptorSettings, ChannelAdaptor, QServer, ServerSettings
+from muxpool.listeners import Forward, Responder
 from muxpool.mux import QMUX, MUXPool, strategyByName
 from tests.deployfiles import freePort, issuer
 from tests.twistdproc import Twistd
@@ -105,3 +108,73 @@ def test_a_hung_issuer_is_taken_out_of_rotation_and_comes_back(tmp_path):
             yield mux.stopService()
             yield adaptor.stopService()
         assert [healthy.stop(), hung.stop()] == [0, 0]
+
+
+@implementer(IRequestListener)
+class Swallow:
+    """
+    An issuer that takes every request and never answers.
+    """
+
+    def process(self, source, message):
+        return True
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_issuer_that_never_answers_cannot_hold_a_clients_whole_in_flight_limit():
+    """
+    One client, a front session limited to 16 requests in flight, a pool
+    of two issuers of which one never answers, suspension off (jPOS's
+    default): the dead issuer holds at most the pool's max-unanswered (4)
+    of the session's 16, so the client's requests to the healthy issuer go
+    on being answered at once, not after the dead one's timeouts.
+    """
+    r = reactor()
+    spec = ChannelSpec.fromConfig("NACChannel", "ISO87B")
+    started = []
+
+    def start(service):
+        service.startService()
+        started.append(service)
+        return service
+
+    def server(name, listener, settings):
+        return start(
+            QServer(name, spec, "tcp:0:interface=127.0.0.1", r, settings, listeners=[listener])
+        )
+
+    issuers = [
+        server("healthy", Responder(fixed={"44": "healthy"}), ServerSettings(gracePeriod=0)),
+        server("dead", Swallow(), ServerSettings(gracePeriod=0)),
+    ]
+    muxes = []
+    try:
+        for issuer in issuers:
+            port = (yield issuer.whenListening()).getHost().port
+            adaptor = start(ChannelAdaptor(f"link-{issuer.name}", spec, f"tcp:127.0.0.1:{port}", r))
+            muxes.append(start(QMUX(f"mux-{issuer.name}", adaptor, r)))
+            yield adaptor.ready.whenState(True)
+        pool = start(MUXPool("pool", muxes, r, strategyByName("round-robin"), maxUnanswered=4))
+        front = server(
+            "front", Forward(pool, timeout=2), ServerSettings(gracePeriod=0, maxInFlight=16)
+        )
+        port = (yield front.whenListening()).getHost().port
+        client = start(ChannelAdaptor("client", spec, f"tcp:127.0.0.1:{port}", r))
+        clientMux = start(QMUX("client-mux", client, r))
+        yield client.ready.whenState(True)
+        latencies = []
+        outcomes = yield runLoad(clientMux, 400, 16, timeout=10, latencies=latencies)
+    finally:
+        for service in reversed(started):
+            yield service.stopService()
+    answered = [o for o in outcomes if isinstance(o, dict) and o["39"] == "00"]
+    declined = [o for o in outcomes if isinstance(o, dict) and o["39"] != "00"]
+    # The dead issuer was sent at most the first burst (until the healthy
+    # one answered), each declined 68 at the timeout; the rest were answered
+    # by the healthy one, none waiting for those timeouts.  (Without the
+    # limit it is sent half of them, 16 held at a time for each timeout.)
+    dead = pool.counters["requests"]["mux-dead"]
+    assert dead <= 12 and len(declined) == dead, (dead, len(declined))
+    assert len(answered) == 400 - dead, outcomes
+    fastest = sorted(latencies)[: len(answered)]  # the declines took 2 s each
+    assert fastest[int(len(fastest) * 0.99)] < 1.0

@@ -9,6 +9,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from muxpool import Readiness
+from muxpool.channel import ChannelSpec
 from muxpool.errors import LinkLost, NoMUXAvailable
 from muxpool.interfaces import IMUX, IRequestListener
 from muxpool.listeners import Forward, ListenerFailed, Responder, offer
@@ -202,6 +203,23 @@ def test_a_forward_decline_carries_no_card_data():
         assert {k: answer[k] for k in ("11", "41", "37", "32", "h")} == {
             k: CARD_REQUEST[k] for k in ("11", "41", "37", "32", "h")
         }
+
+
+def test_a_decline_to_a_bcd_acquirer_keeps_its_key():
+    """
+    On an ISO87B session, STAN, amount and processing code are BCD
+    digits, not binary: a decline carries them, so the acquirer can match
+    it (only raw binary fields, as the PIN block, are never copied).
+    """
+    source = MemoryLink()
+    source.spec = ChannelSpec.fromConfig("NACChannel", "ISO87B")
+    assert source.spec.packager.binaryFields == {"52", "64", "96", "128"}
+    Forward(ScriptedMUX(fail(NoMUXAvailable("none"))), 1).process(source, dict(CARD_REQUEST))
+    [answer] = source.sent
+    assert {k: answer[k] for k in ("3", "4", "11", "41")} == {
+        k: CARD_REQUEST[k] for k in ("3", "4", "11", "41")
+    }
+    assert "52" not in answer and "2" not in answer
 
 
 def test_decline_fields_are_configurable_but_hidden_ones_never_echo():

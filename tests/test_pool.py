@@ -630,6 +630,43 @@ def test_suspension_is_off_by_default():
     assert len(links[0].sent) == 5 and links[0].probes == []
 
 
+def test_a_member_that_answers_nothing_holds_at_most_max_unanswered_requests():
+    """
+    Without suspension, a member that answers nothing (a hung issuer) is
+    stalled once it holds C{maxUnanswered} requests sent since its last
+    answer: skipped while another member answers, so it cannot hold every
+    request for a whole timeout; back once it answers or those requests
+    end.  A lone stalled member is still used.
+    """
+    clock = Clock()
+    links = [ProbedLink("a"), ProbedLink("b")]
+    muxes = [started(QMUX(f"mux-{link.name}", link, clock)) for link in links]
+    pool = started(MUXPool("pool", muxes, clock, strategyByName("round-robin"), maxUnanswered=3))
+    stan = iter(range(1, 1000))
+
+    def send(count=1):
+        for _ in range(count):
+            pool.request({"t": "0200", "11": "%06d" % next(stan), "41": "T1"}, 30)
+            for message in links[1].sent[len(links[1].sent) - 1 :]:
+                links[1].deliver(answer(message))  # b answers each at once, a none
+
+    with capturedText() as lines:
+        send(40)
+    assert len(links[0].sent) == 3 and len(links[1].sent) == 37
+    assert pool.isStalled(muxes[0]) and pool.counters["stalls"] == 1
+    assert pool.status()["members"][0]["state"] == "stalled" and pool.ready
+    assert len([x for x in lines if "holds 3 requests and answered none of them" in x]) == 1
+    links[0].deliver(answer(links[0].sent[0]))  # it answers: back in rotation
+    assert not pool.isStalled(muxes[0])
+    send(2)
+    assert len(links[0].sent) == 4
+    muxes[1].ready.set(False)  # alone now: used even when stalled
+    send(3)
+    assert pool.isStalled(muxes[0]) and len(links[0].sent) == 7
+    clock.advance(30)  # they time out: no longer held
+    assert not pool.isStalled(muxes[0])
+
+
 def test_a_stopped_pool_holds_nothing():
     ms = members(2)
     pool = makePool(ms)

@@ -25,6 +25,7 @@ from muxpool.deploy._schema import (
 from muxpool.deploy._xml import DescriptorError, Node
 from muxpool.link import AdaptorSettings, ChannelAdaptor, QServer, ServerSettings, parsePatterns
 from muxpool.mux import (
+    MAX_UNANSWERED,
     QMUX,
     UNMATCHED_LIMIT,
     KeyBuilder,
@@ -196,6 +197,13 @@ def _pool(reader: DescriptorReader, name, root, reactor, registry) -> Bean:
         0,
         int,
     )
+    unanswered = reader.number(
+        root.child("max-unanswered") or root,
+        root.childText("max-unanswered"),
+        "max-unanswered",
+        MAX_UNANSWERED,
+        int,
+    )
     checkEnabled = yesNo(root.childText("check-enabled", props.get("check-enabled")), False)
     pool = MUXPool(
         name,
@@ -205,6 +213,7 @@ def _pool(reader: DescriptorReader, name, root, reactor, registry) -> Bean:
         checkEnabled=checkEnabled,
         fallback=fallback,
         suspendAfterTimeouts=suspend,
+        maxUnanswered=unanswered,
     )
     return Bean(name, "pool", pool, reader.path, memberNames=members)
 

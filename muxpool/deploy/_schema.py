@@ -103,6 +103,7 @@ KNOWN = {
         "strategy-handler",
         "weights",
         "suspend-after-timeouts",
+        "max-unanswered",
         "check-enabled",
         "property",
     },

@@ -7,8 +7,9 @@ L{strategyByPath}); both keep a L{LatencySummary}.
 
 from muxpool.mux._keys import DEFAULT_KEY, KeyBuilder
 from muxpool.mux._latency import BUCKETS, LatencySummary, percentile
-from muxpool.mux._pool import MEMBER_GRACE, RETRYABLE, MUXPool
+from muxpool.mux._pool import MAX_UNANSWERED, MUXPool
 from muxpool.mux._qmux import QMUX, UNMATCHED_LIMIT
+from muxpool.mux._request import MEMBER_GRACE, RETRYABLE
 from muxpool.mux._strategies import (
     BUILTIN,
     DEFAULT,
@@ -34,6 +35,7 @@ __all__ = [
     "KeyBuilder",
     "LatencySummary",
     "LeastPending",
+    "MAX_UNANSWERED",
     "MEMBER_GRACE",
     "MUXPool",
     "PrimarySecondary",

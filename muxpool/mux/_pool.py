@@ -2,7 +2,9 @@
 MUXPool: a MUX over an ordered list of member MUXes, each request sent to a
 usable member chosen by a strategy.
 
-A member is usable when it is ready, enabled and not suspended.  With no
+A member is usable when it is ready, enabled, not suspended and not
+stalled (holding C{maxUnanswered} requests sent since its last answer,
+while another member is usable).  With no
 usable member the request waits for a change (never polls) until its
 deadline, and nothing is written after the deadline.  A member's "link not
 ready" or "no member available" is retried on another member within the
@@ -13,70 +15,38 @@ link), and an "outcome unknown" never is: payments are not idempotent.
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set
 
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from muxpool._support import (
-    NO_KEYWORDS,
     DeadlineQueue,
-    Entry,
     RateLimiter,
     Readiness,
     Waiters,
     describeCode,
     describeError,
-    notAMessage,
 )
 from muxpool.errors import (
-    CancelledAfterWrite,
-    CancelledBeforeWrite,
-    LinkNotReady,
     NoMUXAvailable,
-    OutcomeUnknown,
-    RequestError,
-    RequestTimeout,
     StrategyFailed,
 )
 from muxpool.interfaces import IMUX, IPool, IProbe, IStrategy
 from muxpool.mux._latency import LatencySummary
+from muxpool.mux._request import _Request
 from muxpool.mux._strategies import strategyByName
 
-#: Failures of a member that another member could succeed at.
-RETRYABLE = (LinkNotReady, NoMUXAvailable)
-
-#: Seconds after a request's deadline at which a member that has not ended
-#: it (a member in user code that never fires) is cancelled.
-MEMBER_GRACE = 1.0
+#: A member's requests sent since its last answer before it is stalled.
+MAX_UNANSWERED = 64
 
 
 def _memberNames(member: IMUX) -> tuple:
     link = getattr(member, "link", None)
     return (member.name, getattr(link, "name", None))
-
-
-@implementer(IPool)
-class _Attempt:
-    """
-    The pool as one request's retries see it: members already tried for it
-    are not usable.
-    """
-
-    def __init__(self, pool: "MUXPool", tried: Tuple[int, ...]) -> None:
-        self.pool = pool
-        self.tried = tried
-        self.members = pool.members
-
-    def isUsable(self, member: IMUX) -> bool:
-        return id(member) not in self.tried and self.pool.isUsable(member)
-
-    def memberNamed(self, name: str) -> Optional[IMUX]:
-        return self.pool.memberNamed(name)
 
 
 @implementer(IMUX, IPool)
@@ -94,9 +64,17 @@ class MUXPool(Service):
         rotation until its link proves its peer answers again (an echo or
         sign-on; see L{IProbe}).  A hung issuer whose kernel still accepts
         connections then costs at most that many requests.
+    @param maxUnanswered: beyond jPOS: a member that holds this many of
+        the pool's requests, all sent since its last answer, is stalled:
+        skipped while another member is usable, until it answers or those
+        requests end.  So a member that answers nothing holds at most that
+        many requests (and so of a front session's in-flight limit), not
+        all of them for a whole timeout.  A member that answers is stalled
+        only by a burst of that many within one of its response times, and
+        only until its next answer.  0 never.
 
     @ivar counters: C{requests} per member name, C{no_mux}, C{retries},
-        C{tx}, C{rx}, C{suspensions}.
+        C{tx}, C{rx}, C{suspensions}, C{stalls}.
     @ivar latency: the pool's own L{LatencySummary} (selection and waiting
         included).
     """
@@ -113,6 +91,7 @@ class MUXPool(Service):
         checkEnabled: bool = False,
         fallback: Optional[IStrategy] = None,
         suspendAfterTimeouts: int = 0,
+        maxUnanswered: int = MAX_UNANSWERED,
     ) -> None:
         self.setName(name)
         self.clock = clock
@@ -120,6 +99,7 @@ class MUXPool(Service):
         self.fallback = fallback
         self.checkEnabled = checkEnabled
         self.suspendAfterTimeouts = suspendAfterTimeouts
+        self.maxUnanswered = maxUnanswered
         self.ready = Readiness(False, f"{name} ready state")
         self.latency = LatencySummary()
         # "requests" holds a count per member name; the others are counts.
@@ -130,6 +110,7 @@ class MUXPool(Service):
             "tx": 0,
             "rx": 0,
             "suspensions": 0,
+            "stalls": 0,
         }
         self.members: tuple = ()
         self._watching: Dict[IMUX, Callable[[bool], None]] = {}
@@ -138,6 +119,10 @@ class MUXPool(Service):
         self._enabled: Set[str] = set()
         self._timeouts: Dict[str, int] = {}
         self._suspended: Dict[str, Optional[Deferred]] = {}
+        # per member name: [its answers so far, requests sent since the last
+        # one and still pending]
+        self._unanswered: Dict[str, List[int]] = {}
+        self._stalled: Set[str] = set()
         self._waiters = Waiters()
         self._drainWaiters = Waiters()
         self._inFlight = 0
@@ -204,6 +189,8 @@ class MUXPool(Service):
     def _forget(self, name: str) -> None:
         self._resume(name, log=False)
         self._timeouts.pop(name, None)
+        self._unanswered.pop(name, None)
+        self._stalled.discard(name)
 
     def memberNamed(self, name: str) -> Optional[IMUX]:
         for member in self.members:
@@ -266,13 +253,44 @@ class MUXPool(Service):
     def isSuspended(self, member: IMUX) -> bool:
         return member.name in self._suspended
 
-    def isUsable(self, member: IMUX) -> bool:
+    def _available(self, member: IMUX) -> bool:
         return (
             bool(self.running)
             and bool(member.ready)
             and self.isEnabled(member)
             and member.name not in self._suspended
         )
+
+    def isUsable(self, member: IMUX) -> bool:
+        if not self._available(member):
+            return False
+        if not self.isStalled(member):
+            return True
+        # stalled: used only when no other member can be
+        return not any(
+            m is not member and self._available(m) and not self.isStalled(m) for m in self.members
+        )
+
+    def isStalled(self, member: IMUX) -> bool:
+        """
+        Whether C{member} holds C{maxUnanswered} requests sent since its
+        last answer.
+        """
+        state = self._unanswered.get(member.name)
+        if state is None or not 0 < self.maxUnanswered <= state[1]:
+            return False
+        if member.name not in self._stalled:
+            self._stalled.add(member.name)
+            self.counters["stalls"] += 1
+            self.log.warn(
+                "{pool}: {member} holds {count} requests and answered none of them; "
+                "skipped while another member is usable",
+                pool=self.name,
+                member=member.name,
+                count=state[1],
+                event="pool.member_stalled",
+            )
+        return True
 
     def _memberChanged(self, member: IMUX, value: bool) -> None:
         if not value:
@@ -285,6 +303,41 @@ class MUXPool(Service):
 
     def _nextChange(self) -> Deferred:
         return self._waiters.wait()
+
+    # -- members that answer nothing (beyond jPOS) ---------------------------
+
+    def _sent(self, member: IMUX) -> int:
+        """
+        A request went to C{member}: the number of its answers so far.
+        """
+        state = self._unanswered.get(member.name)
+        if state is None:
+            state = self._unanswered[member.name] = [0, 0]
+        state[1] += 1
+        return state[0]
+
+    def _ended(self, member: IMUX, answers: int, answered: bool) -> None:
+        """
+        A request sent to C{member} when it had given C{answers} answers
+        ended, C{answered} or not.
+        """
+        state = self._unanswered.get(member.name)
+        if state is None:
+            return
+        if answered:
+            state[0] += 1
+            state[1] = 0
+        elif state[0] == answers and state[1] > 0:
+            state[1] -= 1
+        if member.name in self._stalled and not self.isStalled(member):
+            self._stalled.discard(member.name)
+            self.log.info(
+                "{pool}: {member} {why}; in rotation again",
+                pool=self.name,
+                member=member.name,
+                why="answers again" if answered else "has fewer requests unanswered",
+                event="pool.member_unstalled",
+            )
 
     # -- suspension (beyond jPOS) ----------------------------------------------
 
@@ -367,6 +420,8 @@ class MUXPool(Service):
                 state = "disabled"
             elif self.isSuspended(member):
                 state = "suspended"
+            elif self.isStalled(member):
+                state = "stalled"
             elif member.ready:
                 state = "up"
             else:
@@ -466,204 +521,3 @@ class MUXPool(Service):
         """
         if not self._inFlight:
             self._drainWaiters.fire()
-
-
-class _Request:
-    """
-    One pool request: select, wait for a change, send, retry on a failure
-    another member could succeed at.
-    """
-
-    __slots__ = (
-        "pool",
-        "message",
-        "deadline",
-        "tried",
-        "result",
-        "started",
-        "waiting",
-        "entry",
-        "member",
-        "inner",
-        "refused",
-        "cancelled",
-        "done",
-    )
-
-    def __init__(
-        self, pool: MUXPool, message: Mapping[str, str], deadline: float, started: float
-    ) -> None:
-        self.pool = pool
-        self.message = message
-        self.deadline = deadline
-        self.tried: Tuple[int, ...] = ()  # ids of members asked; a tuple: most have one
-        self.result: Deferred = Deferred(self.cancel)  # a bound method: smaller than a closure
-        self.started = started
-        self.waiting: Optional[Deferred] = None
-        self.entry: Optional[Entry] = None  # in pool._deadlines while waiting or asking
-        self.member: Optional[IMUX] = None  # the member asked, until it answers
-        self.inner: Optional[Deferred] = None
-        self.refused: Optional[Failure] = None
-        self.cancelled = False
-        self.done = False
-
-    def attempt(self) -> None:
-        if self.done:
-            return
-        pool = self.pool
-        if not pool.running:
-            self.finish(self.refused or NoMUXAvailable(f"{pool.name}: not running - not sent"))
-            return
-        remaining = self.deadline - pool.clock.seconds()
-        if remaining <= 0:
-            self._noMUX()
-            return
-        try:
-            member = pool.select(self.message, _Attempt(pool, self.tried) if self.tried else None)
-        except StrategyFailed as e:
-            self.finish(e)
-            return
-        if member is None:
-            self.waiting = pool._nextChange()
-            self.waiting.addCallbacks(self._changed, lambda failure: None)  # cancelled
-            if self.entry is None:
-                self.entry = pool._deadlines.add(self.deadline, self)
-            return
-        if self.refused is not None:
-            pool.counters["retries"] += 1
-            pool.log.info(
-                "{pool}: {error}; trying {member}",
-                pool=pool.name,
-                error=str(self.refused.value),
-                member=member.name,
-            )
-        self.tried += (id(member),)
-        pool._count(member)
-        if self.entry is not None:
-            pool._deadlines.remove(self.entry)
-        # A member that never ends the request (user code) is cancelled a
-        # little after the deadline: no request waits for ever.
-        self.entry = pool._deadlines.add(self.deadline + MEMBER_GRACE, self)
-        self.member = member
-        # Kept even when it has fired: it may be paused on a Deferred it
-        # chained (a member that waits, then asks a QMUX); the callbacks
-        # clear it.
-        self.inner = inner = maybeDeferred(member.request, self.message, remaining)
-        args = (member,)
-        inner.addCallbacks(self._answered, self._failed, args, NO_KEYWORDS, args, NO_KEYWORDS)
-
-    def _changed(self, _: object) -> None:
-        # Something changed: a member that refused (its link was down) may
-        # be usable now, and nothing was sent to it.
-        self.waiting = None
-        self.tried = ()
-        self.attempt()
-
-    def expired(self) -> None:
-        """
-        Its entry in the pool's deadlines came due: no member before the
-        deadline, or the member asked has not ended it by then.
-        """
-        self.entry = None
-        if self.waiting is not None:
-            waiting, self.waiting = self.waiting, None
-            waiting.cancel()
-            self._noMUX()
-        elif self.inner is not None:
-            self.pool.log.error(
-                "{pool}: member {member} did not end a request {grace:g}s after its deadline; "
-                "cancelling it",
-                pool=self.pool.name,
-                member=describeCode(self.member),
-                grace=MEMBER_GRACE,
-            )
-            self.inner.cancel()  # its outcome arrives through _failed
-
-    def _noMUX(self) -> None:
-        self.pool.counters["no_mux"] += 1
-        after = f" (last: {self.refused.value})" if self.refused is not None else ""
-        self.finish(
-            NoMUXAvailable(
-                f"{self.pool.name}: no MUX available before the deadline{after} - not sent"
-            )
-        )
-
-    def _memberEnded(self) -> None:
-        self.inner = self.member = None
-        if self.entry is not None:
-            self.pool._deadlines.remove(self.entry)
-            self.entry = None
-
-    def _answered(self, response: Mapping[str, str], member: IMUX) -> None:
-        wrong = notAMessage(response)  # a member in user code may answer anything
-        if wrong is not None:
-            self._failed(wrong, member)
-            return
-        self._memberEnded()
-        pool = self.pool
-        pool.counters["rx"] += 1
-        pool.latency.record(pool.clock.seconds() - self.started)
-        pool._answeredBy(member)
-        self.finish(response)
-
-    def _failed(self, failure: Failure, member: IMUX) -> None:
-        self._memberEnded()
-        if self.done:
-            return
-        if failure.check(*RETRYABLE) and not self.cancelled:
-            self.refused = failure  # another member could succeed
-            self.attempt()
-            return
-        if failure.check(RequestTimeout):
-            self.pool._timedOut(member)
-        elif failure.check(CancelledError):
-            # A member that does not know our outcomes: it was asked, so the
-            # issuer may have the message.
-            failure = Failure(
-                CancelledAfterWrite(
-                    f"{self.pool.name}: cancelled after {member.name} was asked; outcome unknown"
-                )
-            )
-        elif not failure.check(RequestError):
-            assert failure.value is not None  # a Failure holds its exception
-            self.pool.log.error(
-                "{pool}: member {member} failed: {error}",
-                pool=self.pool.name,
-                member=describeCode(member),
-                error=describeError(failure.value),
-            )
-            failure = Failure(
-                OutcomeUnknown(
-                    f"{self.pool.name}: member {member.name} failed ({type(failure.value).__name__}); "
-                    "outcome unknown"
-                )
-            )
-        self.finish(failure)
-
-    def cancel(self, result: Optional[Deferred] = None) -> None:
-        """
-        The caller cancelled C{result}: end as the member request ends when cancelled,
-        or "not sent" if no member was asked yet.
-        """
-        self.cancelled = True
-        if self.inner is not None:
-            self.inner.cancel()  # its outcome arrives through _failed
-            return
-        self.finish(CancelledBeforeWrite(f"{self.pool.name}: cancelled before sending - not sent"))
-
-    def finish(self, outcome: object) -> None:
-        if self.done:
-            return
-        self.done = True
-        if self.entry is not None:
-            self.pool._deadlines.remove(self.entry)
-            self.entry = None
-        if self.waiting is not None:
-            waiting, self.waiting = self.waiting, None
-            waiting.cancel()
-        self.pool._inFlight -= 1
-        if isinstance(outcome, (Exception, Failure)):
-            self.result.errback(outcome)
-        else:
-            self.result.callback(outcome)
-        self.pool._finished()

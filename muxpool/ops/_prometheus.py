@@ -173,6 +173,7 @@ class MetricsCollector:
                 ("no_mux", "Requests no member was usable for before the deadline.", "no_mux"),
                 ("retries", "Requests tried on another member after a not-sent.", "retries"),
                 ("suspensions", "Members taken out after timeouts in a row.", "suspensions"),
+                ("stalls", "Members skipped for holding max-unanswered requests.", "stalls"),
             ),
         )
         yield _family(

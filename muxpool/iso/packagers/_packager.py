@@ -78,7 +78,7 @@ class Packager(SpecPackager):
                 toWire[key] = pack
             if unpack is not None:
                 fromWire[key] = unpack
-            if fieldspec["data_enc"] == "b" or cls.endswith("BINARY"):
+            if cls.endswith("BINARY"):  # raw bytes; a BCD number reads as digits
                 binary.add(key)
         for required, what in (("t", "field 0 (MTI)"), ("p", "field 1 (bitmap)")):
             if required not in spec:

@@ -39,8 +39,9 @@ class SpecPackager:
         encoded (jPOS's padding).
     @ivar fromWire: field id -> L{Transform} applied to a value after it is
         decoded.
-    @ivar binaryFields: ids of fields whose value is binary (hex); they are
-        hidden entirely when a message is logged.
+    @ivar binaryFields: ids of fields whose value is raw bytes (hex), not
+        BCD digits; they are hidden entirely when a message is logged, and
+        never copied into a decline.
     @ivar pack: C{pack(message) -> bytes}; raises L{PackError} naming the
         field.  The message is not modified.
     @ivar unpack: C{unpack(data) -> dict}; raises L{UnpackError} naming the
@@ -65,8 +66,15 @@ class SpecPackager:
         self.toWire: Dict[str, Transform] = dict(toWire or {})
         self.fromWire: Dict[str, Transform] = dict(fromWire or {})
         if binaryFields is None:
+            # Raw bytes, not BCD digits (jPOS's IFB_NUMERIC and LLNUM: a
+            # STAN or an amount reads as digits) nor a transformed amount.
             binaryFields = (
-                k for k, v in self.spec.items() if k.isdigit() and v.get("data_enc") == "b"
+                k
+                for k, v in self.spec.items()
+                if k.isdigit()
+                and v.get("data_enc") == "b"
+                and v.get("len_count") != "nibbles"
+                and k not in self.fromWire
             )
         self.binaryFields = frozenset(binaryFields)
         try:

@@ -1,0 +1,263 @@
+"""
+One pool request (L{_Request}): select a member, wait for a change when
+none is usable, send, and retry on a failure another member could succeed
+at, within the request's deadline.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Mapping, Optional, Tuple
+
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from muxpool._support import NO_KEYWORDS, Entry, describeCode, describeError, notAMessage
+from muxpool.errors import (
+    CancelledAfterWrite,
+    CancelledBeforeWrite,
+    LinkNotReady,
+    NoMUXAvailable,
+    OutcomeUnknown,
+    RequestError,
+    RequestTimeout,
+    StrategyFailed,
+)
+from muxpool.interfaces import IMUX, IPool
+
+if TYPE_CHECKING:
+    from muxpool.mux._pool import MUXPool
+
+#: Failures of a member that another member could succeed at.
+RETRYABLE = (LinkNotReady, NoMUXAvailable)
+
+#: Seconds after a request's deadline at which a member that has not ended
+#: it (a member in user code that never fires) is cancelled.
+MEMBER_GRACE = 1.0
+
+
+@implementer(IPool)
+class _Attempt:
+    """
+    The pool as one request's retries see it: members already tried for it
+    are not usable.
+    """
+
+    def __init__(self, pool: "MUXPool", tried: Tuple[int, ...]) -> None:
+        self.pool = pool
+        self.tried = tried
+        self.members = pool.members
+
+    def isUsable(self, member: IMUX) -> bool:
+        return id(member) not in self.tried and self.pool.isUsable(member)
+
+    def memberNamed(self, name: str) -> Optional[IMUX]:
+        return self.pool.memberNamed(name)
+
+
+class _Request:
+    """
+    One pool request: select, wait for a change, send, retry on a failure
+    another member could succeed at.
+    """
+
+    __slots__ = (
+        "pool",
+        "message",
+        "deadline",
+        "tried",
+        "result",
+        "started",
+        "waiting",
+        "entry",
+        "member",
+        "inner",
+        "refused",
+        "cancelled",
+        "done",
+        "answers",
+    )
+
+    def __init__(
+        self, pool: MUXPool, message: Mapping[str, str], deadline: float, started: float
+    ) -> None:
+        self.pool = pool
+        self.message = message
+        self.deadline = deadline
+        self.tried: Tuple[int, ...] = ()  # ids of members asked; a tuple: most have one
+        self.result: Deferred = Deferred(self.cancel)  # a bound method: smaller than a closure
+        self.started = started
+        self.waiting: Optional[Deferred] = None
+        self.entry: Optional[Entry] = None  # in pool._deadlines while waiting or asking
+        self.member: Optional[IMUX] = None  # the member asked, until it answers
+        self.inner: Optional[Deferred] = None
+        self.refused: Optional[Failure] = None
+        self.cancelled = False
+        self.done = False
+        self.answers = 0  # the member's answers when this was sent to it
+
+    def attempt(self) -> None:
+        if self.done:
+            return
+        pool = self.pool
+        if not pool.running:
+            self.finish(self.refused or NoMUXAvailable(f"{pool.name}: not running - not sent"))
+            return
+        remaining = self.deadline - pool.clock.seconds()
+        if remaining <= 0:
+            self._noMUX()
+            return
+        try:
+            member = pool.select(self.message, _Attempt(pool, self.tried) if self.tried else None)
+        except StrategyFailed as e:
+            self.finish(e)
+            return
+        if member is None:
+            self.waiting = pool._nextChange()
+            self.waiting.addCallbacks(self._changed, lambda failure: None)  # cancelled
+            if self.entry is None:
+                self.entry = pool._deadlines.add(self.deadline, self)
+            return
+        if self.refused is not None:
+            pool.counters["retries"] += 1
+            pool.log.info(
+                "{pool}: {error}; trying {member}",
+                pool=pool.name,
+                error=str(self.refused.value),
+                member=member.name,
+            )
+        self.tried += (id(member),)
+        pool._count(member)
+        if pool.maxUnanswered:
+            self.answers = pool._sent(member)
+        if self.entry is not None:
+            pool._deadlines.remove(self.entry)
+        # A member that never ends the request (user code) is cancelled a
+        # little after the deadline: no request waits for ever.
+        self.entry = pool._deadlines.add(self.deadline + MEMBER_GRACE, self)
+        self.member = member
+        # Kept even when it has fired: it may be paused on a Deferred it
+        # chained (a member that waits, then asks a QMUX); the callbacks
+        # clear it.
+        self.inner = inner = maybeDeferred(member.request, self.message, remaining)
+        args = (member,)
+        inner.addCallbacks(self._answered, self._failed, args, NO_KEYWORDS, args, NO_KEYWORDS)
+
+    def _changed(self, _: object) -> None:
+        # Something changed: a member that refused (its link was down) may
+        # be usable now, and nothing was sent to it.
+        self.waiting = None
+        self.tried = ()
+        self.attempt()
+
+    def expired(self) -> None:
+        """
+        Its entry in the pool's deadlines came due: no member before the
+        deadline, or the member asked has not ended it by then.
+        """
+        self.entry = None
+        if self.waiting is not None:
+            waiting, self.waiting = self.waiting, None
+            waiting.cancel()
+            self._noMUX()
+        elif self.inner is not None:
+            self.pool.log.error(
+                "{pool}: member {member} did not end a request {grace:g}s after its deadline; "
+                "cancelling it",
+                pool=self.pool.name,
+                member=describeCode(self.member),
+                grace=MEMBER_GRACE,
+            )
+            self.inner.cancel()  # its outcome arrives through _failed
+
+    def _noMUX(self) -> None:
+        self.pool.counters["no_mux"] += 1
+        after = f" (last: {self.refused.value})" if self.refused is not None else ""
+        self.finish(
+            NoMUXAvailable(
+                f"{self.pool.name}: no MUX available before the deadline{after} - not sent"
+            )
+        )
+
+    def _memberEnded(self, answered: bool = False) -> None:
+        member = self.member
+        if member is not None and self.pool.maxUnanswered:
+            self.pool._ended(member, self.answers, answered)
+        self.inner = self.member = None
+        if self.entry is not None:
+            self.pool._deadlines.remove(self.entry)
+            self.entry = None
+
+    def _answered(self, response: Mapping[str, str], member: IMUX) -> None:
+        wrong = notAMessage(response)  # a member in user code may answer anything
+        if wrong is not None:
+            self._failed(wrong, member)
+            return
+        self._memberEnded(answered=True)
+        pool = self.pool
+        pool.counters["rx"] += 1
+        pool.latency.record(pool.clock.seconds() - self.started)
+        pool._answeredBy(member)
+        self.finish(response)
+
+    def _failed(self, failure: Failure, member: IMUX) -> None:
+        self._memberEnded()
+        if self.done:
+            return
+        if failure.check(*RETRYABLE) and not self.cancelled:
+            self.refused = failure  # another member could succeed
+            self.attempt()
+            return
+        if failure.check(RequestTimeout):
+            self.pool._timedOut(member)
+        elif failure.check(CancelledError):
+            # A member that does not know our outcomes: it was asked, so the
+            # issuer may have the message.
+            failure = Failure(
+                CancelledAfterWrite(
+                    f"{self.pool.name}: cancelled after {member.name} was asked; outcome unknown"
+                )
+            )
+        elif not failure.check(RequestError):
+            assert failure.value is not None  # a Failure holds its exception
+            self.pool.log.error(
+                "{pool}: member {member} failed: {error}",
+                pool=self.pool.name,
+                member=describeCode(member),
+                error=describeError(failure.value),
+            )
+            failure = Failure(
+                OutcomeUnknown(
+                    f"{self.pool.name}: member {member.name} failed ({type(failure.value).__name__}); "
+                    "outcome unknown"
+                )
+            )
+        self.finish(failure)
+
+    def cancel(self, result: Optional[Deferred] = None) -> None:
+        """
+        The caller cancelled C{result}: end as the member request ends when cancelled,
+        or "not sent" if no member was asked yet.
+        """
+        self.cancelled = True
+        if self.inner is not None:
+            self.inner.cancel()  # its outcome arrives through _failed
+            return
+        self.finish(CancelledBeforeWrite(f"{self.pool.name}: cancelled before sending - not sent"))
+
+    def finish(self, outcome: object) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self.entry is not None:
+            self.pool._deadlines.remove(self.entry)
+            self.entry = None
+        if self.waiting is not None:
+            waiting, self.waiting = self.waiting, None
+            waiting.cancel()
+        self.pool._inFlight -= 1
+        if isinstance(outcome, (Exception, Failure)):
+            self.result.errback(outcome)
+        else:
+            self.result.callback(outcome)
+        self.pool._finished()
