@@ -160,8 +160,16 @@ def _send(reactor, args):
         message = _message(args, random.randint(1, 999999))
         binary = adaptor.spec.packager.binaryFields
         print(f"request  {maskMessage(message, binary)}")
+        # A server refusing a session (maxSessions, allow/deny) closes it at
+        # once, before reading anything: wait that long before writing, so
+        # a refusal is told apart from a close after the request was read.
+        if (yield _closedAtOnce(reactor, adaptor)):
+            print(
+                "refused: the server closed the connection at once, before the request "
+                "was written (maxSessions reached, or not allowed); not sent"
+            )
+            return 4
         started = time.perf_counter()
-        connection = adaptor.protocol
         pending = mux.request(message, args.timeout)
 
         # A connection closed before the request is written ends it at once
@@ -175,23 +183,11 @@ def _send(reactor, args):
             response = yield pending
         except NotSent as e:
             if isinstance(e, CancelledBeforeWrite):
-                print(
-                    "refused: the server closed the connection before the request was "
-                    "written (maxSessions reached, or not allowed); not sent"
-                )
+                print("the server closed the connection before the request was written; not sent")
             else:
                 print(f"not sent: {e}")
             return 2
         except OutcomeUnknown as e:
-            if isinstance(e, LinkLost) and not _heardFrom(connection):
-                # A server refusing a session (maxSessions, allow/deny) closes
-                # it at once, before reading: said apart, with its own status.
-                print(
-                    "refused: the server closed the connection at once, without answering "
-                    "anything on it (maxSessions reached, or not allowed); the request was "
-                    "written, so if it was read after all its outcome is unknown"
-                )
-                return 4
             if isinstance(e, LinkLost):
                 print("connection closed before an answer; outcome unknown")
             elif isinstance(e, RequestTimeout):
@@ -214,12 +210,38 @@ def _send(reactor, args):
         yield adaptor.stopService()
 
 
-def _heardFrom(protocol) -> bool:
+#: How long `send` waits, connected, for a server that refuses the session
+#: to close it before the request is written.
+REFUSAL_WAIT = 0.2
+
+
+def _closedAtOnce(reactor, adaptor) -> defer.Deferred:
     """
-    Whether anything at all came in on the connection.
+    Fires True if C{adaptor}'s connection is lost within L{REFUSAL_WAIT},
+    else False.
     """
-    counters = getattr(protocol, "counters", {})
-    return bool(counters.get("rx") or counters.get("rx_keepalive") or counters.get("rx_bad"))
+    if adaptor.protocol is None:
+        return defer.succeed(True)
+    result: defer.Deferred = defer.Deferred()
+
+    def lost(reason: object) -> None:
+        if not result.called:
+            result.callback(True)
+
+    def waited() -> None:
+        if not result.called:
+            result.callback(False)
+
+    adaptor.addLossObserver(lost)
+    timer = reactor.callLater(REFUSAL_WAIT, waited)
+
+    def done(value: bool) -> bool:
+        adaptor.removeLossObserver(lost)
+        if timer.active():
+            timer.cancel()
+        return value
+
+    return result.addCallback(done)
 
 
 @defer.inlineCallbacks

@@ -9,9 +9,11 @@ import time
 import pytest
 import pytest_twisted
 from twisted.internet import utils
+from zope.interface import implementer
 
 from muxpool.channel import ChannelSpec
 from muxpool.cli import parser
+from muxpool.interfaces import IRequestListener
 from muxpool.listeners import Responder
 from muxpool.testing import portOf, startIssuer, startLink
 from tests.deployfiles import freePort
@@ -152,6 +154,33 @@ def test_a_refused_session_is_said_apart_from_outcome_unknown():
     assert code == 4, out + err
     assert b"refused: the server closed the connection at once" in out
     assert b"outcome unknown:" not in out and b"Traceback" not in out + err
+
+
+@implementer(IRequestListener)
+class HangUp:
+    """
+    A listener that reads a request and closes the session unanswered.
+    """
+
+    def process(self, source, message):
+        source.protocol.transport.loseConnection()
+        return True
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_close_after_the_request_was_read_is_outcome_unknown_not_refused():
+    server = yield startIssuer(
+        reactor(), [HangUp()], spec=ChannelSpec.fromConfig("ASCIIChannel", "ISO87A")
+    )
+    try:
+        out, err, code = yield run(
+            "send", "--endpoint", f"tcp:127.0.0.1:{portOf(server)}", "--timeout", "10"
+        )
+    finally:
+        yield server.stopService()
+    assert code == 3, out + err
+    assert b"connection closed before an answer; outcome unknown" in out
+    assert b"refused" not in out and b"Traceback" not in out + err
 
 
 @pytest_twisted.inlineCallbacks
