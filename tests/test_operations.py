@@ -20,6 +20,7 @@ from muxpool.ops import (
 from muxpool.registry import Registry
 from muxpool.testing import MemoryLink, answer
 from tests.helpers import started
+from tests.logcapture import capturedText
 
 
 def request(stan):
@@ -237,3 +238,61 @@ def test_status_columns_line_up_whatever_the_names():
     assert members[0].index("up") == members[1].index("down")
     beans = [line for line in lines if line.startswith(("channel", "server"))]
     assert beans[0].index("ready") == beans[1].index("NOT READY") == beans[2].index("127.0.0.1")
+
+
+def test_a_taken_admin_port_is_tried_again_until_it_is_free():
+    """
+    A port another process holds is said once (not per attempt), tried
+    again with a growing delay, and taken once it is free; a stop while
+    waiting stops trying.
+    """
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.defer import fail, succeed
+    from twisted.internet.error import CannotListenError
+
+    from muxpool.ops import AdminService
+
+    class Port:
+        def getHost(self):
+            return IPv4Address("TCP", "127.0.0.1", 9999)
+
+        def stopListening(self):
+            return succeed(None)
+
+    class Endpoint:
+        attempts = []
+        free = False
+
+        def listen(self, factory):
+            self.attempts.append(clock.seconds())
+            if self.free:
+                return succeed(Port())
+            return fail(CannotListenError("127.0.0.1", 9999, OSError("Address already in use")))
+
+    clock = Clock()
+    ops, *_ = switch()
+    service = AdminService("tcp:0:interface=127.0.0.1", ops, clock)
+    endpoint = Endpoint()
+    service.endpoint._endpoint = endpoint
+    with capturedText() as lines:
+        service.startService()
+        clock.pump([0.5] * 20)  # 10 s
+        assert service.port is None and len(endpoint.attempts) == 4  # at 0, 1, 3, 7 s
+        endpoint.free = True
+        listening = []
+        service.whenListening().addCallback(listening.append)
+        clock.advance(30)
+    assert listening and service.port is listening[0]
+    failed = [x for x in lines if "admin API cannot listen on tcp:0" in x]
+    assert len(failed) == 1 and "Address already in use" in failed[0], lines
+    assert any("admin API on 127.0.0.1:9999 (after 4 failed attempts)" in x for x in lines)
+    stopped = []
+    service.stopService().addCallback(stopped.append)
+    assert stopped == [None]
+    # stopped while waiting to try again: nothing more is tried
+    endpoint.free = False
+    service.startService()
+    service.stopService()
+    count = len(endpoint.attempts)
+    clock.advance(60)
+    assert len(endpoint.attempts) == count

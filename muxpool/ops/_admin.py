@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.interfaces import IDelayedCall, IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import WrappingFactory
@@ -37,7 +37,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
 from muxpool._config import defaultAdminConnections, hostPort, parseEndpoint
-from muxpool._support import RateLimiter, Waiters
+from muxpool._support import NO_KEYWORDS, RateLimiter, Waiters, backoffDelay, cancelTimer
 from muxpool.ops._operations import DrainTimeout, Operations, UnknownMUX
 from muxpool.ops._prometheus import CONTENT_TYPE_LATEST, metricsText
 
@@ -398,43 +398,96 @@ class _Refused(Protocol):
 @implementer(IStreamServerEndpoint)
 class _Announcing:
     """
-    The admin endpoint, saying once where it listens, or why it cannot
-    (in one line, where Twisted would log a traceback).
+    The admin endpoint, saying once where it listens, or why it cannot (in
+    one line, where Twisted would log a traceback); a port it cannot take
+    (another process has it) is tried again with a growing delay, said
+    again only when the reason changes, until it listens or is stopped.
     """
 
     log = Logger()
 
-    def __init__(self, endpoint: IStreamServerEndpoint, service: "AdminService") -> None:
+    def __init__(
+        self, endpoint: IStreamServerEndpoint, service: "AdminService", clock: Any
+    ) -> None:
         self._endpoint = endpoint
         self._service = service
+        self._clock = clock
+        self._pending: Optional[Deferred] = None
+        self._timer: Optional[IDelayedCall] = None
 
     def listen(self, factory: Any) -> Deferred:
-        return self._endpoint.listen(factory).addCallbacks(self._listening, self._failed)
+        """
+        Fires with the port once listening; cancelling it stops trying.
+        """
+        result: Deferred = Deferred(self._cancel)
+        self._try(factory, result, 0, None)
+        return result
 
-    def _listening(self, port: IListeningPort) -> IListeningPort:
+    def _try(self, factory: Any, result: Deferred, failures: int, why: Optional[str]) -> None:
+        self._timer = None
+        self._pending = self._endpoint.listen(factory)
+        self._pending.addCallbacks(
+            self._listening,
+            self._failed,
+            (result, failures),
+            NO_KEYWORDS,
+            (factory, result, failures, why),
+            NO_KEYWORDS,
+        )
+
+    def _listening(self, port: IListeningPort, result: Deferred, failures: int) -> None:
+        self._pending = None
         self.log.info(
-            "admin API on {address}", event="admin.listening", address=hostPort(port.getHost())
+            "admin API on {address}{after}",
+            event="admin.listening",
+            address=hostPort(port.getHost()),
+            after=f" (after {failures} failed attempts)" if failures else "",
         )
         self._service._listened(port)
-        return port
+        result.callback(port)
 
-    def _failed(self, failure: Failure) -> Optional[Failure]:
-        if failure.check(CancelledError):
-            return failure  # stopped before it listened
-        self.log.error(
-            "admin API cannot listen on {endpoint}: {why}",
-            endpoint=self._service.description,
-            why=failure.getErrorMessage(),
-        )
-        return None
+    def _failed(
+        self,
+        failure: Failure,
+        factory: Any,
+        result: Deferred,
+        failures: int,
+        before: Optional[str],
+    ) -> None:
+        self._pending = None
+        if failure.check(CancelledError) or result.called:
+            return  # stopped before it listened
+        why = failure.getErrorMessage()
+        service = self._service
+        if why != before:
+            self.log.error(
+                "admin API cannot listen on {endpoint}: {why}; trying again every "
+                "{delay:g}s at most",
+                endpoint=service.description,
+                why=why,
+                delay=service.retryCap,
+                event="admin.listen_failed",
+            )
+        delay = backoffDelay(failures + 1, service.retryDelay, service.retryCap, 2.0)
+        self._timer = self._clock.callLater(delay, self._try, factory, result, failures + 1, why)
+
+    def _cancel(self, result: Deferred) -> None:
+        self._timer = cancelTimer(self._timer)
+        if self._pending is not None:
+            self._pending.cancel()
 
 
 class AdminService(StreamServerEndpointService):
     """
-    Serves the admin API on a Twisted server endpoint string.
+    Serves the admin API on a Twisted server endpoint string.  A port
+    another process holds is tried again, after C{retryDelay} seconds
+    growing to C{retryCap}, until it is free.
 
     @raise AdminConfigError: an endpoint beyond loopback without a token.
     """
+
+    retryDelay = 1.0
+    retryCap = 30.0
 
     def __init__(
         self, endpoint: str, operations: Operations, reactor: Any, token: Optional[str] = None
@@ -447,7 +500,7 @@ class AdminService(StreamServerEndpointService):
         site.noisy = False
         self.connections = _Limited(site, defaultAdminConnections())
         StreamServerEndpointService.__init__(
-            self, _Announcing(serverFromString(reactor, endpoint), self), self.connections
+            self, _Announcing(serverFromString(reactor, endpoint), self, reactor), self.connections
         )
         self.setName("admin")
         self.description = endpoint
