@@ -282,6 +282,36 @@ def test_refusals_close_at_once_and_are_logged_at_a_bounded_rate():
     assert sum("refused connection" in line for line in lines) == 1
 
 
+def test_the_default_session_limit_is_for_every_server_together():
+    """
+    Without maxSessions, a server's limit is the process's share of its
+    file descriptors, for the sessions of all such servers together: two
+    servers do not hold twice as many.  One with its own maxSessions is
+    held to it, and its sessions count in the process's too.
+    """
+    reactor = MemoryReactorClock()
+
+    def server(name, **settings):
+        server = QServer(
+            name, SPEC, "tcp:0", reactor, ServerSettings(**settings), listeners=[Responder()]
+        )
+        server.startService()
+        return server
+
+    a, b, own = server("a"), server("b"), server("own", maxSessions=5)
+    a.maxSessions = b.maxSessions = 3  # as if the descriptor limit gave 3
+    assert connect(a, 5000)[0] and connect(a, 5001)[0] and connect(b, 5002)[0]
+    with capturedText() as lines:
+        assert connect(b, 5003)[0] is None and connect(a, 5004)[0] is None
+    assert "3 sessions open in this process" in "\n".join(lines)
+    next(iter(a.sessions)).transport.loseConnection()
+    assert connect(b, 5005)[0] is not None
+    # its own limit, whatever the others hold; its sessions use descriptors too
+    assert all(connect(own, 6000 + i)[0] for i in range(5))
+    next(iter(b.sessions)).transport.loseConnection()
+    assert connect(b, 5006)[0] is None
+
+
 def test_bad_frames_are_logged_at_a_bounded_rate_for_the_whole_server():
     # One limiter for the whole server: a client opening many connections
     # does not get one warning line each.

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from weakref import WeakKeyDictionary
 
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, maybeDeferred, succeed
@@ -79,6 +80,12 @@ def matches(address: str, patterns: Iterable[str]) -> bool:
     return False
 
 
+#: Sessions open per reactor (in a process, its one reactor), across every
+#: server: a server with no C{maxSessions} is held to the default limit for
+#: all of them together.
+_openSessions: "WeakKeyDictionary[object, int]" = WeakKeyDictionary()
+
+
 @implementer(ILogObserver)
 class _AcceptLog:
     """
@@ -123,7 +130,8 @@ class ServerSettings:
 
     @ivar maxSessions: sessions at once; more are refused at once.  None:
         half of what the process's file descriptor limit leaves after a
-        reserve (see L{muxpool._config.defaultSessionLimit}), so no number
+        reserve (see L{muxpool._config.defaultSessionLimit}), for the
+        sessions of every such server in the process together, so no number
         of clients can run the process out of descriptors.
     @ivar allow: jPOS's allow list (see L{parsePatterns}): only these
         addresses, when given.
@@ -379,6 +387,10 @@ class QServer(Service):
             why = "not in allow list"
         elif len(self.sessions) >= self.maxSessions:
             why = f"maxSessions {self.maxSessions} reached"
+        elif settings.maxSessions is None and _openSessions.get(self.clock, 0) >= self.maxSessions:
+            # The default limit is the process's (its file descriptors), not
+            # each server's: two servers cannot hold twice as many.
+            why = f"{self.maxSessions} sessions open in this process (its file descriptor share)"
         if why is not None:
             # Closed at once, before a byte is read: no request taken, none dropped.
             self.counters["refused"] += 1
@@ -398,6 +410,7 @@ class QServer(Service):
 
     def channelConnected(self, protocol: ISOChannelProtocol) -> None:
         self.counters["accepted"] += 1
+        _openSessions[self.clock] = _openSessions.get(self.clock, 0) + 1
         self.sessions[protocol] = ServerSession(self, protocol)
         # At a bounded rate: a churn of connections must not churn the log.
         self.limiter.emit(
@@ -511,6 +524,7 @@ class QServer(Service):
             self._refuse(protocol.peer, protocol.tlsRefusal or describeTLSFailure(reason))
         session = self.sessions.pop(protocol, None)
         if session is not None:
+            _openSessions[self.clock] -= 1
             self.limiter.emit(
                 self.log.info,
                 "session closed",
