@@ -296,3 +296,46 @@ def test_a_taken_admin_port_is_tried_again_until_it_is_free():
     count = len(endpoint.attempts)
     clock.advance(60)
     assert len(endpoint.attempts) == count
+
+
+def test_admin_request_headers_have_a_deadline():
+    """
+    Headers trickled a byte a second (each byte within the idle timeout)
+    close the connection HEADER_TIMEOUT after the request's first byte; a
+    request whose headers arrive in time is answered, and the next request
+    on the connection gets its own deadline.
+    """
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+    from muxpool.ops import AdminService
+
+    HEADER_TIMEOUT = 10  # seconds, as README says
+    clock = MemoryReactorClock()
+    ops, *_ = switch()
+    service = AdminService("tcp:0:interface=127.0.0.1", ops, clock)
+
+    def connection():
+        protocol = service.connections.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5555))
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    protocol, transport = connection()
+    request = b"GET /status HTTP/1.1\r\nhost: x\r\n\r\n"
+    for byte in request[:HEADER_TIMEOUT]:
+        assert not transport.disconnecting
+        protocol.dataReceived(bytes([byte]))
+        clock.advance(1)
+    assert transport.disconnecting and transport.value() == b""
+
+    protocol, transport = connection()
+    clock.advance(HEADER_TIMEOUT - 1)
+    protocol.dataReceived(request)
+    assert transport.value().startswith(b"HTTP/1.1 200 ")
+    transport.clear()
+    clock.advance(20)  # idle between requests, within the idle timeout
+    protocol.dataReceived(request[:5])
+    clock.advance(HEADER_TIMEOUT - 1)
+    protocol.dataReceived(request[5:])
+    assert transport.value().startswith(b"HTTP/1.1 200 ") and not transport.disconnecting

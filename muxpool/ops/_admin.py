@@ -27,9 +27,9 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IDelayedCall, IListeningPort, IStreamServerEndpoint
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
-from twisted.protocols.policies import WrappingFactory
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.resource import Resource
@@ -348,11 +348,62 @@ class _NotFound(Resource):
 #: Seconds an admin connection may stay idle.
 IDLE_TIMEOUT = 30
 
+#: Seconds a request's headers may take to arrive, from its first byte (or
+#: the connection's start): a client trickling them a byte at a time, each
+#: within the idle timeout, cannot hold a connection for ever.
+HEADER_TIMEOUT = 10
+
 
 if TYPE_CHECKING:
     _Wrapping = WrappingFactory[Any]
 else:  # older Twisted's WrappingFactory is not generic
     _Wrapping = WrappingFactory
+
+
+class _HeaderDeadline(ProtocolWrapper):
+    """
+    An admin connection whose requests' headers must each arrive within
+    L{HEADER_TIMEOUT} of their first byte (the first request's, of the
+    connection's start); else it is closed.
+    """
+
+    _timer: Optional[IDelayedCall] = None
+    _inRequest = False
+    _tail = b""
+
+    def makeConnection(self, transport: Any) -> None:
+        self._arm()
+        ProtocolWrapper.makeConnection(self, transport)
+
+    def _arm(self) -> None:
+        factory: Any = self.factory
+        self._timer = factory.clock.callLater(HEADER_TIMEOUT, self._late)
+
+    def _late(self) -> None:
+        self._timer = None
+        assert self.transport is not None
+        self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self._inRequest:
+            if self._timer is None:
+                self._arm()  # the next request's first byte
+            seen = self._tail + data
+            if b"\r\n\r\n" in seen:
+                self._inRequest = True
+                self._timer = cancelTimer(self._timer)
+                self._tail = b""
+            else:
+                self._tail = seen[-3:]
+        ProtocolWrapper.dataReceived(self, data)
+
+    def write(self, data: bytes) -> None:
+        self._inRequest = False  # answered: what comes next is a new request
+        ProtocolWrapper.write(self, data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._timer = cancelTimer(self._timer)
+        ProtocolWrapper.connectionLost(self, reason)
 
 
 class _Limited(_Wrapping):
@@ -364,10 +415,13 @@ class _Limited(_Wrapping):
     log = Logger()
     noisy = False
 
-    def __init__(self, site: Site, limit: int) -> None:
+    protocol = _HeaderDeadline
+
+    def __init__(self, site: Site, limit: int, clock: Any) -> None:
         super().__init__(site)
         self.limit = limit
-        self._limiter = RateLimiter()
+        self.clock = clock
+        self._limiter = RateLimiter(clock=clock)
 
     def buildProtocol(self, addr: Any) -> Any:
         if len(self.protocols) >= self.limit:
@@ -498,7 +552,7 @@ class AdminService(StreamServerEndpointService):
         # file descriptors.
         site = _AdminSite(AdminResource(operations, token), IDLE_TIMEOUT)
         site.noisy = False
-        self.connections = _Limited(site, defaultAdminConnections())
+        self.connections = _Limited(site, defaultAdminConnections(), reactor)
         StreamServerEndpointService.__init__(
             self, _Announcing(serverFromString(reactor, endpoint), self, reactor), self.connections
         )
