@@ -8,6 +8,7 @@ from types import FrameType
 from typing import Any, Callable, Dict, Optional, Union
 
 from twisted.application.service import MultiService
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 from twisted.python import usage
@@ -16,7 +17,14 @@ from muxpool._config import parseEndpoint, withPort
 from muxpool._support import defaultReactor
 from muxpool.app import ParentWatch, WorkerSockets, WorkerSupervisor, workerArgv
 from muxpool.deploy import DeployService
-from muxpool.ops import AdminConfigError, AdminService, Operations, checkEndpoint
+from muxpool.ops import (
+    AdminConfigError,
+    AdminService,
+    AgentService,
+    NodeState,
+    Operations,
+    checkEndpoint,
+)
 
 
 class Options(usage.Options):
@@ -26,7 +34,8 @@ class Options(usage.Options):
 
     synopsis = (
         "[--deploy DIR] [--scan-interval SECONDS] [--drain-timeout SECONDS] "
-        "[--admin ENDPOINT [--admin-token-file FILE]] [--workers N]"
+        "[--admin ENDPOINT [--admin-token-file FILE]] [--agent ENDPOINT] "
+        "[--drain-delay SECONDS] [--workers N]"
     )
     longdesc = (
         "Run an ISO 8583 switch from a folder of jPOS-style descriptors "
@@ -69,6 +78,22 @@ class Options(usage.Options):
             "or set MUXPOOL_ADMIN_TOKEN.  Without one it listens on loopback only.",
         ],
         [
+            "agent",
+            None,
+            None,
+            "Answer HAProxy's agent check on this endpoint, e.g. tcp:9100:interface=127.0.0.1: "
+            "one line per connection, 'ready up maxconn:N', 'drain' or 'down'.",
+        ],
+        [
+            "drain-delay",
+            None,
+            0.0,
+            "Seconds a stop (SIGTERM, SIGINT, SIGHUP) first spends draining: not ready, agent "
+            "'drain', serving as usual, so balancers move new sessions away; then the "
+            "graceful stop.",
+            float,
+        ],
+        [
             "workers",
             None,
             1,
@@ -86,14 +111,21 @@ class Options(usage.Options):
                 f"deploy folder {directory!r} does not exist "
                 f"(looked in {os.path.abspath(directory)}); give one with --deploy DIR"
             )
-        if self["scan-interval"] < 0 or self["drain-timeout"] < 0:
-            raise usage.UsageError("--scan-interval and --drain-timeout must not be negative")
+        if self["scan-interval"] < 0 or self["drain-timeout"] < 0 or self["drain-delay"] < 0:
+            raise usage.UsageError(
+                "--scan-interval, --drain-timeout and --drain-delay must not be negative"
+            )
         if self["workers"] < 1:
             raise usage.UsageError("--workers must be 1 or more")
         if self["admin-token-file"] and not self["admin"]:
             raise usage.UsageError(
                 "--admin-token-file needs --admin ENDPOINT (the admin API is off)"
             )
+        if self["agent"]:
+            try:
+                serverFromString(None, self["agent"])  # parsed only: nothing listens
+            except ValueError as e:
+                raise usage.UsageError(f"--agent {self['agent']!r}: {e}") from None
         self["admin-token"] = self._token()
         if self["admin"]:
             try:
@@ -132,9 +164,11 @@ class SwitchService(MultiService):
     #: The signals that stop it gracefully, by name (those the platform has).
     SIGNALS = ("SIGHUP", "SIGTERM", "SIGINT")
 
-    def __init__(self, reactor) -> None:
+    def __init__(self, reactor, node: Optional[NodeState] = None, drainDelay: float = 0.0) -> None:
         MultiService.__init__(self)
         self.reactor = reactor
+        self.node = node
+        self.drainDelay = drainDelay
         self._previous: Dict[int, Union[Callable[[int, Optional[FrameType]], Any], int, None]] = {}
         self._stopping = False
 
@@ -177,7 +211,25 @@ class SwitchService(MultiService):
             self.log.info("{why}: already stopping gracefully", why=why)
             return
         self._stopping = True
+        if self.node is not None and self.drainDelay > 0:
+            # Balancers (the agent check, /ready) move new sessions away
+            # first; the node serves as usual meanwhile.
+            self.node.drain(why)
+            self.node.stopping = True
+            self.log.info(
+                "{why}: draining for {delay:g}s, then stopping gracefully",
+                why=why,
+                delay=self.drainDelay,
+                event="node.stopping",
+            )
+            self.reactor.callLater(self.drainDelay, self._stop)
+            return
         self.log.info("{why}: stopping gracefully", why=why)
+        self._stop()
+
+    def _stop(self) -> None:
+        if self.node is not None:
+            self.node.stopping = True
         try:
             self.reactor.stop()
         except ReactorNotRunning:
@@ -190,6 +242,8 @@ class SwitchService(MultiService):
         same stop.
         """
         self._stopping = True
+        if self.node is not None:
+            self.node.stopping = True
         d = MultiService.stopService(self)
 
         def clean(results):
@@ -206,15 +260,15 @@ def makeService(options: Options) -> SwitchService:
     the admin API if asked for.
     """
     reactor = defaultReactor(None)
-    switch = SwitchService(reactor)
     if options["workers"] > 1 and not options["worker"]:
+        switch = SwitchService(reactor)
         WorkerSupervisor(
             options["workers"],
             options["deploy"],
             workerArgv(options),
             reactor,
             options["scan-interval"],
-            stopTimeout=max(120.0, 2 * options["drain-timeout"] + 30),
+            stopTimeout=max(120.0, 2 * options["drain-timeout"] + 30) + options["drain-delay"],
         ).setServiceParent(switch)
         return switch
     worker = options["worker"]
@@ -225,14 +279,25 @@ def makeService(options: Options) -> SwitchService:
         drainTimeout=options["drain-timeout"],
         sockets=WorkerSockets.fromEnvironment(reactor) if worker else None,
     )
+    operations = Operations(deploy.registry, reactor, deploy)
+    switch = SwitchService(reactor, operations.node, options["drain-delay"])
     deploy.setServiceParent(switch)
     if worker:
         ParentWatch(reactor, switch._stopGracefully).setServiceParent(switch)
+    if options["agent"]:
+        endpoint = _workerEndpoint(options["agent"], worker)
+        AgentService(endpoint, operations.node, reactor).setServiceParent(switch)
     if options["admin"]:
-        operations = Operations(deploy.registry, reactor, deploy)
-        endpoint = options["admin"]
-        port = parseEndpoint(endpoint).port
-        if worker > 1 and port is not None:
-            endpoint = withPort(endpoint, port + worker - 1)  # worker N: the given port + N - 1
+        endpoint = _workerEndpoint(options["admin"], worker)
         AdminService(endpoint, operations, reactor, options["admin-token"]).setServiceParent(switch)
     return switch
+
+
+def _workerEndpoint(endpoint: str, worker: int) -> str:
+    """
+    Worker N's own endpoint for a per-node one: the given port + N - 1.
+    """
+    port = parseEndpoint(endpoint).port
+    if worker > 1 and port is not None:
+        return withPort(endpoint, port + worker - 1)
+    return endpoint

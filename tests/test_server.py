@@ -184,30 +184,63 @@ def test_an_idle_session_is_closed_but_not_while_it_is_owed_answers():
     assert any("127.0.0.1:5000 closed: idle: nothing received for 10s" in line for line in lines)
 
 
-def test_a_planned_stop_drains_what_was_read_and_reads_nothing_more():
+def test_a_planned_stop_answers_what_was_read_and_what_still_comes():
     """
     A planned stop drains: every request already read gets its answer,
-    nothing read after the stop is taken, and each session closes once
-    its answers are written.
+    and so does one sent after the stop began (a jPOS client keeps
+    writing until it sees the close); each session closes once it is owed
+    nothing and its client has been quiet for stop-quiet.
     """
     listener = Holding()
-    server, reactor = makeServer(listener, gracePeriod=5)
+    server, reactor = makeServer(listener, gracePeriod=5, stopQuiet=0.5)
     first, firstTransport = connect(server, 5001)
     second, secondTransport = connect(server, 5002)
     first.dataReceived(SPEC.encode(request(1)) + SPEC.encode(request(2)))
     second.dataReceived(SPEC.encode(request(3)))
     stopped = []
     server.stopService().addCallback(stopped.append)
-    first.dataReceived(SPEC.encode(request(4)))  # after the stop: not taken
-    assert [m["11"] for _, m in listener.held] == ["000001", "000002", "000003"]
-    assert stopped == [] and firstTransport.connected
-    listener.answer(0)
-    listener.answer(0)
-    assert not firstTransport.connected and secondTransport.connected and stopped == []
-    listener.answer(0)
-    assert not secondTransport.connected and stopped != []
-    assert [m["11"] for m in answers(firstTransport)] == ["000001", "000002"]
+    first.dataReceived(SPEC.encode(request(4)))  # after the stop: still taken
+    assert [m["11"] for _, m in listener.held] == ["000001", "000002", "000003", "000004"]
+    for _ in range(3):
+        listener.answer(0)
+    reactor.advance(0.4)
+    assert firstTransport.connected and secondTransport.connected  # quiet for 0.4 s only
+    reactor.advance(0.2)
+    assert firstTransport.connected  # owed 000004
+    assert not secondTransport.connected  # owed nothing, quiet
+    listener.answer(0)  # its client has been quiet long enough
+    assert not firstTransport.connected and stopped != []
+    assert [m["11"] for m in answers(firstTransport)] == ["000001", "000002", "000004"]
     assert [m["11"] for m in answers(secondTransport)] == ["000003"]
+
+
+def test_a_client_that_keeps_sending_while_the_server_stops_is_declined_then_closed():
+    """
+    A client that ignores the stop and keeps sending (as a jPOS acquirer
+    ignores a sign-off) has its requests answered while the grace period
+    leaves time, then declined 91 at once (decline fields only), until
+    the grace period ends; what it sends after the close is counted, and
+    one line says how many were declined and left unanswered.
+    """
+    server, reactor = makeServer(Responder(), gracePeriod=5, stopQuiet=0.5)
+    protocol, transport = connect(server, 5001)
+    stopped = []
+    server.stopService().addCallback(stopped.append)
+    stan = 0
+    with capturedText() as lines:
+        while transport.connected:
+            stan += 1
+            protocol.dataReceived(SPEC.encode(request(stan)))
+            reactor.advance(0.25)
+    codes = [m["39"] for m in answers(transport)]
+    # forwarded until 1 s before the end of the grace period, then declined
+    assert codes == ["00"] * 16 + ["91"] * 4, codes
+    declined = [m for m in answers(transport) if m["39"] == "91"]
+    assert all(set(m) <= {"t", "39", "3", "4", "7", "11", "12", "13", "41"} for m in declined)
+    assert stopped != []
+    said = [x for x in lines if "kept sending while the server stopped" in x]
+    # (what comes after a half-close is counted too: see test_front_door_e2e)
+    assert len(said) == 1 and "4 requests declined 91" in said[0], said
 
 
 def test_an_answer_whose_client_is_gone_is_one_warning_line_to_reverse_it_by():
@@ -235,7 +268,7 @@ def test_an_answer_whose_client_is_gone_is_one_warning_line_to_reverse_it_by():
     assert "4761739001010119" not in "\n".join(lines)
 
 
-def test_a_stop_with_sign_off_reads_until_the_client_has_stopped_sending():
+def test_a_stop_with_sign_off_closes_once_the_client_has_stopped_sending():
     listener = Holding()
     server, reactor = makeServer(listener, signOffOnStop=True, signOffTimeout=2)
     protocol, transport = connect(server)
@@ -246,17 +279,17 @@ def test_a_stop_with_sign_off_reads_until_the_client_has_stopped_sending():
     protocol.dataReceived(SPEC.encode(request(1)))  # sent before it saw the sign-off
     assert len(listener.held) == 1
     protocol.dataReceived(SPEC.encode({"t": "0810", "11": signOff["11"], "70": "002", "39": "00"}))
-    protocol.dataReceived(SPEC.encode(request(2)))  # after its answer: there is none
-    assert len(listener.held) == 1 and transport.connected
-    listener.answer()
+    listener.answer()  # it sends nothing more: closed once quiet
+    assert transport.connected
+    reactor.advance(0.5)
     assert not transport.connected and stopped != []
 
 
 def test_a_client_that_does_not_answer_the_sign_off_is_drained_after_the_timeout():
     """
     A client that does not answer the sign-off (a jPOS client ignores
-    0800s) is drained once the sign-off timeout passes, and that it did not
-    answer is logged, naming it.
+    0800s) is logged, naming it, and goes on being read and answered
+    until it is quiet.
     """
     listener = Holding()
     server, reactor = makeServer(listener, signOffOnStop=True, signOffTimeout=1)
@@ -268,9 +301,12 @@ def test_a_client_that_does_not_answer_the_sign_off_is_drained_after_the_timeout
         reactor.advance(1)
     assert any("127.0.0.1:5000 did not answer the sign-off within 1s" in line for line in lines)
     protocol.dataReceived(SPEC.encode(request(2)))
-    assert len(listener.held) == 1
+    assert len(listener.held) == 2
     listener.answer()
+    listener.answer()
+    reactor.advance(0.5)
     assert not transport.connected and stopped != []
+    assert [m["11"] for m in answers(transport) if m["t"] == "0210"] == ["000001", "000002"]
 
 
 def test_refusals_close_at_once_and_are_logged_at_a_bounded_rate():

@@ -287,6 +287,10 @@ def workerArgv(options: Any) -> List[str]:
         "--drain-timeout",
         str(options["drain-timeout"]),
     ]
+    if options.get("drain-delay"):
+        argv += ["--drain-delay", str(options["drain-delay"])]
+    if options.get("agent"):
+        argv += ["--agent", options["agent"]]  # each worker offsets the port (see tap)
     if options["admin"]:
         argv += ["--admin", options["admin"]]  # each worker offsets the port (see tap)
     if options["admin-token-file"]:

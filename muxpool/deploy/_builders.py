@@ -264,6 +264,7 @@ def _server(reader: DescriptorReader, name, root, reactor, registry) -> Bean:
             signOffTimeout=reader.milliseconds(
                 props.get("sign-off-timeout"), "sign-off-timeout", 1.0
             ),
+            stopQuiet=reader.milliseconds(props.get("stop-quiet"), "stop-quiet", 0.5),
             listenerErrorCode=props.get("listener-error-code", "96"),
             tls=ServerTLS.fromProperties(reader.files(props)),
         )

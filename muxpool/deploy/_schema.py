@@ -62,6 +62,7 @@ PROPERTIES = {
         "frame-timeout",
         "sign-off-on-stop",
         "sign-off-timeout",
+        "stop-quiet",
     }
     | SERVER_PROPERTIES,
 }

@@ -50,7 +50,7 @@ from muxpool.channel import (
 )
 from muxpool.errors import NotSent
 from muxpool.interfaces import IRequestListener, ISocketSource
-from muxpool.iso import Stans, describeForReversal, isMTI, isResponse, maskMessage
+from muxpool.iso import Stans, describeForReversal, isMTI, isRequest, isResponse, maskMessage
 from muxpool.link._session import ServerSession
 from muxpool.listeners import ListenerFailed, decline, offer
 
@@ -79,6 +79,9 @@ def matches(address: str, patterns: Iterable[str]) -> bool:
             return True
     return False
 
+
+#: What a request gets once a stopping server forwards no more: not sent.
+STOPPING_CODE = "91"
 
 #: Sessions open per reactor (in a process, its one reactor), across every
 #: server: a server with no C{maxSessions} is held to the default limit for
@@ -145,10 +148,12 @@ class ServerSettings:
     @ivar frameTimeout: a session whose frame started and did not finish
         within this long is closed.
     @ivar signOffOnStop: on a planned stop, send each client an 0800
-        70=002 first and keep reading until it answers (or
-        C{signOffTimeout}): a client that understands it (muxpool's
-        ChannelAdaptor does) stops sending, so nothing it sends is left
-        unread.
+        70=002 (logged if not answered within C{signOffTimeout}): a client
+        that understands it (muxpool's ChannelAdaptor does) stops sending.
+    @ivar stopQuiet: on a planned stop, a session owed nothing is closed
+        once its client has sent nothing for this long (or at the end of
+        the grace period); until then its requests are read and answered,
+        declined 91 once the grace period is nearly over.
     @ivar flushTimeout: after its last answer, how long a client that does
         not read gets before its connection is aborted.
     @ivar listenerErrorCode: the 39 a request gets when a request listener
@@ -170,6 +175,7 @@ class ServerSettings:
     frameTimeout: Optional[float] = 10.0
     signOffOnStop: bool = False
     signOffTimeout: float = 1.0
+    stopQuiet: float = 0.5
     flushTimeout: float = 5.0
     listenerErrorCode: str = "96"
     tls: Optional[ServerTLS] = None
@@ -377,6 +383,16 @@ class QServer(Service):
         self.lastFailure = why
         self._bindRetry = self.clock.callLater(delay, self._listen)
 
+    def sessionsLeft(self) -> int:
+        """
+        How many more sessions this server takes now (its limit, or the
+        process's share when it has none).
+        """
+        left = self.maxSessions - len(self.sessions)
+        if self.settings.maxSessions is None:
+            left = min(left, self.maxSessions - _openSessions.get(self.clock, 0))
+        return left
+
     def _accept(self, addr: Optional[IAddress]) -> Optional[ISOChannelProtocol]:
         host = getattr(addr, "host", "")
         settings = self.settings
@@ -458,6 +474,8 @@ class QServer(Service):
         response = isResponse(mti)
         if response and session.network.take(message):
             return
+        if session.stopping and self._stopping(session, message, mti):
+            return
         if session._receivers:
             session._deliver(message)
             return
@@ -518,6 +536,32 @@ class QServer(Service):
                 server=self.name,
                 message=maskMessage(message, self.spec.packager.binaryFields),
             )
+
+    def _stopping(self, session: ServerSession, message: Dict[str, str], mti: str) -> bool:
+        """
+        A message from a session of this stopping server: a request is
+        declined at once (91, not sent) once the grace period leaves no
+        time for an answer, and counted if our side is already closed.
+
+        @return: whether it was taken care of here.
+        """
+        if session.closing:
+            if isRequest(mti):
+                session.unanswerable += 1
+            return True
+        if not isRequest(mti) or self.clock.seconds() < session.forwardUntil:
+            return False
+        session.declinedStopping += 1
+        session.received()
+        try:
+            session.send(
+                decline(message, STOPPING_CODE, binaryFields=self.spec.packager.binaryFields)
+            )
+        except NotSent:
+            pass  # logged by the session
+        except Exception:
+            session.answerEnded()  # no decline can be made of it: it ends here
+        return True
 
     def channelLost(self, protocol: ISOChannelProtocol, reason: Optional[Failure]) -> None:
         if self.settings.tls is not None and not protocol.secured:

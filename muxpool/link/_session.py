@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Generator, Mapping, Set
 
 from twisted.internet.defer import Deferred, TimeoutError, inlineCallbacks, succeed
 from twisted.internet.interfaces import IPushProducer, ISSLTransport
+from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -21,6 +22,10 @@ from muxpool.link._network import NetworkExchange
 
 if TYPE_CHECKING:
     from muxpool.link._server import QServer
+
+#: A stopping session's requests are forwarded until this long (at most
+#: half the grace period) before the grace period ends; then declined.
+STOP_MARGIN = 1.0
 
 
 @implementer(IPushProducer)
@@ -47,6 +52,18 @@ class ServerSession(LinkBase):
         self.peer = protocol.peer
         self.inFlight = 0
         self.answered = 0
+        #: Set by L{drain}: the server is stopping.
+        self.stopping = False
+        #: Until when (clock time) a stopping session's requests are still
+        #: forwarded; after, they are declined at once.
+        self.forwardUntil = float("inf")
+        #: Set once our side of the connection is closed: nothing can be
+        #: answered any more.
+        self.closing = False
+        #: While stopping: requests declined at once, and those that came
+        #: after the close (not answered: the client times them out).
+        self.declinedStopping = 0
+        self.unanswerable = 0
         self._holds: Set[str] = set()
         self._idleWaiters = Waiters()
         self._closed: Deferred = Deferred()
@@ -181,19 +198,35 @@ class ServerSession(LinkBase):
     @inlineCallbacks
     def drain(self, deadline: float) -> Generator[Deferred, Any, None]:
         """
-        A planned stop of this session: sign off (if the server does), stop
-        reading, let what was read be answered (until C{deadline}), then
-        close once what was written is flushed.
+        A planned stop of this session.  It signs off (if the server does)
+        and goes on reading: a client that ignores the sign-off (jPOS's)
+        keeps writing until it sees the close, and nothing it wrote is
+        left unread.  Its requests are forwarded while the grace period
+        leaves time for an answer, then declined at once ("not sent", 91);
+        the session is closed once nothing is owed and the client has been
+        quiet for C{stopQuiet}, or at C{deadline}, once what was written is
+        flushed.  What came after the close is counted and logged.
         """
         server = self.server
         settings = server.settings
         clock = server.clock
+        self.stopping = True
+        self.forwardUntil = deadline - min(STOP_MARGIN, settings.gracePeriod / 2)
         if settings.signOffOnStop and self.protocol.connected:
-            yield self._signOff(max(0.0, min(settings.signOffTimeout, deadline - clock.seconds())))
-        self.hold("server stopping")
-        if self.inFlight and self.protocol.connected:
-            remaining = max(0.0, deadline - clock.seconds())
-            yield self.whenIdle().addTimeout(remaining, clock).addErrback(lambda f: None)
+            timeout = max(0.0, min(settings.signOffTimeout, deadline - clock.seconds()))
+            self._signOff(timeout)  # its answer, or not, is logged; reading goes on
+        while self.protocol.connected:
+            now = clock.seconds()
+            if now >= deadline:
+                break
+            if self.inFlight:
+                wait = self.whenIdle().addTimeout(deadline - now, clock)
+                yield wait.addErrback(lambda f: None)
+                continue
+            quietFor = now - self.protocol.lastReceived
+            if quietFor >= settings.stopQuiet:
+                break
+            yield deferLater(clock, min(settings.stopQuiet - quietFor, deadline - now))
         if self.inFlight:
             server.log.warn(
                 "{server}: grace period over with {count} answers still owed to "
@@ -215,18 +248,28 @@ class ServerSession(LinkBase):
                     timeout=settings.flushTimeout,
                 )
                 self.protocol.transport.abortConnection()
+        if self.declinedStopping or self.unanswerable:
+            server.log.warn(
+                "{server}: {peer} kept sending while the server stopped: {declined} requests "
+                "declined 91 (not sent), {late} came after the close and were not answered",
+                server=server.name,
+                peer=self.peer,
+                declined=self.declinedStopping,
+                late=self.unanswerable,
+                event="server.sent_while_stopping",
+            )
 
     def _closeWrites(self) -> None:
         """
         End the connection so the client gets every answer written: read
-        (and drop) whatever it still sends, so no unread input makes the
+        (and count) whatever it still sends, so no unread input makes the
         kernel reset the connection and discard answers not yet delivered;
         close our side once they are sent (TCP: a half-close, the client
         closes on seeing it); wait for the client to close.
         """
         protocol = self.protocol
         transport = protocol.transport
-        protocol.discardInput()
+        self.closing = True  # what still comes is read, counted, not answered
         protocol.dropProducer()
         transport.resumeProducing()
         if hasattr(transport, "loseWriteConnection") and not ISSLTransport.providedBy(transport):

@@ -149,6 +149,58 @@ class PageResource(_Leaf):
         return self.page
 
 
+class ReadyResource(_Leaf):
+    """
+    C{GET /ready}: 200 while the node should get new sessions, else 503;
+    the reason in the body.  For balancers and Kubernetes: no token needed.
+    """
+
+    def __init__(self, operations: Operations) -> None:
+        _Leaf.__init__(self)
+        self.node = operations.node
+
+    def render_GET(self, request):
+        ready, reason = self.node.readiness()
+        code = http.OK if ready else http.SERVICE_UNAVAILABLE
+        return _json(request, code, {"ready": ready, "reason": reason})
+
+
+class LiveResource(_Leaf):
+    """
+    C{GET /live}: 200 while the process serves.  No token needed.
+    """
+
+    def render_GET(self, request):
+        return _json(request, http.OK, {"live": True})
+
+
+class NodeDrainResource(_Leaf):
+    """
+    C{POST /drain} (C{drain}) or C{POST /undrain}: the whole node says
+    "drain" and is not ready (it serves on), or no longer.
+    """
+
+    def __init__(self, operations: Operations, drain: bool) -> None:
+        _Leaf.__init__(self)
+        self.node = operations.node
+        self.drain = drain
+
+    def render_POST(self, request):
+        if request.getHeader(b"origin") is not None:
+            return _json(request, http.FORBIDDEN, {"error": FROM_A_PAGE})
+        changed = self.node.drain("POST /drain") if self.drain else self.node.undrain()
+        ready, reason = self.node.readiness()
+        return _json(
+            request,
+            http.OK,
+            {"draining": self.node.draining, "changed": changed, "ready": ready, "reason": reason},
+        )
+
+
+#: Why a POST from a web page is refused.
+FROM_A_PAGE = "not from a web page: use the muxpool command"
+
+
 class MuxesResource(Resource):
     """
     C{/muxes/NAME/ACTION}.
@@ -175,11 +227,7 @@ class MuxesResource(Resource):
             # A browser sends Origin with a POST; the CLI and scripts do not,
             # and the status page never posts.  Without a token, this keeps
             # any web page open on the switch's host from draining a member.
-            return _json(
-                request,
-                http.FORBIDDEN,
-                {"error": "not from a web page: use muxpool enable|disable|drain"},
-            )
+            return _json(request, http.FORBIDDEN, {"error": FROM_A_PAGE})
         name, action = path
         try:
             if action == "drain":
@@ -222,6 +270,11 @@ class MuxesResource(Resource):
         return NOT_DONE_YET
 
 
+#: What needs no token: the page (it holds no data; see L{PageResource}) and
+#: the probes balancers and Kubernetes make.
+OPEN_PATHS = (b"", b"ready", b"live")
+
+
 class AdminResource(Resource):
     """
     The admin API's root: routes, and the token check for everything.
@@ -234,10 +287,14 @@ class AdminResource(Resource):
         self.putChild(b"status", StatusResource(operations))
         self.putChild(b"metrics", MetricsResource(operations))
         self.putChild(b"muxes", MuxesResource(operations))
+        self.putChild(b"ready", ReadyResource(operations))
+        self.putChild(b"live", LiveResource())
+        self.putChild(b"drain", NodeDrainResource(operations, True))
+        self.putChild(b"undrain", NodeDrainResource(operations, False))
 
     def getChildWithDefault(self, path, request):
-        if self.token and path != b"" and not self._authorized(request):
-            return _Unauthorized()  # all but the page itself (see PageResource)
+        if self.token and path not in OPEN_PATHS and not self._authorized(request):
+            return _Unauthorized()  # all but the page and the probes
         return Resource.getChildWithDefault(self, path, request)
 
     def getChild(self, path, request):

@@ -21,6 +21,7 @@ from muxpool.deploy import DeployService
 from muxpool.interfaces import IMUX
 from muxpool.link import ChannelAdaptor, QServer
 from muxpool.mux import QMUX, MUXPool
+from muxpool.ops._node import NodeState
 from muxpool.registry import Registry
 
 
@@ -39,7 +40,7 @@ class DrainTimeout(Exception):
 class Operations:
     """
     The operator's view of the beans in C{registry} (and of C{deploy}'s
-    folder, if given).
+    folder, if given), and of the node (C{node}, a L{NodeState}).
     """
 
     log = Logger()
@@ -50,6 +51,7 @@ class Operations:
         self.registry = registry
         self.clock = clock
         self.deploy = deploy
+        self.node = NodeState(registry)
 
     def beans(self) -> List[object]:
         """
@@ -163,7 +165,9 @@ class Operations:
                 channels.append(obj.status())
             elif isinstance(obj, QServer):
                 servers.append(obj.status())
+        ready, reason = self.node.readiness()
         status: Dict[str, object] = {
+            "node": {"ready": ready, "reason": reason, "draining": self.node.draining},
             "muxes": muxes,
             "pools": pools,
             "channels": channels,
