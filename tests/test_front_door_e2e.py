@@ -17,9 +17,12 @@ from collections import Counter
 import pytest
 import pytest_twisted
 from twisted.internet import defer
+from twisted.internet.task import deferLater
+from zope.interface import implementer
 
 from muxpool.app import runLoad
-from muxpool.channel import ChannelSpec
+from muxpool.channel import ChannelSpec, IChannelOwner, ISOChannelProtocol
+from muxpool.iso import sampleRequest
 from muxpool.mux import MUXPool, strategyByName
 from muxpool.testing import startLink
 from tests.conftest import ROOT
@@ -274,3 +277,88 @@ def test_readme_hot_deploy_example_removes_and_restores_an_issuer(tmp_path):
     assert Counter(o["44"] for o in removed) == {"issuer-a": 1000}  # it was gone
     assert Counter(o["44"] for o in restored) == {"issuer-a": 1000, "issuer-b": 1000}
     assert "issuer-b: stopping; draining" in proc.log and "Traceback" not in proc.log
+
+
+@implementer(IChannelOwner)
+class Stubborn:
+    """
+    An acquirer as jPOS's is to a stop: it ignores the 0800 sign-off and
+    writes a request every few milliseconds until it sees the close.
+    """
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.written, self.answers, self.signOffs = [], {}, 0
+        self.closed = defer.Deferred()
+        self.protocol = None
+
+    def channelConnected(self, protocol):
+        self.protocol = protocol
+        self._next()
+
+    def _next(self):
+        if self.protocol is None or not self.protocol.connected or self.closed.called:
+            return
+        stan = "%06d" % (len(self.written) + 1)
+        self.protocol.sendMessage(dict(sampleRequest(0), **{"11": stan}))
+        self.written.append(stan)
+        self.clock.callLater(0.002, self._next)
+
+    def channelMessage(self, protocol, message):
+        if message["t"] == "0800":
+            self.signOffs += 1  # and no answer
+        else:
+            self.answers[message["11"]] = message["39"]
+
+    def channelLost(self, protocol, reason):
+        if not self.closed.called:
+            self.closed.callback(None)
+
+    def channelSecured(self, protocol):
+        pass
+
+    def channelIdle(self, protocol):
+        return False
+
+    def channelUndecodable(self, protocol, why):
+        pass
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_client_that_ignores_the_sign_off_loses_nothing_on_a_stop(tmp_path):
+    """
+    A jPOS-like client keeps writing through a stop: every request it wrote
+    is answered (00 while the switch forwards, then 91 at once) or counted
+    in the switch's one line as come after the close; none is silently
+    dropped, and the sign-off it ignored is logged.
+    """
+    from twisted.internet.endpoints import TCP4ClientEndpoint
+    from twisted.internet.protocol import Factory
+
+    made = issuers(tmp_path, delay=0)
+    grace = '\n  <property name="grace-period" value="2000"/>'
+    proc, port, _ = switch(tmp_path, [p for _, p, _ in made], extra=SIGN_OFF + grace)
+    client = Stubborn(reactor())
+    try:
+        endpoint = TCP4ClientEndpoint(reactor(), "127.0.0.1", port)
+        yield endpoint.connect(
+            Factory.forProtocol(lambda: ISOChannelProtocol(ASCII, client, reactor()))
+        )
+        while len(client.answers) < 100:
+            yield deferLater(reactor(), 0.01)
+        os.kill(proc.process.pid, signal.SIGTERM)
+        yield client.closed
+        code = proc.stop(sig=None)
+    finally:
+        if client.protocol is not None:
+            client.protocol.transport.abortConnection()
+        proc.stop()
+        stopIssuers(made)
+    assert code == 0, proc.log[-3000:]
+    late = [int(x) for x in re.findall(r"(\d+) came after the close", proc.log)]
+    unanswered = [stan for stan in client.written if stan not in client.answers]
+    assert len(unanswered) == sum(late), (len(unanswered), late, proc.log[-2000:])
+    codes = Counter(client.answers.values())
+    assert set(codes) <= {"00", "91"} and codes["00"] >= 100, codes
+    assert client.signOffs == 1 and "did not answer the sign-off" in proc.log
+    print(f"written {len(client.written)}, answered {dict(codes)}, after the close {late}")
