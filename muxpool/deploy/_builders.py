@@ -265,6 +265,8 @@ def _server(reader: DescriptorReader, name, root, reactor, registry) -> Bean:
                 props.get("sign-off-timeout"), "sign-off-timeout", 1.0
             ),
             stopQuiet=reader.milliseconds(props.get("stop-quiet"), "stop-quiet", 0.5),
+            proxyProtocol=props.get("proxy-protocol") or None,
+            proxyFrom=parsePatterns(props.get("proxy-from")),
             listenerErrorCode=props.get("listener-error-code", "96"),
             tls=ServerTLS.fromProperties(reader.files(props)),
         )

@@ -63,6 +63,8 @@ PROPERTIES = {
         "sign-off-on-stop",
         "sign-off-timeout",
         "stop-quiet",
+        "proxy-protocol",
+        "proxy-from",
     }
     | SERVER_PROPERTIES,
 }

@@ -40,6 +40,7 @@ from zope.interface import implementer
 from muxpool._config import defaultSessionLimit, hostPort
 from muxpool._support import RateLimiter, Waiters, backoffDelay, cancelTimer, defaultReactor
 from muxpool.channel import (
+    VERSIONS,
     ChannelSpec,
     IChannelOwner,
     ISOChannelProtocol,
@@ -51,6 +52,7 @@ from muxpool.channel import (
 from muxpool.errors import NotSent
 from muxpool.interfaces import IRequestListener, ISocketSource
 from muxpool.iso import Stans, describeForReversal, isMTI, isRequest, isResponse, maskMessage
+from muxpool.link._proxied import ProxiedConnection
 from muxpool.link._session import ServerSession
 from muxpool.listeners import ListenerFailed, decline, offer
 
@@ -161,6 +163,11 @@ class ServerSettings:
     @ivar tls: speak TLS (a L{ServerTLS}), requiring and checking client
         certificates if it says so; a client refused by the handshake or by
         the pinned subjects is logged with the reason.
+    @ivar proxyProtocol: C{v1}, C{v2} or C{any}: connections from
+        C{proxyFrom} (patterns, as C{allow}) must start with a PROXY header
+        of that version, and are the client's it names: for C{allow} and
+        C{deny}, limits, logs and status.  A balancer's own (v2 LOCAL)
+        connection is closed quietly.  Others connect as usual.
     @ivar bindRetryDelay: if the endpoint cannot listen (its port is in
         use, say), the first retry comes this long after, then doubling up
         to C{maxBindRetryDelay}.
@@ -181,11 +188,20 @@ class ServerSettings:
     tls: Optional[ServerTLS] = None
     bindRetryDelay: float = 1.0
     maxBindRetryDelay: float = 30.0
+    proxyProtocol: Optional[str] = None
+    proxyFrom: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Written as descriptors write them (a string) or as tuples.
         object.__setattr__(self, "allow", parsePatterns(self.allow))
         object.__setattr__(self, "deny", parsePatterns(self.deny))
+        object.__setattr__(self, "proxyFrom", parsePatterns(self.proxyFrom))
+        if self.proxyProtocol is not None and self.proxyProtocol not in VERSIONS:
+            raise ValueError(
+                f"proxy-protocol {self.proxyProtocol!r}: use one of {', '.join(VERSIONS)}"
+            )
+        if self.proxyProtocol and not self.proxyFrom:
+            raise ValueError("proxy-protocol needs proxy-from: the balancers' addresses")
         object.__setattr__(self, "maxInFlight", max(1, int(self.maxInFlight)))
 
 
@@ -197,10 +213,10 @@ class _ServerFactory(Factory):
 
     def buildProtocol(self, addr: Optional[IAddress]) -> Optional[Protocol]:
         server = self.server
-        protocol = server._accept(addr)
-        if protocol is not None and server.tlsOptions is not None:
-            return wrapTLS(protocol, server.tlsOptions, False, server.clock)
-        return protocol
+        settings = server.settings
+        if settings.proxyProtocol and matches(getattr(addr, "host", ""), settings.proxyFrom):
+            return ProxiedConnection(server, addr)  # the client is known from its header
+        return server._buildSession(addr)
 
 
 @implementer(IChannelOwner)
@@ -261,6 +277,7 @@ class QServer(Service):
             "rx_refused": 0,
             "undelivered": 0,
             "tls_refused": 0,
+            "proxy_local": 0,
         }
         self.port: Optional[IListeningPort] = None
         self.lastFailure: Optional[str] = None
@@ -409,18 +426,35 @@ class QServer(Service):
             why = f"{self.maxSessions} sessions open in this process (its file descriptor share)"
         if why is not None:
             # Closed at once, before a byte is read: no request taken, none dropped.
-            self.counters["refused"] += 1
-            self.limiter.emit(
-                self.log.warn,
-                why,
-                "{server}: refused connection from {peer}: {why}",
-                server=self.name,
-                peer=host,
-                why=why,
-                event="server.refused",
-            )
+            self._refused(host, why)
             return None
         return ISOChannelProtocol(self.spec, self, self.clock, self.limiter)
+
+    def _buildSession(self, addr: Optional[IAddress]) -> Optional[Protocol]:
+        """
+        The protocol for a session from C{addr} (TLS-wrapped if the server
+        speaks TLS), or None if it is refused.
+        """
+        protocol = self._accept(addr)
+        if protocol is not None and self.tlsOptions is not None:
+            return wrapTLS(protocol, self.tlsOptions, False, self.clock)
+        return protocol
+
+    def _refused(self, peer: str, why: str) -> None:
+        """
+        A connection from C{peer} refused for C{why}: counted, and said at
+        a bounded rate.
+        """
+        self.counters["refused"] += 1
+        self.limiter.emit(
+            self.log.warn,
+            why,
+            "{server}: refused connection from {peer}: {why}",
+            server=self.name,
+            peer=peer,
+            why=why,
+            event="server.refused",
+        )
 
     # -- IChannelOwner ------------------------------------------------------
 

@@ -62,6 +62,7 @@ SERVER_COUNTERS = (
     "rx_refused",
     "undelivered",
     "tls_refused",
+    "proxy_local",
 )
 
 
