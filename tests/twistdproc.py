@@ -163,6 +163,27 @@ class Twistd:
                 self.lines.append(line)
         return code
 
+    def poll(self):
+        """
+        Take in what it has logged so far, without waiting.
+        """
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if line is None:
+                self._queue.put(None)  # for stop()
+                return
+            self.lines.append(line)
+
+    def hasLogged(self, text, count=1):
+        """
+        Whether C{count} lines so far contain C{text} (without waiting).
+        """
+        self.poll()
+        return sum(text in line for line in self.lines) >= count
+
     @property
     def log(self):
         return "".join(self.lines)
