@@ -3,7 +3,9 @@ twistd plugin support: C{twistd -n muxpool --deploy DIR}.
 """
 
 import os
+import shutil
 import signal
+import tempfile
 from types import FrameType
 from typing import Any, Callable, Dict, Optional, Union
 
@@ -12,17 +14,21 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.web.resource import Resource
 
-from muxpool._config import parseEndpoint, withPort
 from muxpool._support import defaultReactor
 from muxpool.app import ParentWatch, WorkerSockets, WorkerSupervisor, workerArgv
 from muxpool.deploy import DeployService
 from muxpool.ops import (
+    PARENT_PATHS,
     AdminConfigError,
     AdminService,
     AgentService,
     NodeState,
     Operations,
+    ParentNode,
+    ParentResource,
+    WorkerAdmin,
     checkEndpoint,
 )
 
@@ -164,7 +170,9 @@ class SwitchService(MultiService):
     #: The signals that stop it gracefully, by name (those the platform has).
     SIGNALS = ("SIGHUP", "SIGTERM", "SIGINT")
 
-    def __init__(self, reactor, node: Optional[NodeState] = None, drainDelay: float = 0.0) -> None:
+    def __init__(
+        self, reactor, node: Union[NodeState, ParentNode, None] = None, drainDelay: float = 0.0
+    ) -> None:
         MultiService.__init__(self)
         self.reactor = reactor
         self.node = node
@@ -261,16 +269,7 @@ def makeService(options: Options) -> SwitchService:
     """
     reactor = defaultReactor(None)
     if options["workers"] > 1 and not options["worker"]:
-        switch = SwitchService(reactor)
-        WorkerSupervisor(
-            options["workers"],
-            options["deploy"],
-            workerArgv(options),
-            reactor,
-            options["scan-interval"],
-            stopTimeout=max(120.0, 2 * options["drain-timeout"] + 30) + options["drain-delay"],
-        ).setServiceParent(switch)
-        return switch
+        return _parent(options, reactor)
     worker = options["worker"]
     deploy = DeployService(
         options["deploy"],
@@ -285,19 +284,52 @@ def makeService(options: Options) -> SwitchService:
     if worker:
         ParentWatch(reactor, switch._stopGracefully).setServiceParent(switch)
     if options["agent"]:
-        endpoint = _workerEndpoint(options["agent"], worker)
-        AgentService(endpoint, operations.node, reactor).setServiceParent(switch)
+        AgentService(options["agent"], operations.node, reactor).setServiceParent(switch)
     if options["admin"]:
         endpoint = _workerEndpoint(options["admin"], worker)
         AdminService(endpoint, operations, reactor, options["admin-token"]).setServiceParent(switch)
     return switch
 
 
+def _parent(options: Options, reactor: Any) -> SwitchService:
+    """
+    The parent of C{--workers N}: it supervises the workers, and serves the
+    node's one admin API and agent over the workers' private admin APIs
+    (a UNIX socket each, in a folder of its own).
+    """
+    count = options["workers"]
+    workers = None
+    if options["admin"] or options["agent"]:
+        folder = tempfile.mkdtemp(prefix="muxpool-workers-")  # mode 0700: the parent's own
+        reactor.addSystemEventTrigger(
+            "after", "shutdown", shutil.rmtree, folder, ignore_errors=True
+        )
+        workers = WorkerAdmin(reactor, folder, count, options["admin-token"])
+    node = ParentNode(workers) if workers is not None else None
+    switch = SwitchService(reactor, node, options["drain-delay"])
+    WorkerSupervisor(
+        count,
+        options["deploy"],
+        workerArgv(options, workers.endpoint if workers is not None else None),
+        reactor,
+        options["scan-interval"],
+        stopTimeout=max(120.0, 2 * options["drain-timeout"] + 30),
+    ).setServiceParent(switch)
+    if node is not None and options["agent"]:
+        AgentService(options["agent"], node, reactor).setServiceParent(switch)
+    if node is not None and options["admin"]:
+        routes: Dict[bytes, Resource] = {path: ParentResource(node) for path in PARENT_PATHS}
+        AdminService(
+            options["admin"], None, reactor, options["admin-token"], routes
+        ).setServiceParent(switch)
+    return switch
+
+
 def _workerEndpoint(endpoint: str, worker: int) -> str:
     """
-    Worker N's own endpoint for a per-node one: the given port + N - 1.
+    Worker N's own admin endpoint: the parent's private UNIX socket path
+    with N added (C{.../worker-N.sock}).
     """
-    port = parseEndpoint(endpoint).port
-    if worker > 1 and port is not None:
-        return withPort(endpoint, port + worker - 1)
+    if worker and endpoint.startswith("unix:") and endpoint.endswith(".sock"):
+        return f"{endpoint[: -len('.sock')]}-{worker}.sock"
     return endpoint

@@ -14,7 +14,6 @@ from muxpool._config import (
     parseEndpoint,
     parseFieldList,
     tcpEndpoint,
-    withPort,
     yesNo,
 )
 from muxpool._support import cancelTimer
@@ -77,11 +76,6 @@ def test_built_endpoints_read_back():
     endpoint = parseEndpoint(description)
     assert (endpoint.port, endpoint.interface, endpoint.backlog) == (9000, "::1", BACKLOG)
     assert parseEndpoint(tcpEndpoint(9000)).interface == ""
-
-
-def test_another_port_keeps_the_rest():
-    assert withPort("tcp:8080:interface=127.0.0.1", 8081) == "tcp:8081:interface=127.0.0.1"
-    assert withPort("unix:/tmp/admin.sock", 8081) == "unix:/tmp/admin.sock"
 
 
 def test_addresses_as_text():

@@ -11,7 +11,6 @@ from muxpool._config._endpoints import (
     hostPort,
     parseEndpoint,
     tcpEndpoint,
-    withPort,
 )
 from muxpool._config._filestamps import Stamp, fileStamp
 from muxpool._config._imports import NoSuchModule, NoSuchName, importNamed
@@ -33,6 +32,5 @@ __all__ = [
     "parseEndpoint",
     "parseFieldList",
     "tcpEndpoint",
-    "withPort",
     "yesNo",
 ]

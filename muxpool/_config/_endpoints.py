@@ -89,22 +89,6 @@ def tcpEndpoint(port: int, interface: Optional[str] = None, backlog: int = BACKL
     return description
 
 
-def withPort(description: str, port: int) -> str:
-    """
-    C{description} listening on C{port} instead; other kinds of endpoint
-    than TCP are returned as they are.
-    """
-    if parseEndpoint(description).port is None:
-        return description
-    segments = _segments(description)
-    for i, segment in enumerate(segments[1:], 1):
-        name, sep, _ = segment.partition("=")
-        if not sep or "\\" in name:  # the first positional argument: the port
-            segments[i] = str(int(port))
-            break
-    return ":".join(segments)
-
-
 def hostPort(address: object) -> str:
     """
     A socket address as text: C{host:port}, or the path of a UNIX socket.

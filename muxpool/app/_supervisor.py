@@ -268,10 +268,12 @@ class WorkerSupervisor(Service):
         return DeferredList(ending).addBoth(release)
 
 
-def workerArgv(options: Any) -> List[str]:
+def workerArgv(options: Any, admin: Optional[str] = None) -> List[str]:
     """
     The command line that runs one worker of this twistd (the same options,
-    with no --workers).
+    with no --workers).  The parent serves the node's admin API and agent,
+    and drains it on a stop: a worker gets only C{admin}, its private admin
+    endpoint (each adds its number: see tap).
     """
     argv = [
         sys.executable,
@@ -287,12 +289,8 @@ def workerArgv(options: Any) -> List[str]:
         "--drain-timeout",
         str(options["drain-timeout"]),
     ]
-    if options.get("drain-delay"):
-        argv += ["--drain-delay", str(options["drain-delay"])]
-    if options.get("agent"):
-        argv += ["--agent", options["agent"]]  # each worker offsets the port (see tap)
-    if options["admin"]:
-        argv += ["--admin", options["admin"]]  # each worker offsets the port (see tap)
-    if options["admin-token-file"]:
-        argv += ["--admin-token-file", options["admin-token-file"]]
+    if admin:
+        argv += ["--admin", admin]
+        if options["admin-token-file"]:
+            argv += ["--admin-token-file", options["admin-token-file"]]
     return argv

@@ -17,8 +17,13 @@ from muxpool.ops._logs import jsonLines
 from muxpool.ops._node import NodeState
 from muxpool.ops._operations import DrainTimeout, Operations, UnknownMUX
 from muxpool.ops._prometheus import CONTENT_TYPE_LATEST, MetricsCollector, metricsText
+from muxpool.ops._workers import PARENT_PATHS, ParentNode, ParentResource, WorkerAdmin
 
 __all__ = [
+    "PARENT_PATHS",
+    "ParentNode",
+    "ParentResource",
+    "WorkerAdmin",
     "AdminConfigError",
     "AdminResource",
     "AdminService",

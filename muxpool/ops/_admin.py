@@ -21,7 +21,7 @@ import hmac
 import ipaddress
 import json
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.defer import CancelledError, Deferred, succeed
@@ -162,7 +162,8 @@ class ReadyResource(_Leaf):
     def render_GET(self, request):
         ready, reason = self.node.readiness()
         code = http.OK if ready else http.SERVICE_UNAVAILABLE
-        return _json(request, code, {"ready": ready, "reason": reason})
+        left = self.node.sessionsLeft()
+        return _json(request, code, {"ready": ready, "reason": reason, "sessions_left": left})
 
 
 class LiveResource(_Leaf):
@@ -280,17 +281,32 @@ class AdminResource(Resource):
     The admin API's root: routes, and the token check for everything.
     """
 
-    def __init__(self, operations: Operations, token: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        operations: Optional[Operations],
+        token: Optional[str] = None,
+        routes: Optional[Dict[bytes, Resource]] = None,
+    ) -> None:
+        """
+        @param routes: what serves each path, instead of C{operations}
+            (a C{--workers} parent's, over its workers').
+        """
         Resource.__init__(self)
         self.token = token
         self.putChild(b"", PageResource())
-        self.putChild(b"status", StatusResource(operations))
-        self.putChild(b"metrics", MetricsResource(operations))
-        self.putChild(b"muxes", MuxesResource(operations))
-        self.putChild(b"ready", ReadyResource(operations))
-        self.putChild(b"live", LiveResource())
-        self.putChild(b"drain", NodeDrainResource(operations, True))
-        self.putChild(b"undrain", NodeDrainResource(operations, False))
+        if routes is None:
+            assert operations is not None
+            routes = {
+                b"status": StatusResource(operations),
+                b"metrics": MetricsResource(operations),
+                b"muxes": MuxesResource(operations),
+                b"ready": ReadyResource(operations),
+                b"live": LiveResource(),
+                b"drain": NodeDrainResource(operations, True),
+                b"undrain": NodeDrainResource(operations, False),
+            }
+        for path, resource in routes.items():
+            self.putChild(path, resource)
 
     def getChildWithDefault(self, path, request):
         if self.token and path not in OPEN_PATHS and not self._authorized(request):
@@ -601,13 +617,18 @@ class AdminService(StreamServerEndpointService):
     retryCap = 30.0
 
     def __init__(
-        self, endpoint: str, operations: Operations, reactor: Any, token: Optional[str] = None
+        self,
+        endpoint: str,
+        operations: Optional[Operations],
+        reactor: Any,
+        token: Optional[str] = None,
+        routes: Optional[Dict[bytes, Resource]] = None,
     ) -> None:
         checkEndpoint(endpoint, token)
         # An idle connection is closed after a while, and there are only so
         # many at once: idle admin connections cannot take the process's
         # file descriptors.
-        site = _AdminSite(AdminResource(operations, token), IDLE_TIMEOUT)
+        site = _AdminSite(AdminResource(operations, token, routes), IDLE_TIMEOUT)
         site.noisy = False
         self.connections = _Limited(site, defaultAdminConnections(), reactor)
         StreamServerEndpointService.__init__(

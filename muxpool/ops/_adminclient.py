@@ -68,8 +68,9 @@ def renderStatus(status: Dict) -> str:
     memberWidth = max(28, *(len(name) for name in members))
     width = max([24] + [len(bean["name"]) for bean in channels + servers])
     for pool in pools:
+        worker = f" [worker {pool['worker']}]" if "worker" in pool else ""
         lines.append(
-            f"pool {pool['name']} ({pool['strategy']}, {pool['in_flight']} in flight)"
+            f"pool {pool['name']}{worker} ({pool['strategy']}, {pool['in_flight']} in flight)"
             + ("" if pool["usable"] else "  NOT USABLE")
         )
         for member in pool["members"] or [

@@ -11,18 +11,22 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
-
-from muxpool.ops._node import NodeState
 
 
 class _AgentAnswer(Protocol):
     def connectionMade(self) -> None:
         factory: Any = self.factory
+        maybeDeferred(factory.node.agentWord).addBoth(self._say)
+
+    def _say(self, word: object) -> None:
+        if not isinstance(word, str):
+            word = "down"  # it cannot tell: not ready
         assert self.transport is not None
-        self.transport.write(factory.node.agentWord().encode("ascii") + b"\n")
+        self.transport.write(word.encode("ascii") + b"\n")
         self.transport.loseConnection()
 
 
@@ -30,7 +34,7 @@ class _AgentFactory(Factory):
     protocol = _AgentAnswer
     noisy = False
 
-    def __init__(self, node: NodeState) -> None:
+    def __init__(self, node: Any) -> None:
         self.node = node
 
 
@@ -42,7 +46,11 @@ class AgentService(StreamServerEndpointService):
 
     log = Logger()
 
-    def __init__(self, endpoint: str, node: NodeState, reactor: Any) -> None:
+    def __init__(self, endpoint: str, node: Any, reactor: Any) -> None:
+        """
+        @param node: a L{NodeState}, or anything whose C{agentWord()} gives
+            the line (or a Deferred of it).
+        """
         StreamServerEndpointService.__init__(
             self, serverFromString(reactor, endpoint), _AgentFactory(node)
         )
