@@ -99,7 +99,7 @@ class Node:
                 "--admin",
                 f"tcp:{self.admin}:interface=127.0.0.1",
                 "--drain-delay",
-                "1",
+                "2",
             ),
         )
         self.runs.append(self.proc)

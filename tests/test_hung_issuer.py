@@ -169,12 +169,12 @@ def test_an_issuer_that_never_answers_cannot_hold_a_clients_whole_in_flight_limi
             yield service.stopService()
     answered = [o for o in outcomes if isinstance(o, dict) and o["39"] == "00"]
     declined = [o for o in outcomes if isinstance(o, dict) and o["39"] != "00"]
-    # The dead issuer was sent at most the first burst (until the healthy
-    # one answered), each declined 68 at the timeout; the rest were answered
-    # by the healthy one, none waiting for those timeouts.  (Without the
-    # limit it is sent half of them, 16 held at a time for each timeout.)
+    # The dead issuer holds a few requests at a time (declined 68 at each 2 s
+    # timeout), never the session's whole limit: the healthy one answers
+    # the rest at once, none waiting for those timeouts.  (Without the
+    # limit it is sent half of them, 16 held at a time: 200, over 26 s.)
     dead = pool.counters["requests"]["mux-dead"]
-    assert dead <= 12 and len(declined) == dead, (dead, len(declined))
+    assert dead <= 40 and len(declined) == dead, (dead, len(declined))
     assert len(answered) == 400 - dead, outcomes
     fastest = sorted(latencies)[: len(answered)]  # the declines took 2 s each
     assert fastest[int(len(fastest) * 0.99)] < 1.0

@@ -566,3 +566,40 @@ def test_a_flood_of_unmatched_responses_is_counted_each_and_logged_at_a_bounded_
             link.deliver({"t": "0210", "11": "%06d" % i, "41": "TERM0001", "39": "00"})
     assert mux.counters["rx_unhandled"] == 500
     assert len([line for line in lines if "unhandled message" in line]) == 1
+
+
+def test_answers_to_messages_sent_without_waiting_are_no_sign_of_a_stream_out_of_step():
+    """
+    Responses that match no request only count towards unmatched-limit when
+    they answer nothing this MUX sent: answers to advices sent with
+    C{send()} (no answer awaited) do not; a reconnect starts the count again.
+    """
+    from muxpool.interfaces import IReconnect
+
+    @implementer(IReconnect)
+    class Link(MemoryLink):
+        def __init__(self):
+            MemoryLink.__init__(self, "link")
+            self.reasons = []
+
+        def reconnect(self, why):
+            self.reasons.append(why)
+
+    clock = Clock()
+    link = Link()
+    mux = started(QMUX("m", link, clock, unmatchedLimit=3))
+    mux.request({"t": "0200", "11": "000001", "41": "T1"}, 30)
+    for stan in ("000101", "000102", "000103", "000104"):
+        mux.send({"t": "0220", "11": stan, "41": "T1"})
+        link.deliver({"t": "0230", "11": stan, "41": "T1", "39": "00"})
+    assert link.reasons == []
+    link.deliver({"t": "0210", "11": "900001", "41": "T1", "39": "00"})
+    link.deliver({"t": "0210", "11": "900002", "41": "T1", "39": "00"})
+    link.lose()
+    link.ready.set(True)
+    mux.request({"t": "0200", "11": "000002", "41": "T1"}, 30)
+    link.deliver({"t": "0210", "11": "900003", "41": "T1", "39": "00"})
+    assert link.reasons == []  # two before the reconnect, one after
+    link.deliver({"t": "0210", "11": "900004", "41": "T1", "39": "00"})
+    link.deliver({"t": "0210", "11": "900005", "41": "T1", "39": "00"})
+    assert link.reasons == ["3 answers in a row matched no request of m"]

@@ -97,7 +97,7 @@ def test_admin_probes_and_node_drain():
     server.startService()
     call = admin(ops, reactor, token="secret")
     # the probes need no token; a drain does
-    assert call(b"GET", b"/ready") == (200, {"ready": True, "reason": "ready", "sessions_left": 10})
+    assert call(b"GET", b"/ready") == (200, {"ready": True, "reason": "ready", "session_limit": 10})
     assert call(b"GET", b"/live") == (200, {"live": True})
     assert call(b"POST", b"/drain")[0] == 401
     code, body = call(b"POST", b"/drain", "secret")

@@ -298,11 +298,11 @@ def test_a_taken_admin_port_is_tried_again_until_it_is_free():
     assert len(endpoint.attempts) == count
 
 
-def test_admin_request_headers_have_a_deadline():
+def test_admin_requests_have_a_deadline():
     """
-    Headers trickled a byte a second (each byte within the idle timeout)
-    close the connection HEADER_TIMEOUT after the request's first byte; a
-    request whose headers arrive in time is answered, and the next request
+    Headers, or a body, trickled a byte a second (each byte within the idle
+    timeout) close the connection REQUEST_TIMEOUT after the request's first
+    byte; a request that arrives in time is answered, and the next request
     on the connection gets its own deadline.
     """
     from twisted.internet.address import IPv4Address
@@ -310,7 +310,7 @@ def test_admin_request_headers_have_a_deadline():
 
     from muxpool.ops import AdminService
 
-    HEADER_TIMEOUT = 10  # seconds, as README says
+    REQUEST_TIMEOUT = 10  # seconds, as README says
     clock = MemoryReactorClock()
     ops, *_ = switch()
     service = AdminService("tcp:0:interface=127.0.0.1", ops, clock)
@@ -323,19 +323,27 @@ def test_admin_request_headers_have_a_deadline():
 
     protocol, transport = connection()
     request = b"GET /status HTTP/1.1\r\nhost: x\r\n\r\n"
-    for byte in request[:HEADER_TIMEOUT]:
+    for byte in request[:REQUEST_TIMEOUT]:
         assert not transport.disconnecting
         protocol.dataReceived(bytes([byte]))
         clock.advance(1)
     assert transport.disconnecting and transport.value() == b""
 
     protocol, transport = connection()
-    clock.advance(HEADER_TIMEOUT - 1)
+    clock.advance(REQUEST_TIMEOUT - 1)
     protocol.dataReceived(request)
     assert transport.value().startswith(b"HTTP/1.1 200 ")
     transport.clear()
     clock.advance(20)  # idle between requests, within the idle timeout
     protocol.dataReceived(request[:5])
-    clock.advance(HEADER_TIMEOUT - 1)
+    clock.advance(REQUEST_TIMEOUT - 1)
     protocol.dataReceived(request[5:])
     assert transport.value().startswith(b"HTTP/1.1 200 ") and not transport.disconnecting
+    transport.clear()
+    body = b"POST /undrain HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n"
+    protocol.dataReceived(body)  # the headers come whole, the body a byte at a time
+    for _ in range(REQUEST_TIMEOUT):
+        assert not transport.disconnecting
+        protocol.dataReceived(b"x")
+        clock.advance(1)
+    assert transport.disconnecting and transport.value() == b""

@@ -667,6 +667,24 @@ def test_a_member_that_answers_nothing_holds_at_most_max_unanswered_requests():
     assert not pool.isStalled(muxes[0])
 
 
+def test_a_stalled_member_is_tried_when_the_other_one_refused_the_request():
+    """
+    A stalled member is skipped only for a member that can take the
+    request: once the other refused it (link not ready, though it said
+    ready), the request goes to the stalled one rather than waiting.
+    """
+    ms = members(2)
+    hung = Deferred()
+    ms[0].script = [hung, hung]  # m0 answers nothing
+    pool = makePool(ms, "round-robin", maxUnanswered=2)
+    for _ in range(4):
+        outcome(pool.request({"t": "0200"}, 30))
+    assert pool.isStalled(ms[0]) and len(ms[0].requests) == 2
+    ms[1].script = [fail(LinkNotReady("reconnecting"))]
+    results = outcome(pool.request({"t": "0200"}, 30))
+    assert len(ms[1].requests) == 3 and results == [{"t": "0210", "by": "m0"}]
+
+
 def test_a_stopped_pool_holds_nothing():
     ms = members(2)
     pool = makePool(ms)

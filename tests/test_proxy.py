@@ -32,7 +32,7 @@ def test_headers_are_read_whole_or_waited_for():
         ProxyHeader("v1", False, "10.1.2.3", 40000),
         len(line),
     )
-    assert readProxyHeader(b"PROXY UNKNOWN\r\n") == (ProxyHeader("v1", True), 15)
+    assert readProxyHeader(b"PROXY UNKNOWN\r\n") == (ProxyHeader("v1", False), 15)
     assert readProxyHeader(v2()) == (ProxyHeader("v2", False, "127.0.0.2", 40000), 28)
     assert readProxyHeader(v2(command=0x20, family=0)) == (ProxyHeader("v2", True), 16)
     six = SIGNATURE + bytes([0x21, 0x21]) + struct.pack("!H", 36) + bytes(15) + b"\x01" * 17
@@ -143,3 +143,26 @@ def test_others_connect_as_before_and_the_setting_is_checked():
         ServerSettings(proxyProtocol="v3", proxyFrom="10.0.0.1")
     with pytest.raises(ValueError, match="proxy-protocol needs proxy-from"):
         ServerSettings(proxyProtocol="v2")
+
+
+def test_a_header_naming_no_client_is_the_balancers_session():
+    front, reactor = server()
+    protocol, transport = connect(reactor)
+    with capturedText() as lines:
+        unspec = SIGNATURE + bytes([0x21, 0x00, 0, 0])  # PROXY, family UNSPEC
+        protocol.dataReceived(unspec + SPEC.encode(sampleRequest(1)))
+    assert [m["39"] for m in answers(transport)] == ["00"]
+    assert [p["peer"] for p in front.status()["peers"]] == ["127.0.0.1:5000"]
+    assert any("names no client address" in line for line in lines), lines
+
+
+def test_a_header_that_comes_after_the_stop_began_opens_no_session():
+    front, reactor = server()
+    protocol, transport = connect(reactor)
+    protocol.dataReceived(v2()[:10])
+    waiting = []
+    front.stopService().addCallback(waiting.append)
+    assert not transport.connected and front.proxied == set()
+    protocol, transport = connect(reactor)  # accepted just before the port closed
+    protocol.dataReceived(v2())
+    assert not transport.connected and front.sessions == {}

@@ -19,6 +19,7 @@ from muxpool.channel._tls import (
     describeTLSFailure,
     isTLSFailure,
     peerSubject,
+    refusalOf,
     wrapTLS,
 )
 
@@ -40,5 +41,6 @@ __all__ = [
     "isTLSFailure",
     "peerSubject",
     "readProxyHeader",
+    "refusalOf",
     "wrapTLS",
 ]

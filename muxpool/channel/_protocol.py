@@ -91,7 +91,6 @@ class ISOChannelProtocol(Protocol):
     @ivar partialSince: clock time the unfinished frame in the buffer started
         to arrive, or None.
     @ivar secured: whether TLS on this connection is up and the peer accepted it.
-    @ivar tlsRefusal: why this side refused the peer's certificate, if it did.
     """
 
     log = Logger()
@@ -124,7 +123,6 @@ class ISOChannelProtocol(Protocol):
         self.lastReceived = self.lastSent = clock.seconds()
         self.partialSince: Optional[float] = None
         self.secured = False
-        self.tlsRefusal: Optional[str] = None
         self.idleTimeout: Optional[float] = None
         self.frameTimeout: Optional[float] = None
         self._idleTimer: Optional[IDelayedCall] = None

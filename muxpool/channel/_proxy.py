@@ -31,8 +31,9 @@ class ProxyHeaderError(ValueError):
 class ProxyHeader:
     """
     A parsed header: C{local} for a balancer's own connection (a v2 LOCAL
-    health check, or v1 C{UNKNOWN}), else the client's C{host} and C{port}
-    (C{ipv6} for an IPv6 client).
+    health check); else the client's C{host} and C{port} (C{ipv6} for an
+    IPv6 client), None when the balancer does not know them (v1
+    C{UNKNOWN}, v2 UNSPEC).
     """
 
     version: str
@@ -69,7 +70,7 @@ def readProxyHeader(
 def _v1(line: bytes) -> ProxyHeader:
     parts = line.split(b" ")
     if len(parts) >= 2 and parts[1] == b"UNKNOWN":
-        return ProxyHeader("v1", True)
+        return ProxyHeader("v1", False)
     if len(parts) != 6 or parts[1] not in (b"TCP4", b"TCP6"):
         raise ProxyHeaderError("PROXY v1 line is not 'PROXY TCP4|TCP6 src dst sport dport'")
     try:
@@ -102,6 +103,6 @@ def _v2(data: bytes) -> Optional[Tuple[ProxyHeader, int]]:
         host = str(ipaddress.IPv6Address(body[:16]))
         (port,) = struct.unpack("!H", body[32:34])
         return ProxyHeader("v2", False, host, port, True), size
-    if family == 0x00:  # UNSPEC: the balancer does not know; as a local one
-        return ProxyHeader("v2", True), size
+    if family == 0x00:  # UNSPEC: the balancer does not know the client
+        return ProxyHeader("v2", False), size
     raise ProxyHeaderError(f"PROXY v2 header for family/protocol {family:#04x} (not TCP)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Tuple, Union
+from weakref import WeakKeyDictionary
 
 from twisted.internet.interfaces import IProtocol
 from twisted.internet.protocol import Protocol
@@ -160,7 +161,7 @@ class ServerTLS:
         Refuse a client whose certificate's common name is not pinned
         within the handshake (an alert, as for any refused certificate), so
         a TLS 1.3 client never takes the session as accepted.  The reason
-        is left on the channel protocol (C{tlsRefusal}) for the server's log.
+        is kept for the server's log (L{refusalOf}).
         """
         from OpenSSL import SSL
 
@@ -170,9 +171,7 @@ class ServerTLS:
             subject = certificate.get_subject().commonName
             if subject in self.clientSubjects:
                 return True
-            protocol = getattr(connection.get_app_data(), "wrappedProtocol", None)
-            if protocol is not None:
-                protocol.tlsRefusal = f"TLS client subject CN={subject} is not allowed"
+            _refusals[connection] = f"TLS client subject CN={subject} is not allowed"
             return False
 
         context.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, verify)
@@ -300,6 +299,22 @@ def _acceptingTLS() -> type:
 
     _ACCEPTING = AcceptingTLSTransport
     return _ACCEPTING
+
+
+#: Why this side refused a connection's certificate, by OpenSSL connection.
+_refusals: "WeakKeyDictionary[object, str]" = WeakKeyDictionary()
+
+
+def refusalOf(transport: object) -> Optional[str]:
+    """
+    Why this side refused the peer's certificate on C{transport} (a TLS
+    transport), if it did for a reason of its own (a subject not pinned).
+    """
+    getHandle = getattr(transport, "getHandle", None)
+    try:
+        return _refusals.get(getHandle()) if getHandle is not None else None
+    except TypeError:  # not weakly referenceable: not an OpenSSL connection
+        return None
 
 
 def peerSubject(transport: object) -> Optional[str]:

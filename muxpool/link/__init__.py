@@ -9,10 +9,11 @@ a QMUX attaches, loss observers, a ready state, and sending on the current
 connection.
 """
 
+from muxpool._config import matches, parsePatterns
 from muxpool.link._adaptor import AdaptorSettings, ChannelAdaptor, Target
 from muxpool.link._base import LinkBase
 from muxpool.link._network import NetworkExchange
-from muxpool.link._server import QServer, ServerSettings, matches, parsePatterns
+from muxpool.link._server import QServer, ServerSettings
 from muxpool.link._session import ServerSession
 
 __all__ = [

@@ -60,6 +60,7 @@ class ProxiedConnection(ProtocolWrapper):
         # The client's protocol is connected once the header is read.
         self.connected = True
         self.transport = transport
+        self.server.proxied.add(self)
         self._timer = self.server.clock.callLater(HEADER_TIMEOUT, self._late)
 
     def _late(self) -> None:
@@ -82,15 +83,20 @@ class ProxiedConnection(ProtocolWrapper):
             return
         header, size = found
         rest, self._buffer = self._buffer[size:], b""
-        self._done = True
-        self._timer = cancelTimer(self._timer)
+        self._finished()
         if header.local:
             self.server.counters["proxy_local"] += 1
             assert self.transport is not None
             self.transport.loseConnection()  # a balancer's health check: quietly
             return
-        kind = IPv6Address if header.ipv6 else IPv4Address
-        self.client = kind("TCP", header.host, header.port)  # type: ignore[arg-type]
+        if header.host is None:
+            # The balancer does not know the client (v1 UNKNOWN, v2 UNSPEC):
+            # a session, as the balancer's own address.
+            self.client = self.balancer
+            self.server._proxyUnknown(hostPort(self.balancer))
+        else:
+            kind = IPv6Address if header.ipv6 else IPv4Address
+            self.client = kind("TCP", header.host, header.port)  # type: ignore[arg-type]
         protocol = self.server._buildSession(self.client)
         if protocol is None:
             self._abort()
@@ -100,10 +106,21 @@ class ProxiedConnection(ProtocolWrapper):
         if rest:
             protocol.dataReceived(rest)
 
-    def _refuse(self, why: str) -> None:
+    def _finished(self) -> None:
         self._done = True
         self._timer = cancelTimer(self._timer)
+        self.server.proxied.discard(self)
+
+    def _refuse(self, why: str) -> None:
+        self._finished()
         self.server._refused(hostPort(self.balancer), why)
+        self._abort()
+
+    def abort(self) -> None:
+        """
+        The server stops before the header came whole: close, nothing read.
+        """
+        self._finished()
         self._abort()
 
     def _abort(self) -> None:
@@ -117,7 +134,7 @@ class ProxiedConnection(ProtocolWrapper):
         return self.transport.getPeer()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self._timer = cancelTimer(self._timer)
+        self._finished()
         self.connected = False
         if self.wrappedProtocol is not None:
             self.wrappedProtocol.connectionLost(reason)

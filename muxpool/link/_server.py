@@ -19,7 +19,7 @@ connection.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple, Union
 from weakref import WeakKeyDictionary
 
 from twisted.application.service import Service
@@ -37,7 +37,7 @@ from twisted.logger import ILogObserver, Logger, globalLogPublisher
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from muxpool._config import defaultSessionLimit, hostPort
+from muxpool._config import defaultSessionLimit, hostPort, matches, parsePatterns
 from muxpool._support import RateLimiter, Waiters, backoffDelay, cancelTimer, defaultReactor
 from muxpool.channel import (
     VERSIONS,
@@ -47,6 +47,7 @@ from muxpool.channel import (
     ServerTLS,
     describeTLSFailure,
     peerSubject,
+    refusalOf,
     wrapTLS,
 )
 from muxpool.errors import NotSent
@@ -55,32 +56,6 @@ from muxpool.iso import Stans, describeForReversal, isMTI, isRequest, isResponse
 from muxpool.link._proxied import ProxiedConnection
 from muxpool.link._session import ServerSession
 from muxpool.listeners import ListenerFailed, decline, offer
-
-
-def parsePatterns(text: Union[str, Sequence[str], None]) -> Tuple[str, ...]:
-    """
-    jPOS's allow/deny lists: addresses separated by commas or spaces, each
-    exact or ending in C{*} (a prefix).
-    """
-    if not text:
-        return ()
-    if isinstance(text, str):
-        text = text.replace(",", " ").split()
-    return tuple(text)
-
-
-def matches(address: str, patterns: Iterable[str]) -> bool:
-    """
-    Whether C{address} is one of C{patterns} (see L{parsePatterns}).
-    """
-    for pattern in patterns:
-        if pattern.endswith("*"):
-            if address.startswith(pattern[:-1]):
-                return True
-        elif address == pattern:
-            return True
-    return False
-
 
 #: What a request gets once a stopping server forwards no more: not sent.
 STOPPING_CODE = "91"
@@ -268,6 +243,8 @@ class QServer(Service):
         )
         self.listeners: List[IRequestListener] = list(listeners)
         self.sessions: Dict[ISOChannelProtocol, ServerSession] = {}
+        #: Connections from a balancer whose PROXY header is still to come.
+        self.proxied: Set[ProxiedConnection] = set()
         self.counters = {
             "accepted": 0,
             "refused": 0,
@@ -400,21 +377,13 @@ class QServer(Service):
         self.lastFailure = why
         self._bindRetry = self.clock.callLater(delay, self._listen)
 
-    def sessionsLeft(self) -> int:
-        """
-        How many more sessions this server takes now (its limit, or the
-        process's share when it has none).
-        """
-        left = self.maxSessions - len(self.sessions)
-        if self.settings.maxSessions is None:
-            left = min(left, self.maxSessions - _openSessions.get(self.clock, 0))
-        return left
-
     def _accept(self, addr: Optional[IAddress]) -> Optional[ISOChannelProtocol]:
         host = getattr(addr, "host", "")
         settings = self.settings
         why = None
-        if settings.deny and matches(host, settings.deny):
+        if not self.running:
+            why = "server stopping"  # a PROXY header that came after the stop began
+        elif settings.deny and matches(host, settings.deny):
             why = "denied by deny list"
         elif settings.allow and not matches(host, settings.allow):
             why = "not in allow list"
@@ -439,6 +408,16 @@ class QServer(Service):
         if protocol is not None and self.tlsOptions is not None:
             return wrapTLS(protocol, self.tlsOptions, False, self.clock)
         return protocol
+
+    def _proxyUnknown(self, balancer: str) -> None:
+        self.limiter.emit(
+            self.log.info,
+            "proxy unknown",
+            "{server}: a PROXY header from {balancer} names no client address; "
+            "the session is taken as the balancer's",
+            server=self.name,
+            balancer=balancer,
+        )
 
     def _refused(self, peer: str, why: str) -> None:
         """
@@ -599,7 +578,8 @@ class QServer(Service):
 
     def channelLost(self, protocol: ISOChannelProtocol, reason: Optional[Failure]) -> None:
         if self.settings.tls is not None and not protocol.secured:
-            self._refuse(protocol.peer, protocol.tlsRefusal or describeTLSFailure(reason))
+            why = refusalOf(protocol.transport) or describeTLSFailure(reason)
+            self._refuse(protocol.peer, why)
         session = self.sessions.pop(protocol, None)
         if session is not None:
             _openSessions[self.clock] -= 1
@@ -675,6 +655,8 @@ class QServer(Service):
         """
         Service.stopService(self)
         self._bindRetry = cancelTimer(self._bindRetry)
+        for waiting in list(self.proxied):
+            waiting.abort()  # its PROXY header never came whole: nothing was read
         if self._listening is not None:
             self._listening.cancel()
         self._listenWaiters.cancel()

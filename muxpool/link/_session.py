@@ -5,7 +5,7 @@ requests are answered on.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generator, Mapping, Set
+from typing import TYPE_CHECKING, Any, Generator, Mapping, Optional, Set
 
 from twisted.internet.defer import Deferred, TimeoutError, inlineCallbacks, succeed
 from twisted.internet.interfaces import IPushProducer, ISSLTransport
@@ -23,8 +23,9 @@ from muxpool.link._network import NetworkExchange
 if TYPE_CHECKING:
     from muxpool.link._server import QServer
 
-#: A stopping session's requests are forwarded until this long (at most
-#: half the grace period) before the grace period ends; then declined.
+#: A stopping session's requests are forwarded in the first half of the
+#: grace period, and never later than this long before it ends; then
+#: declined.
 STOP_MARGIN = 1.0
 
 
@@ -171,6 +172,7 @@ class ServerSession(LinkBase):
         The connection is gone: answers still owed will be undeliverable.
         """
         self.ready.set(False)
+        self.network.cancel()  # a sign-off waiting for its answer: no answer can come now
         self._idleWaiters.fire()
         if not self._closed.called:
             self._closed.callback(None)
@@ -201,20 +203,24 @@ class ServerSession(LinkBase):
         A planned stop of this session.  It signs off (if the server does)
         and goes on reading: a client that ignores the sign-off (jPOS's)
         keeps writing until it sees the close, and nothing it wrote is
-        left unread.  Its requests are forwarded while the grace period
-        leaves time for an answer, then declined at once ("not sent", 91);
-        the session is closed once nothing is owed and the client has been
-        quiet for C{stopQuiet}, or at C{deadline}, once what was written is
-        flushed.  What came after the close is counted and logged.
+        left unread.  Its requests are forwarded in the first half of the
+        grace period (so their answers have the second half to come), then
+        declined at once ("not sent", 91); the session is closed once
+        nothing is owed, the sign-off is answered (or its timeout passed)
+        and the client has been quiet for C{stopQuiet}, or at C{deadline},
+        once what was written is flushed.  What came after the close is
+        counted and logged.
         """
         server = self.server
         settings = server.settings
         clock = server.clock
         self.stopping = True
-        self.forwardUntil = deadline - min(STOP_MARGIN, settings.gracePeriod / 2)
+        grace = settings.gracePeriod
+        self.forwardUntil = deadline - min(grace, max(STOP_MARGIN, grace / 2))
+        signOff: Optional[Deferred] = None
         if settings.signOffOnStop and self.protocol.connected:
             timeout = max(0.0, min(settings.signOffTimeout, deadline - clock.seconds()))
-            self._signOff(timeout)  # its answer, or not, is logged; reading goes on
+            signOff = self._signOff(timeout)  # its answer, or not, is logged; reading goes on
         while self.protocol.connected:
             now = clock.seconds()
             if now >= deadline:
@@ -222,6 +228,11 @@ class ServerSession(LinkBase):
             if self.inFlight:
                 wait = self.whenIdle().addTimeout(deadline - now, clock)
                 yield wait.addErrback(lambda f: None)
+                continue
+            if signOff is not None and not signOff.called:
+                # A client may have written just before it saw the sign-off:
+                # quiet only counts once it answered (or could have).
+                yield signOff
                 continue
             quietFor = now - self.protocol.lastReceived
             if quietFor >= settings.stopQuiet:

@@ -15,7 +15,7 @@ link), and an "outcome unknown" never is: payments are not idempotent.
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -261,14 +261,20 @@ class MUXPool(Service):
             and member.name not in self._suspended
         )
 
-    def isUsable(self, member: IMUX) -> bool:
+    def isUsable(self, member: IMUX, tried: Tuple[int, ...] = ()) -> bool:
+        """
+        Whether C{member} may be sent a request now; with C{tried} (ids of
+        members that request was already refused by), as that request
+        sees it.
+        """
         if not self._available(member):
             return False
         if not self.isStalled(member):
             return True
         # stalled: used only when no other member can be
         return not any(
-            m is not member and self._available(m) and not self.isStalled(m) for m in self.members
+            m is not member and id(m) not in tried and self._available(m) and not self.isStalled(m)
+            for m in self.members
         )
 
     def isStalled(self, member: IMUX) -> bool:

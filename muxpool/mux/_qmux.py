@@ -157,6 +157,7 @@ class QMUX(Service):
         self._pending: Dict[str, _Pending] = {}
         self._waiting: "OrderedDict[str, _Pending]" = OrderedDict()
         self._expired: "OrderedDict[str, None]" = OrderedDict()
+        self._sentOnly: "OrderedDict[str, None]" = OrderedDict()
         self._counts: Dict[str, float] = dict.fromkeys(
             (
                 "tx",
@@ -275,6 +276,7 @@ class QMUX(Service):
             self._flush()
 
     def _linkLost(self, link: ILink, reason: Optional[Failure] = None) -> None:
+        self._unmatchedRun = 0  # a new connection is a new stream
         for pending in [p for p in self._pending.values() if p.link is link]:
             if not pending.done:
                 self._unknown(pending, LinkLost, "link lost after the request was written")
@@ -348,6 +350,15 @@ class QMUX(Service):
             raise LinkNotReady(f"{self.name}: link not ready")
         link.send(message)
         self._counts["tx"] += 1
+        if self.unmatchedLimit:
+            # its answer, if one comes, matches nothing and is no sign
+            # that the stream is out of step
+            try:
+                self._sentOnly[self.keys.key(message)] = None
+            except MissingKey:
+                pass
+            if len(self._sentOnly) > self.lateMemory:
+                self._sentOnly.popitem(last=False)
 
     def request(self, message: Mapping[str, str], timeout: float) -> Deferred:
         """
@@ -550,7 +561,7 @@ class QMUX(Service):
                 return False
             if key is not None and key in self._expired:
                 self._counts["rx_late"] += 1
-            elif response and self._pending:
+            elif response and self._pending and key not in self._sentOnly:
                 self._unmatched(source or self.link)
         # muxpool's links are their own sources (LinkBase, MemoryLink).
         self._processUnhandled(message, source or cast(ISource, self.link))

@@ -49,7 +49,7 @@ class _Attempt:
         self.members = pool.members
 
     def isUsable(self, member: IMUX) -> bool:
-        return id(member) not in self.tried and self.pool.isUsable(member)
+        return id(member) not in self.tried and self.pool.isUsable(member, self.tried)
 
     def memberNamed(self, name: str) -> Optional[IMUX]:
         return self.pool.memberNamed(name)

@@ -162,8 +162,8 @@ class ReadyResource(_Leaf):
     def render_GET(self, request):
         ready, reason = self.node.readiness()
         code = http.OK if ready else http.SERVICE_UNAVAILABLE
-        left = self.node.sessionsLeft()
-        return _json(request, code, {"ready": ready, "reason": reason, "sessions_left": left})
+        limit = self.node.sessionLimit()
+        return _json(request, code, {"ready": ready, "reason": reason, "session_limit": limit})
 
 
 class LiveResource(_Leaf):
@@ -349,6 +349,9 @@ class _AdminRequest(Request):
     _received = 0
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        arrived = getattr(self.channel.transport, "requestArrived", None)
+        if arrived is not None:
+            arrived()  # whole, within its deadline
         if not self._refused:  # a refused request is never processed
             Request.requestReceived(self, command, path, version)
 
@@ -421,10 +424,10 @@ class _NotFound(Resource):
 #: Seconds an admin connection may stay idle.
 IDLE_TIMEOUT = 30
 
-#: Seconds a request's headers may take to arrive, from its first byte (or
-#: the connection's start): a client trickling them a byte at a time, each
-#: within the idle timeout, cannot hold a connection for ever.
-HEADER_TIMEOUT = 10
+#: Seconds a request may take to arrive whole, from its first byte (or the
+#: connection's start): a client trickling it a byte at a time, each within
+#: the idle timeout, cannot hold a connection for ever.
+REQUEST_TIMEOUT = 10
 
 
 if TYPE_CHECKING:
@@ -433,16 +436,16 @@ else:  # older Twisted's WrappingFactory is not generic
     _Wrapping = WrappingFactory
 
 
-class _HeaderDeadline(ProtocolWrapper):
+class _RequestDeadline(ProtocolWrapper):
     """
-    An admin connection whose requests' headers must each arrive within
-    L{HEADER_TIMEOUT} of their first byte (the first request's, of the
-    connection's start); else it is closed.
+    An admin connection whose requests must each arrive whole (headers and
+    body) within L{REQUEST_TIMEOUT} of their first byte (the first one's,
+    of the connection's start); else it is closed.  A client trickling a
+    byte at a time, each within the idle timeout, cannot hold it for ever.
     """
 
     _timer: Optional[IDelayedCall] = None
-    _inRequest = False
-    _tail = b""
+    _arrived = False  # the request under way came whole, and is not answered yet
 
     def makeConnection(self, transport: Any) -> None:
         self._arm()
@@ -450,28 +453,27 @@ class _HeaderDeadline(ProtocolWrapper):
 
     def _arm(self) -> None:
         factory: Any = self.factory
-        self._timer = factory.clock.callLater(HEADER_TIMEOUT, self._late)
+        self._timer = factory.clock.callLater(REQUEST_TIMEOUT, self._late)
 
     def _late(self) -> None:
         self._timer = None
         assert self.transport is not None
         self.transport.abortConnection()  # type: ignore[attr-defined]
 
+    def requestArrived(self) -> None:
+        """
+        The request under way came whole (see L{_AdminRequest}).
+        """
+        self._arrived = True
+        self._timer = cancelTimer(self._timer)
+
     def dataReceived(self, data: bytes) -> None:
-        if not self._inRequest:
-            if self._timer is None:
-                self._arm()  # the next request's first byte
-            seen = self._tail + data
-            if b"\r\n\r\n" in seen:
-                self._inRequest = True
-                self._timer = cancelTimer(self._timer)
-                self._tail = b""
-            else:
-                self._tail = seen[-3:]
+        if self._timer is None and not self._arrived:
+            self._arm()  # the next request's first byte
         ProtocolWrapper.dataReceived(self, data)
 
     def write(self, data: bytes) -> None:
-        self._inRequest = False  # answered: what comes next is a new request
+        self._arrived = False  # answered: what comes next is a new request
         ProtocolWrapper.write(self, data)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -488,7 +490,7 @@ class _Limited(_Wrapping):
     log = Logger()
     noisy = False
 
-    protocol = _HeaderDeadline
+    protocol = _RequestDeadline
 
     def __init__(self, site: Site, limit: int, clock: Any) -> None:
         super().__init__(site)

@@ -92,21 +92,27 @@ class NodeState:
                     return False, f"server {server.name} forwards to {name}, which is not usable"
         return True, "ready"
 
-    def sessionsLeft(self) -> int:
+    def sessionLimit(self) -> int:
         """
-        How many more sessions the servers take (their session limits).
+        How many sessions the servers hold at most, together: each one's
+        C{maxSessions}, and the process's default budget once for those
+        that share it (HAProxy's C{maxconn:N} is such a limit, not what is
+        left of it).
         """
-        return sum(max(0, server.sessionsLeft()) for server in self.servers())
+        servers = self.servers()
+        own = sum(s.maxSessions for s in servers if s.settings.maxSessions is not None)
+        shared = [s.maxSessions for s in servers if s.settings.maxSessions is None]
+        return own + (max(shared) if shared else 0)
 
     def agentWord(self) -> str:
         """
         The line HAProxy's C{agent-check} reads: C{drain} while draining
         (no new sessions, those open kept), C{ready up maxconn:N} while
-        ready, C{down} otherwise.
+        ready (N: L{sessionLimit}), C{down} otherwise.
         """
         if self.draining or self.stopping:
             return "drain"
         ready, _ = self.readiness()
         if not ready:
             return "down"
-        return f"ready up maxconn:{max(1, self.sessionsLeft())}"
+        return f"ready up maxconn:{max(1, self.sessionLimit())}"

@@ -131,8 +131,8 @@ class ParentNode:
 
     def readiness(self) -> Deferred:
         """
-        Fires with (ready, reason, sessions left): ready only if every
-        worker is.
+        Fires with (ready, reason, session limit): ready only if every
+        worker is; the limit is the workers' together.
         """
         if self.stopping or self.draining:
             from twisted.internet.defer import succeed
@@ -147,7 +147,7 @@ class ParentNode:
                 state = _json(body)
                 if code != http.OK:
                     return False, f"worker {index}: {state.get('reason', code)}", 0
-                left += int(state.get("sessions_left", 0))
+                left += int(state.get("session_limit", 0))
             return True, "ready", left
 
         return self.workers.callAll(b"GET", b"/ready").addCallback(judge)
@@ -263,7 +263,7 @@ class ParentResource(Resource):
     def _ready(self, state: Tuple[bool, str, int], request: Any) -> None:
         ready, reason, left = state
         code = http.OK if ready else http.SERVICE_UNAVAILABLE
-        _finish(request, code, {"ready": ready, "reason": reason, "sessions_left": left})
+        _finish(request, code, {"ready": ready, "reason": reason, "session_limit": left})
 
     def _status(self, request: Any) -> None:
         def both(results: List[Any]) -> None:
