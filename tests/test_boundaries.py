@@ -148,6 +148,7 @@ def test_a_listener_that_raises_gets_its_request_declined():
 
     spec = ChannelSpec.fromConfig("ASCIIChannel", "ISO87A")
     server = QServer("front", spec, "tcp:0", MemoryReactorClock(), listeners=[Broken()])
+    server.startService()
     protocol = server._accept(IPv4Address("TCP", "127.0.0.1", 5555))
     transport = StringTransport()
     protocol.makeConnection(transport)
@@ -184,6 +185,7 @@ def test_a_listener_that_answers_and_then_raises_is_not_answered_twice():
 
     spec = ChannelSpec.fromConfig("ASCIIChannel", "ISO87A")
     server = QServer("front", spec, "tcp:0", MemoryReactorClock(), listeners=[AnswersThenRaises()])
+    server.startService()
     protocol = server._accept(IPv4Address("TCP", "127.0.0.1", 5555))
     transport = StringTransport()
     protocol.makeConnection(transport)
