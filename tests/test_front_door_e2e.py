@@ -193,9 +193,9 @@ def test_rewriting_the_front_server_file_under_load(tmp_path, signOff):
     Redeploying the front server (changing maxSessions) loses no approval.
     The new server takes over the listening socket; the old one signs off
     (if configured) and drains.  Without a sign-off the clients learn of
-    the stop by the close alone: requests the old server never read fail at
-    the client (the issuer never saw them), and every answer it did read
-    still reaches the client before the close.
+    the stop by the close alone: they keep writing to the old server, which
+    forwards in the first half of its grace period and declines 91 (not
+    sent) after, and every answer reaches the client before the close.
     """
     made = issuers(tmp_path)
     proc, port, deploy = switch(tmp_path, [p for _, p, _ in made], extra=signOff)
@@ -221,9 +221,11 @@ def test_rewriting_the_front_server_file_under_load(tmp_path, signOff):
     )
     assert code == 0, proc.log[-3000:]
     failures = [o for o in outcomes if not isinstance(o, dict)]
-    assert set(answered.values()) == {"00"}
     if signOff:
         assert failures == [], failures[:3]
+        assert set(answered.values()) == {"00"}
+    else:  # declined only as not sent: no issuer saw those
+        assert set(answered.values()) <= {"00", "91"}
     assert warned == Counter(), "a client of the old server missed an answer"
     assert "front: stopping; draining 4 sessions" in proc.log and "Traceback" not in proc.log
 
