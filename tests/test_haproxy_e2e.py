@@ -160,21 +160,30 @@ class HAProxy:
         return self.log.read()
 
 
+@defer.inlineCallbacks
+def cluster(tmp_path, nodes, made):
+    """
+    Start C{nodes}, then HAProxy in front of them; fires with HAProxy once
+    it sees both UP.  (Whatever started is stopped by the caller.)
+    """
+    for node in nodes:
+        node.start()
+    for node in nodes:
+        node.proc.waitFor("front: listening")
+    haproxy = HAProxy(tmp_path, nodes)
+    made.append(haproxy)
+    yield until(lambda: {s for s, _ in haproxy.servers().values()} == {"UP"}, what="both UP")
+    return haproxy
+
+
 @pytest_twisted.inlineCallbacks
 def test_rolling_every_node_behind_haproxy_under_load_fails_nothing(tmp_path):
     made = issuers(tmp_path, delay=0)
     nodes = [Node(tmp_path, f"node{i}", [p for _, p, _ in made]) for i in (1, 2)]
-    haproxy = None
+    balancers = []
     states = []
     try:
-        for node in nodes:
-            node.start()
-        for node in nodes:
-            node.proc.waitFor("front: listening")
-        haproxy = HAProxy(tmp_path, nodes)
-        yield until(
-            lambda: {s for s, _ in haproxy.servers().values()} == {"UP"}, what="both nodes UP"
-        )
+        haproxy = yield cluster(tmp_path, nodes, balancers)
         rolled = []
 
         @defer.inlineCallbacks
@@ -210,7 +219,7 @@ def test_rolling_every_node_behind_haproxy_under_load_fails_nothing(tmp_path):
         for node in nodes:
             for proc in node.runs:
                 proc.stop()
-        log = haproxy.stop() if haproxy is not None else ""
+        log = balancers[0].stop() if balancers else ""
         stopIssuers(made)
     sent = [o for o in outcomes if o is not None]
     codes = Counter(o["39"] if isinstance(o, dict) else type(o.value).__name__ for o in sent)
@@ -248,24 +257,20 @@ def test_the_client_address_the_agent_and_a_node_killed(tmp_path):
     Through HAProxy, a client from 127.0.0.2 is 127.0.0.2 in the node's
     /status and log (PROXY v2); a session from HAProxy's address with no
     PROXY header is refused.  HAProxy follows the agent: POST /drain shows
-    DRAIN, /undrain UP.  A node killed with SIGKILL costs at most what was
-    in flight on it; the load goes on through the other.
+    DRAIN, /undrain UP.  A node killed with SIGKILL costs only what was in
+    flight on it (outcome unknown); the load goes on through the other.
     """
     from muxpool.channel import ChannelSpec
+    from muxpool.errors import OutcomeUnknown
     from muxpool.link import AdaptorSettings, ChannelAdaptor
     from muxpool.mux import QMUX
 
     made = issuers(tmp_path, delay=0)
     nodes = [Node(tmp_path, f"node{i}", [p for _, p, _ in made]) for i in (1, 2)]
-    haproxy = None
+    balancers = []
     client = mux = None
     try:
-        for node in nodes:
-            node.start()
-        for node in nodes:
-            node.proc.waitFor("front: listening")
-        haproxy = HAProxy(tmp_path, nodes)
-        yield until(lambda: {s for s, _ in haproxy.servers().values()} == {"UP"}, what="UP")
+        haproxy = yield cluster(tmp_path, nodes, balancers)
 
         # the client's own address, through HAProxy
         client = ChannelAdaptor(
@@ -320,9 +325,13 @@ def test_the_client_address_the_agent_and_a_node_killed(tmp_path):
         for node in nodes:
             for proc in node.runs:
                 proc.stop()
-        log = haproxy.stop() if haproxy is not None else ""
+        log = balancers[0].stop() if balancers else ""
         stopIssuers(made)
+    # What was in flight on it when it died, and what the acquirer wrote on
+    # those connections before their close reached it: at most twice the
+    # acquirer's 16 in flight, each an outcome unknown (never a decline).
     failed = [o for o in outcomes if not isinstance(o, dict)]
-    assert killed and len(failed) <= 16, (len(failed), log[-6000:])
+    assert killed and len(failed) <= 32, (len(failed), log[-6000:])
+    assert all(f.check(OutcomeUnknown) for f in failed), failed[:3]
     assert all(isinstance(o, dict) and o["39"] == "00" for o in outcomes[2000:])
-    print(f"killed a node: {len(failed)} of 6000 failed (at most the 16 in flight)")
+    print(f"killed a node: {len(failed)} of 6000 failed (outcome unknown)")

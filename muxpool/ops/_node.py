@@ -21,24 +21,17 @@ from muxpool.listeners import Forward
 from muxpool.registry import Registry
 
 
-class NodeState:
+class Draining:
     """
-    Readiness and draining of the node whose beans are in C{registry}.
-
-    @ivar draining: set by L{drain}, cleared by L{undrain}.
-    @ivar stopping: set once the node has begun to stop (for good).
+    A node's drain: while C{draining} (L{drain}, until L{undrain}) or
+    C{stopping} (for good), it says "drain" and is not ready, and serves on.
     """
 
     log = Logger()
 
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
+    def __init__(self) -> None:
         self.draining = False
         self.stopping = False
-
-    def servers(self) -> List[QServer]:
-        found = (self.registry.lookup(name) for name in self.registry.names())
-        return [obj for obj in found if isinstance(obj, QServer)]
 
     def drain(self, why: str = "asked to") -> bool:
         """
@@ -65,6 +58,20 @@ class NodeState:
         self.draining = False
         self.log.info("node no longer draining", event="node.undrain")
         return True
+
+
+class NodeState(Draining):
+    """
+    Readiness and draining of the node whose beans are in C{registry}.
+    """
+
+    def __init__(self, registry: Registry) -> None:
+        Draining.__init__(self)
+        self.registry = registry
+
+    def servers(self) -> List[QServer]:
+        found = (self.registry.lookup(name) for name in self.registry.names())
+        return [obj for obj in found if isinstance(obj, QServer)]
 
     def readiness(self) -> Tuple[bool, str]:
         """

@@ -26,6 +26,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
+from muxpool.ops._node import Draining
+
 #: Seconds the parent waits for a worker's admin API.
 WORKER_TIMEOUT = 5.0
 
@@ -100,34 +102,15 @@ def _json(body: bytes) -> Any:
         return {"error": body.decode("utf-8", "replace")}
 
 
-class ParentNode:
+class ParentNode(Draining):
     """
     The node's state as the parent sees it: its own drain (for the agent,
     while the workers still serve) and every worker's readiness.
     """
 
-    log = Logger()
-
     def __init__(self, workers: WorkerAdmin) -> None:
+        Draining.__init__(self)
         self.workers = workers
-        self.draining = False
-        self.stopping = False
-
-    def drain(self, why: str = "asked to") -> bool:
-        if self.draining:
-            return False
-        self.draining = True
-        self.log.info(
-            "node draining ({why}): not ready for new sessions", why=why, event="node.drain"
-        )
-        return True
-
-    def undrain(self) -> bool:
-        if not self.draining or self.stopping:
-            return False
-        self.draining = False
-        self.log.info("node no longer draining", event="node.undrain")
-        return True
 
     def readiness(self) -> Deferred:
         """
