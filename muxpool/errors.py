@@ -49,6 +49,14 @@ class NoMUXAvailable(NotSent):
     """
 
 
+class NoCapacity(NotSent):
+    """
+    A MUX at its C{max-in-flight} (or every member of a pool at theirs)
+    refused the request at once, instead of letting it queue into a
+    timeout; nothing was sent.
+    """
+
+
 class StrategyFailed(NotSent):
     """
     A pool's strategy raised while choosing a member; nothing was sent.

@@ -114,6 +114,16 @@ def test_mux_without_class_is_qmux(tmp_path):
     assert isinstance(bean.service, QMUX) and bean.service.unmatchedLimit == 16
 
 
+def test_max_in_flight_of_a_mux_and_a_pool(tmp_path):
+    xml = '<mux name="m"><out>b</out><max-in-flight>8</max-in-flight></mux>'
+    assert build(tmp_path, xml).service.maxInFlight == 8
+    pool = '<mux class="org.jpos.q2.iso.MUXPool" name="p"><muxes>a</muxes>%s</mux>'
+    assert build(tmp_path, pool % "").service.maxInFlight is None
+    assert build(tmp_path, pool % "<max-in-flight>100</max-in-flight>").service.maxInFlight == 100
+    with pytest.raises(DescriptorError, match="max-in-flight must be 1 or more"):
+        build(tmp_path, xml.replace(">8<", ">0<"))
+
+
 def test_unmatched_limit(tmp_path):
     xml = '<mux name="m"><out>b</out><unmatched-limit>0</unmatched-limit></mux>'
     assert build(tmp_path, xml).service.unmatchedLimit == 0

@@ -7,6 +7,7 @@ echo finds the peer dead, and it comes back once it answers again.
 
 import os
 import signal
+from collections import Counter
 
 import pytest_twisted
 from zope.interface import implementer
@@ -178,3 +179,73 @@ def test_an_issuer_that_never_answers_cannot_hold_a_clients_whole_in_flight_limi
     assert len(answered) == 400 - dead, outcomes
     fastest = sorted(latencies)[: len(answered)]  # the declines took 2 s each
     assert fastest[int(len(fastest) * 0.99)] < 1.0
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_full_member_sheds_at_once_and_the_other_takes_the_rest():
+    """
+    A silent issuer behind a QMUX with max-in-flight 8, over real sockets:
+    through a pool with a healthy member, it holds 8 and the healthy one
+    takes the rest; alone, every request beyond its 8 is declined 91 at
+    once (in milliseconds), none waiting for its timeout.
+    """
+    r = reactor()
+    spec = ChannelSpec.fromConfig("NACChannel", "ISO87B")
+    started = []
+
+    def start(service):
+        service.startService()
+        started.append(service)
+        return service
+
+    def server(name, listener, settings=ServerSettings(gracePeriod=0)):
+        return start(
+            QServer(name, spec, "tcp:0:interface=127.0.0.1", r, settings, listeners=[listener])
+        )
+
+    try:
+        muxes = {}
+        for name, listener, limit in (
+            ("silent", Swallow(), 8),
+            ("healthy", Responder(fixed={"44": "healthy"}), None),
+        ):
+            issuer = server(name, listener)
+            port = (yield issuer.whenListening()).getHost().port
+            adaptor = start(ChannelAdaptor(f"link-{name}", spec, f"tcp:127.0.0.1:{port}", r))
+            muxes[name] = start(QMUX(f"mux-{name}", adaptor, r, maxInFlight=limit))
+            yield adaptor.ready.whenState(True)
+        both = start(
+            MUXPool("both", [muxes["silent"], muxes["healthy"]], r, strategyByName("round-robin"))
+        )
+        alone = start(MUXPool("alone", [muxes["silent"]], r))
+        clients = {}
+        for pool in (both, alone):
+            front = server(
+                f"front-{pool.name}",
+                Forward(pool, timeout=2),
+                ServerSettings(gracePeriod=0, maxInFlight=64),
+            )
+            port = (yield front.whenListening()).getHost().port
+            client = start(ChannelAdaptor(f"c-{pool.name}", spec, f"tcp:127.0.0.1:{port}", r))
+            clients[pool.name] = start(QMUX(f"c-{pool.name}-mux", client, r))
+            yield client.ready.whenState(True)
+        shared = yield runLoad(clients["both"], 200, 16, timeout=5)
+        latencies = []
+        shed = yield runLoad(clients["alone"], 100, 16, timeout=5, latencies=latencies, start=1000)
+    finally:
+        for service in reversed(started):
+            yield service.stopService()
+    # with the healthy member: the silent one holds its 8 (declined 68 at
+    # the 2 s timeout), the healthy one answers every other request
+    codes = Counter(o["39"] for o in shared)
+    assert codes == {"00": 192, "68": 8}, codes
+    assert {o["44"] for o in shared if o["39"] == "00"} == {"healthy"}
+    # alone, it takes 8 (68 at the timeout); every request beyond them is
+    # declined 91 at once, none waiting for a timeout
+    codes = Counter(o["39"] for o in shed)
+    assert codes == {"91": 92, "68": 8}, codes
+    # at once: far below the 2 s timeout (under 0.1 s when the machine is idle)
+    fastest = sorted(latencies)[:92]
+    assert max(fastest) < 0.5, fastest[-5:]
+    print(f"declined 91 in at most {max(fastest) * 1000:.1f} ms")
+    assert both.counters["shed"] == 0 and alone.counters["shed"] == 92

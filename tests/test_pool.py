@@ -750,3 +750,40 @@ def test_a_suspended_member_is_probed_again_on_its_new_link():
     assert pool.isSuspended(mux) and len(new.probes) == 1
     new.probes[0].callback(None)
     assert not pool.isSuspended(mux) and pool.isUsable(mux)
+
+
+def test_admission_control_sheds_at_once_instead_of_queueing_into_timeouts():
+    """
+    A QMUX at its max-in-flight refuses a request at once with NoCapacity
+    (counted as shed); a pool uses another member for it, never asks the
+    full one, and when every member is full answers NoCapacity at once.
+    A pool's own max-in-flight sheds before any member is asked.
+    """
+    from muxpool.errors import NoCapacity
+
+    clock = Clock()
+    links = [MemoryLink("a"), MemoryLink("b")]
+    muxes = [started(QMUX(f"mux-{link.name}", link, clock, maxInFlight=2)) for link in links]
+    stan = iter(range(1, 1000))
+
+    def message():
+        return {"t": "0200", "11": "%06d" % next(stan), "41": "T1"}
+
+    direct = [outcome(muxes[0].request(message(), 30)) for _ in range(3)]
+    assert direct[2][0].check(NoCapacity) and muxes[0].counters["shed"] == 1
+    links[0].deliver(answer(links[0].sent[0]))  # one ends: room again
+    assert outcome(muxes[0].request(message(), 30)) == []
+
+    pool = started(MUXPool("pool", muxes, clock, strategyByName("primary-secondary")))
+    assert muxes[0].atCapacity()  # a holds 2
+    viaPool = [outcome(pool.request(message(), 30)) for _ in range(3)]
+    assert len(links[0].sent) == 3 and len(links[1].sent) == 2  # b took them: a was full
+    assert viaPool[2][0].check(NoCapacity) and pool.counters["shed"] == 1
+    assert muxes[0].counters["shed"] == 1 and muxes[1].counters["shed"] == 0  # never asked
+    assert clock.getDelayedCalls() and pool.pendingCount() == 2  # it did not wait
+
+    capped = started(MUXPool("capped", [muxes[1]], clock, maxInFlight=1))
+    links[1].deliver(answer(links[1].sent[0]))
+    first = outcome(capped.request(message(), 30))
+    second = outcome(capped.request(message(), 30))
+    assert first == [] and second[0].check(NoCapacity) and capped.counters["shed"] == 1

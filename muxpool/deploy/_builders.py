@@ -6,7 +6,7 @@ names the file, the line and the element.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 from muxpool._config import parseFieldList, tcpEndpoint, yesNo
 from muxpool.channel import ClientTLS, ServerTLS
@@ -153,6 +153,7 @@ def _qmux(reader: DescriptorReader, name, root, reactor, registry) -> Bean:
             UNMATCHED_LIMIT,
             int,
         ),
+        maxInFlight=_maxInFlight(reader, root),
     )
     inQueue, outQueue = root.childText("in"), root.childText("out")
     ready = parseFieldList(root.childText("ready") or "")
@@ -214,8 +215,25 @@ def _pool(reader: DescriptorReader, name, root, reactor, registry) -> Bean:
         fallback=fallback,
         suspendAfterTimeouts=suspend,
         maxUnanswered=unanswered,
+        maxInFlight=_maxInFlight(reader, root),
     )
     return Bean(name, "pool", pool, reader.path, memberNames=members)
+
+
+def _maxInFlight(reader: DescriptorReader, root: Node) -> Optional[int]:
+    """
+    A MUX's C{<max-in-flight>}: None (no limit) if absent; at least 1.
+    """
+    limit = reader.number(
+        root.child("max-in-flight") or root,
+        root.childText("max-in-flight"),
+        "max-in-flight",
+        None,
+        int,
+    )
+    if limit is not None and limit < 1:
+        raise reader.error(root.child("max-in-flight") or root, "max-in-flight must be 1 or more")
+    return limit
 
 
 def _server(reader: DescriptorReader, name, root, reactor, registry) -> Bean:

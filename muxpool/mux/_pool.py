@@ -18,7 +18,7 @@ from functools import partial
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -32,6 +32,7 @@ from muxpool._support import (
     describeError,
 )
 from muxpool.errors import (
+    NoCapacity,
     NoMUXAvailable,
     StrategyFailed,
 )
@@ -64,6 +65,11 @@ class MUXPool(Service):
         rotation until its link proves its peer answers again (an echo or
         sign-on; see L{IProbe}).  A hung issuer whose kernel still accepts
         connections then costs at most that many requests.
+    @param maxInFlight: beyond jPOS, off (None) by default: at this many
+        requests in flight the pool refuses new ones at once with
+        L{NoCapacity}.  A member QMUX at its own C{max-in-flight} is not
+        used for a request, and when every member is, the request ends at
+        once with L{NoCapacity}; both counted as C{shed}.
     @param maxUnanswered: beyond jPOS: a member that holds this many of
         the pool's requests, all sent since its last answer, is stalled:
         skipped while another member is usable, until it answers or those
@@ -74,7 +80,7 @@ class MUXPool(Service):
         only until its next answer.  0 never.
 
     @ivar counters: C{requests} per member name, C{no_mux}, C{retries},
-        C{tx}, C{rx}, C{suspensions}, C{stalls}.
+        C{tx}, C{rx}, C{suspensions}, C{stalls}, C{shed}.
     @ivar latency: the pool's own L{LatencySummary} (selection and waiting
         included).
     """
@@ -92,6 +98,7 @@ class MUXPool(Service):
         fallback: Optional[IStrategy] = None,
         suspendAfterTimeouts: int = 0,
         maxUnanswered: int = MAX_UNANSWERED,
+        maxInFlight: Optional[int] = None,
     ) -> None:
         self.setName(name)
         self.clock = clock
@@ -100,6 +107,9 @@ class MUXPool(Service):
         self.checkEnabled = checkEnabled
         self.suspendAfterTimeouts = suspendAfterTimeouts
         self.maxUnanswered = maxUnanswered
+        self.maxInFlight = maxInFlight
+        #: Whether any member has a max-in-flight (requests then see them full).
+        self.limited = False
         self.ready = Readiness(False, f"{name} ready state")
         self.latency = LatencySummary()
         # "requests" holds a count per member name; the others are counts.
@@ -111,6 +121,7 @@ class MUXPool(Service):
             "rx": 0,
             "suspensions": 0,
             "stalls": 0,
+            "shed": 0,
         }
         self.members: tuple = ()
         self._watching: Dict[IMUX, Callable[[bool], None]] = {}
@@ -173,6 +184,7 @@ class MUXPool(Service):
             if self.running:
                 self._watch(member)
         self.members = new
+        self.limited = any(getattr(m, "maxInFlight", None) for m in new)
         self._changed()
 
     def _watch(self, member: IMUX) -> None:
@@ -515,11 +527,26 @@ class MUXPool(Service):
         Cancelling ends it as the member's request ends when cancelled
         (L{CancelledBeforeWrite} or L{CancelledAfterWrite}).
         """
+        if self.atCapacity():
+            self.counters["shed"] += 1
+            return fail(
+                NoCapacity(
+                    f"{self.name}: {self._inFlight} requests in flight "
+                    f"(max-in-flight {self.maxInFlight}) - not sent"
+                )
+            )
         started = self.clock.seconds()
         state = _Request(self, message, started + timeout, started)
         self._inFlight += 1
         state.attempt()
         return state.result
+
+    def atCapacity(self) -> bool:
+        """
+        Whether a new request would be refused for the pool's own
+        C{maxInFlight}.
+        """
+        return self.maxInFlight is not None and self._inFlight >= self.maxInFlight
 
     def _finished(self) -> None:
         """

@@ -49,6 +49,7 @@ from muxpool.errors import (
     LinkLost,
     LinkNotReady,
     MissingKey,
+    NoCapacity,
     NotSent,
     OutcomeUnknown,
     RequestError,
@@ -120,6 +121,9 @@ class QMUX(Service):
     @param unhandled: where messages that match no request and that no
         request listener takes go (jPOS's C{<unhandled>}): a callable given
         the message, or an L{IRequestListener}.
+    @param maxInFlight: beyond jPOS, off (None) by default: at this many
+        pending requests a new one is refused at once with L{NoCapacity}
+        (counted as C{shed}), not queued into a timeout.
     @param unmatchedLimit: after this many responses in a row that match
         no request (pending or timed out) while requests are pending, the
         link's stream is taken as out of step (every answer on it lost) and
@@ -142,8 +146,10 @@ class QMUX(Service):
         listeners: Iterable[IRequestListener] = (),
         unhandled: Optional[UnhandledHandler] = None,
         unmatchedLimit: int = UNMATCHED_LIMIT,
+        maxInFlight: Optional[int] = None,
     ) -> None:
         self.setName(name)
+        self.maxInFlight = maxInFlight
         self.unmatchedLimit = unmatchedLimit
         self._unmatchedRun = 0
         self.clock = clock
@@ -168,6 +174,7 @@ class QMUX(Service):
                 "rx_forwarded",
                 "rx_late",
                 "rx_ignored",
+                "shed",
             ),
             0,
         )
@@ -330,14 +337,20 @@ class QMUX(Service):
         jPOS's counters, now: C{tx}, C{rx}, C{tx_expired}, C{tx_pending}
         (waiting for the link), C{rx_expired}, C{rx_pending} (written, not
         answered), C{rx_unhandled}, C{rx_forwarded}, C{last_txn}, plus
-        C{rx_late}, C{rx_ignored} (responses whose 39 is in C{ignore-rc})
-        and C{connected}.
+        C{rx_late}, C{rx_ignored} (responses whose 39 is in C{ignore-rc}),
+        C{shed} (refused at C{max-in-flight}) and C{connected}.
         """
         values = dict(self._counts)
         values["tx_pending"] = len(self._waiting)
         values["rx_pending"] = len(self._pending) - len(self._waiting)
         values["connected"] = self.isConnected()
         return values
+
+    def atCapacity(self) -> bool:
+        """
+        Whether a new request would be refused for C{maxInFlight}.
+        """
+        return self.maxInFlight is not None and len(self._pending) >= self.maxInFlight
 
     def send(self, message: Mapping[str, str]) -> None:
         """
@@ -373,6 +386,14 @@ class QMUX(Service):
         """
         if not self.running:
             return fail(LinkNotReady(f"{self.name}: not running - not sent"))
+        if self.atCapacity():
+            self._counts["shed"] += 1
+            return fail(
+                NoCapacity(
+                    f"{self.name}: {len(self._pending)} requests in flight "
+                    f"(max-in-flight {self.maxInFlight}) - not sent"
+                )
+            )
         try:
             key = self.keys.key(message)
         except MissingKey as e:
@@ -638,6 +659,7 @@ class QMUX(Service):
             "running": bool(self.running),
             "connected": self.isConnected(),
             "in_flight": len(self._pending),
+            "max_in_flight": self.maxInFlight,
             "link": getattr(self.link, "name", None),
             "links": [getattr(link, "name", repr(link)) for link in self._attached],
             "counters": self.counters,

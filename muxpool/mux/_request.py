@@ -17,6 +17,7 @@ from muxpool.errors import (
     CancelledAfterWrite,
     CancelledBeforeWrite,
     LinkNotReady,
+    NoCapacity,
     NoMUXAvailable,
     OutcomeUnknown,
     RequestError,
@@ -29,18 +30,27 @@ if TYPE_CHECKING:
     from muxpool.mux._pool import MUXPool
 
 #: Failures of a member that another member could succeed at.
-RETRYABLE = (LinkNotReady, NoMUXAvailable)
+RETRYABLE = (LinkNotReady, NoMUXAvailable, NoCapacity)
 
 #: Seconds after a request's deadline at which a member that has not ended
 #: it (a member in user code that never fires) is cancelled.
 MEMBER_GRACE = 1.0
 
 
+def _atCapacity(member: IMUX) -> bool:
+    """
+    Whether C{member} (a QMUX with C{max-in-flight}, or a pool) would refuse
+    a request now for its capacity.
+    """
+    atCapacity = getattr(member, "atCapacity", None)
+    return bool(atCapacity is not None and atCapacity())
+
+
 @implementer(IPool)
 class _Attempt:
     """
-    The pool as one request's retries see it: members already tried for it
-    are not usable.
+    The pool as one request sees it: members already tried for it, and
+    members at their C{max-in-flight}, are not usable.
     """
 
     def __init__(self, pool: "MUXPool", tried: Tuple[int, ...]) -> None:
@@ -49,7 +59,11 @@ class _Attempt:
         self.members = pool.members
 
     def isUsable(self, member: IMUX) -> bool:
-        return id(member) not in self.tried and self.pool.isUsable(member, self.tried)
+        return (
+            id(member) not in self.tried
+            and not _atCapacity(member)
+            and self.pool.isUsable(member, self.tried)
+        )
 
     def memberNamed(self, name: str) -> Optional[IMUX]:
         return self.pool.memberNamed(name)
@@ -107,10 +121,13 @@ class _Request:
         if remaining <= 0:
             self._noMUX()
             return
+        view = _Attempt(pool, self.tried) if self.tried or pool.limited else None
         try:
-            member = pool.select(self.message, _Attempt(pool, self.tried) if self.tried else None)
+            member = pool.select(self.message, view)
         except StrategyFailed as e:
             self.finish(e)
+            return
+        if member is None and pool.limited and self._everyOneFull():
             return
         if member is None:
             self.waiting = pool._nextChange()
@@ -142,6 +159,20 @@ class _Request:
         self.inner = inner = maybeDeferred(member.request, self.message, remaining)
         args = (member,)
         inner.addCallbacks(self._answered, self._failed, args, NO_KEYWORDS, args, NO_KEYWORDS)
+
+    def _everyOneFull(self) -> bool:
+        """
+        When every member that could take it is at its C{max-in-flight}:
+        the request ends at once with L{NoCapacity} (True), rather than
+        waiting for one into a timeout.
+        """
+        pool = self.pool
+        full = [m for m in pool.members if pool.isUsable(m, self.tried) and id(m) not in self.tried]
+        if not full or not all(_atCapacity(m) for m in full):
+            return False
+        pool.counters["shed"] += 1
+        self.finish(NoCapacity(f"{pool.name}: every member is at its max-in-flight - not sent"))
+        return True
 
     def _changed(self, _: object) -> None:
         # Something changed: a member that refused (its link was down) may

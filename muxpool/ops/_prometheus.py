@@ -42,6 +42,7 @@ MUX_COUNTERS = {
     ),
     "late": ("Responses that came after their request timed out.", "rx_late"),
     "ignored": ("Responses ignored for their response code (ignore-rc).", "rx_ignored"),
+    "shed": ("Requests refused at once at max-in-flight (NoCapacity).", "shed"),
 }
 CHANNEL_COUNTERS = (
     "connects",
@@ -175,6 +176,7 @@ class MetricsCollector:
                 ("retries", "Requests tried on another member after a not-sent.", "retries"),
                 ("suspensions", "Members taken out after timeouts in a row.", "suspensions"),
                 ("stalls", "Members skipped for holding max-unanswered requests.", "stalls"),
+                ("shed", "Requests refused at once at max-in-flight (NoCapacity).", "shed"),
             ),
         )
         yield _family(
