@@ -2,6 +2,7 @@
 MUXPool and its strategies with fake members and a fake clock.
 """
 
+import math
 import textwrap
 
 import pytest
@@ -787,3 +788,46 @@ def test_admission_control_sheds_at_once_instead_of_queueing_into_timeouts():
     first = outcome(capped.request(message(), 30))
     second = outcome(capped.request(message(), 30))
     assert first == [] and second[0].check(NoCapacity) and capped.counters["shed"] == 1
+
+
+def test_least_latency_sends_most_to_the_fast_member_and_tries_a_new_one():
+    """
+    P2C peak EWMA on a Clock: beside a member answering in 100 ms, one
+    answering at once gets nearly everything; a member with no answer yet
+    is tried; a slow answer raises a member's cost at once and fast ones
+    bring it down over the decay time.
+    """
+    from muxpool.mux import LeastLatency
+
+    h = PoolHarness(2, "least-latency", config={"seed": "7", "decay-time": "1000"})
+    h.issuers[0].when().after(0.1)  # m0: 100 ms; m1 at once
+    strategy = h.pool.strategy
+    assert isinstance(strategy, LeastLatency) and strategy.decayTime == 1.0
+    outcomes = []
+    for _ in range(50):  # 16 in flight, as a busy switch
+        for _ in range(16):
+            h.request().addBoth(outcomes.append)
+        h.advance(0.11)
+    assert len(outcomes) == 800 and all(o["39"] == "00" for o in outcomes)
+    counts = [len(i.requests) for i in h.issuers]
+    assert counts[1] >= 0.8 * sum(counts) and counts[0] >= 1, counts
+    assert strategy.cost(h.members[0]) > strategy.cost(h.members[1])
+    # a new member (no answer yet) costs nothing: it is tried
+    fresh = h.members[0]
+    strategy._costs.pop(fresh.name)
+    assert strategy.cost(fresh) == 0.0
+    # a peak at once, and fast answers bring it down over the decay time
+    strategy.observe(fresh, 1.0, 100.0)
+    assert strategy.cost(fresh) == 1.0
+    strategy.observe(fresh, 0.0, 101.0)  # one decay time later
+    assert abs(strategy.cost(fresh) - math.exp(-1)) < 1e-9
+    h.stop()
+
+
+def test_least_latency_checks_its_settings():
+    from muxpool.mux import StrategyConfigError
+
+    with pytest.raises(StrategyConfigError, match="decay-time must be above 0"):
+        strategyByName("least-latency", {"decay-time": "0"})
+    with pytest.raises(StrategyConfigError, match="decay-time"):
+        strategyByName("least-latency", {"decay-time": "soon"})

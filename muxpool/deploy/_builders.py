@@ -174,6 +174,7 @@ def _pool(reader: DescriptorReader, name, root, reactor, registry) -> Bean:
         "original-channel-field": root.childText("original-channel-field") or "",
         "split-field": root.childText("split-field") or "",
         "weights": root.childText("weights") or props.get("weights", ""),
+        "decay-time": root.childText("decay-time") or "",
     }
     strategyNode = root.child("strategy") or root
     try:

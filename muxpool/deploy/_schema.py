@@ -108,6 +108,7 @@ KNOWN = {
         "weights",
         "suspend-after-timeouts",
         "max-unanswered",
+        "decay-time",
         "max-in-flight",
         "check-enabled",
         "property",

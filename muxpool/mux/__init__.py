@@ -13,6 +13,7 @@ from muxpool.mux._request import MEMBER_GRACE, RETRYABLE
 from muxpool.mux._strategies import (
     BUILTIN,
     DEFAULT,
+    LeastLatency,
     LeastPending,
     PrimarySecondary,
     RoundRobin,
@@ -34,6 +35,7 @@ __all__ = [
     "DEFAULT_KEY",
     "KeyBuilder",
     "LatencySummary",
+    "LeastLatency",
     "LeastPending",
     "MAX_UNANSWERED",
     "MEMBER_GRACE",

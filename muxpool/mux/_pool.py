@@ -103,6 +103,11 @@ class MUXPool(Service):
         self.setName(name)
         self.clock = clock
         self.strategy = strategy if strategy is not None else strategyByName(None)
+        #: The strategy's C{observe(member, seconds, now)}, if it learns
+        #: from response times (least-latency): told of each answer.
+        self.observe: Optional[Callable[[IMUX, float, float], None]] = getattr(
+            self.strategy, "observe", None
+        )
         self.fallback = fallback
         self.checkEnabled = checkEnabled
         self.suspendAfterTimeouts = suspendAfterTimeouts

@@ -90,6 +90,7 @@ class _Request:
         "cancelled",
         "done",
         "answers",
+        "sentAt",
     )
 
     def __init__(
@@ -109,6 +110,7 @@ class _Request:
         self.cancelled = False
         self.done = False
         self.answers = 0  # the member's answers when this was sent to it
+        self.sentAt = started  # when the member was asked
 
     def attempt(self) -> None:
         if self.done:
@@ -153,6 +155,7 @@ class _Request:
         # little after the deadline: no request waits for ever.
         self.entry = pool._deadlines.add(self.deadline + MEMBER_GRACE, self)
         self.member = member
+        self.sentAt = pool.clock.seconds()
         # Kept even when it has fired: it may be paused on a Deferred it
         # chained (a member that waits, then asks a QMUX); the callbacks
         # clear it.
@@ -227,7 +230,10 @@ class _Request:
         self._memberEnded(answered=True)
         pool = self.pool
         pool.counters["rx"] += 1
-        pool.latency.record(pool.clock.seconds() - self.started)
+        now = pool.clock.seconds()
+        pool.latency.record(now - self.started)
+        if pool.observe is not None:
+            pool.observe(member, now - self.sentAt, now)
         pool._answeredBy(member)
         self.finish(response)
 
@@ -240,7 +246,11 @@ class _Request:
             self.attempt()
             return
         if failure.check(RequestTimeout):
-            self.pool._timedOut(member)
+            pool = self.pool
+            if pool.observe is not None:  # as slow as the whole wait
+                now = pool.clock.seconds()
+                pool.observe(member, now - self.sentAt, now)
+            pool._timedOut(member)
         elif failure.check(CancelledError):
             # A member that does not know our outcomes: it was asked, so the
             # issuer may have the message.

@@ -3,18 +3,21 @@ MUXPool strategies, by their jPOS names, and how a strategy is found.
 
 Each built-in picks in constant time when the member it looks at first is
 usable (the common case), so a pool of 200 picks as fast as a pool of 2;
-only C{least-pending} looks at every member by its nature.
+only C{least-pending} looks at every member by its nature
+(C{least-latency} draws two).
 """
 
 from __future__ import annotations
 
+import math
+import random
 from math import gcd
-from typing import Dict, List, Mapping, Optional, Sequence, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from twisted.plugin import getPlugins
 from zope.interface import implementer
 
-from muxpool._config import importNamed, parseFieldList
+from muxpool._config import importNamed, milliseconds, parseFieldList
 from muxpool._support import describeCode, describeError
 from muxpool.interfaces import IMUX, IPool, IStrategy
 
@@ -151,6 +154,71 @@ class LeastPending:
         return best
 
 
+#: Seconds over which least-latency forgets a member's response times.
+DECAY_TIME = 10.0
+
+
+@implementer(IStrategy)
+class LeastLatency:
+    """
+    Finagle's P2C peak EWMA: two usable members drawn at random, the one
+    whose cost is lower is chosen; a member's cost is its peak-sensitive
+    EWMA of response time times its pending requests plus one.  A slow
+    response raises the cost at once (the peak); fast ones lower it over
+    C{decay-time}.  A member with no answer yet costs nothing, so it is
+    tried.  Picks in constant time.
+
+    The pool tells it each response time (L{observe}).  Config:
+    C{decay-time} (ms, default 10000) and C{seed} (tests: a repeatable
+    draw).
+    """
+
+    name = "least-latency"
+
+    def __init__(self, config: Optional[Mapping] = None) -> None:
+        config = dict(config or {})
+        try:
+            self.decayTime = milliseconds(config.get("decay-time") or None, DECAY_TIME)
+        except ValueError as e:
+            raise StrategyConfigError(f"decay-time: {e}") from None
+        if not self.decayTime > 0:
+            raise StrategyConfigError("decay-time must be above 0")
+        seed = config.get("seed")
+        self.random = random.Random(None if seed is None else int(seed))
+        # member -> (cost in seconds, when last observed)
+        self._costs: Dict[str, Tuple[float, float]] = {}
+
+    def observe(self, member: IMUX, seconds: float, now: float) -> None:
+        """
+        C{member} answered (or timed out) in C{seconds}, at clock time C{now}.
+        """
+        cost, stamp = self._costs.get(member.name, (0.0, now))
+        if seconds > cost:
+            cost = seconds  # the peak, at once
+        else:
+            weight = math.exp(-max(0.0, now - stamp) / self.decayTime)
+            cost = cost * weight + seconds * (1.0 - weight)
+        self._costs[member.name] = (cost, now)
+
+    def cost(self, member: IMUX) -> float:
+        return self._costs.get(member.name, (0.0, 0.0))[0] * (member.pendingCount() + 1)
+
+    def select(self, pool: IPool, message: Mapping[str, str]) -> Optional[IMUX]:
+        members = pool.members
+        count = len(members)
+        if not count:
+            return None
+        draw = self.random.randrange
+        first, second = members[draw(count)], members[draw(count)]
+        firstOk, secondOk = pool.isUsable(first), pool.isUsable(second)
+        if not (firstOk and secondOk) or first is second:
+            usable = [m for m in members if pool.isUsable(m)]
+            if len(usable) < 2:
+                return usable[0] if usable else None
+            first, second = self.random.sample(usable, 2)
+        return first if self.cost(first) <= self.cost(second) else second
+
+
 def parseWeights(text: Union[str, Mapping[str, Union[int, str]], None]) -> Dict[str, int]:
     """
     C{"a:3 b:1"} (or a mapping) -> C{{"a": 3, "b": 1}}.
@@ -230,6 +298,7 @@ BUILTIN = {
         RoundRobinWithOverride,
         SplitByDivisor,
         LeastPending,
+        LeastLatency,
         WeightedRoundRobin,
     )
 }
