@@ -84,7 +84,7 @@ def test_a_hung_issuer_is_taken_out_of_rotation_and_comes_back(tmp_path):
         # the two timeouts that suspend it, plus what was in flight to it then
         assert 2 <= len(failed) <= 6, len(failed)
         assert all(o.check(RequestTimeout) for o in failed), failed
-        assert pool.isSuspended(muxes[1]) and pool.counters["suspensions"] == 1
+        assert pool.isSuspended(muxes[1]) and pool.counters["ejections"] == 1
         sentToHung = pool.counters["requests"]["mux-b"]
         assert sentToHung <= 10 + 6
         # the dead peer is detected by its echo (the pool asked for one); the

@@ -609,7 +609,7 @@ def test_a_member_that_keeps_timing_out_is_suspended_until_it_answers_an_echo():
             links[1].deliver(answer(message))
         clock.advance(1)
     assert len(links[0].sent) == 2 and pool.isSuspended(muxes[0])
-    assert len(links[0].probes) == 1 and pool.counters["suspensions"] == 1
+    assert len(links[0].probes) == 1 and pool.counters["ejections"] == 1
     for _ in range(6):
         send()
     assert len(links[0].sent) == 2 and len(links[1].sent) == 8  # all to b now
@@ -831,3 +831,100 @@ def test_least_latency_checks_its_settings():
         strategyByName("least-latency", {"decay-time": "0"})
     with pytest.raises(StrategyConfigError, match="decay-time"):
         strategyByName("least-latency", {"decay-time": "soon"})
+
+
+def test_outlier_codes_eject_a_member_until_its_echo_is_answered():
+    """
+    With consecutive-codes 3 and outlier-codes 91 96, a member whose issuer
+    answers 96 three times in a row is ejected (said, counted, shown) and
+    gets nothing more until its link proves the issuer answers; a good
+    answer in between starts the count again.
+    """
+    from muxpool.mux import Ejection
+
+    clock = Clock()
+    links = [ProbedLink("a"), ProbedLink("b")]
+    muxes = [started(QMUX(f"mux-{link.name}", link, clock)) for link in links]
+    rules = Ejection(consecutiveCodes=3, outlierCodes=frozenset({"91", "96"}))
+    pool = started(MUXPool("pool", muxes, clock, strategyByName("round-robin"), ejection=rules))
+    codes = {"a": iter(["96", "96", "00", "96", "96", "96"]), "b": None}
+    stan = iter(range(1, 1000))
+
+    def send(count):
+        for _ in range(count):
+            pool.request({"t": "0200", "11": "%06d" % next(stan), "41": "T1"}, 30)
+            for link in links:
+                for message in link.sent[len(link.answered) :]:
+                    code = "00" if codes[link.name] is None else next(codes[link.name])
+                    link.answered.append(message)
+                    link.deliver(answer(message, code))
+
+    for link in links:
+        link.answered = []
+    with capturedText() as lines:
+        send(12)  # a: 96 96 00 96 96 96 -> ejected on its 6th
+    assert len(links[0].sent) == 6 and pool.isEjected(muxes[0])
+    assert pool.counters["ejections"] == 1 and len(links[0].probes) == 1
+    assert pool.status()["members"][0]["state"] == "ejected"
+    assert any("mux-a ejected: 3 answers in a row were 39=96" in x for x in lines), lines
+    send(5)
+    assert len(links[0].sent) == 6  # none while out
+    links[0].probes[0].callback(None)  # its echo is answered
+    assert not pool.isEjected(muxes[0]) and pool.counters["returns"] == 1
+
+
+def test_without_echo_the_ejection_time_doubles_and_the_share_ejected_is_capped():
+    """
+    A member whose link cannot prove its issuer answers comes back after
+    ejection-time, doubling with each ejection in a row up to
+    max-ejection-time; never more than max-ejection-percent of the members
+    are out at once.
+    """
+    from muxpool.errors import RequestTimeout
+    from muxpool.mux import Ejection
+
+    ms = members(2)  # no link: nothing to probe
+    rules = Ejection(consecutiveTimeouts=1, ejectionTime=1.0, maxEjectionTime=3.0)
+    pool = makePool(ms, "round-robin", ejection=rules)
+    clock = pool.clock
+    outs = []
+    with capturedText() as lines:
+        for _ in range(3):
+            for m in ms:
+                m.script = [fail(RequestTimeout("no answer"))]
+            outcome(pool.request({"t": "0200"}, 5))
+            outcome(pool.request({"t": "0200"}, 5))
+            ejected = [m for m in ms if pool.isEjected(m)]
+            assert len(ejected) == 1  # 50% of 2: the other stays in rotation
+            began = clock.seconds()
+            while pool.isEjected(ejected[0]):
+                clock.advance(0.25)
+            outs.append(clock.seconds() - began)
+    assert outs == [1.0, 2.0, 3.0], outs  # doubling, capped at 3 s
+    assert any("max-ejection-percent 50" in x for x in lines), lines
+    assert pool.counters["ejections"] == 3 and pool.counters["returns"] == 3
+
+
+def test_the_pool_panics_when_too_few_members_are_left():
+    """
+    One member ejected and the other down: fewer than max-ejection-percent
+    of the members are usable, so the pool panics and uses the ejected one
+    (said once, counted); the panic ends when the other is back.
+    """
+    from muxpool.errors import RequestTimeout
+    from muxpool.mux import Ejection
+
+    ms = members(2)
+    ms[0].script = [fail(RequestTimeout("no answer"))]
+    pool = makePool(ms, ejection=Ejection(consecutiveTimeouts=1, ejectionTime=60.0))
+    outcome(pool.request({"t": "0200"}, 5))
+    assert pool.isEjected(ms[0]) and not pool.ejector.panicking
+    with capturedText() as lines:
+        ms[1].ready.set(False)  # down: nothing usable but the ejected one
+    assert pool.ejector.panicking and pool.counters["panics"] == 1
+    assert pool.status()["panicking"] and pool.ready
+    assert len([x for x in lines if "panic: only 0 of 2 members usable" in x]) == 1
+    assert outcome(pool.request({"t": "0200"}, 5)) == [{"t": "0210", "by": "m0"}]
+    ms[1].ready.set(True)
+    assert not pool.ejector.panicking and pool.isEjected(ms[0])
+    assert outcome(pool.request({"t": "0200"}, 5)) == [{"t": "0210", "by": "m1"}]

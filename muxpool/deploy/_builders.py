@@ -28,6 +28,7 @@ from muxpool.mux import (
     MAX_UNANSWERED,
     QMUX,
     UNMATCHED_LIMIT,
+    Ejection,
     KeyBuilder,
     MUXPool,
     StrategyConfigError,
@@ -192,13 +193,7 @@ def _pool(reader: DescriptorReader, name, root, reactor, registry) -> Bean:
         except StrategyConfigError as e:
             raise reader.error(handler, str(e)) from None
         fallback = builtin
-    suspend = reader.number(
-        root.child("suspend-after-timeouts") or root,
-        root.childText("suspend-after-timeouts"),
-        "suspend-after-timeouts",
-        0,
-        int,
-    )
+    ejection = _ejection(reader, root)
     unanswered = reader.number(
         root.child("max-unanswered") or root,
         root.childText("max-unanswered"),
@@ -214,11 +209,38 @@ def _pool(reader: DescriptorReader, name, root, reactor, registry) -> Bean:
         strategy,
         checkEnabled=checkEnabled,
         fallback=fallback,
-        suspendAfterTimeouts=suspend,
+        ejection=ejection,
         maxUnanswered=unanswered,
         maxInFlight=_maxInFlight(reader, root),
     )
     return Bean(name, "pool", pool, reader.path, memberNames=members)
+
+
+def _ejection(reader: DescriptorReader, root: Node) -> Ejection:
+    """
+    A pool's outlier ejection (muxpool's; off unless asked for).
+    """
+
+    def number(element: str, default, cast=float):
+        return reader.number(
+            root.child(element) or root, root.childText(element), element, default, cast
+        )
+
+    timeouts = number("consecutive-timeouts", None, int)
+    if timeouts is None:
+        timeouts = number("suspend-after-timeouts", 0, int)  # the older spelling
+    return Ejection(
+        consecutiveTimeouts=timeouts,
+        consecutiveCodes=number("consecutive-codes", 0, int),
+        outlierCodes=frozenset(parseFieldList(root.childText("outlier-codes") or "")),
+        ejectionTime=reader.milliseconds(
+            root.childText("ejection-time"), "ejection-time", 30.0, root
+        ),
+        maxEjectionTime=reader.milliseconds(
+            root.childText("max-ejection-time"), "max-ejection-time", 300.0, root
+        ),
+        maxEjectionPercent=number("max-ejection-percent", 50.0),
+    )
 
 
 def _maxInFlight(reader: DescriptorReader, root: Node) -> Optional[int]:

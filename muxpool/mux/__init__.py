@@ -5,6 +5,7 @@ request to a usable member MUX chosen by a strategy (L{strategyByName},
 L{strategyByPath}); both keep a L{LatencySummary}.
 """
 
+from muxpool.mux._ejection import Ejection
 from muxpool.mux._keys import DEFAULT_KEY, KeyBuilder
 from muxpool.mux._latency import BUCKETS, LatencySummary, percentile
 from muxpool.mux._pool import MAX_UNANSWERED, MUXPool
@@ -33,6 +34,7 @@ __all__ = [
     "BUILTIN",
     "DEFAULT",
     "DEFAULT_KEY",
+    "Ejection",
     "KeyBuilder",
     "LatencySummary",
     "LeastLatency",

@@ -2,7 +2,7 @@
 MUXPool: a MUX over an ordered list of member MUXes, each request sent to a
 usable member chosen by a strategy.
 
-A member is usable when it is ready, enabled, not suspended and not
+A member is usable when it is ready, enabled, not ejected and not
 stalled (holding C{maxUnanswered} requests sent since its last answer,
 while another member is usable).  With no
 usable member the request waits for a change (never polls) until its
@@ -36,7 +36,8 @@ from muxpool.errors import (
     NoMUXAvailable,
     StrategyFailed,
 )
-from muxpool.interfaces import IMUX, IPool, IProbe, IStrategy
+from muxpool.interfaces import IMUX, IPool, IStrategy
+from muxpool.mux._ejection import Ejection, Ejector, ejectionFrom
 from muxpool.mux._latency import LatencySummary
 from muxpool.mux._request import _Request
 from muxpool.mux._strategies import strategyByName
@@ -60,11 +61,12 @@ class MUXPool(Service):
         once enabled (L{enable}), and a disconnect of the member clears that
         (as jPOS ties the C{NAME.enabled} entry to the C{ready} entry its
         channel replaces on every connect).
-    @param suspendAfterTimeouts: beyond jPOS, off (0) by default: a member
-        whose requests time out this many times in a row is taken out of
-        rotation until its link proves its peer answers again (an echo or
-        sign-on; see L{IProbe}).  A hung issuer whose kernel still accepts
-        connections then costs at most that many requests.
+    @param ejection: beyond jPOS, off by default: when a member is taken
+        out of rotation as an outlier (timeouts, or "inoperative" answers,
+        in a row) and how it comes back (L{Ejection}).  A hung issuer
+        whose kernel still accepts connections then costs a few requests.
+    @param suspendAfterTimeouts: the older spelling of C{ejection}'s
+        C{consecutiveTimeouts}.
     @param maxInFlight: beyond jPOS, off (None) by default: at this many
         requests in flight the pool refuses new ones at once with
         L{NoCapacity}.  A member QMUX at its own C{max-in-flight} is not
@@ -80,7 +82,7 @@ class MUXPool(Service):
         only until its next answer.  0 never.
 
     @ivar counters: C{requests} per member name, C{no_mux}, C{retries},
-        C{tx}, C{rx}, C{suspensions}, C{stalls}, C{shed}.
+        C{tx}, C{rx}, C{ejections}, C{returns}, C{panics}, C{stalls}, C{shed}.
     @ivar latency: the pool's own L{LatencySummary} (selection and waiting
         included).
     """
@@ -98,6 +100,7 @@ class MUXPool(Service):
         fallback: Optional[IStrategy] = None,
         suspendAfterTimeouts: int = 0,
         maxUnanswered: int = MAX_UNANSWERED,
+        ejection: Optional[Ejection] = None,
         maxInFlight: Optional[int] = None,
     ) -> None:
         self.setName(name)
@@ -110,7 +113,10 @@ class MUXPool(Service):
         )
         self.fallback = fallback
         self.checkEnabled = checkEnabled
-        self.suspendAfterTimeouts = suspendAfterTimeouts
+        #: When members are ejected (L{Ejection}; C{suspendAfterTimeouts}
+        #: is the older spelling of its C{consecutiveTimeouts}).
+        self.ejection = ejectionFrom(suspendAfterTimeouts, ejection)
+        self.suspendAfterTimeouts = self.ejection.consecutiveTimeouts
         self.maxUnanswered = maxUnanswered
         self.maxInFlight = maxInFlight
         #: Whether any member has a max-in-flight (requests then see them full).
@@ -124,7 +130,9 @@ class MUXPool(Service):
             "retries": 0,
             "tx": 0,
             "rx": 0,
-            "suspensions": 0,
+            "ejections": 0,
+            "returns": 0,
+            "panics": 0,
             "stalls": 0,
             "shed": 0,
         }
@@ -133,8 +141,7 @@ class MUXPool(Service):
         self._disabled: Set[str] = set()
         self._draining: Set[str] = set()
         self._enabled: Set[str] = set()
-        self._timeouts: Dict[str, int] = {}
-        self._suspended: Dict[str, Optional[Deferred]] = {}
+        self.ejector = Ejector(self, self.ejection)
         # per member name: [its answers so far, requests sent since the last
         # one and still pending]
         self._unanswered: Dict[str, List[int]] = {}
@@ -166,8 +173,7 @@ class MUXPool(Service):
         Service.stopService(self)
         for member in list(self._watching):
             self._unwatch(member)
-        for name in list(self._suspended):
-            self._resume(name, log=False)
+        self.ejector.stop()
         self._changed()
         return self.whenDrained()
 
@@ -204,8 +210,7 @@ class MUXPool(Service):
             member.ready.removeObserver(observer)
 
     def _forget(self, name: str) -> None:
-        self._resume(name, log=False)
-        self._timeouts.pop(name, None)
+        self.ejector.forget(name)
         self._unanswered.pop(name, None)
         self._stalled.discard(name)
 
@@ -267,15 +272,21 @@ class MUXPool(Service):
         name = member.name
         return name not in self._disabled and (not self.checkEnabled or name in self._enabled)
 
-    def isSuspended(self, member: IMUX) -> bool:
-        return member.name in self._suspended
+    def isEjected(self, member: IMUX) -> bool:
+        """
+        Whether C{member} is out of rotation as an outlier (see L{Ejection}).
+        """
+        return self.ejector.isEjected(member)
+
+    #: The older name (C{suspend-after-timeouts}).
+    isSuspended = isEjected
 
     def _available(self, member: IMUX) -> bool:
         return (
             bool(self.running)
             and bool(member.ready)
             and self.isEnabled(member)
-            and member.name not in self._suspended
+            and (self.ejector.panicking or not self.ejector.isEjected(member))
         )
 
     def isUsable(self, member: IMUX, tried: Tuple[int, ...] = ()) -> bool:
@@ -321,6 +332,14 @@ class MUXPool(Service):
         self._changed()
 
     def _changed(self) -> None:
+        ejector = self.ejector
+        if ejector.panicking or ejector._out:
+            inRotation = sum(
+                1
+                for m in self.members
+                if self.running and m.ready and self.isEnabled(m) and not ejector.isEjected(m)
+            )
+            ejector.checkPanic(inRotation, len(self.members))
         self.ready.set(any(self.isUsable(m) for m in self.members))
         self._waiters.fire()
 
@@ -362,78 +381,21 @@ class MUXPool(Service):
                 event="pool.member_unstalled",
             )
 
-    # -- suspension (beyond jPOS) ----------------------------------------------
+    # -- ejection (beyond jPOS: see muxpool.mux._ejection) ----------------------
 
-    def _answeredBy(self, member: IMUX) -> None:
-        if self._timeouts:
-            self._timeouts.pop(member.name, None)
+    def _answeredBy(self, member: IMUX, response: Mapping[str, str]) -> None:
+        if self.ejection.enabled:
+            self.ejector.answered(member, response)
 
     def _timedOut(self, member: IMUX) -> None:
-        if not self.suspendAfterTimeouts or member.name in self._suspended:
-            return
-        count = self._timeouts[member.name] = self._timeouts.get(member.name, 0) + 1
-        if count < self.suspendAfterTimeouts or member not in self.members:
-            return
-        link = getattr(member, "link", None)
-        if not IProbe.providedBy(link):
-            self._limiter.emit(
-                self.log.warn,
-                ("cannot suspend", member.name),
-                "{pool}: {member}: {count} requests in a row timed out, but its link "
-                "cannot be probed, so it stays in rotation",
-                pool=self.name,
-                member=member.name,
-                count=count,
-            )
-            return
-        self.counters["suspensions"] += 1
-        self.log.warn(
-            "{pool}: {member}: {count} requests in a row timed out; out of rotation until "
-            "{link} proves its peer answers (an echo or a sign-on)",
-            pool=self.name,
-            member=member.name,
-            count=count,
-            link=getattr(link, "name", link),
-        )
-        self._probe(member, link)
-        self._changed()
-
-    def _probe(self, member: IMUX, link: IProbe) -> None:
-        """
-        Wait for C{link} to prove its peer answers; if that wait ends
-        otherwise (the link stopped: its channel was redeployed), wait on
-        the member's link as it is now.
-        """
-        probe = link.probe()
-        self._suspended[member.name] = probe
-        probe.addCallbacks(
-            lambda _: self._resume(member.name), lambda failure: self._probeEnded(member, probe)
-        )
-
-    def _probeEnded(self, member: IMUX, probe: Deferred) -> None:
-        if self._suspended.get(member.name) is not probe or not self.running:
-            return  # resumed, forgotten or stopped: nothing to wait for
-        link = getattr(member, "link", None)
-        if IProbe.providedBy(link):
-            self._probe(member, link)
-
-    def _resume(self, name: str, log: bool = True) -> None:
-        if name not in self._suspended:
-            return
-        probe = self._suspended.pop(name)
-        self._timeouts.pop(name, None)
-        if probe is not None and not probe.called:
-            probe.cancel()
-        if log:
-            self.log.info(
-                "{pool}: {member} answers again; back in rotation", pool=self.name, member=name
-            )
-            self._changed()
+        if self.ejection.enabled:
+            self.ejector.timedOut(member)
 
     def status(self) -> Dict[str, Any]:
         """
         The pool as an operator sees it: strategy, members in order with
-        their state (up, down, disabled, draining, suspended), counters.
+        their state (up, down, disabled, draining, ejected, stalled), whether
+        it panics, counters.
         """
         members = []
         for member in self.members:
@@ -441,8 +403,8 @@ class MUXPool(Service):
                 state = "draining"
             elif not self.isEnabled(member):
                 state = "disabled"
-            elif self.isSuspended(member):
-                state = "suspended"
+            elif self.isEjected(member):
+                state = "ejected"
             elif self.isStalled(member):
                 state = "stalled"
             elif member.ready:
@@ -467,6 +429,7 @@ class MUXPool(Service):
             "strategy": getattr(self.strategy, "name", type(self.strategy).__name__),
             "check_enabled": self.checkEnabled,
             "usable": bool(self.ready),
+            "panicking": self.ejector.panicking,
             "in_flight": self._inFlight,
             "members": members,
             "counters": {k: v for k, v in self.counters.items() if k != "requests"},

@@ -234,7 +234,7 @@ class _Request:
         pool.latency.record(now - self.started)
         if pool.observe is not None:
             pool.observe(member, now - self.sentAt, now)
-        pool._answeredBy(member)
+        pool._answeredBy(member, response)
         self.finish(response)
 
     def _failed(self, failure: Failure, member: IMUX) -> None:

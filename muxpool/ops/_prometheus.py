@@ -157,7 +157,7 @@ class MetricsCollector:
         )
         usable = GaugeMetricFamily(
             "muxpool_pool_member_usable",
-            "1 while the member is usable (up, enabled, not suspended).",
+            "1 while the member is usable (up, enabled, not ejected).",
             labels=["pool", "member"],
         )
         for pool in pools:
@@ -174,7 +174,9 @@ class MetricsCollector:
             (
                 ("no_mux", "Requests no member was usable for before the deadline.", "no_mux"),
                 ("retries", "Requests tried on another member after a not-sent.", "retries"),
-                ("suspensions", "Members taken out after timeouts in a row.", "suspensions"),
+                ("ejections", "Members ejected as outliers.", "ejections"),
+                ("returns", "Ejected members back in rotation.", "returns"),
+                ("panics", "Times too few members were usable and ejection was ignored.", "panics"),
                 ("stalls", "Members skipped for holding max-unanswered requests.", "stalls"),
                 ("shed", "Requests refused at once at max-in-flight (NoCapacity).", "shed"),
             ),
