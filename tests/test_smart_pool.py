@@ -61,3 +61,60 @@ def test_least_latency_prefers_the_fast_issuer_and_beats_round_robin():
     share, p99 = figures["least-latency"]
     assert share >= 0.8 and p99 < figures["round-robin"][1], figures
     print({k: f"{s:.0%} to the fast one, p99 {p * 1000:.1f} ms" for k, (s, p) in figures.items()})
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_issuer_answering_96_is_ejected_and_panic_still_spreads():
+    """
+    Over real sockets: beside a healthy issuer, one answering 96 to every
+    request gets at most consecutive-codes (3) plus what was in flight
+    before it is ejected, then none while it is out; with both answering
+    96, one is ejected (50% at most) and, the other going down, the pool
+    panics and still spreads the traffic.
+    """
+    from muxpool.mux import Ejection
+
+    r = reactor()
+    started = []
+
+    def start(service):
+        service.startService()
+        started.append(service)
+        return service
+
+    try:
+        muxes, adaptors = [], []
+        for name, code in (("failing", "96"), ("healthy", "00")):
+            issuer = start(
+                QServer(
+                    name,
+                    SPEC,
+                    "tcp:0:interface=127.0.0.1",
+                    r,
+                    ServerSettings(gracePeriod=0),
+                    listeners=[Responder(resultCode=code, fixed={"44": name})],
+                )
+            )
+            port = (yield issuer.whenListening()).getHost().port
+            adaptor = start(ChannelAdaptor(f"link-{name}", SPEC, f"tcp:127.0.0.1:{port}", r))
+            adaptors.append(adaptor)
+            muxes.append(start(QMUX(f"mux-{name}", adaptor, r)))
+            yield adaptor.ready.whenState(True)
+        rules = Ejection(consecutiveCodes=3, outlierCodes=frozenset({"96"}), ejectionTime=60)
+        pool = start(MUXPool("pool", muxes, r, strategyByName("round-robin"), ejection=rules))
+        outcomes = yield runLoad(pool, 400, 4, timeout=5)
+        toFailing = pool.counters["requests"]["mux-failing"]
+        assert pool.isEjected(muxes[0]) and pool.counters["ejections"] == 1
+        assert toFailing <= 3 + 4, toFailing  # 3 in a row, plus what was in flight
+        codes = [o["39"] for o in outcomes]
+        assert codes.count("96") == toFailing and codes.count("00") == 400 - toFailing
+        # the healthy one goes down too: panic, and the ejected one is used
+        yield adaptors[1].stopService()
+        assert pool.ejector.panicking and pool.counters["panics"] == 1
+        more = yield runLoad(pool, 20, 2, timeout=5, start=1000)
+        assert [o["39"] for o in more] == ["96"] * 20  # sent, not refused as unusable
+    finally:
+        for service in reversed(started):
+            if service.running:
+                yield service.stopService()
+    print(f"the 96 issuer got {toFailing} of 400 before it was ejected")

@@ -32,10 +32,11 @@ class Ejection:
     @ivar consecutiveCodes: eject after this many answers in a row whose
         field 39 is one of C{outlierCodes} (e.g. 91 96: issuer inoperative,
         system malfunction).
-    @ivar ejectionTime: for a member whose link cannot prove its peer
-        answers (no echo), seconds out, doubling with each ejection in a
-        row up to C{maxEjectionTime}; a link that can (an echo or a
-        sign-on) brings it back as soon as it does.
+    @ivar ejectionTime: seconds out, doubling with each ejection in a row
+        up to C{maxEjectionTime}, for a member ejected for its codes (its
+        link answers: an echo would prove nothing) or whose link cannot
+        prove its peer answers; a member ejected for timeouts whose link
+        can (an echo or a sign-on) comes back as soon as it does.
     @ivar maxEjectionPercent: never more than this share of the members
         out at once; when fewer than this share are usable, the pool
         panics and uses every connected member.
@@ -85,7 +86,9 @@ class Ejector:
         if rules.consecutiveCodes and response.get("39") in rules.outlierCodes:
             count = self._codes[name] = self._codes.get(name, 0) + 1
             if count >= rules.consecutiveCodes:
-                self._eject(member, f"{count} answers in a row were 39={response.get('39')}")
+                # Its link answers (an echo would prove nothing): back on time.
+                why = f"{count} answers in a row were 39={response.get('39')}"
+                self._eject(member, why, probe=False)
             return
         self._codes.pop(name, None)
         self._inRow.pop(name, None)  # a good answer: the next ejection starts short
@@ -99,7 +102,7 @@ class Ejector:
 
     # -- out and back -----------------------------------------------------------
 
-    def _eject(self, member: IMUX, why: str) -> None:
+    def _eject(self, member: IMUX, why: str, probe: bool = True) -> None:
         pool = self.pool
         name = member.name
         if self.isEjected(member) or member not in pool.members:
@@ -125,7 +128,7 @@ class Ejector:
         inRow = self._inRow[name] = self._inRow.get(name, 0) + 1
         self.counters["ejections"] += 1
         link = getattr(member, "link", None)
-        if IProbe.providedBy(link):
+        if probe and IProbe.providedBy(link):
             until = f"{getattr(link, 'name', link)} proves its peer answers (an echo or a sign-on)"
             self._probe(member, link)
         else:
