@@ -46,8 +46,8 @@ def members(reactor, port, n, prefix):
     return made
 
 
-def selectionCost(n):
-    pool = PoolHarness(n, "round-robin").pool
+def selectionCost(n, strategy="round-robin"):
+    pool = PoolHarness(n, strategy).pool
     msg = {"t": "0200"}
     number = 100000
     return min(timeit.repeat(lambda: pool.select(msg), number=number, repeat=3)) / number * 1e6
@@ -122,12 +122,18 @@ def main(reactor, args):
             ok, rps = yield rate(pool, args.requests, args.in_flight)
             yield pool.stopService()
             print(f"{'pool of ' + str(n):>18} {ok:>9} {rps:>9.0f}")
+        pool = MUXPool("ll", [m for _, m in made[:2]], reactor, strategyByName("least-latency"))
+        pool.startService()
+        ok, rps = yield rate(pool, args.requests, args.in_flight)
+        yield pool.stopService()
+        print(f"{'least-latency, 2':>18} {ok:>9} {rps:>9.0f}")
     finally:
         for adaptor, _ in made:
             yield adaptor.stopService()
         yield server.stopService()
-    for n in (2, 200):
-        print(f"round-robin selection, {n:>3} members: {selectionCost(n):.2f} us")
+    for strategy in ("round-robin", "least-latency"):
+        for n in (2, 200):
+            print(f"{strategy} selection, {n:>3} members: {selectionCost(n, strategy):.2f} us")
     print(
         f"8000 answers while draining: {drainCost(8000, 0):.3f} s with no drain waiter, "
         f"{drainCost(8000, 1):.3f} s with one"
