@@ -157,6 +157,9 @@ class LeastPending:
 #: Seconds over which least-latency forgets a member's response times.
 DECAY_TIME = 10.0
 
+#: The cost of a member with no answer yet but a request on its way.
+UNKNOWN_PENALTY = 1e9
+
 
 @implementer(IStrategy)
 class LeastLatency:
@@ -166,7 +169,7 @@ class LeastLatency:
     EWMA of response time times its pending requests plus one.  A slow
     response raises the cost at once (the peak); fast ones lower it over
     C{decay-time}.  A member with no answer yet costs nothing, so it is
-    tried.  Picks in constant time.
+    tried, one request at a time until it answers.  Picks in constant time.
 
     The pool tells it each response time (L{observe}).  Config:
     C{decay-time} (ms, default 10000) and C{seed} (tests: a repeatable
@@ -201,7 +204,12 @@ class LeastLatency:
         self._costs[member.name] = (cost, now)
 
     def cost(self, member: IMUX) -> float:
-        return self._costs.get(member.name, (0.0, 0.0))[0] * (member.pendingCount() + 1)
+        pending = member.pendingCount()
+        if member.name not in self._costs and pending:
+            # No answer yet, one on its way: as Finagle does, no more until
+            # it tells how fast the member is (one probe at a time).
+            return UNKNOWN_PENALTY + pending
+        return self._costs.get(member.name, (0.0, 0.0))[0] * (pending + 1)
 
     def select(self, pool: IPool, message: Mapping[str, str]) -> Optional[IMUX]:
         members = pool.members
