@@ -812,15 +812,19 @@ def test_least_latency_sends_most_to_the_fast_member_and_tries_a_new_one():
     counts = [len(i.requests) for i in h.issuers]
     assert counts[1] >= 0.8 * sum(counts) and counts[0] >= 1, counts
     assert strategy.cost(h.members[0]) > strategy.cost(h.members[1])
-    # a new member (no answer yet) costs nothing: it is tried
+    # a new member (no answer yet) costs nothing: it is tried, one request
+    # at a time until it answers
     fresh = h.members[0]
     strategy._costs.pop(fresh.name)
     assert strategy.cost(fresh) == 0.0
+    h.issuers[0].when().never()
+    fresh.request({"t": "0200", "11": "999999", "41": "T1"}, 30)
+    assert strategy.cost(fresh) > 1e6
     # a peak at once, and fast answers bring it down over the decay time
     strategy.observe(fresh, 1.0, 100.0)
-    assert strategy.cost(fresh) == 1.0
+    assert strategy.cost(fresh) == 1.0 * 2  # times its pending plus one
     strategy.observe(fresh, 0.0, 101.0)  # one decay time later
-    assert abs(strategy.cost(fresh) - math.exp(-1)) < 1e-9
+    assert abs(strategy.cost(fresh) - 2 * math.exp(-1)) < 1e-9
     h.stop()
 
 
