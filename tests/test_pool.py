@@ -932,3 +932,71 @@ def test_the_pool_panics_when_too_few_members_are_left():
     ms[1].ready.set(True)
     assert not pool.ejector.panicking and pool.isEjected(ms[0])
     assert outcome(pool.request({"t": "0200"}, 5)) == [{"t": "0210", "by": "m1"}]
+
+
+def test_ejection_edges():
+    """
+    Review cases: a probe that never ends still returns the member after
+    max-ejection-time; an ejection asked of a stopped pool does nothing;
+    the doubling cannot overflow; the older spelling ejects a lone member
+    (any share, no panic), as it suspended one before.
+    """
+    from muxpool.errors import RequestTimeout
+    from muxpool.mux import Ejection
+
+    clock = Clock()
+    link = ProbedLink("a")
+    mux = started(QMUX("mux-a", link, clock))
+    rules = Ejection(consecutiveTimeouts=1, maxEjectionTime=60.0)
+    pool = started(
+        MUXPool(
+            "pool", [mux, started(QMUX("mux-b", MemoryLink("b"), clock))], clock, ejection=rules
+        )
+    )
+    pool.ejector.timedOut(mux)
+    assert pool.isEjected(mux) and len(link.probes) == 1
+    clock.advance(60)  # the echo never came back: back on the time limit
+    assert not pool.isEjected(mux) and link.probes[0].called
+    pool.ejector._inRow["mux-a"] = 5000  # no OverflowError
+    pool.ejector.timedOut(mux)
+    assert pool.isEjected(mux)
+    pool.stopService()
+    assert not pool.isEjected(mux)
+    pool.ejector.timedOut(mux)  # stopped: nothing starts
+    assert not pool.isEjected(mux) and clock.getDelayedCalls() == []
+
+    lone = members(1)
+    lone[0].script = [fail(RequestTimeout("no answer"))]
+    old = makePool(lone, suspendAfterTimeouts=1)
+    outcome(old.request({"t": "0200"}, 5))
+    assert old.isEjected(lone[0]) and not old.ejector.panicking and not old.ready
+
+
+def test_least_latency_tries_a_once_slow_member_again_in_time():
+    from muxpool.mux import LeastLatency
+
+    strategy = LeastLatency({"decay-time": "1000"})
+    slow, fast = members(2)
+    strategy.observe(slow, 30.0, 0.0)  # a timeout
+    strategy.observe(fast, 0.01, 0.0)
+    assert strategy.cost(slow) > strategy.cost(fast)
+    for t in range(1, 20):  # the fast one goes on answering
+        strategy.observe(fast, 0.01, float(t))
+    assert strategy.cost(slow) < strategy.cost(fast) * 10  # faded: it gets draws again
+
+
+def test_a_pool_of_full_pools_sheds_at_once():
+    from muxpool.errors import NoCapacity
+
+    clock = Clock()
+    inner = started(
+        MUXPool(
+            "inner",
+            [started(QMUX("q", MemoryLink("l"), clock, maxInFlight=1))],
+            clock,
+        )
+    )
+    outer = started(MUXPool("outer", [inner], clock))
+    first = outcome(outer.request({"t": "0200", "11": "000001", "41": "T1"}, 30))
+    second = outcome(outer.request({"t": "0200", "11": "000002", "41": "T1"}, 30))
+    assert first == [] and second[0].check(NoCapacity)  # at once, not at the deadline

@@ -227,10 +227,16 @@ def _ejection(reader: DescriptorReader, root: Node) -> Ejection:
         )
 
     timeouts = number("consecutive-timeouts", None, int)
-    if timeouts is None:
-        timeouts = number("suspend-after-timeouts", 0, int)  # the older spelling
+    if timeouts is None and root.child("suspend-after-timeouts") is not None:
+        # the older spelling, as it behaved: any member out, and no panic
+        return Ejection(
+            consecutiveTimeouts=number("suspend-after-timeouts", 0, int),
+            maxEjectionPercent=100.0,
+            panicPercent=0.0,
+        )
+    percent = number("max-ejection-percent", 50.0)
     return Ejection(
-        consecutiveTimeouts=timeouts,
+        consecutiveTimeouts=timeouts or 0,
         consecutiveCodes=number("consecutive-codes", 0, int),
         outlierCodes=frozenset(parseFieldList(root.childText("outlier-codes") or "")),
         ejectionTime=reader.milliseconds(
@@ -239,7 +245,8 @@ def _ejection(reader: DescriptorReader, root: Node) -> Ejection:
         maxEjectionTime=reader.milliseconds(
             root.childText("max-ejection-time"), "max-ejection-time", 300.0, root
         ),
-        maxEjectionPercent=number("max-ejection-percent", 50.0),
+        maxEjectionPercent=percent,
+        panicPercent=percent,
     )
 
 

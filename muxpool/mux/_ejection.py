@@ -38,8 +38,9 @@ class Ejection:
         prove its peer answers; a member ejected for timeouts whose link
         can (an echo or a sign-on) comes back as soon as it does.
     @ivar maxEjectionPercent: never more than this share of the members
-        out at once; when fewer than this share are usable, the pool
-        panics and uses every connected member.
+        out at once (one at least).
+    @ivar panicPercent: when fewer than this share of the members are
+        usable, the pool panics and uses every connected member (0: never).
     """
 
     consecutiveTimeouts: int = 0
@@ -48,6 +49,7 @@ class Ejection:
     ejectionTime: float = 30.0
     maxEjectionTime: float = 300.0
     maxEjectionPercent: float = 50.0
+    panicPercent: float = 50.0
 
     @property
     def enabled(self) -> bool:
@@ -72,6 +74,7 @@ class Ejector:
         self._timeouts: Dict[str, int] = {}
         self._codes: Dict[str, int] = {}
         self._inRow: Dict[str, int] = {}  # ejections in a row, for the doubling
+        self._fallback: Dict[str, IDelayedCall] = {}  # a probe's time limit
         self._limiter = RateLimiter(clock=pool.clock)
 
     def isEjected(self, member: IMUX) -> bool:
@@ -80,6 +83,8 @@ class Ejector:
     # -- what members do ------------------------------------------------------
 
     def answered(self, member: IMUX, response: Mapping[str, str]) -> None:
+        if self.isEjected(member):
+            return  # what was in flight when it went: it starts afresh on return
         rules = self.rules
         name = member.name
         self._timeouts.pop(name, None)
@@ -105,9 +110,10 @@ class Ejector:
     def _eject(self, member: IMUX, why: str, probe: bool = True) -> None:
         pool = self.pool
         name = member.name
-        if self.isEjected(member) or member not in pool.members:
+        if self.isEjected(member) or member not in pool.members or not pool.running:
             return
-        cap = self.rules.maxEjectionPercent / 100.0 * len(pool.members)
+        # at least one may be out, as Envoy allows
+        cap = max(1.0, self.rules.maxEjectionPercent / 100.0 * len(pool.members))
         if len(self._out) + 1 > cap:
             self._limiter.emit(
                 self.log.warn,
@@ -129,10 +135,15 @@ class Ejector:
         self.counters["ejections"] += 1
         link = getattr(member, "link", None)
         if probe and IProbe.providedBy(link):
-            until = f"{getattr(link, 'name', link)} proves its peer answers (an echo or a sign-on)"
+            until = (
+                f"{getattr(link, 'name', link)} proves its peer answers (an echo or a "
+                f"sign-on), {self.rules.maxEjectionTime:g}s at most"
+            )
             self._probe(member, link)
+            self._fallback[name] = pool.clock.callLater(self.rules.maxEjectionTime, self.back, name)
         else:
-            seconds = min(self.rules.ejectionTime * 2 ** (inRow - 1), self.rules.maxEjectionTime)
+            exponent = min(inRow - 1, 30)
+            seconds = min(self.rules.ejectionTime * 2**exponent, self.rules.maxEjectionTime)
             until = f"{seconds:g}s have passed"
             self._out[name] = pool.clock.callLater(seconds, self.back, name)
         self.log.warn(
@@ -164,6 +175,8 @@ class Ejector:
         link = getattr(member, "link", None)
         if IProbe.providedBy(link):
             self._probe(member, link)
+        else:
+            self.back(member.name)  # nothing left to prove it by
 
     def back(self, name: str, log: bool = True) -> None:
         """
@@ -177,6 +190,9 @@ class Ejector:
                 wait.cancel()
         else:
             cancelTimer(wait)
+        cancelTimer(self._fallback.pop(name, None))
+        self._timeouts.pop(name, None)
+        self._codes.pop(name, None)
         if log:
             self.counters["returns"] += 1
             self.log.info(
@@ -201,12 +217,11 @@ class Ejector:
     def checkPanic(self, usable: int, total: int) -> None:
         """
         With C{usable} of C{total} members usable (ejected ones not
-        counted): below C{maxEjectionPercent} of them, panic (every
+        counted): below C{panicPercent} of them, panic (every
         connected member is used, ejected or not), said once.
         """
-        panic = (
-            bool(self._out) and total > 0 and usable < self.rules.maxEjectionPercent / 100 * total
-        )
+        threshold = self.rules.panicPercent
+        panic = bool(self._out) and total > 0 and usable < threshold / 100 * total
         if panic == self.panicking:
             return
         self.panicking = panic
@@ -230,4 +245,7 @@ def ejectionFrom(suspendAfterTimeouts: int = 0, ejection: Optional[Ejection] = N
     """
     if ejection is not None:
         return ejection
-    return Ejection(consecutiveTimeouts=suspendAfterTimeouts)
+    # as before it was a spelling of ejection: any member, and no panic
+    return Ejection(
+        consecutiveTimeouts=suspendAfterTimeouts, maxEjectionPercent=100.0, panicPercent=0.0
+    )

@@ -39,7 +39,7 @@ from muxpool.errors import (
 from muxpool.interfaces import IMUX, IPool, IStrategy
 from muxpool.mux._ejection import Ejection, Ejector, ejectionFrom
 from muxpool.mux._latency import LatencySummary
-from muxpool.mux._request import _Request
+from muxpool.mux._request import _atCapacity, _Request
 from muxpool.mux._strategies import strategyByName
 
 #: A member's requests sent since its last answer before it is stalled.
@@ -195,7 +195,7 @@ class MUXPool(Service):
             if self.running:
                 self._watch(member)
         self.members = new
-        self.limited = any(getattr(m, "maxInFlight", None) for m in new)
+        self.limited = any(getattr(m, "maxInFlight", None) is not None for m in new)
         self._changed()
 
     def _watch(self, member: IMUX) -> None:
@@ -301,7 +301,11 @@ class MUXPool(Service):
             return True
         # stalled: used only when no other member can be
         return not any(
-            m is not member and id(m) not in tried and self._available(m) and not self.isStalled(m)
+            m is not member
+            and id(m) not in tried
+            and self._available(m)
+            and not self.isStalled(m)
+            and not _atCapacity(m)
             for m in self.members
         )
 
@@ -383,13 +387,33 @@ class MUXPool(Service):
 
     # -- ejection (beyond jPOS: see muxpool.mux._ejection) ----------------------
 
-    def _answeredBy(self, member: IMUX, response: Mapping[str, str]) -> None:
-        if self.ejection.enabled:
-            self.ejector.answered(member, response)
-
-    def _timedOut(self, member: IMUX) -> None:
-        if self.ejection.enabled:
-            self.ejector.timedOut(member)
+    def _learned(
+        self, member: IMUX, seconds: float, now: float, response: Optional[Mapping[str, str]]
+    ) -> None:
+        """
+        A request C{member} was asked ended after C{seconds}: answered with
+        C{response}, or timed out (None).  The strategy (least-latency) and
+        the ejection rules learn from it; a failure here is logged, never
+        kept from the request, which has its outcome already.
+        """
+        try:
+            if self.observe is not None:
+                self.observe(member, seconds, now)
+            if not self.ejection.enabled:
+                return
+            if response is None:
+                self.ejector.timedOut(member)
+            else:
+                self.ejector.answered(member, response)
+        except Exception as e:
+            self._limiter.emit(
+                self.log.error,
+                ("learned", type(e)),
+                "{pool}: noting how {member} did failed: {error}",
+                pool=self.name,
+                member=member.name,
+                error=describeError(e),
+            )
 
     def status(self) -> Dict[str, Any]:
         """

@@ -129,7 +129,7 @@ class _Request:
         except StrategyFailed as e:
             self.finish(e)
             return
-        if member is None and pool.limited and self._everyOneFull():
+        if member is None and (pool.limited or self.refused is not None) and self._everyOneFull():
             return
         if member is None:
             self.waiting = pool._nextChange()
@@ -171,7 +171,8 @@ class _Request:
         """
         pool = self.pool
         full = [m for m in pool.members if pool.isUsable(m, self.tried) and id(m) not in self.tried]
-        if not full or not all(_atCapacity(m) for m in full):
+        refusedFull = self.refused is not None and self.refused.check(NoCapacity) is not None
+        if not (full or refusedFull) or not all(_atCapacity(m) for m in full):
             return False
         pool.counters["shed"] += 1
         self.finish(NoCapacity(f"{pool.name}: every member is at its max-in-flight - not sent"))
@@ -232,10 +233,8 @@ class _Request:
         pool.counters["rx"] += 1
         now = pool.clock.seconds()
         pool.latency.record(now - self.started)
-        if pool.observe is not None:
-            pool.observe(member, now - self.sentAt, now)
-        pool._answeredBy(member, response)
-        self.finish(response)
+        self.finish(response)  # its outcome first, whatever the bookkeeping does
+        pool._learned(member, now - self.sentAt, now, response)
 
     def _failed(self, failure: Failure, member: IMUX) -> None:
         self._memberEnded()
@@ -245,12 +244,9 @@ class _Request:
             self.refused = failure  # another member could succeed
             self.attempt()
             return
-        if failure.check(RequestTimeout):
-            pool = self.pool
-            if pool.observe is not None:  # as slow as the whole wait
-                now = pool.clock.seconds()
-                pool.observe(member, now - self.sentAt, now)
-            pool._timedOut(member)
+        timedOut = failure.check(RequestTimeout) is not None
+        if timedOut:
+            pass  # learned from below, once it has its outcome
         elif failure.check(CancelledError):
             # A member that does not know our outcomes: it was asked, so the
             # issuer may have the message.
@@ -274,6 +270,10 @@ class _Request:
                 )
             )
         self.finish(failure)
+        if timedOut:  # as slow as the whole wait
+            pool = self.pool
+            now = pool.clock.seconds()
+            pool._learned(member, now - self.sentAt, now, None)
 
     def cancel(self, result: Optional[Deferred] = None) -> None:
         """

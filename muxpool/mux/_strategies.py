@@ -190,11 +190,13 @@ class LeastLatency:
         self.random = random.Random(None if seed is None else int(seed))
         # member -> (cost in seconds, when last observed)
         self._costs: Dict[str, Tuple[float, float]] = {}
+        self._now = 0.0  # the latest clock time told: costs fade to it
 
     def observe(self, member: IMUX, seconds: float, now: float) -> None:
         """
         C{member} answered (or timed out) in C{seconds}, at clock time C{now}.
         """
+        self._now = max(self._now, now)
         cost, stamp = self._costs.get(member.name, (0.0, now))
         if seconds > cost:
             cost = seconds  # the peak, at once
@@ -209,7 +211,11 @@ class LeastLatency:
             # No answer yet, one on its way: as Finagle does, no more until
             # it tells how fast the member is (one probe at a time).
             return UNKNOWN_PENALTY + pending
-        return self._costs.get(member.name, (0.0, 0.0))[0] * (pending + 1)
+        cost, stamp = self._costs.get(member.name, (0.0, self._now))
+        # fading while others answer, so a member once slow (a timeout) is
+        # tried again in time, not starved for ever
+        faded = cost * math.exp(-max(0.0, self._now - stamp) / self.decayTime)
+        return faded * (pending + 1)
 
     def select(self, pool: IPool, message: Mapping[str, str]) -> Optional[IMUX]:
         members = pool.members
