@@ -235,3 +235,50 @@ class MemoryNetwork:
         if isinstance(result, Failure):
             result.raiseException()
         return result
+
+
+class Started:
+    """
+    Services a test starts on the real reactor (servers on OS-chosen
+    loopback ports, links to them), stopped in reverse order by L{stop}.
+    """
+
+    def __init__(self, reactor, spec):
+        self.reactor = reactor
+        self.spec = spec
+        self.services = []
+
+    def __call__(self, service):
+        service.startService()
+        self.services.append(service)
+        return service
+
+    def server(self, name, listener, settings=None):
+        from muxpool.link import QServer, ServerSettings
+
+        settings = settings if settings is not None else ServerSettings(gracePeriod=0)
+        endpoint = "tcp:0:interface=127.0.0.1"
+        return self(
+            QServer(name, self.spec, endpoint, self.reactor, settings, listeners=[listener])
+        )
+
+    @defer.inlineCallbacks
+    def link(self, name, server, **qmux):
+        """
+        A ready channel adaptor to C{server} and a QMUX C{mux-NAME} on it.
+        """
+        from muxpool.link import ChannelAdaptor
+        from muxpool.mux import QMUX
+
+        port = (yield server.whenListening()).getHost().port
+        target = f"tcp:127.0.0.1:{port}"
+        adaptor = self(ChannelAdaptor(f"link-{name}", self.spec, target, self.reactor))
+        mux = self(QMUX(f"mux-{name}", adaptor, self.reactor, **qmux))
+        yield adaptor.ready.whenState(True)
+        return adaptor, mux
+
+    @defer.inlineCallbacks
+    def stop(self):
+        for service in reversed(self.services):
+            if service.running:
+                yield service.stopService()

@@ -16,10 +16,11 @@ from muxpool.app import runLoad
 from muxpool.channel import ChannelSpec
 from muxpool.errors import LinkLost, RequestTimeout
 from muxpool.interfaces import IRequestListener
-from muxpool.link import AdaptorSettings, ChannelAdaptor, QServer, ServerSettings
+from muxpool.link import AdaptorSettings, ChannelAdaptor, ServerSettings
 from muxpool.listeners import Forward, Responder
 from muxpool.mux import QMUX, MUXPool, strategyByName
 from tests.deployfiles import freePort, issuer
+from tests.helpers import Started
 from tests.twistdproc import Twistd
 
 ISO87B = ChannelSpec.fromConfig("NACChannel", "ISO87B")
@@ -132,44 +133,26 @@ def test_an_issuer_that_never_answers_cannot_hold_a_clients_whole_in_flight_limi
     of the session's 16, so the client's requests to the healthy issuer go
     on being answered at once, not after the dead one's timeouts.
     """
-    r = reactor()
-    spec = ChannelSpec.fromConfig("NACChannel", "ISO87B")
-    started = []
-
-    def start(service):
-        service.startService()
-        started.append(service)
-        return service
-
-    def server(name, listener, settings):
-        return start(
-            QServer(name, spec, "tcp:0:interface=127.0.0.1", r, settings, listeners=[listener])
-        )
-
-    issuers = [
-        server("healthy", Responder(fixed={"44": "healthy"}), ServerSettings(gracePeriod=0)),
-        server("dead", Swallow(), ServerSettings(gracePeriod=0)),
-    ]
-    muxes = []
+    started = Started(reactor(), ChannelSpec.fromConfig("NACChannel", "ISO87B"))
     try:
-        for issuer in issuers:
-            port = (yield issuer.whenListening()).getHost().port
-            adaptor = start(ChannelAdaptor(f"link-{issuer.name}", spec, f"tcp:127.0.0.1:{port}", r))
-            muxes.append(start(QMUX(f"mux-{issuer.name}", adaptor, r)))
-            yield adaptor.ready.whenState(True)
-        pool = start(MUXPool("pool", muxes, r, strategyByName("round-robin"), maxUnanswered=4))
-        front = server(
+        muxes = []
+        for name, listener in (
+            ("healthy", Responder(fixed={"44": "healthy"})),
+            ("dead", Swallow()),
+        ):
+            _, mux = yield started.link(name, started.server(name, listener))
+            muxes.append(mux)
+        pool = started(
+            MUXPool("pool", muxes, reactor(), strategyByName("round-robin"), maxUnanswered=4)
+        )
+        front = started.server(
             "front", Forward(pool, timeout=2), ServerSettings(gracePeriod=0, maxInFlight=16)
         )
-        port = (yield front.whenListening()).getHost().port
-        client = start(ChannelAdaptor("client", spec, f"tcp:127.0.0.1:{port}", r))
-        clientMux = start(QMUX("client-mux", client, r))
-        yield client.ready.whenState(True)
+        _, clientMux = yield started.link("client", front)
         latencies = []
         outcomes = yield runLoad(clientMux, 400, 16, timeout=10, latencies=latencies)
     finally:
-        for service in reversed(started):
-            yield service.stopService()
+        yield started.stop()
     answered = [o for o in outcomes if isinstance(o, dict) and o["39"] == "00"]
     declined = [o for o in outcomes if isinstance(o, dict) and o["39"] != "00"]
     # The dead issuer holds a few requests at a time (declined 68 at each 2 s
@@ -192,51 +175,33 @@ def test_a_full_member_sheds_at_once_and_the_other_takes_the_rest():
     once (in milliseconds), none waiting for its timeout.
     """
     r = reactor()
-    spec = ChannelSpec.fromConfig("NACChannel", "ISO87B")
-    started = []
-
-    def start(service):
-        service.startService()
-        started.append(service)
-        return service
-
-    def server(name, listener, settings=ServerSettings(gracePeriod=0)):
-        return start(
-            QServer(name, spec, "tcp:0:interface=127.0.0.1", r, settings, listeners=[listener])
-        )
-
+    started = Started(r, ChannelSpec.fromConfig("NACChannel", "ISO87B"))
     try:
         muxes = {}
         for name, listener, limit in (
             ("silent", Swallow(), 8),
             ("healthy", Responder(fixed={"44": "healthy"}), None),
         ):
-            issuer = server(name, listener)
-            port = (yield issuer.whenListening()).getHost().port
-            adaptor = start(ChannelAdaptor(f"link-{name}", spec, f"tcp:127.0.0.1:{port}", r))
-            muxes[name] = start(QMUX(f"mux-{name}", adaptor, r, maxInFlight=limit))
-            yield adaptor.ready.whenState(True)
-        both = start(
+            _, muxes[name] = yield started.link(
+                name, started.server(name, listener), maxInFlight=limit
+            )
+        both = started(
             MUXPool("both", [muxes["silent"], muxes["healthy"]], r, strategyByName("round-robin"))
         )
-        alone = start(MUXPool("alone", [muxes["silent"]], r))
+        alone = started(MUXPool("alone", [muxes["silent"]], r))
         clients = {}
         for pool in (both, alone):
-            front = server(
+            front = started.server(
                 f"front-{pool.name}",
                 Forward(pool, timeout=2),
                 ServerSettings(gracePeriod=0, maxInFlight=64),
             )
-            port = (yield front.whenListening()).getHost().port
-            client = start(ChannelAdaptor(f"c-{pool.name}", spec, f"tcp:127.0.0.1:{port}", r))
-            clients[pool.name] = start(QMUX(f"c-{pool.name}-mux", client, r))
-            yield client.ready.whenState(True)
+            _, clients[pool.name] = yield started.link(f"c-{pool.name}", front)
         shared = yield runLoad(clients["both"], 200, 16, timeout=5)
         latencies = []
         shed = yield runLoad(clients["alone"], 100, 16, timeout=5, latencies=latencies, start=1000)
     finally:
-        for service in reversed(started):
-            yield service.stopService()
+        yield started.stop()
     # with the healthy member: the silent one holds its 8 (declined 68 at
     # the 2 s timeout), the healthy one answers every other request
     codes = Counter(o["39"] for o in shared)

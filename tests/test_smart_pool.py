@@ -7,9 +7,9 @@ import pytest_twisted
 
 from muxpool.app import runLoad
 from muxpool.channel import ChannelSpec
-from muxpool.link import ChannelAdaptor, QServer, ServerSettings
 from muxpool.listeners import Responder
-from muxpool.mux import QMUX, MUXPool, percentile, strategyByName
+from muxpool.mux import MUXPool, percentile, strategyByName
+from tests.helpers import Started
 
 SPEC = ChannelSpec.fromConfig("NACChannel", "ISO87B")
 
@@ -23,41 +23,23 @@ def reactor():
 @pytest_twisted.inlineCallbacks
 def test_least_latency_prefers_the_fast_issuer_and_beats_round_robin():
     r = reactor()
-    started = []
-
-    def start(service):
-        service.startService()
-        started.append(service)
-        return service
-
+    started = Started(r, SPEC)
     try:
         muxes = []
         for name, delay in (("slow", 0.1), ("fast", 0.0)):
-            issuer = start(
-                QServer(
-                    name,
-                    SPEC,
-                    "tcp:0:interface=127.0.0.1",
-                    r,
-                    ServerSettings(gracePeriod=0),
-                    listeners=[Responder(fixed={"44": name}, delay=delay)],
-                )
-            )
-            port = (yield issuer.whenListening()).getHost().port
-            adaptor = start(ChannelAdaptor(f"link-{name}", SPEC, f"tcp:127.0.0.1:{port}", r))
-            muxes.append(start(QMUX(f"mux-{name}", adaptor, r)))
-            yield adaptor.ready.whenState(True)
+            server = started.server(name, Responder(fixed={"44": name}, delay=delay))
+            _, mux = yield started.link(name, server)
+            muxes.append(mux)
         figures = {}
         for strategy in ("least-latency", "round-robin"):
-            pool = start(MUXPool(strategy, muxes, r, strategyByName(strategy, {"seed": "1"})))
+            pool = started(MUXPool(strategy, muxes, r, strategyByName(strategy, {"seed": "1"})))
             latencies = []
             outcomes = yield runLoad(pool, 400, 16, timeout=5, latencies=latencies)
             assert all(isinstance(o, dict) and o["39"] == "00" for o in outcomes)
             fast = sum(o["44"] == "fast" for o in outcomes) / len(outcomes)
             figures[strategy] = (fast, percentile(sorted(latencies), 99))
     finally:
-        for service in reversed(started):
-            yield service.stopService()
+        yield started.stop()
     share, p99 = figures["least-latency"]
     assert share >= 0.8 and p99 < figures["round-robin"][1], figures
     print({k: f"{s:.0%} to the fast one, p99 {p * 1000:.1f} ms" for k, (s, p) in figures.items()})
@@ -75,33 +57,16 @@ def test_an_issuer_answering_96_is_ejected_and_panic_still_spreads():
     from muxpool.mux import Ejection
 
     r = reactor()
-    started = []
-
-    def start(service):
-        service.startService()
-        started.append(service)
-        return service
-
+    started = Started(r, SPEC)
     try:
         muxes, adaptors = [], []
         for name, code in (("failing", "96"), ("healthy", "00")):
-            issuer = start(
-                QServer(
-                    name,
-                    SPEC,
-                    "tcp:0:interface=127.0.0.1",
-                    r,
-                    ServerSettings(gracePeriod=0),
-                    listeners=[Responder(resultCode=code, fixed={"44": name})],
-                )
-            )
-            port = (yield issuer.whenListening()).getHost().port
-            adaptor = start(ChannelAdaptor(f"link-{name}", SPEC, f"tcp:127.0.0.1:{port}", r))
+            server = started.server(name, Responder(resultCode=code, fixed={"44": name}))
+            adaptor, mux = yield started.link(name, server)
             adaptors.append(adaptor)
-            muxes.append(start(QMUX(f"mux-{name}", adaptor, r)))
-            yield adaptor.ready.whenState(True)
+            muxes.append(mux)
         rules = Ejection(consecutiveCodes=3, outlierCodes=frozenset({"96"}), ejectionTime=60)
-        pool = start(MUXPool("pool", muxes, r, strategyByName("round-robin"), ejection=rules))
+        pool = started(MUXPool("pool", muxes, r, strategyByName("round-robin"), ejection=rules))
         outcomes = yield runLoad(pool, 400, 4, timeout=5)
         toFailing = pool.counters["requests"]["mux-failing"]
         assert pool.isEjected(muxes[0]) and pool.counters["ejections"] == 1
@@ -114,7 +79,5 @@ def test_an_issuer_answering_96_is_ejected_and_panic_still_spreads():
         more = yield runLoad(pool, 20, 2, timeout=5, start=1000)
         assert [o["39"] for o in more] == ["96"] * 20  # sent, not refused as unusable
     finally:
-        for service in reversed(started):
-            if service.running:
-                yield service.stopService()
+        yield started.stop()
     print(f"the 96 issuer got {toFailing} of 400 before it was ejected")
