@@ -239,8 +239,9 @@ class MemoryNetwork:
 
 class Started:
     """
-    Services a test starts on the real reactor (servers on OS-chosen
-    loopback ports, links to them), stopped in reverse order by L{stop}.
+    What a test starts over real sockets with the testing kit (issuers by
+    L{startIssuer}, links by L{startLink}, pools...), stopped in reverse
+    order by L{stop}.
     """
 
     def __init__(self, reactor, spec):
@@ -253,29 +254,30 @@ class Started:
         self.services.append(service)
         return service
 
-    def server(self, name, listener, settings=None):
-        from muxpool.link import QServer, ServerSettings
+    @defer.inlineCallbacks
+    def server(self, name, listener, **settings):
+        """
+        A listening server answering with C{listener} (L{ServerSettings} as
+        keywords; no grace period unless given).
+        """
+        from muxpool.testing import startIssuer
 
-        settings = settings if settings is not None else ServerSettings(gracePeriod=0)
-        endpoint = "tcp:0:interface=127.0.0.1"
-        return self(
-            QServer(name, self.spec, endpoint, self.reactor, settings, listeners=[listener])
-        )
+        settings.setdefault("gracePeriod", 0)
+        server = yield startIssuer(self.reactor, [listener], spec=self.spec, name=name, **settings)
+        self.services.append(server)
+        return server
 
     @defer.inlineCallbacks
-    def link(self, name, server, **qmux):
+    def link(self, name, server, **mux):
         """
-        A ready channel adaptor to C{server} and a QMUX C{mux-NAME} on it.
+        A ready link to C{server}, its QMUX C{NAME-mux} built with C{mux}.
         """
-        from muxpool.link import ChannelAdaptor
-        from muxpool.mux import QMUX
+        from muxpool.testing import portOf, startLink
 
-        port = (yield server.whenListening()).getHost().port
-        target = f"tcp:127.0.0.1:{port}"
-        adaptor = self(ChannelAdaptor(f"link-{name}", self.spec, target, self.reactor))
-        mux = self(QMUX(f"mux-{name}", adaptor, self.reactor, **qmux))
-        yield adaptor.ready.whenState(True)
-        return adaptor, mux
+        link = startLink(self.reactor, portOf(server), name, spec=self.spec, mux=mux)
+        self.services += [link.adaptor, link.mux]
+        yield link.whenReady()
+        return link
 
     @defer.inlineCallbacks
     def stop(self):

@@ -16,7 +16,7 @@ from muxpool.app import runLoad
 from muxpool.channel import ChannelSpec
 from muxpool.errors import LinkLost, RequestTimeout
 from muxpool.interfaces import IRequestListener
-from muxpool.link import AdaptorSettings, ChannelAdaptor, ServerSettings
+from muxpool.link import AdaptorSettings, ChannelAdaptor
 from muxpool.listeners import Forward, Responder
 from muxpool.mux import QMUX, MUXPool, strategyByName
 from tests.deployfiles import freePort, issuer
@@ -140,14 +140,12 @@ def test_an_issuer_that_never_answers_cannot_hold_a_clients_whole_in_flight_limi
             ("healthy", Responder(fixed={"44": "healthy"})),
             ("dead", Swallow()),
         ):
-            _, mux = yield started.link(name, started.server(name, listener))
+            _, mux = yield started.link(name, (yield started.server(name, listener)))
             muxes.append(mux)
         pool = started(
             MUXPool("pool", muxes, reactor(), strategyByName("round-robin"), maxUnanswered=4)
         )
-        front = started.server(
-            "front", Forward(pool, timeout=2), ServerSettings(gracePeriod=0, maxInFlight=16)
-        )
+        front = yield started.server("front", Forward(pool, timeout=2), maxInFlight=16)
         _, clientMux = yield started.link("client", front)
         latencies = []
         outcomes = yield runLoad(clientMux, 400, 16, timeout=10, latencies=latencies)
@@ -159,7 +157,7 @@ def test_an_issuer_that_never_answers_cannot_hold_a_clients_whole_in_flight_limi
     # timeout), never the session's whole limit: the healthy one answers
     # the rest at once, none waiting for those timeouts.  (Without the
     # limit it is sent half of them, 16 held at a time: 200, over 26 s.)
-    dead = pool.counters["requests"]["mux-dead"]
+    dead = pool.counters["requests"]["dead-mux"]
     assert dead <= 40 and len(declined) == dead, (dead, len(declined))
     assert len(answered) == 400 - dead, outcomes
     fastest = sorted(latencies)[: len(answered)]  # the declines took 2 s each
@@ -182,19 +180,16 @@ def test_a_full_member_sheds_at_once_and_the_other_takes_the_rest():
             ("silent", Swallow(), 8),
             ("healthy", Responder(fixed={"44": "healthy"}), None),
         ):
-            _, muxes[name] = yield started.link(
-                name, started.server(name, listener), maxInFlight=limit
-            )
+            server = yield started.server(name, listener)
+            _, muxes[name] = yield started.link(name, server, maxInFlight=limit)
         both = started(
             MUXPool("both", [muxes["silent"], muxes["healthy"]], r, strategyByName("round-robin"))
         )
         alone = started(MUXPool("alone", [muxes["silent"]], r))
         clients = {}
         for pool in (both, alone):
-            front = started.server(
-                f"front-{pool.name}",
-                Forward(pool, timeout=2),
-                ServerSettings(gracePeriod=0, maxInFlight=64),
+            front = yield started.server(
+                f"front-{pool.name}", Forward(pool, timeout=2), maxInFlight=64
             )
             _, clients[pool.name] = yield started.link(f"c-{pool.name}", front)
         shared = yield runLoad(clients["both"], 200, 16, timeout=5)

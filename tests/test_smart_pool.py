@@ -27,7 +27,7 @@ def test_least_latency_prefers_the_fast_issuer_and_beats_round_robin():
     try:
         muxes = []
         for name, delay in (("slow", 0.1), ("fast", 0.0)):
-            server = started.server(name, Responder(fixed={"44": name}, delay=delay))
+            server = yield started.server(name, Responder(fixed={"44": name}, delay=delay))
             _, mux = yield started.link(name, server)
             muxes.append(mux)
         figures = {}
@@ -64,14 +64,14 @@ def test_an_issuer_answering_96_is_ejected_and_panic_still_spreads():
     try:
         muxes, adaptors = [], []
         for name, code in (("failing", "96"), ("healthy", "00")):
-            server = started.server(name, Responder(resultCode=code, fixed={"44": name}))
+            server = yield started.server(name, Responder(resultCode=code, fixed={"44": name}))
             adaptor, mux = yield started.link(name, server)
             adaptors.append(adaptor)
             muxes.append(mux)
         rules = Ejection(consecutiveCodes=3, outlierCodes=frozenset({"96"}), ejectionTime=60)
         pool = started(MUXPool("pool", muxes, r, strategyByName("round-robin"), ejection=rules))
         outcomes = yield runLoad(pool, 400, 4, timeout=5)
-        toFailing = pool.counters["requests"]["mux-failing"]
+        toFailing = pool.counters["requests"]["failing-mux"]
         assert pool.isEjected(muxes[0]) and pool.counters["ejections"] == 1
         assert toFailing <= 3 + 4, toFailing  # 3 in a row, plus what was in flight
         codes = [o["39"] for o in outcomes]

@@ -5,7 +5,7 @@ whole stack (framing, packager, sockets) with OS-chosen ports.
 
 from __future__ import annotations
 
-from typing import Any, Generator, Iterable, NamedTuple, Optional, cast
+from typing import Any, Generator, Iterable, Mapping, NamedTuple, Optional, cast
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, inlineCallbacks
@@ -100,6 +100,7 @@ def startLink(
     *,
     spec: Optional[ChannelSpec] = None,
     host: str = LOOPBACK,
+    mux: Optional[Mapping[str, Any]] = None,
     **options: Any,
 ) -> LoopbackLink:
     """
@@ -107,6 +108,7 @@ def startLink(
     0.2 s at most) and a L{QMUX} named C{name-mux} on it, both started; it
     connects in the background (see L{LoopbackLink.whenReady}).
 
+    @param mux: the L{QMUX}'s own options (C{maxInFlight}...).
     @param options: L{AdaptorSettings} (C{signOn}, C{echoInterval}...).
     """
     options.setdefault("reconnectDelay", 0.05)
@@ -114,7 +116,7 @@ def startLink(
     adaptor = ChannelAdaptor(
         name, spec or defaultSpec(), f"tcp:{host}:{port}", reactor, AdaptorSettings(**options)
     )
-    mux = QMUX(f"{name}-mux", adaptor, reactor)
+    qmux = QMUX(f"{name}-mux", adaptor, reactor, **(mux or {}))
     adaptor.startService()
-    mux.startService()
-    return LoopbackLink(adaptor, mux)
+    qmux.startService()
+    return LoopbackLink(adaptor, qmux)
