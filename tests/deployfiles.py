@@ -54,10 +54,10 @@ def qmux(name, queue, extra=""):
 """
 
 
-def pool(name, members, strategy="round-robin"):
+def pool(name, members, strategy="round-robin", extra=""):
     return f"""<mux class="org.jpos.q2.iso.MUXPool" logger="Q2" name="{name}">
   <muxes>{" ".join(members)}</muxes>
-  <strategy>{strategy}</strategy>
+  <strategy>{strategy}</strategy>{extra}
 </mux>
 """
 

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer, threads
 
 from tests.deployfiles import adaptor, freePort, front, issuer, qmux
-from tests.test_front_door_e2e import underLoad
+from tests.e2e import underLoad
 from tests.twistdproc import Twistd, tool
 
 

@@ -20,8 +20,12 @@ In memory, on a C{task.Clock}:
 On 127.0.0.1 (integration tests, real sockets, OS-chosen ports):
   - L{startIssuer}: a started L{QServer} answering with a L{Responder}.
   - L{startLink}: a started L{ChannelAdaptor} and L{QMUX} to it.
+  - L{FaultProxy}: a TCP proxy between any two parties, with faults
+    (latency, jitter, bandwidth, blackhole, reset, a byte limit, sliced
+    writes, refused connections) switched on and off while it runs.
 """
 
+from muxpool.testing._faults import BOTH, DOWNSTREAM, UPSTREAM, FaultProxy, Faults
 from muxpool.testing._harness import PoolHarness, outcomeOf, runUntil
 from muxpool.testing._issuer import MemoryIssuer, Rule, answer
 from muxpool.testing._leaks import attachmentsOf, observersOf
@@ -43,4 +47,9 @@ __all__ = [
     "defaultSpec",
     "attachmentsOf",
     "observersOf",
+    "FaultProxy",
+    "Faults",
+    "UPSTREAM",
+    "DOWNSTREAM",
+    "BOTH",
 ]
