@@ -62,10 +62,10 @@ def pool(name, members, strategy="round-robin", extra=""):
 """
 
 
-def front(name, port, mux, timeout=10000, extra=""):
+def front(name, port, mux, timeout=10000, extra="", channel=""):
     return f"""<server class="org.jpos.q2.iso.QServer" logger="Q2" name="{name}">
   <attr name="port" type="java.lang.Integer">{port}</attr>{extra}
-  <channel class="org.jpos.iso.channel.ASCIIChannel" packager="org.jpos.iso.packager.ISO87APackager"/>
+  <channel class="org.jpos.iso.channel.ASCIIChannel" packager="org.jpos.iso.packager.ISO87APackager">{channel}</channel>
   <request-listener class="muxpool.listeners.Forward">
     <property name="mux" value="{mux}"/>
     <property name="timeout" value="{timeout}"/>

@@ -33,10 +33,10 @@ def reactor():
     return reactor
 
 
-def issuers(tmp_path, count=2, delay=5):
+def issuers(tmp_path, count=2, delay=5, extra=""):
     """
     Issuer simulators, each its own twistd process; they record (11, 41,
-    39) of every answer they write.
+    39) of every answer they write.  C{extra} is added to each server.
     """
     made = []
     for i in range(1, count + 1):
@@ -44,7 +44,7 @@ def issuers(tmp_path, count=2, delay=5):
         folder.mkdir()
         port, record = freePort(), tmp_path / f"issuer-{i}.jsonl"
         (folder / "10_issuer.xml").write_text(
-            issuer(f"issuer-{i}", port, f"issuer-{i}", delay=delay, record=record)
+            issuer(f"issuer-{i}", port, f"issuer-{i}", delay=delay, record=record, extra=extra)
         )
         made.append((Twistd(folder, tmp_path), port, record))
     for proc, _, _ in made:
@@ -63,12 +63,13 @@ def switch(
     timeout=10000,
     args=(),
     name="switch",
+    frontChannel="",
 ):
     """
     The switch under test: a channel, QMUX and pool member per issuer, and
     a front server forwarding to the pool.  C{channel} is added to each
     channel adaptor, C{poolExtra} to the pool, C{extra} to the front
-    server; C{args} to twistd's.
+    server and C{frontChannel} to its channel; C{args} to twistd's.
     """
     deploy = tmp_path / name
     deploy.mkdir()
@@ -82,7 +83,7 @@ def switch(
     (deploy / "40_pool.xml").write_text(pool("core-mux", names, strategy, extra=poolExtra))
     frontPort = freePort()
     (deploy / "50_front.xml").write_text(
-        front("front", frontPort, "core-mux", timeout=timeout, extra=extra)
+        front("front", frontPort, "core-mux", timeout=timeout, extra=extra, channel=frontChannel)
     )
     proc = Twistd(deploy, tmp_path, args=args)
     proc.waitFor("front: listening")

@@ -177,6 +177,13 @@ class Twistd:
                 return
             self.lines.append(line)
 
+    def countLogged(self, text):
+        """
+        How many lines so far contain C{text} (without waiting).
+        """
+        self.poll()
+        return sum(text in line for line in self.lines)
+
     def hasLogged(self, text, count=1):
         """
         Whether C{count} lines so far contain C{text} (without waiting).

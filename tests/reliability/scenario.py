@@ -47,8 +47,15 @@ class Load:
     how long it took are kept by its index.
     """
 
-    def __init__(self, port, connections=4, inFlight=16, timeout=3.0, start=0, host="127.0.0.1"):
+    def __init__(
+        self, port, connections=4, inFlight=16, timeout=3.0, start=0, host="127.0.0.1", rate=None
+    ):
+        """
+        @param rate: requests per second at most (None: as fast as the
+            answers come).
+        """
         self.port, self.host = port, host
+        self.interval = inFlight / rate if rate else 0.0
         self.connections, self.inFlight, self.timeout = connections, inFlight, timeout
         self.next = start
         self.first = start
@@ -98,6 +105,8 @@ class Load:
                     yield deferLater(reactor(), 0.05)
             assert i not in self.outcomes, f"request {i} had a second outcome"
             self.outcomes[i] = (outcome, now() - started, now())
+            if self.interval:  # each worker sends one request per interval
+                yield deferLater(reactor(), max(0.0, started + self.interval - now()))
 
     @property
     def done(self):

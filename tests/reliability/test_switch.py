@@ -56,7 +56,7 @@ def test_rolling_update_of_the_members_and_hot_deploy_fail_nothing(tmp_path, fig
         drained = tool("drain", f"core-mux-{i}", "--admin", adminUrl, "--timeout", "10")
         assert drained.returncode == 0, drained.stdout + drained.stderr
         assert runs[i].stop() == 0
-        readyBefore = sum("channel-%d: ready" % i in line for line in proc.lines)
+        readyBefore = proc.countLogged(f"channel-{i}: ready")
         runs[i] = Twistd(tmp_path / f"issuer-{i}", tmp_path)
         proc.waitFor(f"channel-{i}: ready", count=readyBefore + 1)
         enabled = tool("enable", f"core-mux-{i}", "--admin", adminUrl)
