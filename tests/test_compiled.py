@@ -300,7 +300,7 @@ def test_a_str_subclass_value_packs_the_same(packager):
     assert packager.pack(message) == packager.packGeneric({"t": "0800", "11": "000001"})
 
 
-@pytest.mark.soak
+@pytest.mark.reliability
 @settings(max_examples=5000, deadline=None)
 @given(data=st.data())
 def test_soak_fuzz_compiled_against_generic(data):

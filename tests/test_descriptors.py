@@ -258,6 +258,10 @@ ERRORS = [
         "<server name='s'>\n<attr name='port'>80x</attr><channel class='NACChannel'/></server>",
         r":2: <attr>: bad number for port",
     ),
+    (  # found by fuzzing: it raised TypeError
+        "<server name='s'>\n<attr name='port'></attr><channel class='NACChannel'/></server>",
+        r":2: <attr>: port is empty",
+    ),
     (
         "<server name='s'><attr name='port'>1</attr><channel class='NACChannel'/>\n"
         "<request-listener class='org.jpos.iso.IncomingListener'/></server>",

@@ -287,6 +287,8 @@ def _server(reader: DescriptorReader, name, root, reactor, registry) -> Bean:
                 root, 'missing required <attr name="port"> (or an endpoint property)'
             )
         port = reader.number(attrs["port"][0], attrs["port"][1], "port", cast=int)
+        if port is None:
+            raise reader.error(attrs["port"][0], "port is empty")
         endpoint = tcpEndpoint(port, props.get("bind-address"))
     maxSessions = None
     if "maxSessions" in attrs:
