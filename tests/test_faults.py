@@ -190,6 +190,29 @@ def test_refusing_closes_the_port_to_new_connections_only(proxy):
 
 
 @pytest_twisted.inlineCallbacks
+def test_clear_right_after_refuse_listens_again_on_the_same_port(proxy):
+    port = proxy.port
+    proxy.refuse()
+    yield proxy.clear()  # not waiting for the refusal first
+    assert proxy.port == port
+    client = yield connect(port)
+    client.transport.write(b"ok")
+    assert (yield client.receive(2)) == b"ok"
+    client.transport.loseConnection()
+    yield client.lost
+
+
+@pytest_twisted.inlineCallbacks
+def test_close_after_stops_passing_bytes_at_the_limit_even_with_traffic_back(proxy):
+    proxy.closeAfter(3, direction=UPSTREAM)
+    proxy.latency(0.5, direction=DOWNSTREAM)  # the echo is still owed
+    client = yield connect(proxy.port)
+    client.transport.write(b"abcdef")
+    yield client.lost
+    assert proxy.relayed[UPSTREAM] == 3
+
+
+@pytest_twisted.inlineCallbacks
 def test_an_unreachable_server_closes_the_client():
     free = reactor().listenTCP(0, protocol.Factory(), interface="127.0.0.1")
     dead = free.getHost().port

@@ -142,6 +142,32 @@ def test_hostile_clients_are_closed_and_do_not_starve_a_good_one():
         yield server.stopService()
 
 
+def neverReads(port, requests):
+    """
+    A client that writes requests and never reads: returns how many it
+    wrote before the switch stopped taking them, and the open socket.
+    """
+    hog = socket.create_connection(("127.0.0.1", port))
+    hog.setblocking(False)
+    wire = b"".join(
+        ASCII.encode({"t": "0200", "11": "%06d" % i, "41": "HOG00000", "4": "000000001000"})
+        for i in range(1000)
+    )
+    sent, blocked = 0, 0.0
+    while sent < requests // 1000 and blocked < 1.0:
+        started = time.monotonic()
+        _, writable, _ = select.select([], [hog], [], 0.25)
+        if not writable:
+            blocked += time.monotonic() - started
+            continue
+        try:
+            hog.send(wire)
+        except BlockingIOError:
+            continue
+        sent += 1
+    return sent * 1000, blocked >= 1.0, hog
+
+
 def rss(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -185,35 +211,11 @@ def test_a_client_that_never_reads_costs_bounded_memory(tmp_path):
         warm = loadJson(frontPort)
         assert warm.returncode == 0, warm.stdout + warm.stderr
         before = rss(switch.process.pid)
-        hog = socket.create_connection(("127.0.0.1", frontPort))
-        hog.setblocking(False)
-        wire = b"".join(
-            ASCII.encode(
-                {
-                    "t": "0200",
-                    "11": "%06d" % i,
-                    "41": "HOG%05d" % (i // 1000000),
-                    "4": "000000001000",
-                }
-            )
-            for i in range(1000)
-        )
-        sent, blocked = 0, 0.0
-        while sent < 300 and blocked < 1.0:  # 300,000 requests, or it stops taking them
-            started = time.monotonic()
-            _, writable, _ = select.select([], [hog], [], 0.25)
-            if not writable:
-                blocked += time.monotonic() - started
-                continue
-            try:
-                hog.send(wire)
-            except BlockingIOError:
-                continue
-            sent += 1
-        assert blocked >= 1.0, "the switch kept reading a client that does not read"
+        written, stopped, hog = neverReads(frontPort, 300000)
+        assert stopped, "the switch kept reading a client that does not read"
         during = rss(switch.process.pid)
         print(
-            f"switch RSS {before / 1e6:.1f} MB -> {during / 1e6:.1f} MB after {sent * 1000} requests sent unread"
+            f"switch RSS {before / 1e6:.1f} MB -> {during / 1e6:.1f} MB after {written} requests sent unread"
         )
         good = loadJson(frontPort)
         summary = json.loads(good.stdout)

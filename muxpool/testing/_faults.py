@@ -8,8 +8,6 @@ service a test puts between any two parties.
 from __future__ import annotations
 
 import random
-import socket
-import struct
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Set, Tuple, cast
 
@@ -26,8 +24,6 @@ UPSTREAM = "upstream"
 #: Server to client.
 DOWNSTREAM = "downstream"
 BOTH = (UPSTREAM, DOWNSTREAM)
-
-_LINGER_ZERO = struct.pack("ii", 1, 0)
 
 
 @dataclass
@@ -79,29 +75,30 @@ class _Pipe:
         if faults.blackhole:
             self.proxy.swallowed[self.direction] += len(data)
             return
+        if self.closing:
+            return  # past the limit: nothing more passes
         if faults.closeAfter is not None:
             data = data[: max(0, faults.closeAfter - self.passed)]
             self.passed += len(data)
             if self.passed >= faults.closeAfter:
-                self.closing = True
+                self.closing = True  # closed once what passed is written
         else:
             self.passed += len(data)
         now = self.proxy.clock.seconds()
         size = faults.sliceSize or len(data) or 1
-        for i, start in enumerate(range(0, len(data), size)):
+        for start in range(0, len(data), size):
             piece = data[start : start + size]
             at = now + faults.latency
             if faults.jitter:
                 at += self.proxy.random.uniform(-faults.jitter, faults.jitter)
-            at += i * faults.sliceDelay
+            if faults.sliceSize and self.lastAt:  # pieces apart, across reads too
+                at = max(at, self.lastAt + faults.sliceDelay)
             if faults.rate:
                 at = max(at, self.busyUntil) + len(piece) / faults.rate
                 self.busyUntil = at
             at = max(at, self.lastAt, now)
             self.lastAt = at
             self.queue.append((at, piece))
-        if self.closing:
-            self.connection.closeWhenFlushed()
         self.flush()
 
     def flush(self) -> None:
@@ -115,7 +112,10 @@ class _Pipe:
         if self.queue and (self.timer is None or not self.timer.active()):
             self.timer = self.proxy.clock.callLater(self.queue[0][0] - now, self._due)
         if not self.queue:
-            self.connection.flushed()
+            if self.closing:
+                self.connection.end()
+            else:
+                self.connection.flushed()
 
     def _due(self) -> None:
         self.timer = None
@@ -156,6 +156,7 @@ class _Connection:
         self.pipes = {d: _Pipe(proxy, d, self) for d in BOTH}
         self.ending = False
         self.closeOnFlush = False
+        self.connector: Optional[Any] = None
 
     def serverConnected(self, side: _Side) -> None:
         self.server = side
@@ -191,19 +192,16 @@ class _Connection:
         Close both sockets (with a TCP reset if C{abort}).
         """
         self.ending = True
+        connector = self.connector
+        if self.server is None and connector is not None and connector.state == "connecting":
+            connector.stopConnecting()  # not connected yet: never will be
         for pipe in self.pipes.values():
             pipe.stop()
         for side in (self.client, self.server):
             transport = side.transport if side is not None else None
             if transport is None:
                 continue
-            if abort:
-                try:
-                    transport.getHandle().setsockopt(  # type: ignore[attr-defined]
-                        socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO
-                    )
-                except OSError:
-                    pass
+            if abort:  # Twisted's abort sets SO_LINGER 0: the peer sees a reset
                 transport.abortConnection()  # type: ignore[attr-defined]
             else:
                 transport.loseConnection()
@@ -239,7 +237,7 @@ class _ClientSide(_Side):
         # nothing is read until the server side is connected
         cast(Any, self.transport).pauseProducing()
         proxy = self.connection.proxy
-        proxy.reactor.connectTCP(
+        self.connection.connector = proxy.reactor.connectTCP(
             proxy.host, proxy.upstreamPort, _ServerFactory(self.connection), timeout=5
         )
 
@@ -261,7 +259,7 @@ class FaultProxy(Service):
     off while it runs.  Start it (C{startService}), point a party at
     L{port}, and call the fault methods at any time; L{clear} lifts them
     all.  Faults take a C{direction}: L{UPSTREAM} (client to server),
-    L{DOWNSTREAM}, or both (the default).
+    L{DOWNSTREAM}, or both (the default)::
 
         proxy = FaultProxy(reactor, issuerPort)
         proxy.startService()
@@ -311,6 +309,7 @@ class FaultProxy(Service):
         self.swallowed = {d: 0 for d in BOTH}
         self._open: Set[_Connection] = set()
         self._listening: Optional[IListeningPort] = None
+        self._closing: Deferred = succeed(None)
         self._refusing = False
 
     # -- the service
@@ -349,9 +348,11 @@ class FaultProxy(Service):
     def _unlisten(self) -> Deferred:
         listening, self._listening = self._listening, None
         if listening is None:
-            return succeed(None)
+            return self._closing
         stopped = listening.stopListening()
-        return stopped if isinstance(stopped, Deferred) else succeed(None)
+        # the port is free once this fires: listening again waits for it
+        self._closing = stopped if isinstance(stopped, Deferred) else succeed(None)
+        return self._closing
 
     def _forget(self, connection: _Connection) -> None:
         self._open.discard(connection)
@@ -420,9 +421,16 @@ class FaultProxy(Service):
         self._refusing = on
         if on:
             return self._unlisten()
-        if self._listening is None and self.running:
-            self._listen()
-        return succeed(None)
+        done: Deferred = Deferred()
+
+        def listenAgain(result: object) -> object:
+            if self._listening is None and self.running and not self._refusing:
+                self._listen()
+            done.callback(None)
+            return result
+
+        self._closing.addBoth(listenAgain)
+        return done
 
     def clear(self) -> Deferred:
         """

@@ -18,6 +18,7 @@ HERE = Path(__file__).parent
 _figures = {}
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m selects by it
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if HERE in Path(str(item.fspath)).parents:

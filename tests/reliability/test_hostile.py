@@ -7,9 +7,6 @@ and each hostile session is closed within its timeout.
 
 import os
 import platform
-import select
-import socket
-import time
 
 import pytest_twisted
 from twisted.internet import defer, threads
@@ -20,7 +17,7 @@ from muxpool.listeners import Responder
 from muxpool.testing import portOf, startIssuer
 from tests.e2e import ASCII, issuers, reactor, stopIssuers, switch
 from tests.reliability.scenario import Load, account, rss, scaled
-from tests.test_hostile_clients import closeAll, raw
+from tests.test_hostile_clients import closeAll, neverReads, raw
 
 FRAME_TIMEOUT = 2.0
 IDLE_TIMEOUT = 8.0
@@ -50,32 +47,6 @@ class Flooding(Responder):
             self.flooded += 1
             source.send({"t": "0210", "11": "%06d" % (900000 + n), "41": "FLOOD001", "39": "00"})
         return handled
-
-
-def neverReads(port, requests):
-    """
-    A client that writes requests and never reads: returns how many it
-    wrote before the switch stopped taking them, and the open socket.
-    """
-    hog = socket.create_connection(("127.0.0.1", port))
-    hog.setblocking(False)
-    wire = b"".join(
-        ASCII.encode({"t": "0200", "11": "%06d" % i, "41": "HOG00000", "4": "000000001000"})
-        for i in range(1000)
-    )
-    sent, blocked = 0, 0.0
-    while sent < requests // 1000 and blocked < 1.0:
-        started = time.monotonic()
-        _, writable, _ = select.select([], [hog], [], 0.25)
-        if not writable:
-            blocked += time.monotonic() - started
-            continue
-        try:
-            hog.send(wire)
-        except BlockingIOError:
-            continue
-        sent += 1
-    return sent * 1000, blocked >= 1.0, hog
 
 
 @pytest_twisted.inlineCallbacks

@@ -15,7 +15,7 @@ from twisted.internet.task import deferLater
 from muxpool.testing import DOWNSTREAM, FaultProxy
 from tests.deployfiles import freePort, front, pool
 from tests.e2e import issuers, reactor, stopIssuers, switch, until
-from tests.reliability.scenario import Load, account, scaled, split
+from tests.reliability.scenario import Load, account, finish, scaled, split
 from tests.twistdproc import Twistd
 
 NAMES = ["issuer-1", "issuer-2", "issuer-3"]
@@ -43,10 +43,13 @@ def test_node_loss_an_issuer_killed_restarts_and_rejoins(tmp_path, figures):
         yield until(lambda: proc.hasLogged("channel-2: disconnected"), what="the loss seen")
         seen = time.monotonic() - killedAt
         yield load.whenDone(scaled(1500, 10000))
+        readyBefore = proc.countLogged("channel-2: ready")
         restarted = Twistd(tmp_path / "issuer-2", tmp_path)
         runs.append(restarted)
         restartedAt = time.monotonic()
-        yield until(lambda: proc.hasLogged("channel-2: ready", count=2), what="rejoined")
+        yield until(
+            lambda: proc.hasLogged("channel-2: ready", count=readyBefore + 1), what="rejoined"
+        )
         rejoin = time.monotonic() - restartedAt
         backAt = time.monotonic()
         yield load.whenDone(scaled(3000, 20000))
@@ -109,13 +112,11 @@ def test_a_hung_issuer_is_ejected_by_its_timeouts_and_returns_by_its_echo(tmp_pa
         yield load.whenDone(2000)
         yield load.stop()
     finally:
-        yield load.stop()
-        code = proc.stop()
-        yield proxy.stopService()
-        stopIssuers(made)
+        (code,) = yield finish(load, [proc], made, [proxy])
     acc = account(load, records(made), proc.log, NAMES)
     cost = {k: n for k, n in acc.outcomes.items() if k != "00"}
     assert set(cost) <= {"68"}, cost
+    assert sum(cost.values()) <= 16 * 3, cost  # what was in flight there, and 3 to eject it
     after = split(load, sorted(load.between(backAt))[200:])
     assert after["issuer-2"] >= 0.3 * sum(after.values()), after
     assert code == 0 and "Traceback" not in proc.log
@@ -227,15 +228,12 @@ def test_a_link_that_flaps_every_second(tmp_path, figures):
         yield load.whenDone(1000)
         yield load.stop()
     finally:
-        yield load.stop()
-        code = proc.stop()
-        yield proxy.stopService()
-        stopIssuers(made)
+        (code,) = yield finish(load, [proc], made, [proxy])
     acc = account(load, records(made), proc.log, NAMES)
     failed = {k: n for k, n in acc.outcomes.items() if k != "00"}
     assert set(failed) <= {"68"}, failed  # never "not sent" (91)
     assert sum(failed.values()) <= 16 * flaps, failed
-    assert flaps >= 19 and resets >= 10
+    assert resets >= 10
     assert proc.log.count("channel-2: connected") >= 10
     assert code == 0 and "Traceback" not in proc.log
     figures.update(acc.figures())

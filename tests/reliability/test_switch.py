@@ -149,9 +149,9 @@ def test_a_switch_restarted_under_load(tmp_path, figures):
         stopIssuers(made)
     log = "".join(r.log for r in runs)
     acc = account(load, records(made), log, ["issuer-1", "issuer-2"])
-    notSent = {k: c for k, c in acc.outcomes.items() if k != "00"}
-    # while no switch listens the clients' requests are not sent (told so)
-    assert set(notSent) <= {"91", "not sent:NotReady", "not sent:NoUsableMUX"}, notSent
+    # no switch listens for about a second: the clients' pools hold their
+    # requests until a connection is back, within their timeout
+    assert acc.outcomes == Counter({"00": acc.sent}), acc.outcomes
     assert codes == [0] * len(runs)
     # the stubborn client: each request it wrote answered, or counted after the close
     late = sum(int(x) for x in re.findall(r"(\d+) came after the close", runs[0].log))
@@ -181,6 +181,7 @@ def test_switch_nodes_behind_haproxy_rolled_under_load(tmp_path, figures):
     nodes = [Node(tmp_path, f"node{i}", [p for _, p, _ in made]) for i in (1, 2)]
     balancers, states = [], []
     rounds = scaled(1, 3)
+    load = None
     try:
         haproxy = yield cluster(tmp_path, nodes, balancers)
         load = yield Load(haproxy.port, inFlight=16, timeout=5).start()
@@ -189,6 +190,8 @@ def test_switch_nodes_behind_haproxy_rolled_under_load(tmp_path, figures):
             yield rollEach(haproxy, nodes, states)
         yield load.stop()
     finally:
+        if load is not None:
+            yield load.stop()
         for node in nodes:
             for proc in node.runs:
                 proc.stop()
