@@ -217,3 +217,21 @@ class Stubborn:
 
     def channelUndecodable(self, protocol, why):
         pass
+
+
+#: Requests a stubborn client may write in the milliseconds between the
+#: server's last read and the client's seeing the close: no one reads
+#: them (TCP), so the server cannot count them, and they moved no money.
+IN_FLIGHT_AT_CLOSE = 2
+
+
+def checkStubbornAccounted(client, log):
+    """
+    Every request the L{Stubborn} client wrote was answered, or counted
+    in the switch's one line as come after the close (but for those still
+    on the wire when it closed); returns (unanswered, counted).
+    """
+    late = sum(int(x) for x in re.findall(r"(\d+) came after the close", log))
+    unanswered = [stan for stan in client.written if stan not in client.answers]
+    assert 0 <= len(unanswered) - late <= IN_FLIGHT_AT_CLOSE, (len(unanswered), late)
+    return len(unanswered), late

@@ -6,7 +6,6 @@ where the change is planned; the accounting holds everywhere.
 """
 
 import os
-import re
 import signal
 import time
 from collections import Counter
@@ -19,7 +18,17 @@ from twisted.internet.protocol import Factory
 from muxpool.channel import ISOChannelProtocol
 from tests.cluster import Node, cluster, needsHAProxy, rollEach
 from tests.deployfiles import adaptor, freePort, pool, qmux
-from tests.e2e import ASCII, SIGN_OFF, Stubborn, issuers, reactor, stopIssuers, switch, until
+from tests.e2e import (
+    ASCII,
+    SIGN_OFF,
+    Stubborn,
+    checkStubbornAccounted,
+    issuers,
+    reactor,
+    stopIssuers,
+    switch,
+    until,
+)
 from tests.reliability.scenario import Load, account, scaled, split
 from tests.twistdproc import Twistd, tool
 
@@ -154,9 +163,7 @@ def test_a_switch_restarted_under_load(tmp_path, figures):
     assert acc.outcomes == Counter({"00": acc.sent}), acc.outcomes
     assert codes == [0] * len(runs)
     # the stubborn client: each request it wrote answered, or counted after the close
-    late = sum(int(x) for x in re.findall(r"(\d+) came after the close", runs[0].log))
-    unanswered = [s for s in stubborn.written if s not in stubborn.answers]
-    assert len(unanswered) == late, (len(unanswered), late)
+    unanswered, late = checkStubbornAccounted(stubborn, runs[0].log)
     assert stubborn.signOffs == 1 and "Traceback" not in log
     figures.update(acc.figures())
     figures.update(
