@@ -116,6 +116,17 @@ def test_bandwidth_limits_the_rate(proxy):
 
 
 @pytest_twisted.inlineCallbacks
+def test_a_limited_direction_slows_its_writer(proxy):
+    proxy.bandwidth(50000, direction=UPSTREAM)
+    client = yield connect(proxy.port)
+    client.transport.write(b"z" * 2000000)
+    yield deferLater(reactor(), 0.3)
+    assert proxy.held(UPSTREAM) < 200000  # not the two megabytes: the client is no longer read
+    client.transport.abortConnection()
+    yield client.lost
+
+
+@pytest_twisted.inlineCallbacks
 def test_a_blackhole_swallows_while_the_connection_stays_up_then_lifts(proxy):
     client = yield connect(proxy.port)
     proxy.blackhole()

@@ -26,6 +26,19 @@ DOWNSTREAM = "downstream"
 BOTH = (UPSTREAM, DOWNSTREAM)
 
 
+#: Bytes held for one direction of a connection above which its writer is
+#: no longer read (until half of it is written on).
+HIGH_WATER = 64 * 1024
+
+
+class _NoTransport:
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+
 @dataclass
 class Faults:
     """
@@ -69,6 +82,8 @@ class _Pipe:
         self.passed = 0
         self.timer: Optional[IDelayedCall] = None
         self.closing = False
+        self.queued = 0  # bytes held
+        self.paused = False  # the reading side, while too much is held
 
     def push(self, data: bytes) -> None:
         faults = self.proxy.faults[self.direction]
@@ -99,6 +114,11 @@ class _Pipe:
             at = max(at, self.lastAt, now)
             self.lastAt = at
             self.queue.append((at, piece))
+            self.queued += len(piece)
+        if self.queued > HIGH_WATER and not self.paused:
+            # a slow or limited direction slows its writer, as TCP would
+            self.paused = True
+            self._reader().pauseProducing()
         self.flush()
 
     def flush(self) -> None:
@@ -107,8 +127,12 @@ class _Pipe:
         now = self.proxy.clock.seconds()
         while self.queue and self.queue[0][0] <= now:
             _, piece = self.queue.pop(0)
+            self.queued -= len(piece)
             self.target.write(piece)
             self.proxy.relayed[self.direction] += len(piece)
+        if self.paused and self.queued < HIGH_WATER // 2:
+            self.paused = False
+            self._reader().resumeProducing()
         if self.queue and (self.timer is None or not self.timer.active()):
             self.timer = self.proxy.clock.callLater(self.queue[0][0] - now, self._due)
         if not self.queue:
@@ -116,6 +140,10 @@ class _Pipe:
                 self.connection.end()
             else:
                 self.connection.flushed()
+
+    def _reader(self) -> Any:
+        side = self.connection.client if self.direction == UPSTREAM else self.connection.server
+        return cast(Any, side.transport if side is not None else None) or _NoTransport()
 
     def _due(self) -> None:
         self.timer = None
@@ -338,6 +366,12 @@ class FaultProxy(Service):
         How many proxied connections are open.
         """
         return len(self._open)
+
+    def held(self, direction: str) -> int:
+        """
+        Bytes read and not yet written on, that way, over every connection.
+        """
+        return sum(c.pipes[direction].queued for c in self._open)
 
     def _listen(self) -> None:
         self._listening = self.reactor.listenTCP(
