@@ -180,26 +180,32 @@ class Process:
                 self.process.wait()
 
 
+def loadCommand(port: int, total: int, inFlight: int, connections: int, timeout=30):
+    """
+    C{muxpool load} of C{total} requests to the front at C{port}
+    (ASCIIChannel), its summary as JSON on stdout.
+    """
+    return [
+        str(HERE / "muxpool"),
+        "load",
+        "--endpoint",
+        f"tcp:127.0.0.1:{port}",
+        "-n",
+        str(total),
+        "-c",
+        str(inFlight),
+        "-k",
+        str(connections),
+        "--json",
+        "--quiet",
+        "--timeout",
+        str(timeout),
+    ]
+
+
 def load(port: int, channel: str, total: int, inFlight: int, connections: int, timeout=30):
     result = subprocess.run(
-        [
-            str(HERE / "muxpool"),
-            "load",
-            "--endpoint",
-            f"tcp:127.0.0.1:{port}",
-            "--channel",
-            channel,
-            "-n",
-            str(total),
-            "-c",
-            str(inFlight),
-            "-k",
-            str(connections),
-            "--json",
-            "--quiet",
-            "--timeout",
-            str(timeout),
-        ],
+        loadCommand(port, total, inFlight, connections, timeout) + ["--channel", channel],
         capture_output=True,
         text=True,
     )
@@ -271,22 +277,7 @@ def memoryPerPending(python, work, issuerPython, pending):
         switch.waitFor("channel-1: ready")
         before = switch.rss()
         loader = subprocess.Popen(
-            [
-                str(HERE / "muxpool"),
-                "load",
-                "--endpoint",
-                f"tcp:127.0.0.1:{frontPort}",
-                "-n",
-                str(pending),
-                "-c",
-                str(pending),
-                "-k",
-                "50",
-                "--timeout",
-                "300",
-                "--quiet",
-                "--json",
-            ],
+            loadCommand(frontPort, pending, pending, 50, timeout=300),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -332,22 +323,7 @@ def memoryOverTime(python, work, ports, requests, env):
         switch.waitFor("channel-1: ready")
         began = time.monotonic()
         loader = subprocess.Popen(
-            [
-                str(HERE / "muxpool"),
-                "load",
-                "--endpoint",
-                f"tcp:127.0.0.1:{frontPort}",
-                "--channel",
-                "ASCIIChannel",
-                "-n",
-                str(requests),
-                "-c",
-                "64",
-                "-k",
-                "4",
-                "--quiet",
-                "--json",
-            ],
+            loadCommand(frontPort, requests, 64, 4, timeout=30),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
