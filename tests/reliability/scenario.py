@@ -239,16 +239,25 @@ class Account:
         }
 
 
-def account(load, records, log, issuerNames=None):
+def account(load, records, log, issuerNames=None, switchTimeout=10.0):
     """
     Check the accounting of C{load} against the issuers' C{records} and
     the switch's C{log} (every switch process's, joined); return it.
+
+    @param switchTimeout: the front's Forward timeout, in seconds: the
+        switch answers 68 by then (plus a little for the reactor).
     """
     outcomes = load.outcomes
     assert set(outcomes) == set(load.sentAt), "a request sent without an outcome"
     seconds = sorted(s for _, s, _ in outcomes.values())
     slowest = seconds[-1] if seconds else 0.0
     assert slowest <= load.timeout + 1.5, f"a request waited {slowest:.1f} s"
+    late68 = [
+        round(s, 2)
+        for o, s, _ in outcomes.values()
+        if isinstance(o, dict) and o["39"] == UNKNOWN_CODE and s > switchTimeout + 1.0
+    ]
+    assert late68 == [], f"68s later than the switch's {switchTimeout} s timeout: {late68[:5]}"
     sentKeys = {key(sampleRequest(i)): i for i in outcomes}
     byIssuer = readRecords(records)
     approved = {}

@@ -59,7 +59,7 @@ def test_node_loss_an_issuer_killed_restarts_and_rejoins(tmp_path, figures):
         code = proc.stop()
         assert [r.stop() for r in runs][1:] == [0]
         stopIssuers([made[0], made[2]])
-    acc = account(load, records(made), proc.log, NAMES)
+    acc = account(load, records(made), proc.log, NAMES, switchTimeout=3.0)
     failed = {k: n for k, n in acc.outcomes.items() if k != "00"}
     assert set(failed) <= {"68"}, failed  # outcome unknown: it was in flight there
     assert sum(failed.values()) <= 16 + 2, failed
@@ -113,7 +113,7 @@ def test_a_hung_issuer_is_ejected_by_its_timeouts_and_returns_by_its_echo(tmp_pa
         yield load.stop()
     finally:
         (code,) = yield finish(load, [proc], made, [proxy])
-    acc = account(load, records(made), proc.log, NAMES)
+    acc = account(load, records(made), proc.log, NAMES, switchTimeout=2.0)
     cost = {k: n for k, n in acc.outcomes.items() if k != "00"}
     assert set(cost) <= {"68"}, cost
     assert sum(cost.values()) <= 16 * 3, cost  # what was in flight there, and 3 to eject it
