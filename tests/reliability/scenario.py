@@ -5,7 +5,8 @@ each scenario ends with.
 
 The accounting, for every scenario:
   - each request sent has exactly one outcome;
-  - nothing waits past its timeout (plus a little for the reactor);
+  - nothing waits past its timeout (plus a little for the reactor), and
+    each 68 comes by the switch's own timeout;
   - every approval an issuer wrote reached its client, or is named in
     exactly one "answer not delivered" warning line, or the switch told the
     client the outcome is unknown (68: it reverses);
