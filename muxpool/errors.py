@@ -56,6 +56,13 @@ class NoCapacity(NotSent):
     timeout; nothing was sent.
     """
 
+    @classmethod
+    def at(cls, name: str, inFlight: int, limit: object) -> "NoCapacity":
+        """
+        The refusal of MUX C{name}, holding C{inFlight} of its C{limit}.
+        """
+        return cls(f"{name}: {inFlight} requests in flight (max-in-flight {limit}) - not sent")
+
 
 class StrategyFailed(NotSent):
     """

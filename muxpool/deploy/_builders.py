@@ -147,13 +147,7 @@ def _qmux(reader: DescriptorReader, name, root, reactor, registry) -> Bean:
         returnRejects=yesNo(props.get("return-rejects"), False),
         listeners=reader.listeners(root, reactor, registry),
         unhandled=unhandled,
-        unmatchedLimit=reader.number(
-            root,
-            root.childText("unmatched-limit"),
-            "unmatched-limit",
-            UNMATCHED_LIMIT,
-            int,
-        ),
+        unmatchedLimit=reader.childNumber(root, "unmatched-limit", UNMATCHED_LIMIT, int),
         maxInFlight=_maxInFlight(reader, root),
     )
     inQueue, outQueue = root.childText("in"), root.childText("out")
@@ -194,13 +188,7 @@ def _pool(reader: DescriptorReader, name, root, reactor, registry) -> Bean:
             raise reader.error(handler, str(e)) from None
         fallback = builtin
     ejection = _ejection(reader, root)
-    unanswered = reader.number(
-        root.child("max-unanswered") or root,
-        root.childText("max-unanswered"),
-        "max-unanswered",
-        MAX_UNANSWERED,
-        int,
-    )
+    unanswered = reader.childNumber(root, "max-unanswered", MAX_UNANSWERED, int)
     checkEnabled = yesNo(root.childText("check-enabled", props.get("check-enabled")), False)
     pool = MUXPool(
         name,
@@ -222,9 +210,7 @@ def _ejection(reader: DescriptorReader, root: Node) -> Ejection:
     """
 
     def number(element: str, default, cast=float):
-        return reader.number(
-            root.child(element) or root, root.childText(element), element, default, cast
-        )
+        return reader.childNumber(root, element, default, cast)
 
     timeouts = number("consecutive-timeouts", None, int)
     if timeouts is None and root.child("suspend-after-timeouts") is not None:
@@ -254,13 +240,7 @@ def _maxInFlight(reader: DescriptorReader, root: Node) -> Optional[int]:
     """
     A MUX's C{<max-in-flight>}: None (no limit) if absent; at least 1.
     """
-    limit = reader.number(
-        root.child("max-in-flight") or root,
-        root.childText("max-in-flight"),
-        "max-in-flight",
-        None,
-        int,
-    )
+    limit = reader.childNumber(root, "max-in-flight", None, int)
     if limit is not None and limit < 1:
         raise reader.error(root.child("max-in-flight") or root, "max-in-flight must be 1 or more")
     return limit

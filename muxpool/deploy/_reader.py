@@ -135,6 +135,15 @@ class DescriptorReader:
         except ValueError:
             raise self.error(node, f"bad number for {what}: {text!r}") from None
 
+    def childNumber(self, root: Node, element: str, default=None, cast=float):
+        """
+        The number in C{root}'s child C{<element>}, or C{default} if it is
+        absent; an error names that child's line.
+        """
+        return self.number(
+            root.child(element) or root, root.childText(element), element, default, cast
+        )
+
     @overload
     def milliseconds(
         self, text: Optional[str], what: str, default: float, node: Optional[Node] = None

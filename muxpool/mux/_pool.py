@@ -521,12 +521,7 @@ class MUXPool(Service):
         """
         if self.atCapacity():
             self.counters["shed"] += 1
-            return fail(
-                NoCapacity(
-                    f"{self.name}: {self._inFlight} requests in flight "
-                    f"(max-in-flight {self.maxInFlight}) - not sent"
-                )
-            )
+            return fail(NoCapacity.at(self.name, self._inFlight, self.maxInFlight))
         started = self.clock.seconds()
         state = _Request(self, message, started + timeout, started)
         self._inFlight += 1

@@ -388,12 +388,7 @@ class QMUX(Service):
             return fail(LinkNotReady(f"{self.name}: not running - not sent"))
         if self.atCapacity():
             self._counts["shed"] += 1
-            return fail(
-                NoCapacity(
-                    f"{self.name}: {len(self._pending)} requests in flight "
-                    f"(max-in-flight {self.maxInFlight}) - not sent"
-                )
-            )
+            return fail(NoCapacity.at(self.name, len(self._pending), self.maxInFlight))
         try:
             key = self.keys.key(message)
         except MissingKey as e:
