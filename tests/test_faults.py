@@ -53,6 +53,9 @@ class Counting(protocol.Protocol):
     def dataReceived(self, data):
         self.factory.received += data
 
+    def connectionLost(self, reason):
+        self.factory.closed.callback(None)
+
 
 @pytest.fixture
 def echo():
@@ -94,10 +97,11 @@ def test_latency_holds_each_chunk_in_order(proxy):
     proxy.latency(0.2, jitter=0.05, direction=DOWNSTREAM)
     client = yield connect(proxy.port)
     started = time.monotonic()
-    for i in range(5):
+    for i in range(10):  # each its own read, 10 ms apart: less than the jitter
         client.transport.write(b"%d" % i)
-    got = yield client.receive(5)
-    assert got == b"01234"
+        yield deferLater(reactor(), 0.01)
+    got = yield client.receive(10)
+    assert got == b"0123456789"
     assert time.monotonic() - started >= 0.15
     client.transport.loseConnection()
     yield client.lost
@@ -158,6 +162,7 @@ def test_reset_sends_a_tcp_reset(proxy):
 def test_close_after_delivers_that_many_bytes_then_closes(echo):
     received = protocol.Factory.forProtocol(Counting)
     received.received = b""
+    received.closed = defer.Deferred()
     port = reactor().listenTCP(0, received, interface="127.0.0.1")
     proxy = FaultProxy(reactor(), port.getHost().port)
     proxy.startService()
@@ -166,6 +171,7 @@ def test_close_after_delivers_that_many_bytes_then_closes(echo):
         client = yield connect(proxy.port)
         client.transport.write(b"0123456789")
         yield client.lost
+        yield received.closed  # the server side read what it was given, then its close
         assert received.received == b"01234"
     finally:
         yield proxy.stopService()

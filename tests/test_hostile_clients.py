@@ -144,28 +144,32 @@ def test_hostile_clients_are_closed_and_do_not_starve_a_good_one():
 
 def neverReads(port, requests):
     """
-    A client that writes requests and never reads: returns how many it
-    wrote before the switch stopped taking them, and the open socket.
+    A client that writes up to C{requests} requests and never reads:
+    returns how many whole requests it wrote before the switch stopped
+    taking them for a second (or it ran out), whether it stopped, and the
+    open socket.
     """
     hog = socket.create_connection(("127.0.0.1", port))
     hog.setblocking(False)
-    wire = b"".join(
+    frames = [
         ASCII.encode({"t": "0200", "11": "%06d" % i, "41": "HOG00000", "4": "000000001000"})
         for i in range(1000)
-    )
-    sent, blocked = 0, 0.0
-    while sent < requests // 1000 and blocked < 1.0:
+    ]
+    size = len(frames[0])
+    assert all(len(f) == size for f in frames)
+    wire = b"".join(frames)
+    written, blocked = 0, 0.0
+    while written < requests * size and blocked < 1.0:
         started = time.monotonic()
         _, writable, _ = select.select([], [hog], [], 0.25)
         if not writable:
             blocked += time.monotonic() - started
             continue
         try:
-            hog.send(wire)
+            written += hog.send(wire[written % len(wire) :])
         except BlockingIOError:
             continue
-        sent += 1
-    return sent * 1000, blocked >= 1.0, hog
+    return written // size, blocked >= 1.0, hog
 
 
 def rss(pid):

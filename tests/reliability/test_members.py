@@ -174,6 +174,7 @@ def test_a_slow_issuer_under_each_strategy(tmp_path, figures):
             loads.append(load)
             yield load.whenDone(scaled(800, 5000))
             yield load.stop()
+            proc.poll()  # the switch runs on: its log so far
             acc = account(load, records(made), proc.log, NAMES)
             shares = split(load, list(load.outcomes))
             per[strategy] = {
