@@ -31,14 +31,6 @@ BOTH = (UPSTREAM, DOWNSTREAM)
 HIGH_WATER = 64 * 1024
 
 
-class _NoTransport:
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-
 @dataclass
 class Faults:
     """
@@ -99,7 +91,7 @@ class _Pipe:
                 self.closing = True  # closed once what passed is written
         else:
             self.passed += len(data)
-        now = self.proxy.clock.seconds()
+        now = self.proxy.reactor.seconds()
         size = faults.sliceSize or len(data) or 1
         for start in range(0, len(data), size):
             piece = data[start : start + size]
@@ -124,7 +116,7 @@ class _Pipe:
     def flush(self) -> None:
         if self.target is None:
             return  # the server side is still connecting
-        now = self.proxy.clock.seconds()
+        now = self.proxy.reactor.seconds()
         while self.queue and self.queue[0][0] <= now:
             _, piece = self.queue.pop(0)
             self.queued -= len(piece)
@@ -134,7 +126,7 @@ class _Pipe:
             self.paused = False
             self._reader().resumeProducing()
         if self.queue and (self.timer is None or not self.timer.active()):
-            self.timer = self.proxy.clock.callLater(self.queue[0][0] - now, self._due)
+            self.timer = self.proxy.reactor.callLater(self.queue[0][0] - now, self._due)
         if not self.queue:
             if self.closing:
                 self.connection.end()
@@ -142,8 +134,10 @@ class _Pipe:
                 self.connection.flushed()
 
     def _reader(self) -> Any:
+        # the side whose bytes this pipe carries: it exists, it sent them
         side = self.connection.client if self.direction == UPSTREAM else self.connection.server
-        return cast(Any, side.transport if side is not None else None) or _NoTransport()
+        assert side is not None
+        return cast(Any, side.transport)
 
     def _due(self) -> None:
         self.timer = None
@@ -324,7 +318,6 @@ class FaultProxy(Service):
         @param seed: for the jitter, to repeat a run.
         """
         self.reactor = reactor
-        self.clock = reactor
         self.host = host
         self.upstreamPort = upstreamPort
         self.interface = interface
