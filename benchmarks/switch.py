@@ -7,11 +7,12 @@ Issuer simulators, the switch under test (a real `twistd -n muxpool`) and the
 load generator (`muxpool load`) are separate processes, all on 127.0.0.1.
 One run prints one table: requests/s, p50/p99 latency and the switch's CPU
 microseconds per transaction (utime + stime of its processes over answered
-requests) for load straight to an issuer (the load side's ceiling), the
-switch with a pool of 2 and of 32 members, and with 2 worker processes; at
-1, 16 and 64 requests in flight over 1 and 4 acquirer connections; then the
-switch's memory per pending request (resident size with 50,000 requests
-waiting on a slow issuer).
+requests; "sys us" the stime part, the kernel's work) and the issuers' for
+load straight to an issuer (the load side's ceiling), the switch with a pool
+of 2 and of 32 members, and with 2 worker processes; at 1, 16 and 64
+requests in flight over 1 and 4 acquirer connections; then the switch's
+memory per pending request (its resident size's growth over the second
+25,000 of 50,000 requests waiting on a slow issuer).
 
     .venv/bin/python benchmarks/switch.py                      # CPython switch
     .venv/bin/python benchmarks/switch.py --python pypy3-venv/bin/python
@@ -148,9 +149,10 @@ class Process:
             pass
         return pids
 
-    def cpu(self) -> float:
+    def cpu(self, systemOnly: bool = False) -> float:
         """
-        Seconds of CPU (user + system) used so far by it and its workers.
+        Seconds of CPU (user + system, or only system: the kernel's work
+        for it) used so far by it and its workers.
         """
         ticks = os.sysconf("SC_CLK_TCK")
         total = 0
@@ -159,7 +161,7 @@ class Process:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            total += int(fields[11]) + int(fields[12])
+            total += (0 if systemOnly else int(fields[11])) + int(fields[12])
         return total / ticks
 
     def rss(self) -> int:
@@ -214,7 +216,7 @@ def load(port: int, channel: str, total: int, inFlight: int, connections: int, t
     return json.loads(result.stdout)
 
 
-def row(label, inFlight, connections, summary, cpu=None, issuerCpu=None):
+def row(label, inFlight, connections, summary, cpu=None, issuerCpu=None, systemCpu=None):
     """
     Print one table row; return (requests/s, p50 ms, the switch's CPU us per
     transaction or None, the issuers' CPU us per transaction).
@@ -226,9 +228,12 @@ def row(label, inFlight, connections, summary, cpu=None, issuerCpu=None):
     issuerTx = issuerCpu * 1e6 / answered if issuerCpu is not None and answered else None
     cpuText = f"{perTx:9.0f}" if perTx is not None else f"{'-':>9}"
     issuerText = f"{issuerTx:9.0f}" if issuerTx is not None else f"{'-':>9}"
+    systemText = (
+        f"{systemCpu * 1e6 / answered:7.0f}" if systemCpu is not None and answered else f"{'-':>7}"
+    )
     print(
         f"{label:<28} {inFlight:>4} {connections:>3} {summary['requests_per_second']:>9.0f} "
-        f"{latency['p50']:>7.2f} {latency['p99']:>7.2f} {cpuText} {issuerText}"
+        f"{latency['p50']:>7.2f} {latency['p99']:>7.2f} {cpuText} {systemText} {issuerText}"
         + (f"   ({failed} failed)" if failed else ""),
         flush=True,
     )
@@ -246,19 +251,26 @@ def measure(switch, port, label, shapes, total, issuers, warmup=0):
         n = max(500, total // 8) if inFlight == 1 else total
         load(port, channel, min(n, 2000), inFlight, connections)  # warm up (JIT, caches)
         before = switch.cpu() if switch else None
+        systemBefore = switch.cpu(systemOnly=True) if switch else None
         issuersBefore = sum(issuer.cpu() for issuer in issuers)
         summary = load(port, channel, n, inFlight, connections)
         cpu = switch.cpu() - before if switch else None
+        system = switch.cpu(systemOnly=True) - systemBefore if switch else None
         issuerCpu = sum(issuer.cpu() for issuer in issuers) - issuersBefore
         figures[(inFlight, connections)] = row(
-            label, inFlight, connections, summary, cpu, issuerCpu
+            label, inFlight, connections, summary, cpu, issuerCpu, system
         )
     return figures
 
 
 def memoryPerPending(python, work, issuerPython, pending):
     """
-    Resident size per request waiting in the switch for a slow issuer.
+    Resident size per request waiting in the switch for a slow issuer, in
+    two steps: C{pending} / 2 requests, then as many again (other keys).
+    The second step's growth over its requests is the figure: what one
+    more pending request costs, without the switch's first-use growth
+    (code and caches warming up, tables sized once), which the first step
+    also pays.  Returns (pending, before, middle, after) in bytes.
     """
     slow = Path(tempfile.mkdtemp(prefix="slow-", dir=work))
     port = freePort()
@@ -271,29 +283,41 @@ def memoryPerPending(python, work, issuerPython, pending):
     switch = Process(
         python, folder, folder / "switch.log", "--admin", f"tcp:{adminPort}:interface=127.0.0.1"
     )
-    loader = None
-    try:
-        switch.waitFor("front: listening")
-        switch.waitFor("channel-1: ready")
-        before = switch.rss()
-        loader = subprocess.Popen(
-            loadCommand(frontPort, pending, pending, 50, timeout=300),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+    loaders = []
+
+    def waitPending(count):
         deadline = time.monotonic() + 300
         inFlight = 0
         while time.monotonic() < deadline:
             with urllib.request.urlopen(f"http://127.0.0.1:{adminPort}/status") as answer:
                 status = json.loads(answer.read())
             inFlight = sum(m["in_flight"] for m in status["muxes"])
-            if inFlight >= pending:
+            if inFlight >= count:
                 break
             time.sleep(0.5)
+        return inFlight
+
+    try:
+        switch.waitFor("front: listening")
+        switch.waitFor("channel-1: ready")
+        before = switch.rss()
+        half = pending // 2
+        for step, terminal in enumerate(("T0000000", "T0000001")):
+            command = loadCommand(frontPort, half, half, 25, timeout=300)
+            loaders.append(
+                subprocess.Popen(
+                    command + ["--field", f"41={terminal}"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            inFlight = waitPending(half * (step + 1))
+            if step == 0:
+                middle = switch.rss()
         after = switch.rss()
-        return inFlight, before, after
+        return inFlight, before, middle, after
     finally:
-        if loader is not None:
+        for loader in loaders:
             loader.kill()
             loader.wait()
         switch.process.kill()  # 50,000 requests would drain for minutes
@@ -479,7 +503,7 @@ def main() -> None:
     )
     print(
         f"{'':<28} {'in':>4} {'con':>3} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'CPU us/tx':>9} {'issuer us':>9}"
+        f"{'CPU us/tx':>9} {'sys us':>7} {'issuer us':>9}"
     )
     issuers, ports = [], []
     for name in ("issuer-a", "issuer-b"):
@@ -528,11 +552,16 @@ def main() -> None:
             results.append((names[python], rows))
         memories = {}
         for python in pythons if args.pending else ():
-            pending, before, after = memoryPerPending(python, work, sys.executable, args.pending)
-            memories[names[python]] = (after - before) / max(1, pending)
+            pending, before, middle, after = memoryPerPending(
+                python, work, sys.executable, args.pending
+            )
+            second = max(1, pending - args.pending // 2)
+            memories[names[python]] = (after - middle) / second
             print(
                 f"{names[python]}: memory per pending request: {memories[names[python]]:.0f} bytes "
-                f"({pending} pending; switch RSS {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB)",
+                f"(the second {second} of {pending} pending; switch RSS {before / 1e6:.1f} -> "
+                f"{middle / 1e6:.1f} -> {after / 1e6:.1f} MB; "
+                f"{(after - before) / max(1, pending):.0f} bytes each counting from the start)",
                 flush=True,
             )
         longs = {}

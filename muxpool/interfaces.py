@@ -165,6 +165,46 @@ class IMUX(Interface):
         """
 
 
+class IOutcome(Interface):
+    """
+    Where one request's outcome goes without a Deferred per layer (see
+    L{IDirectMUX}): exactly one of its methods is called, once.  A
+    Deferred is one.
+    """
+
+    def callback(response: Mapping[str, str]) -> object:
+        """
+        The request was answered with C{response}.
+        """
+
+    def errback(error: Any) -> object:
+        """
+        The request ended with C{error}: a L{muxpool.errors.NotSent} or a
+        L{muxpool.errors.OutcomeUnknown}, as an exception or a Failure.
+        """
+
+
+class IDirectMUX(IMUX):
+    """
+    A MUX that gives a request's outcome straight to an L{IOutcome}: no
+    Deferred, callbacks or timer of its own between the layers of a
+    switch.  L{muxpool.listeners.Forward} and L{muxpool.mux.MUXPool} use it
+    when a MUX provides it (muxpool's QMUX and MUXPool do): it is what a
+    pending request costs in memory, and a transaction in CPU.
+    """
+
+    def requestTo(outcome: IOutcome, message: Mapping[str, str], timeout: float) -> Any:
+        """
+        As L{IMUX.request}, the outcome going to C{outcome}, at the latest
+        C{timeout} seconds from now (a MUX that provides this interface ends
+        every request by its deadline by itself).
+
+        @return: an object whose C{cancel()} ends the request as cancelling
+            L{IMUX.request}'s Deferred would; None if C{outcome} was given
+            already (a refusal, or an answer while it was being sent).
+        """
+
+
 class IRequestListener(Interface):
     """
     Handles inbound requests (messages that are not responses to our own

@@ -5,7 +5,7 @@ found by name, and answers with the response or a decline.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Iterable, Mapping, Optional, Union
+from typing import Callable, Dict, Iterable, Mapping, Optional, Union, cast
 
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IReactorTime
@@ -14,9 +14,9 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from muxpool._config import milliseconds, parseFieldList
-from muxpool._support import NO_KEYWORDS, RateLimiter, describeError, notAMessage
+from muxpool._support import RateLimiter, describeError, notAMessage
 from muxpool.errors import NotSent, OutcomeUnknown
-from muxpool.interfaces import IMUX, IRequestListener, ISource
+from muxpool.interfaces import IMUX, IDirectMUX, IOutcome, IRequestListener, ISource
 from muxpool.iso import binaryFieldsOf, isRequest, maskMessage
 from muxpool.listeners._decline import DECLINE_FIELDS, decline, sendAnswer
 from muxpool.registry import defaultRegistry
@@ -119,10 +119,17 @@ class Forward:
         header = message.pop("h", None)
         message.pop("p", None)
         message.pop("1", None)
-        args = (source, message, header)
-        maybeDeferred(mux.request, message, self.timeout).addCallbacks(
-            self._answered, self._failed, args, NO_KEYWORDS, args, NO_KEYWORDS
-        )
+        answer = _Answer(self, source, message, header)
+        if IDirectMUX.providedBy(mux):
+            # No Deferred per request: the MUX gives the outcome to answer.
+            try:
+                mux.requestTo(answer, message, self.timeout)
+            except Exception:
+                answer.errback(Failure())
+        else:
+            maybeDeferred(mux.request, message, self.timeout).addCallbacks(
+                answer.callback, answer.errback
+            )
         return True
 
     def _answered(
@@ -181,3 +188,31 @@ class Forward:
         if header is not None and "h" in self.declineFields:
             answer["h"] = header
         sendAnswer(source, answer, "Forward")
+
+
+@implementer(IOutcome)
+class _Answer:
+    """
+    Where one forwarded request's outcome goes: the source it came from
+    gets the response or a decline.
+    """
+
+    __slots__ = ("forward", "source", "request", "header")
+
+    def __init__(
+        self, forward: Forward, source: ISource, request: Mapping[str, str], header: Optional[str]
+    ) -> None:
+        self.forward = forward
+        self.source = source
+        self.request = request
+        self.header = header
+
+    def callback(self, response: Mapping[str, str]) -> None:
+        # a dict (Forward checks): the response is ours to make the answer of
+        self.forward._answered(
+            cast(Dict[str, str], response), self.source, self.request, self.header
+        )
+
+    def errback(self, error: Union[BaseException, Failure]) -> None:
+        failure = error if isinstance(error, Failure) else Failure(error)
+        self.forward._failed(failure, self.source, self.request, self.header)

@@ -86,11 +86,12 @@ class KeyBuilder:
         @raise MissingKey: if the message has none of the key fields.
         """
         mti = message.get("t", "")
-        parts = [self.mapMTI(mti)]
+        mapped = self._mapped.get(mti)  # mapMTI's cache, read here: a key per message
+        parts = [mapped if mapped is not None else self.mapMTI(mti)]
         if self.headerIsKey and message.get("h"):
             parts.append(message["h"].upper())
         found = False
-        for f in self.fieldsFor(message):
+        for f in self.fieldsFor(message) if self.overrides else self.fields:
             value = message.get(f)
             if value is None:
                 continue

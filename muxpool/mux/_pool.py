@@ -36,7 +36,7 @@ from muxpool.errors import (
     NoMUXAvailable,
     StrategyFailed,
 )
-from muxpool.interfaces import IMUX, IPool, IStrategy
+from muxpool.interfaces import IMUX, IDirectMUX, IOutcome, IPool, IStrategy
 from muxpool.mux._ejection import Ejection, Ejector, ejectionFrom
 from muxpool.mux._latency import LatencySummary
 from muxpool.mux._request import _atCapacity, _Request
@@ -51,7 +51,7 @@ def _memberNames(member: IMUX) -> tuple:
     return (member.name, getattr(link, "name", None))
 
 
-@implementer(IMUX, IPool)
+@implementer(IDirectMUX, IPool)
 class MUXPool(Service):
     """
     A pool of MUXes; itself an L{IMUX}, so pools nest and L{Forward} can use
@@ -289,9 +289,9 @@ class MUXPool(Service):
             and (self.ejector.panicking or not self.ejector.isEjected(member))
         )
 
-    def isUsable(self, member: IMUX, tried: Tuple[int, ...] = ()) -> bool:
+    def isUsable(self, member: IMUX, tried: Tuple[IMUX, ...] = ()) -> bool:
         """
-        Whether C{member} may be sent a request now; with C{tried} (ids of
+        Whether C{member} may be sent a request now; with C{tried} (the
         members that request was already refused by), as that request
         sees it.
         """
@@ -302,7 +302,7 @@ class MUXPool(Service):
         # stalled: used only when no other member can be
         return not any(
             m is not member
-            and id(m) not in tried
+            and m not in tried
             and self._available(m)
             and not self.isStalled(m)
             and not _atCapacity(m)
@@ -522,11 +522,30 @@ class MUXPool(Service):
         if self.atCapacity():
             self.counters["shed"] += 1
             return fail(NoCapacity.at(self.name, self._inFlight, self.maxInFlight))
+        return self._start(message, timeout, None).outcome  # type: ignore[return-value]
+
+    def requestTo(
+        self, outcome: IOutcome, message: Mapping[str, str], timeout: float
+    ) -> Optional[_Request]:
+        """
+        As L{request}, the outcome going to C{outcome}: see
+        L{IDirectMUX.requestTo}.
+        """
+        if self.atCapacity():
+            self.counters["shed"] += 1
+            outcome.errback(NoCapacity.at(self.name, self._inFlight, self.maxInFlight))
+            return None
+        state = self._start(message, timeout, outcome)
+        return None if state.done else state
+
+    def _start(
+        self, message: Mapping[str, str], timeout: float, outcome: Optional[IOutcome]
+    ) -> _Request:
         started = self.clock.seconds()
-        state = _Request(self, message, started + timeout, started)
+        state = _Request(self, message, outcome, started + timeout, started)
         self._inFlight += 1
-        state.attempt()
-        return state.result
+        state.attempt(started)
+        return state
 
     def atCapacity(self) -> bool:
         """

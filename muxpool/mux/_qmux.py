@@ -35,7 +35,6 @@ from zope.interface import implementer
 
 from muxpool._support import (
     DeadlineQueue,
-    Entry,
     RateLimiter,
     Readiness,
     Waiters,
@@ -55,51 +54,19 @@ from muxpool.errors import (
     RequestError,
     RequestTimeout,
 )
-from muxpool.interfaces import IMUX, ILink, IReconnect, IRequestListener, ISource
+from muxpool.interfaces import (
+    IDirectMUX,
+    ILink,
+    IOutcome,
+    IReconnect,
+    IRequestListener,
+    ISource,
+)
 from muxpool.iso import binaryFieldsOf, isResponse, maskMessage
 from muxpool.listeners import ListenerFailed, offer
 from muxpool.mux._keys import KeyBuilder
 from muxpool.mux._latency import LatencySummary
-
-
-class _Pending:
-    """
-    One request in the table: its Deferred, deadline entry and state.
-
-    @ivar link: the link it was written on; None until it is written.
-    """
-
-    __slots__ = (
-        "mux",
-        "key",
-        "message",
-        "deferred",
-        "entry",
-        "link",
-        "started",
-        "deadline",
-        "done",
-    )
-
-    def __init__(
-        self, mux: "QMUX", key: str, message: Mapping[str, str], started: float, deadline: float
-    ) -> None:
-        self.mux = mux
-        self.key = key
-        self.message = message
-        self.deferred: Deferred = Deferred(self.cancel)
-        self.entry: Optional[Entry] = None
-        self.link: Optional[ILink] = None
-        self.started = started
-        self.deadline = deadline
-        self.done = False
-
-    def cancel(self, deferred: Deferred) -> None:
-        """
-        Its Deferred's canceller (a bound method: smaller than a closure).
-        """
-        self.mux._cancel(self)
-
+from muxpool.mux._pending import _Pending
 
 #: Responses in a row that match nothing, while requests wait, before a
 #: link is taken as out of step (see L{QMUX}).
@@ -109,7 +76,7 @@ UNMATCHED_LIMIT = 16
 UnhandledHandler = Union[Callable[[Mapping[str, str]], None], IRequestListener]
 
 
-@implementer(IMUX, ISource)
+@implementer(IDirectMUX, ISource)
 class QMUX(Service):
     """
     Matches responses to requests over one L{ILink}.
@@ -384,31 +351,61 @@ class QMUX(Service):
         else L{CancelledAfterWrite} (an L{OutcomeUnknown}); a response that
         still arrives is counted as late.
         """
+        key = self._admit(message)
+        if not isinstance(key, str):
+            return fail(key)
+        return self._start(key, message, timeout, None).outcome  # type: ignore[return-value]
+
+    def requestTo(
+        self, outcome: IOutcome, message: Mapping[str, str], timeout: float
+    ) -> Optional[_Pending]:
+        """
+        As L{request}, the outcome going to C{outcome}: see
+        L{IDirectMUX.requestTo}.
+        """
+        key = self._admit(message)
+        if not isinstance(key, str):
+            outcome.errback(key)
+            return None
+        pending = self._start(key, message, timeout, outcome)
+        return None if pending.done else pending
+
+    def _admit(self, message: Mapping[str, str]) -> Union[str, NotSent]:
+        """
+        C{message}'s key, or why it is refused at once (not sent).
+        """
         if not self.running:
-            return fail(LinkNotReady(f"{self.name}: not running - not sent"))
+            return LinkNotReady(f"{self.name}: not running - not sent")
         if self.atCapacity():
             self._counts["shed"] += 1
-            return fail(NoCapacity.at(self.name, len(self._pending), self.maxInFlight))
+            return NoCapacity.at(self.name, len(self._pending), self.maxInFlight)
         try:
             key = self.keys.key(message)
         except MissingKey as e:
-            return fail(MissingKey(f"{self.name}: {e}"))
+            return MissingKey(f"{self.name}: {e}")
         if key in self._pending:
-            return fail(
-                DuplicateKey(
-                    f"{self.name}: duplicate key ({self.keys.describe(message)}) "
-                    "already pending - not sending"
-                )
+            return DuplicateKey(
+                f"{self.name}: duplicate key ({self.keys.describe(message)}) "
+                "already pending - not sending"
             )
+        return key
+
+    def _start(
+        self, key: str, message: Mapping[str, str], timeout: float, outcome: Optional[IOutcome]
+    ) -> _Pending:
+        """
+        Put a request L{_admit} let through in the table, and write it if
+        the link is ready.
+        """
         now = self.clock.seconds()
-        pending = _Pending(self, key, message, now, now + max(0.0, timeout))
+        pending = _Pending(self, key, message, outcome, now)
         self._pending[key] = pending
-        pending.entry = self._deadlines.add(pending.deadline, pending)
+        pending.entry = self._deadlines.add(now + max(0.0, timeout), pending)
         if self._linkIsReady():
             self._write(pending)
         else:
             self._waiting[key] = pending
-        return pending.deferred
+        return pending
 
     # -- the table ------------------------------------------------------------
 
@@ -475,9 +472,9 @@ class QMUX(Service):
             pending.entry = None
         if isinstance(result, BaseException):
             self._failed(result)
-            pending.deferred.errback(Failure(result))
+            pending.outcome.errback(Failure(result))
         else:
-            pending.deferred.callback(result)
+            pending.outcome.callback(result)
         if pending.link is not None:
             self._unwrite(pending)
         if not self._pending:

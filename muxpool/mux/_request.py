@@ -6,13 +6,13 @@ at, within the request's deadline.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Tuple, Union, cast
 
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from muxpool._support import NO_KEYWORDS, Entry, describeCode, describeError, notAMessage
+from muxpool._support import Entry, describeCode, describeError, notAMessage
 from muxpool.errors import (
     CancelledAfterWrite,
     CancelledBeforeWrite,
@@ -24,7 +24,7 @@ from muxpool.errors import (
     RequestTimeout,
     StrategyFailed,
 )
-from muxpool.interfaces import IMUX, IPool
+from muxpool.interfaces import IMUX, IDirectMUX, IOutcome, IPool
 
 if TYPE_CHECKING:
     from muxpool.mux._pool import MUXPool
@@ -53,14 +53,14 @@ class _Attempt:
     members at their C{max-in-flight}, are not usable.
     """
 
-    def __init__(self, pool: "MUXPool", tried: Tuple[int, ...]) -> None:
+    def __init__(self, pool: "MUXPool", tried: Tuple[IMUX, ...]) -> None:
         self.pool = pool
         self.tried = tried
         self.members = pool.members
 
     def isUsable(self, member: IMUX) -> bool:
         return (
-            id(member) not in self.tried
+            member not in self.tried
             and not _atCapacity(member)
             and self.pool.isUsable(member, self.tried)
         )
@@ -69,10 +69,14 @@ class _Attempt:
         return self.pool.memberNamed(name)
 
 
+@implementer(IOutcome)
 class _Request:
     """
     One pool request: select, wait for a change, send, retry on a failure
-    another member could succeed at.
+    another member could succeed at.  It is the L{IOutcome} of the member
+    asked, when the member is an L{IDirectMUX}; else it waits on the
+    member's Deferred.  Its C{cancel} ends it (L{MUXPool.requestTo}'s
+    handle).
     """
 
     __slots__ = (
@@ -80,7 +84,7 @@ class _Request:
         "message",
         "deadline",
         "tried",
-        "result",
+        "outcome",
         "started",
         "waiting",
         "entry",
@@ -94,32 +98,46 @@ class _Request:
     )
 
     def __init__(
-        self, pool: MUXPool, message: Mapping[str, str], deadline: float, started: float
+        self,
+        pool: MUXPool,
+        message: Mapping[str, str],
+        outcome: Optional[IOutcome],
+        deadline: float,
+        started: float,
     ) -> None:
         self.pool = pool
         self.message = message
         self.deadline = deadline
-        self.tried: Tuple[int, ...] = ()  # ids of members asked; a tuple: most have one
-        self.result: Deferred = Deferred(self.cancel)  # a bound method: smaller than a closure
+        # members asked and refused it, added on a retry: a request asks one member
+        self.tried: Tuple[IMUX, ...] = ()
+        # the caller's, or for MUXPool.request a Deferred that cancels it
+        # (a bound method: smaller than a closure)
+        self.outcome: Union[IOutcome, Deferred] = outcome or Deferred(self.cancel)
         self.started = started
         self.waiting: Optional[Deferred] = None
         self.entry: Optional[Entry] = None  # in pool._deadlines while waiting or asking
         self.member: Optional[IMUX] = None  # the member asked, until it answers
-        self.inner: Optional[Deferred] = None
+        self.inner: Optional[Any] = None  # what cancels the member's request
         self.refused: Optional[Failure] = None
         self.cancelled = False
         self.done = False
         self.answers = 0  # the member's answers when this was sent to it
-        self.sentAt = started  # when the member was asked
+        self.sentAt = started  # when the member was last asked
 
-    def attempt(self) -> None:
+    def attempt(self, now: Optional[float] = None) -> None:
+        """
+        Select a member and ask it, or wait for a change.  C{now}: the
+        clock's time, given on the first attempt (the time it started).
+        """
         if self.done:
             return
         pool = self.pool
         if not pool.running:
             self.finish(self.refused or NoMUXAvailable(f"{pool.name}: not running - not sent"))
             return
-        remaining = self.deadline - pool.clock.seconds()
+        if now is None:
+            now = pool.clock.seconds()
+        remaining = self.deadline - now
         if remaining <= 0:
             self._noMUX()
             return
@@ -145,23 +163,33 @@ class _Request:
                 error=str(self.refused.value),
                 member=member.name,
             )
-        self.tried += (id(member),)
         pool._count(member)
         if pool.maxUnanswered:
             self.answers = pool._sent(member)
         if self.entry is not None:
             pool._deadlines.remove(self.entry)
+            self.entry = None
+        self.member = member
+        self.sentAt = now  # on a first attempt, the very float it started at: memory counts
+        if IDirectMUX.providedBy(member):
+            # It ends the request by the deadline itself, straight to us:
+            # no Deferred, callbacks or timer here.
+            try:
+                inner = member.requestTo(self, self.message, remaining)
+            except Exception:
+                self.errback(Failure())
+                return
+            if inner is not None:  # else it has ended (and maybe been retried) already
+                self.inner = inner
+            return
         # A member that never ends the request (user code) is cancelled a
         # little after the deadline: no request waits for ever.
         self.entry = pool._deadlines.add(self.deadline + MEMBER_GRACE, self)
-        self.member = member
-        self.sentAt = pool.clock.seconds()
         # Kept even when it has fired: it may be paused on a Deferred it
         # chained (a member that waits, then asks a QMUX); the callbacks
         # clear it.
-        self.inner = inner = maybeDeferred(member.request, self.message, remaining)
-        args = (member,)
-        inner.addCallbacks(self._answered, self._failed, args, NO_KEYWORDS, args, NO_KEYWORDS)
+        self.inner = deferred = maybeDeferred(member.request, self.message, remaining)
+        deferred.addCallbacks(self.callback, self.errback)
 
     def _everyOneFull(self) -> bool:
         """
@@ -170,7 +198,7 @@ class _Request:
         waiting for one into a timeout.
         """
         pool = self.pool
-        full = [m for m in pool.members if pool.isUsable(m, self.tried) and id(m) not in self.tried]
+        full = [m for m in pool.members if pool.isUsable(m, self.tried) and m not in self.tried]
         refusedFull = self.refused is not None and self.refused.check(NoCapacity) is not None
         if not (full or refusedFull) or not all(_atCapacity(m) for m in full):
             return False
@@ -203,7 +231,7 @@ class _Request:
                 member=describeCode(self.member),
                 grace=MEMBER_GRACE,
             )
-            self.inner.cancel()  # its outcome arrives through _failed
+            self.inner.cancel()  # its outcome arrives through errback
 
     def _noMUX(self) -> None:
         self.pool.counters["no_mux"] += 1
@@ -223,10 +251,15 @@ class _Request:
             self.pool._deadlines.remove(self.entry)
             self.entry = None
 
-    def _answered(self, response: Mapping[str, str], member: IMUX) -> None:
+    def callback(self, response: Mapping[str, str]) -> None:
+        """
+        The member asked answered.
+        """
+        member = self.member
+        assert member is not None  # a member ends the request it was asked once
         wrong = notAMessage(response)  # a member in user code may answer anything
         if wrong is not None:
-            self._failed(wrong, member)
+            self.errback(wrong)
             return
         self._memberEnded(answered=True)
         pool = self.pool
@@ -236,12 +269,19 @@ class _Request:
         self.finish(response)  # its outcome first, whatever the bookkeeping does
         pool._learned(member, now - self.sentAt, now, response)
 
-    def _failed(self, failure: Failure, member: IMUX) -> None:
+    def errback(self, error: Union[BaseException, Failure]) -> None:
+        """
+        The member asked ended the request without an answer.
+        """
+        member = self.member
+        assert member is not None  # a member ends the request it was asked once
+        failure = error if isinstance(error, Failure) else Failure(error)
         self._memberEnded()
         if self.done:
             return
         if failure.check(*RETRYABLE) and not self.cancelled:
             self.refused = failure  # another member could succeed
+            self.tried += (member,)
             self.attempt()
             return
         timedOut = failure.check(RequestTimeout) is not None
@@ -277,12 +317,12 @@ class _Request:
 
     def cancel(self, result: Optional[Deferred] = None) -> None:
         """
-        The caller cancelled C{result}: end as the member request ends when cancelled,
-        or "not sent" if no member was asked yet.
+        The caller cancelled it: end as the member request ends when
+        cancelled, or "not sent" if no member was asked yet.
         """
         self.cancelled = True
         if self.inner is not None:
-            self.inner.cancel()  # its outcome arrives through _failed
+            self.inner.cancel()  # its outcome arrives through errback
             return
         self.finish(CancelledBeforeWrite(f"{self.pool.name}: cancelled before sending - not sent"))
 
@@ -298,7 +338,7 @@ class _Request:
             waiting.cancel()
         self.pool._inFlight -= 1
         if isinstance(outcome, (Exception, Failure)):
-            self.result.errback(outcome)
+            self.outcome.errback(outcome)
         else:
-            self.result.callback(outcome)
+            self.outcome.callback(cast(Mapping[str, str], outcome))
         self.pool._finished()

@@ -1,0 +1,185 @@
+"""
+Outcomes without a Deferred per layer: L{IDirectMUX.requestTo} on QMUX and
+MUXPool, and Forward over them.  The same three outcomes as
+L{IMUX.request}, given to an L{IOutcome} once; members in user code (plain
+L{IMUX}) still go through their Deferreds.
+"""
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from muxpool import Readiness
+from muxpool.errors import (
+    CancelledAfterWrite,
+    CancelledBeforeWrite,
+    LinkNotReady,
+    NoCapacity,
+    RequestTimeout,
+)
+from muxpool.interfaces import IMUX, IDirectMUX, IOutcome
+from muxpool.listeners import Forward
+from muxpool.mux import QMUX, MUXPool, RoundRobin
+from muxpool.testing import MemoryIssuer, MemoryLink
+from tests.helpers import started
+
+REQUEST = {"t": "0200", "3": "000000", "4": "000000001000", "11": "000001", "41": "TERM0001"}
+
+
+@implementer(IOutcome)
+class Recorded:
+    """
+    An outcome that records what it was given, and how often.
+    """
+
+    def __init__(self):
+        self.given = []
+
+    def callback(self, response):
+        self.given.append(response)
+
+    def errback(self, error):
+        self.given.append(error.value if isinstance(error, Failure) else error)
+
+
+def makeMux(ready=True, **kwargs):
+    clock = Clock()
+    link = MemoryLink(ready=ready)
+    issuer = MemoryIssuer(link, clock)
+    return started(QMUX("direct", link, clock, **kwargs)), issuer, clock
+
+
+def test_interfaces():
+    mux, _, clock = makeMux()
+    pool = started(MUXPool("pool", [mux], clock, RoundRobin()))
+    assert verifyObject(IDirectMUX, mux) and verifyObject(IDirectMUX, pool)
+    assert verifyObject(IOutcome, Recorded())
+    mux.link.peer = lambda message: None  # nobody answers: it stays pending
+    handle = pool.requestTo(Recorded(), dict(REQUEST), 5)
+    assert verifyObject(IOutcome, handle)  # a pool request is its member's outcome
+
+
+def test_qmux_gives_the_response_once_and_no_deferred():
+    mux, issuer, _ = makeMux()
+    issuer.when().after(1)
+    outcome = Recorded()
+    handle = mux.requestTo(outcome, dict(REQUEST), 5)
+    assert not isinstance(handle, Deferred) and outcome.given == []
+    mux.clock.advance(1)
+    [response] = outcome.given
+    assert response["39"] == "00" and response["11"] == "000001"
+    assert mux.pendingCount() == 0
+
+
+def test_qmux_answered_while_sending_returns_no_handle():
+    mux, issuer, _ = makeMux()  # the MemoryIssuer answers inside send()
+    outcome = Recorded()
+    assert mux.requestTo(outcome, dict(REQUEST), 5) is None
+    assert outcome.given[0]["39"] == "00"
+
+
+def test_qmux_refusal_is_given_at_once():
+    mux, _, _ = makeMux(maxInFlight=1)
+    mux.link.peer = lambda message: None
+    first, second = Recorded(), Recorded()
+    assert mux.requestTo(first, dict(REQUEST), 5) is not None
+    assert mux.requestTo(second, dict(REQUEST, **{"11": "000002"}), 5) is None
+    [refused] = second.given
+    assert isinstance(refused, NoCapacity) and first.given == []
+
+
+def test_qmux_handle_cancels_as_the_deferred_would():
+    mux, issuer, clock = makeMux(ready=False)
+    waiting = Recorded()
+    mux.requestTo(waiting, dict(REQUEST), 5).cancel()
+    assert isinstance(waiting.given[0], CancelledBeforeWrite)
+    mux.link.ready.set(True)
+    issuer.when().never()
+    written = Recorded()
+    mux.requestTo(written, dict(REQUEST, **{"11": "000002"}), 5).cancel()
+    assert isinstance(written.given[0], CancelledAfterWrite)
+    assert len(waiting.given) == len(written.given) == 1
+
+
+def test_qmux_timeout_and_not_ready():
+    mux, issuer, clock = makeMux()
+    issuer.when().never()
+    late = Recorded()
+    mux.requestTo(late, dict(REQUEST), 5)
+    clock.advance(5)
+    assert isinstance(late.given[0], RequestTimeout)
+    mux.link.ready.set(False)
+    unsent = Recorded()
+    mux.requestTo(unsent, dict(REQUEST, **{"11": "000002"}), 2)
+    clock.advance(2)
+    assert isinstance(unsent.given[0], LinkNotReady)
+
+
+@implementer(IMUX)
+class UserMUX:
+    """
+    A member in user code: a plain IMUX whose Deferreds a test fires.
+    """
+
+    name = "user"
+
+    def __init__(self):
+        self.ready = Readiness(True)
+        self.asked = []
+
+    def request(self, message, timeout):
+        d = Deferred()
+        self.asked.append(d)
+        return d
+
+    def send(self, message):
+        pass
+
+    def isConnected(self):
+        return True
+
+    def pendingCount(self):
+        return len(self.asked)
+
+
+def test_pool_over_direct_and_user_members():
+    mux, issuer, clock = makeMux()
+    user = UserMUX()
+    pool = started(MUXPool("pool", [mux, user], clock, RoundRobin()))
+    first, second = Recorded(), Recorded()
+    pool.requestTo(first, dict(REQUEST), 5)  # the QMUX: answered at once
+    handle = pool.requestTo(second, dict(REQUEST, **{"11": "000002"}), 5)  # the user MUX
+    assert first.given[0]["39"] == "00" and second.given == []
+    user.asked[0].callback({"t": "0210", "11": "000002", "41": "TERM0001", "39": "05"})
+    assert second.given[0]["39"] == "05"
+    assert handle is not None and pool.pendingCount() == 0
+
+
+def test_pool_retries_a_refusing_direct_member_on_the_next():
+    down, _, clock = makeMux()
+    down.link.refuse = LinkNotReady("refused")  # every write: not sent
+    up = started(QMUX("up", MemoryLink(), clock))
+    MemoryIssuer(up.link, clock)
+    pool = started(MUXPool("pool", [down, up], clock, RoundRobin()))
+    outcome = Recorded()
+    assert pool.requestTo(outcome, dict(REQUEST), 5) is None  # answered while asking
+    assert outcome.given[0]["39"] == "00" and len(outcome.given) == 1
+    assert pool.counters["retries"] == 1
+
+
+def test_forward_over_a_qmux_answers_and_declines():
+    mux, issuer, clock = makeMux()
+    source = MemoryLink()
+    forward = Forward(mux, timeout=5, clock=clock)
+    forward.process(source, dict(REQUEST))
+    assert source.sent[-1]["39"] == "00"
+    issuer.when().never()
+    forward.process(source, dict(REQUEST, **{"11": "000002"}))
+    clock.advance(5)
+    assert source.sent[-1]["39"] == "68"  # outcome unknown: reversal needed
+    mux.link.ready.set(False)
+    forward.process(source, dict(REQUEST, **{"11": "000003"}))
+    clock.advance(5)
+    assert source.sent[-1]["39"] == "91" and len(source.sent) == 3
