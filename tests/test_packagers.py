@@ -8,7 +8,9 @@ from hypothesis import strategies as st
 from zope.interface.verify import verifyObject
 
 from muxpool.interfaces import IPackager
+from muxpool.iso import defaultFields
 from muxpool.iso.packagers import (
+    SHARED_MAX,
     PackagerConfigError,
     PackError,
     SpecPackager,
@@ -239,3 +241,18 @@ def test_generic_refuses_entities_and_oversized_files(tmp_path):
     huge.write_text(f"<isopackager>{BASE}<!-- {'x' * (1024 * 1024)} --></isopackager>")
     with pytest.raises(PackagerConfigError, match=r"huge.xml: larger than the 1024 KiB"):
         loadGenericPackager(str(huge))
+
+
+def test_unpacked_values_that_repeat_are_kept_once_and_card_data_never_shared():
+    # A switch holds many requests while an issuer is slow: values they
+    # share (terminal, merchant, currency, MTI) are one string, not one each.
+    packager = getPackager("ISO87A")
+    first, second = (packager.unpack(packager.pack(defaultFields("0200", stan))) for stan in (1, 2))
+    for field in ("t", "3", "41", "42", "49"):
+        assert first[field] is second[field]
+    assert first["2"] == second["2"] and first["2"] is not second["2"]  # card data
+    assert first["11"] != second["11"]
+    shared = packager.unpack.__globals__["SHARED"]
+    for stan in range(3, SHARED_MAX + 100):  # unique values fill it: it is emptied
+        packager.unpack(packager.pack(defaultFields("0200", stan)))
+        assert len(shared) <= SHARED_MAX + len(first)

@@ -31,7 +31,18 @@ from binascii import a2b_hex
 from functools import lru_cache
 from typing import Callable, Dict, List, Literal, Mapping, Optional, Tuple, Union, cast
 
+from muxpool.iso._masking import HIDDEN, PARTIAL
 from muxpool.iso.packagers._fieldclasses import Transform
+
+#: Unpacked values shared between messages, per packager, before the table
+#: is emptied: a switch holds tens of thousands of requests while an issuer
+#: is slow, and most of their fields repeat (processing code, terminal,
+#: merchant, currency, the date and second): each such value is kept once,
+#: not once per request.  Text fields up to L{SHARED_LENGTH} characters that
+#: are not card data (L{PARTIAL}, L{HIDDEN}); the MTI too.  Unique values (a
+#: STAN) fill the table, so it is emptied when it passes this size.
+SHARED_MAX = 4096
+SHARED_LENGTH = 40
 
 #: The largest length table the compiler builds (a 4-digit length prefix).
 MAX_TABLE = 10000
@@ -118,6 +129,7 @@ class _Codec:
             "a2b_hex": a2b_hex,
             "Fallback": Fallback,
             "_bytes": _bytes,
+            "SHARED": {},
         }
         self._texts: Dict[str, _Text] = {}
         self.views: Dict[str, str] = {}  # variable -> source, for the views unpack uses
@@ -285,7 +297,9 @@ class _Codec:
         body = _Source()
         body.indent = 2
         _unpackMTI(self, spec["t"], body)
-        body.line("out = {'t': mti}")
+        with body.block(f"if len(SHARED) > {SHARED_MAX}:"):
+            body.line("SHARED.clear()")
+        body.line("out = {'t': SHARED.setdefault(mti, mti)}")
         self.unpackBitmap(body, "p", "bb")
         with body.block("if bb[0] & 128:"):
             self.unpackBitmap(body, "1", "sb")
@@ -368,6 +382,15 @@ class _Field:
         self.width = _int(fs, "len_type")
         self.maxLength = _int(fs, "max_len")
         self.pad: Tuple[str, str] = (fs.get("left_pad", "")[:1], fs.get("right_pad", "")[:1])
+        #: Unpacked to a value shared with other messages that hold the same
+        #: (see L{SHARED_MAX}): a short text field that is not card data.
+        self.shared = (
+            fromWire is None
+            and not self.binary
+            and self.maxLength <= SHARED_LENGTH
+            and key not in PARTIAL
+            and key not in HIDDEN
+        )
         if self.width:
             prefixes, lengths = _lengthTables(fs["len_enc"], self.width, self.maxLength)
             if codec.asText:
@@ -445,7 +468,12 @@ class _Field:
                 with out.block("if not value.isascii():"):
                     out.line("raise Fallback")
             value = self.fromWire.expression if self.fromWire is not None else "value"
-        out.line(f"out[{key!r}] = {value}")
+        if self.shared:
+            if value != "value":
+                out.line(f"value = {value}")
+            out.line(f"out[{key!r}] = SHARED.setdefault(value, value)")
+        else:
+            out.line(f"out[{key!r}] = {value}")
         out.line(f"i += {advance}")
 
     def _unpackNibbles(self, out: "_Source", length: object) -> Tuple[str, object]:
