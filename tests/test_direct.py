@@ -183,3 +183,23 @@ def test_forward_over_a_qmux_answers_and_declines():
     forward.process(source, dict(REQUEST, **{"11": "000003"}))
     clock.advance(5)
     assert source.sent[-1]["39"] == "91" and len(source.sent) == 3
+
+
+@implementer(IDirectMUX)
+class RecordingMUX(UserMUX):
+    """
+    A direct MUX that keeps the outcome objects it is given.
+    """
+
+    def requestTo(self, outcome, message, timeout):
+        self.asked.append(outcome)
+
+
+def test_forward_gives_a_direct_mux_an_outcome_and_no_deferred():
+    mux = RecordingMUX()
+    source = MemoryLink()
+    Forward(mux).process(source, dict(REQUEST))
+    [outcome] = mux.asked
+    assert verifyObject(IOutcome, outcome) and not isinstance(outcome, Deferred)
+    outcome.errback(LinkNotReady("down"))
+    assert source.sent[-1]["39"] == "91"

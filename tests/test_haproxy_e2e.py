@@ -112,7 +112,10 @@ def test_the_client_address_the_agent_and_a_node_killed(tmp_path):
             for server in adminGet(node, "/status")["servers"]
             for p in server["peers"]
         ]
-        assert [p.split(":")[0] for p in peers] == ["127.0.0.2"], peers
+        # Every session is the client's own address.  (Rarely HAProxy opens
+        # a second server connection for it, a retry, and the node that had
+        # the first one has not seen it closed yet: the same address twice.)
+        assert peers and {p.split(":")[0] for p in peers} == {"127.0.0.2"}, peers
         assert any(node.proc.hasLogged("session from 127.0.0.2:") for node in nodes)
 
         # HAProxy's own address without a PROXY header: refused

@@ -8,7 +8,7 @@ import pytest_twisted
 from muxpool.app import runLoad
 from muxpool.channel import ChannelSpec
 from muxpool.listeners import Responder
-from muxpool.mux import MUXPool, percentile, strategyByName
+from muxpool.mux import MUXPool, strategyByName
 from tests.helpers import Started
 
 SPEC = ChannelSpec.fromConfig("NACChannel", "ISO87B")
@@ -40,12 +40,14 @@ def test_least_latency_prefers_the_fast_issuer_and_beats_round_robin():
             outcomes = yield runLoad(pool, 400, 16, timeout=5, latencies=latencies)
             assert all(isinstance(o, dict) and o["39"] == "00" for o in outcomes)
             fast = sum(o["44"] == "fast" for o in outcomes) / len(outcomes)
-            figures[strategy] = (fast, percentile(sorted(latencies), 99))
+            # the mean: a p99 is the slow issuer's for both while least-latency
+            # still samples it (a few requests in a hundred)
+            figures[strategy] = (fast, sum(latencies) / len(latencies))
     finally:
         yield started.stop()
-    share, p99 = figures["least-latency"]
-    assert share >= 0.8 and p99 < figures["round-robin"][1], figures
-    print({k: f"{s:.0%} to the fast one, p99 {p * 1000:.1f} ms" for k, (s, p) in figures.items()})
+    share, mean = figures["least-latency"]
+    assert share >= 0.8 and mean < figures["round-robin"][1] / 2, figures
+    print({k: f"{s:.0%} to the fast one, mean {m * 1000:.1f} ms" for k, (s, m) in figures.items()})
 
 
 @pytest_twisted.inlineCallbacks

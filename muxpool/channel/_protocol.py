@@ -22,6 +22,7 @@ from zope.interface import Interface, implementer
 from muxpool._config import hostPort
 from muxpool._support import RateLimiter, cancelTimer, describeError
 from muxpool.channel._spec import HEADER_KEY, ChannelSpec
+from muxpool.channel._writes import batching, sendFrame
 from muxpool.iso import KEEPALIVE, FramingError, UnpackError, maskMessage
 
 
@@ -324,6 +325,7 @@ class ISOChannelProtocol(Protocol):
         framing = self.spec.framing
         maxLength = self.spec.maxPacketLength
         offset = 0
+        batch = False  # more than one frame: what they cause is written in one batch
         # Never twice at once: answering a request may release a hold, and
         # the frames already taken must not be decoded (and sent on) again.
         self._processing = True
@@ -338,6 +340,9 @@ class ISOChannelProtocol(Protocol):
                 if found is None:
                     break
                 frame, offset = found
+                if not batch and offset < len(buffer):
+                    batch = True
+                    batching.depth += 1
                 if frame is KEEPALIVE:  # a zero-length frame
                     self.counters["rx_keepalive"] += 1
                     continue
@@ -352,6 +357,8 @@ class ISOChannelProtocol(Protocol):
             return
         finally:
             self._processing = False
+            if batch:
+                batching.depth -= 1
         if self._discarding:
             return  # what is left of it is dropped too
         if buffer is self._buffer:
@@ -405,7 +412,7 @@ class ISOChannelProtocol(Protocol):
         @raise PackError: nothing was written.
         """
         data = self.spec.encode(message)
-        self.transport.write(data)
+        sendFrame(self.transport, data)
         self.counters["tx"] += 1
         self.lastSent = self.clock.seconds()
 
@@ -413,5 +420,5 @@ class ISOChannelProtocol(Protocol):
         """
         Write a zero-length frame.
         """
-        self.transport.write(self.spec.framing.keepAlive())
+        sendFrame(self.transport, self.spec.framing.keepAlive())
         self.lastSent = self.clock.seconds()

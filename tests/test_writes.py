@@ -1,0 +1,177 @@
+"""
+How frames reach the socket: a frame that travels alone is sent at once;
+what a read of several frames causes goes in Twisted's batch; what the
+socket does not take is buffered, and the order of the bytes is kept.
+"""
+
+import socket
+
+import pytest_twisted
+from twisted.internet.abstract import FileDescriptor
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.protocol import Factory
+from twisted.internet.task import Clock, deferLater
+from twisted.internet.testing import StringTransport
+from zope.interface import implementer
+
+from muxpool.channel import ChannelSpec, IChannelOwner, ISOChannelProtocol
+from muxpool.iso import responseMTI, sampleRequest
+from tests.e2e import reactor, until
+from tests.helpers import connectedProtocol
+
+SPEC = ChannelSpec.fromConfig("NACChannel", "ISO87A")
+
+
+class SocketTransport(StringTransport, FileDescriptor):
+    """
+    A StringTransport with what the channel reads of Twisted's socket
+    transports: their buffers and C{writeSomeData}, on a socket with room
+    for C{room} bytes.  C{value()} holds every byte in the order written.
+    """
+
+    def __init__(self, room=1 << 30):
+        StringTransport.__init__(self)
+        self.room = room
+        self.dataBuffer = b""
+        self._tempDataLen = 0  # what transport.write holds for the next turn
+        self._writeDisconnected = False
+        self.connected = True
+        self.atOnce = []
+
+    def writeSomeData(self, data):
+        taken = bytes(data[: self.room])
+        self.room -= len(taken)
+        self.atOnce.append(taken)
+        self.io.write(taken)
+        return len(taken)
+
+    def write(self, data):
+        self._tempDataLen += len(data)
+        StringTransport.write(self, data)
+
+
+@implementer(IChannelOwner)
+class Echo:
+    """
+    Answers each message on its protocol with its 0x10 response.
+    """
+
+    def channelMessage(self, protocol, message):
+        protocol.sendMessage({"t": responseMTI(message["t"]), "11": message["11"], "39": "00"})
+
+    def channelConnected(self, protocol):
+        pass
+
+    def channelLost(self, protocol, reason):
+        pass
+
+    def channelSecured(self, protocol):
+        pass
+
+    def channelIdle(self, protocol):
+        return True
+
+    def channelUndecodable(self, protocol, why):
+        pass
+
+
+def echoing(transport):
+    protocol = ISOChannelProtocol(SPEC, Echo(), Clock())
+    protocol.makeConnection(transport)
+    return protocol
+
+
+def answers(data):
+    peer, _, owner = connectedProtocol(SPEC)
+    peer.dataReceived(data)
+    return [m["11"] for m in owner.messages]
+
+
+def test_a_lone_frame_is_sent_at_once():
+    transport = SocketTransport()
+    echoing(transport).dataReceived(SPEC.encode(sampleRequest(1)))
+    assert len(transport.atOnce) == 1 and transport._tempDataLen == 0
+    assert answers(transport.value()) == ["000001"]
+
+
+def test_what_a_read_of_several_frames_causes_is_batched():
+    transport = SocketTransport()
+    echoing(transport).dataReceived(b"".join(SPEC.encode(sampleRequest(i)) for i in (1, 2, 3)))
+    assert transport.atOnce == []  # one send on the next turn, not three now
+    assert answers(transport.value()) == ["000001", "000002", "000003"]
+
+
+def test_what_the_socket_does_not_take_is_buffered_and_nothing_overtakes_it():
+    transport = SocketTransport(room=10)
+    protocol = echoing(transport)
+    protocol.dataReceived(SPEC.encode(sampleRequest(1)))
+    assert transport.atOnce[0] == transport.value()[:10] and transport._tempDataLen > 0
+    protocol.dataReceived(SPEC.encode(sampleRequest(2)))  # alone, but bytes wait before it
+    assert len(transport.atOnce) == 1
+    assert answers(transport.value()) == ["000001", "000002"]
+
+
+def test_other_transports_always_get_write():
+    protocol, transport, _ = connectedProtocol(SPEC)  # a plain StringTransport (TLS: the same)
+    protocol.sendMessage(sampleRequest(1))
+    assert answers(transport.value()) == ["000001"]
+
+
+def test_a_wrapper_lending_a_socket_transports_attributes_gets_write():
+    # Twisted's TLS transport forwards unknown attributes to the socket
+    # transport below it: its bytes must still go through it, encrypted.
+    class Wrapper:
+        def __init__(self, inner):
+            self.inner, self.written = inner, []
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def write(self, data):
+            self.written.append(data)
+
+    socketTransport = SocketTransport()
+    wrapper = Wrapper(socketTransport)
+    protocol = echoing(wrapper)
+    protocol.dataReceived(SPEC.encode(sampleRequest(1)))
+    assert socketTransport.atOnce == [] and answers(b"".join(wrapper.written)) == ["000001"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_frames_keep_their_order_over_a_socket_that_fills():
+    # A peer that does not read while 3,000 answers are written one at a
+    # time: the first go at once, the socket fills, the rest are buffered
+    # by the transport; the peer then reads every one, in order.
+    protocols = []
+
+    class Accepting(Factory):
+        def buildProtocol(self, addr):
+            protocol = ISOChannelProtocol(SPEC, Echo(), reactor())
+            protocols.append(protocol)
+            return protocol
+
+    port = yield TCP4ServerEndpoint(reactor(), 0, interface="127.0.0.1").listen(Accepting())
+    peer = socket.create_connection(("127.0.0.1", port.getHost().port))
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        yield from until(lambda: protocols, what="the connection")
+        [protocol] = protocols
+        protocol.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        for i in range(3000):
+            protocol.sendMessage({"t": "0210", "11": "%06d" % i, "39": "00"})
+        assert protocol.transport.dataBuffer or protocol.transport._tempDataLen  # it filled
+        peer.setblocking(False)
+        received = bytearray()
+        expected = 3000 * len(SPEC.encode({"t": "0210", "11": "000000", "39": "00"}))
+        while len(received) < expected:
+            yield deferLater(reactor(), 0.01)
+            try:
+                received += peer.recv(1 << 20)
+            except BlockingIOError:
+                pass
+        assert answers(bytes(received)) == ["%06d" % i for i in range(3000)]
+    finally:
+        peer.close()
+        yield port.stopListening()
+        for protocol in protocols:
+            protocol.transport.abortConnection()
