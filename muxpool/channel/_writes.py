@@ -68,7 +68,7 @@ def _idle(transport: Any) -> bool:
         isinstance(transport, FileDescriptor)
         and getattr(transport, "_tempDataLen", None) == 0
         and not transport.dataBuffer
-        and transport.connected
+        and bool(transport.connected)
         and not transport.disconnecting
         and not getattr(transport, "_writeDisconnected", True)
     )
