@@ -195,9 +195,11 @@ class IDirectMUX(IMUX):
 
     def requestTo(outcome: IOutcome, message: Mapping[str, str], timeout: float) -> Any:
         """
-        As L{IMUX.request}, the outcome going to C{outcome}, at the latest
-        C{timeout} seconds from now (a MUX that provides this interface ends
-        every request by its deadline by itself).
+        As L{IMUX.request}, the outcome going to C{outcome}, by C{timeout}
+        seconds from now.  (A MUXPool watches a member's requests with a
+        timer of its own, as it does a plain MUX's, unless the member's
+        class says C{endsRequestsByDeadline = True}, as muxpool's QMUX and
+        MUXPool do.)
 
         @return: an object whose C{cancel()} ends the request as cancelling
             L{IMUX.request}'s Deferred would; None if C{outcome} was given

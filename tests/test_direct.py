@@ -21,9 +21,10 @@ from muxpool.errors import (
 )
 from muxpool.interfaces import IMUX, IDirectMUX, IOutcome
 from muxpool.listeners import Forward
-from muxpool.mux import QMUX, MUXPool, RoundRobin
+from muxpool.mux import MEMBER_GRACE, QMUX, MUXPool, RoundRobin
 from muxpool.testing import MemoryIssuer, MemoryLink
 from tests.helpers import started
+from tests.logcapture import capturedText
 
 REQUEST = {"t": "0200", "3": "000000", "4": "000000001000", "11": "000001", "41": "TERM0001"}
 
@@ -203,3 +204,72 @@ def test_forward_gives_a_direct_mux_an_outcome_and_no_deferred():
     assert verifyObject(IOutcome, outcome) and not isinstance(outcome, Deferred)
     outcome.errback(LinkNotReady("down"))
     assert source.sent[-1]["39"] == "91"
+
+
+class Raising(Recorded):
+    """
+    An outcome whose receiver raises (a bug above the MUX).
+    """
+
+    def callback(self, response):
+        Recorded.callback(self, response)
+        raise RuntimeError("receiver bug")
+
+    errback = callback
+
+
+def test_a_receiver_that_raises_is_logged_and_the_mux_still_drains():
+    mux, issuer, clock = makeMux()
+    issuer.when().after(1)
+    pool = started(MUXPool("pool", [mux], clock, RoundRobin()))
+    outcome = Raising()
+    with capturedText() as lines:
+        pool.requestTo(outcome, dict(REQUEST), 5)
+        clock.advance(1)
+    assert len(outcome.given) == 1 and outcome.given[0]["39"] == "00"
+    assert mux.pendingOn(mux.link) == 0 and pool.pendingCount() == 0
+    drained = []
+    mux.whenDrained(mux.link).addCallback(drained.append)
+    pool.whenDrained().addCallback(drained.append)
+    assert len(drained) == 2
+    assert any("receiver of an outcome" in line and "RuntimeError" in line for line in lines)
+
+
+def test_forward_answers_once_when_its_source_raises_on_a_refusal():
+    mux, issuer, clock = makeMux()
+    issuer.when().never()
+    sent = []
+
+    class Source(MemoryLink):
+        def send(self, message):
+            sent.append(message)
+            if len(sent) == 1:
+                raise RuntimeError("a source in user code")
+
+    forward = Forward(mux, timeout=5, clock=clock)
+    forward.process(MemoryLink(), dict(REQUEST))  # pending: the next one is a duplicate
+    with capturedText():
+        forward.process(Source(), dict(REQUEST))
+    assert [m["39"] for m in sent] == ["91"]  # refused, not sent: one answer, no 68
+
+
+@implementer(IDirectMUX)
+class Silent(UserMUX):
+    """
+    A direct MUX in user code that never ends a request, and gives no handle.
+    """
+
+    def requestTo(self, outcome, message, timeout):
+        self.asked.append(outcome)
+
+
+def test_a_direct_member_in_user_code_that_never_ends_a_request_is_timed_by_the_pool():
+    clock = Clock()
+    pool = started(MUXPool("pool", [Silent()], clock, RoundRobin()))
+    outcome = Recorded()
+    with capturedText() as lines:
+        pool.requestTo(outcome, dict(REQUEST), 5)
+        clock.advance(5 + MEMBER_GRACE)
+    [ended] = outcome.given
+    assert isinstance(ended, CancelledAfterWrite)  # it was asked: outcome unknown
+    assert any("did not end a request" in line for line in lines)

@@ -10,6 +10,7 @@ from zope.interface.verify import verifyObject
 from muxpool.interfaces import IPackager
 from muxpool.iso import defaultFields
 from muxpool.iso.packagers import (
+    SHARED_FIELDS,
     SHARED_MAX,
     PackagerConfigError,
     PackError,
@@ -251,6 +252,11 @@ def test_unpacked_values_that_repeat_are_kept_once_and_card_data_never_shared():
     for field in ("t", "3", "41", "42", "49"):
         assert first[field] is second[field]
     assert first["2"] == second["2"] and first["2"] is not second["2"]  # card data
+    # an allow list: no card or account field is ever kept in the table
+    assert not SHARED_FIELDS & {"2", "14", "23", "34", "35", "36", "45", "52", "55", "102", "103"}
+    account = {"t": "0200", "11": "000001", "102": "4111111111111111", "103": "4111111111111111"}
+    unpacked = [packager.unpack(packager.pack(account)) for _ in range(2)]
+    assert unpacked[0]["102"] is not unpacked[1]["102"]
     assert first["11"] != second["11"]
     shared = packager.unpack.__globals__["SHARED"]
     for stan in range(3, SHARED_MAX + 100):  # unique values fill it: it is emptied

@@ -175,3 +175,11 @@ def test_frames_keep_their_order_over_a_socket_that_fills():
         yield port.stopListening()
         for protocol in protocols:
             protocol.transport.abortConnection()
+
+
+def test_an_aborted_or_tls_connection_gets_write():
+    for flag in ("_aborting", "TLS"):  # abortConnection(); startTLS()
+        transport = SocketTransport()
+        setattr(transport, flag, True)
+        echoing(transport).dataReceived(SPEC.encode(sampleRequest(1)))
+        assert transport.atOnce == [], flag

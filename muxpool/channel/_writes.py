@@ -16,8 +16,9 @@ C{writeSomeData} (what its C{doWrite} calls), if the transport holds
 nothing unsent, so the order of the bytes is kept.  What the socket does
 not take, and every frame written while a read of several frames is
 handled, goes through C{transport.write} as before.  A transport that is not
-one of Twisted's socket transports (TLS, the in-memory transports of tests)
-always gets C{transport.write}.
+itself a Twisted socket transport without TLS (a TLS wrapper, a connection
+after C{startTLS}, the in-memory transports of tests), or one that is
+closing or aborted, always gets C{transport.write}.
 """
 
 from __future__ import annotations
@@ -56,11 +57,13 @@ def sendFrame(transport: Any, data: bytes) -> None:
 
 def _idle(transport: Any) -> bool:
     """
-    Whether C{transport} is itself one of Twisted's socket transports, open,
-    with nothing unsent (its list buffer and its byte buffer are empty).  The
-    list buffer's length is a private attribute of Twisted's
-    C{FileDescriptor}: where it is missing, the transport is not taken as
-    idle, and writes go through C{transport.write}.
+    Whether C{transport} is itself one of Twisted's socket transports, open
+    (not closing, not aborted), without TLS, with nothing unsent (its list
+    buffer and its byte buffer are empty).  The list buffer's length, the
+    abort and the TLS flags are private attributes of Twisted's
+    C{FileDescriptor} and TCP connection: where the length is missing, the
+    transport is not taken as idle, and writes go through
+    C{transport.write}.
     """
     return (
         # itself a socket transport: a wrapper (TLS) would lend it its own
@@ -70,5 +73,7 @@ def _idle(transport: Any) -> bool:
         and not transport.dataBuffer
         and bool(transport.connected)
         and not transport.disconnecting
+        and not getattr(transport, "_aborting", False)  # abortConnection: nothing more
+        and not getattr(transport, "TLS", False)  # startTLS: bytes go through TLS
         and not getattr(transport, "_writeDisconnected", True)
     )

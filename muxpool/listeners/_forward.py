@@ -125,7 +125,10 @@ class Forward:
             try:
                 mux.requestTo(answer, message, self.timeout)
             except Exception:
-                answer.errback(Failure())
+                if answer.given:  # it failed after the outcome: one answer only
+                    log.failure("Forward: MUX {mux} failed after it answered", mux=self.muxName)
+                else:
+                    answer.errback(Failure())
         else:
             maybeDeferred(mux.request, message, self.timeout).addCallbacks(
                 answer.callback, answer.errback
@@ -197,7 +200,7 @@ class _Answer:
     gets the response or a decline.
     """
 
-    __slots__ = ("forward", "source", "request", "header")
+    __slots__ = ("forward", "source", "request", "header", "given")
 
     def __init__(
         self, forward: Forward, source: ISource, request: Mapping[str, str], header: Optional[str]
@@ -206,13 +209,20 @@ class _Answer:
         self.source = source
         self.request = request
         self.header = header
+        self.given = False
 
     def callback(self, response: Mapping[str, str]) -> None:
+        if self.given:
+            return  # one outcome per request: a MUX that breaks that is ignored
+        self.given = True
         # a dict (Forward checks): the response is ours to make the answer of
         self.forward._answered(
             cast(Dict[str, str], response), self.source, self.request, self.header
         )
 
     def errback(self, error: Union[BaseException, Failure]) -> None:
+        if self.given:
+            return
+        self.given = True
         failure = error if isinstance(error, Failure) else Failure(error)
         self.forward._failed(failure, self.source, self.request, self.header)

@@ -47,7 +47,9 @@ class _Pending:
         self.message = message
         # Where its outcome goes: the caller's L{IOutcome}, or for
         # L{QMUX.request} a Deferred that cancels it.
-        self.outcome: Union[IOutcome, Deferred] = outcome or Deferred(self.cancel)
+        self.outcome: Union[IOutcome, Deferred] = (
+            Deferred(self.cancel) if outcome is None else outcome
+        )
         self.entry: Optional[Entry] = None
         self.link: Optional[ILink] = None
         self.started = started

@@ -39,6 +39,7 @@ from muxpool.errors import (
 from muxpool.interfaces import IMUX, IDirectMUX, IOutcome, IPool, IStrategy
 from muxpool.mux._ejection import Ejection, Ejector, ejectionFrom
 from muxpool.mux._latency import LatencySummary
+from muxpool.mux._outcome import give
 from muxpool.mux._request import _atCapacity, _Request
 from muxpool.mux._strategies import strategyByName
 
@@ -86,6 +87,10 @@ class MUXPool(Service):
     @ivar latency: the pool's own L{LatencySummary} (selection and waiting
         included).
     """
+
+    #: It ends every request by its deadline by itself (a pool over it
+    #: needs no timer of its own for it; see L{IDirectMUX}).
+    endsRequestsByDeadline = True
 
     log = Logger()
     name: str
@@ -533,7 +538,7 @@ class MUXPool(Service):
         """
         if self.atCapacity():
             self.counters["shed"] += 1
-            outcome.errback(NoCapacity.at(self.name, self._inFlight, self.maxInFlight))
+            give(outcome, NoCapacity.at(self.name, self._inFlight, self.maxInFlight), self.name)
             return None
         state = self._start(message, timeout, outcome)
         return None if state.done else state

@@ -66,6 +66,7 @@ from muxpool.iso import binaryFieldsOf, isResponse, maskMessage
 from muxpool.listeners import ListenerFailed, offer
 from muxpool.mux._keys import KeyBuilder
 from muxpool.mux._latency import LatencySummary
+from muxpool.mux._outcome import give
 from muxpool.mux._pending import _Pending
 
 #: Responses in a row that match nothing, while requests wait, before a
@@ -97,6 +98,10 @@ class QMUX(Service):
         a link that can (L{IReconnect}) reconnects; 0 never.
     @ivar latency: a L{LatencySummary} of answered requests.
     """
+
+    #: It ends every request by its deadline by itself (a pool over it
+    #: needs no timer of its own for it; see L{IDirectMUX}).
+    endsRequestsByDeadline = True
 
     log = Logger()
     lateMemory = 10000
@@ -365,7 +370,7 @@ class QMUX(Service):
         """
         key = self._admit(message)
         if not isinstance(key, str):
-            outcome.errback(key)
+            give(outcome, key, self.name)
             return None
         pending = self._start(key, message, timeout, outcome)
         return None if pending.done else pending
@@ -472,9 +477,7 @@ class QMUX(Service):
             pending.entry = None
         if isinstance(result, BaseException):
             self._failed(result)
-            pending.outcome.errback(Failure(result))
-        else:
-            pending.outcome.callback(result)
+        give(pending.outcome, result, self.name)
         if pending.link is not None:
             self._unwrite(pending)
         if not self._pending:

@@ -25,6 +25,7 @@ from muxpool.errors import (
     StrategyFailed,
 )
 from muxpool.interfaces import IMUX, IDirectMUX, IOutcome, IPool
+from muxpool.mux._outcome import give
 
 if TYPE_CHECKING:
     from muxpool.mux._pool import MUXPool
@@ -49,7 +50,7 @@ def _atCapacity(member: IMUX) -> bool:
 @implementer(IPool)
 class _Attempt:
     """
-    The pool as one request sees it: members already tried for it, and
+    The pool as one request sees it: members that already refused it, and
     members at their C{max-in-flight}, are not usable.
     """
 
@@ -112,7 +113,9 @@ class _Request:
         self.tried: Tuple[IMUX, ...] = ()
         # the caller's, or for MUXPool.request a Deferred that cancels it
         # (a bound method: smaller than a closure)
-        self.outcome: Union[IOutcome, Deferred] = outcome or Deferred(self.cancel)
+        self.outcome: Union[IOutcome, Deferred] = (
+            Deferred(self.cancel) if outcome is None else outcome
+        )
         self.started = started
         self.waiting: Optional[Deferred] = None
         self.entry: Optional[Entry] = None  # in pool._deadlines while waiting or asking
@@ -172,15 +175,25 @@ class _Request:
         self.member = member
         self.sentAt = now  # on a first attempt, the very float it started at: memory counts
         if IDirectMUX.providedBy(member):
-            # It ends the request by the deadline itself, straight to us:
-            # no Deferred, callbacks or timer here.
+            # Its outcome comes straight to us: no Deferred or callbacks.
+            # muxpool's own MUXes end every request by its deadline: no
+            # timer here either; another one is watched as a Deferred is.
+            if not getattr(member, "endsRequestsByDeadline", False):
+                self.entry = pool._deadlines.add(self.deadline + MEMBER_GRACE, self)
             try:
                 inner = member.requestTo(self, self.message, remaining)
             except Exception:
-                self.errback(Failure())
+                if self.done or self.member is not member:
+                    pool.log.failure(
+                        "{pool}: member {member} failed after it ended a request",
+                        pool=pool.name,
+                        member=describeCode(member),
+                    )
+                else:
+                    self.errback(Failure())
                 return
-            if inner is not None:  # else it has ended (and maybe been retried) already
-                self.inner = inner
+            if inner is not None and self.member is member and not self.done:
+                self.inner = inner  # else it has ended (and maybe been retried) already
             return
         # A member that never ends the request (user code) is cancelled a
         # little after the deadline: no request waits for ever.
@@ -223,7 +236,7 @@ class _Request:
             waiting, self.waiting = self.waiting, None
             waiting.cancel()
             self._noMUX()
-        elif self.inner is not None:
+        elif self.member is not None:
             self.pool.log.error(
                 "{pool}: member {member} did not end a request {grace:g}s after its deadline; "
                 "cancelling it",
@@ -231,7 +244,14 @@ class _Request:
                 member=describeCode(self.member),
                 grace=MEMBER_GRACE,
             )
-            self.inner.cancel()  # its outcome arrives through errback
+            if self.inner is not None:
+                self.inner.cancel()  # its outcome arrives through errback
+            else:  # a direct member that gave no handle and no outcome
+                self.errback(
+                    CancelledAfterWrite(
+                        f"{self.pool.name}: {self.member.name} never ended it; outcome unknown"
+                    )
+                )
 
     def _noMUX(self) -> None:
         self.pool.counters["no_mux"] += 1
@@ -337,8 +357,9 @@ class _Request:
             waiting, self.waiting = self.waiting, None
             waiting.cancel()
         self.pool._inFlight -= 1
-        if isinstance(outcome, (Exception, Failure)):
-            self.outcome.errback(outcome)
-        else:
-            self.outcome.callback(cast(Mapping[str, str], outcome))
+        give(
+            self.outcome,
+            cast(Union[Mapping[str, str], BaseException, Failure], outcome),
+            self.pool.name,
+        )
         self.pool._finished()

@@ -15,7 +15,7 @@ Packagers are found by name (L{getPackager}): the jPOS class name, a short
 name, or a name a user registered with L{registerPackager}.
 """
 
-from muxpool.iso.packagers._compiled import SHARED_MAX, NotCompilable, compileCodec
+from muxpool.iso.packagers._compiled import SHARED_FIELDS, SHARED_MAX, NotCompilable, compileCodec
 from muxpool.iso.packagers._errors import PackagerConfigError, PackError, UnpackError
 from muxpool.iso.packagers._fieldclasses import (
     BITMAP_CLASSES,
@@ -46,6 +46,7 @@ __all__ = [
     "UnpackError",
     "compileCodec",
     "SHARED_MAX",
+    "SHARED_FIELDS",
     "getPackager",
     "loadGenericPackager",
     "registerPackager",
