@@ -15,7 +15,7 @@ Packagers are found by name (L{getPackager}): the jPOS class name, a short
 name, or a name a user registered with L{registerPackager}.
 """
 
-from muxpool.iso.packagers._compiled import SHARED_FIELDS, SHARED_MAX, NotCompilable, compileCodec
+from muxpool.iso.packagers._compiled import NotCompilable, compileCodec
 from muxpool.iso.packagers._errors import PackagerConfigError, PackError, UnpackError
 from muxpool.iso.packagers._fieldclasses import (
     BITMAP_CLASSES,
@@ -28,6 +28,7 @@ from muxpool.iso.packagers._generic import loadGenericPackager
 from muxpool.iso.packagers._iso87 import ISO87A_FIELDS, ISO87B_FIELDS
 from muxpool.iso.packagers._names import getPackager, registerPackager
 from muxpool.iso.packagers._packager import Packager
+from muxpool.iso.packagers._shared import SHARED_FIELDS, SHARED_MAX
 from muxpool.iso.packagers._specpackager import SpecPackager
 
 __all__ = [
