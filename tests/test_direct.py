@@ -5,6 +5,7 @@ L{IMUX.request}, given to an L{IOutcome} once; members in user code (plain
 L{IMUX}) still go through their Deferreds.
 """
 
+import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -215,24 +216,57 @@ class Raising(Recorded):
         Recorded.callback(self, response)
         raise RuntimeError("receiver bug")
 
-    errback = callback
+    def errback(self, error):
+        Recorded.errback(self, error)
+        raise RuntimeError("receiver bug")
 
 
-def test_a_receiver_that_raises_is_logged_and_the_mux_still_drains():
+@pytest.mark.parametrize("overPool", [False, True])
+def test_a_receiver_that_raises_is_logged_and_the_mux_still_drains(overPool):
     mux, issuer, clock = makeMux()
     issuer.when().after(1)
-    pool = started(MUXPool("pool", [mux], clock, RoundRobin()))
+    asked = started(MUXPool("pool", [mux], clock, RoundRobin())) if overPool else mux
     outcome = Raising()
+    drained = []
     with capturedText() as lines:
-        pool.requestTo(outcome, dict(REQUEST), 5)
+        asked.requestTo(outcome, dict(REQUEST), 5)
+        mux.whenDrained(mux.link).addCallback(drained.append)
+        if overPool:
+            asked.whenDrained().addCallback(drained.append)
         clock.advance(1)
     assert len(outcome.given) == 1 and outcome.given[0]["39"] == "00"
-    assert mux.pendingOn(mux.link) == 0 and pool.pendingCount() == 0
-    drained = []
-    mux.whenDrained(mux.link).addCallback(drained.append)
-    pool.whenDrained().addCallback(drained.append)
-    assert len(drained) == 2
+    assert drained == [None] * (2 if overPool else 1)
+    assert mux.pendingOn(mux.link) == 0 and asked.pendingCount() == 0
     assert any("receiver of an outcome" in line and "RuntimeError" in line for line in lines)
+
+
+@pytest.mark.parametrize("overPool", [False, True])
+def test_a_refusal_to_a_receiver_that_raises_is_contained(overPool):
+    mux, _, clock = makeMux(maxInFlight=0)  # every request refused at once
+    asked = started(MUXPool("pool", [mux], clock, RoundRobin(), maxInFlight=0)) if overPool else mux
+    outcome = Raising()
+    with capturedText() as lines:
+        assert asked.requestTo(outcome, dict(REQUEST), 5) is None  # nothing raised
+    assert isinstance(outcome.given[0], NoCapacity) and len(outcome.given) == 1
+    assert any("receiver of an outcome" in line for line in lines)
+
+
+class Falsy(Recorded):
+    """
+    An outcome that is false as a truth value (it has a length).
+    """
+
+    def __len__(self):
+        return 0
+
+
+def test_an_outcome_that_is_false_still_gets_its_outcome():
+    mux, _, clock = makeMux()
+    pool = started(MUXPool("pool", [mux], clock, RoundRobin()))
+    for asked in (mux, pool):
+        outcome = Falsy()
+        asked.requestTo(outcome, dict(REQUEST, **{"11": "00000%d" % len(mux.link.sent)}), 5)
+        assert outcome.given[0]["39"] == "00"
 
 
 def test_forward_answers_once_when_its_source_raises_on_a_refusal():
@@ -273,3 +307,98 @@ def test_a_direct_member_in_user_code_that_never_ends_a_request_is_timed_by_the_
     [ended] = outcome.given
     assert isinstance(ended, CancelledAfterWrite)  # it was asked: outcome unknown
     assert any("did not end a request" in line for line in lines)
+
+
+@implementer(IDirectMUX)
+class Unruly(UserMUX):
+    """
+    A direct MUX in user code that breaks the contract as told: it answers
+    and then raises, answers twice, or refuses and still gives a handle.
+    """
+
+    def __init__(self, how):
+        UserMUX.__init__(self)
+        self.how = how
+        self.cancelled = 0
+
+    def requestTo(self, outcome, message, timeout):
+        response = {"t": "0210", "11": message["11"], "41": message["41"], "39": "00"}
+        self.asked.append(outcome)
+        if self.how == "answer, raise":
+            outcome.callback(response)
+            raise RuntimeError("after the answer")
+        if self.how == "answer twice":
+            outcome.callback(response)
+            outcome.callback(dict(response, **{"39": "05"}))
+        if self.how == "refuse, give a handle":
+            outcome.errback(LinkNotReady("down"))
+        return self  # a handle
+
+    def cancel(self):
+        self.cancelled += 1
+
+
+@pytest.mark.parametrize("how", ["answer, raise", "answer twice"])
+def test_a_user_direct_mux_that_answers_twice_or_raises_after_gives_one_answer(how):
+    clock = Clock()
+    pool = started(MUXPool("pool", [Unruly(how)], clock, RoundRobin()))
+    source = MemoryLink()
+    with capturedText():
+        Forward(pool, timeout=5, clock=clock).process(source, dict(REQUEST))
+        Forward(Unruly(how), timeout=5, clock=clock).process(source, dict(REQUEST))
+        clock.advance(10)
+    assert [m["39"] for m in source.sent] == ["00", "00"]
+
+
+def test_a_member_that_refuses_and_gives_a_handle_is_not_cancelled_for_the_next():
+    clock = Clock()
+    unruly, other = Unruly("refuse, give a handle"), UserMUX()
+    pool = started(MUXPool("pool", [unruly, other], clock, RoundRobin()))
+    outcome = Recorded()
+    handle = pool.requestTo(outcome, dict(REQUEST), 5)  # refused by one, sent to the other
+    handle.cancel()
+    assert unruly.cancelled == 0 and len(other.asked) == 1 and other.asked[0].called
+
+
+def test_a_late_answer_after_the_pool_gave_up_is_dropped():
+    clock = Clock()
+    silent = Silent()
+    pool = started(MUXPool("pool", [silent], clock, RoundRobin()))
+    outcome = Recorded()
+    with capturedText():
+        pool.requestTo(outcome, dict(REQUEST), 5)
+        clock.advance(5 + MEMBER_GRACE)
+        silent.asked[0].callback({"t": "0210", "11": "000001", "41": "TERM0001", "39": "00"})
+    [ended] = outcome.given  # one outcome: outcome unknown, and nothing raised
+    assert isinstance(ended, CancelledAfterWrite)
+
+
+def test_cancelling_a_request_a_user_direct_mux_took_without_a_handle_is_outcome_unknown():
+    clock = Clock()
+    pool = started(MUXPool("pool", [Silent()], clock, RoundRobin()))
+    outcome = Recorded()
+    state = pool.requestTo(outcome, dict(REQUEST), 5)
+    state.cancel()
+    [ended] = outcome.given
+    assert isinstance(ended, CancelledAfterWrite)  # it was asked: the issuer may have it
+
+
+class Stubborn(Unruly):
+    """
+    Gives a handle whose cancel does nothing, and never answers.
+    """
+
+    def __init__(self):
+        Unruly.__init__(self, "never")
+
+
+def test_a_handle_that_does_not_cancel_still_ends_at_the_pools_timer():
+    clock = Clock()
+    member = Stubborn()
+    pool = started(MUXPool("pool", [member], clock, RoundRobin()))
+    outcome = Recorded()
+    with capturedText():
+        pool.requestTo(outcome, dict(REQUEST), 5)
+        clock.advance(5 + MEMBER_GRACE)
+    assert member.cancelled == 1 and isinstance(outcome.given[0], CancelledAfterWrite)
+    assert pool.pendingCount() == 0

@@ -178,10 +178,12 @@ class _Request:
             # Its outcome comes straight to us: no Deferred or callbacks.
             # muxpool's own MUXes end every request by its deadline: no
             # timer here either; another one is watched as a Deferred is.
+            outcome: IOutcome = self
             if not getattr(member, "endsRequestsByDeadline", False):
                 self.entry = pool._deadlines.add(self.deadline + MEMBER_GRACE, self)
+                outcome = _MemberOutcome(self, member)  # user code: once, and in time
             try:
-                inner = member.requestTo(self, self.message, remaining)
+                inner = member.requestTo(outcome, self.message, remaining)
             except Exception:
                 if self.done or self.member is not member:
                     pool.log.failure(
@@ -244,12 +246,13 @@ class _Request:
                 member=describeCode(self.member),
                 grace=MEMBER_GRACE,
             )
+            member = self.member
             if self.inner is not None:
-                self.inner.cancel()  # its outcome arrives through errback
-            else:  # a direct member that gave no handle and no outcome
+                self.inner.cancel()  # its outcome arrives through errback...
+            if not self.done and self.member is member:  # ...or it gave none, or no handle
                 self.errback(
                     CancelledAfterWrite(
-                        f"{self.pool.name}: {self.member.name} never ended it; outcome unknown"
+                        f"{self.pool.name}: {member.name} never ended it; outcome unknown"
                     )
                 )
 
@@ -276,7 +279,8 @@ class _Request:
         The member asked answered.
         """
         member = self.member
-        assert member is not None  # a member ends the request it was asked once
+        if member is None or self.done:
+            return  # not ours to take: a member's second outcome
         wrong = notAMessage(response)  # a member in user code may answer anything
         if wrong is not None:
             self.errback(wrong)
@@ -294,11 +298,10 @@ class _Request:
         The member asked ended the request without an answer.
         """
         member = self.member
-        assert member is not None  # a member ends the request it was asked once
+        if member is None or self.done:
+            return  # not ours to take: a member's second outcome
         failure = error if isinstance(error, Failure) else Failure(error)
         self._memberEnded()
-        if self.done:
-            return
         if failure.check(*RETRYABLE) and not self.cancelled:
             self.refused = failure  # another member could succeed
             self.tried += (member,)
@@ -343,8 +346,17 @@ class _Request:
         self.cancelled = True
         if self.inner is not None:
             self.inner.cancel()  # its outcome arrives through errback
-            return
-        self.finish(CancelledBeforeWrite(f"{self.pool.name}: cancelled before sending - not sent"))
+        elif self.member is not None:  # asked, and it gave no handle: it may have it
+            self.errback(
+                CancelledAfterWrite(
+                    f"{self.pool.name}: cancelled after {self.member.name} was asked; "
+                    "outcome unknown"
+                )
+            )
+        else:
+            self.finish(
+                CancelledBeforeWrite(f"{self.pool.name}: cancelled before sending - not sent")
+            )
 
     def finish(self, outcome: object) -> None:
         if self.done:
@@ -363,3 +375,36 @@ class _Request:
             self.pool.name,
         )
         self.pool._finished()
+
+
+@implementer(IOutcome)
+class _MemberOutcome:
+    """
+    The outcome a direct MUX in user code is given for one attempt of a
+    pool request: its first outcome goes to the request, if the request is
+    still waiting for that member; a second one, or one after the request
+    moved on (timed out, cancelled, tried elsewhere), is dropped, as a
+    Deferred drops what comes after its result.
+    """
+
+    __slots__ = ("request", "member")
+
+    def __init__(self, request: _Request, member: IMUX) -> None:
+        self.request: Optional[_Request] = request
+        self.member = member
+
+    def _take(self) -> Optional[_Request]:
+        request, self.request = self.request, None
+        if request is None or request.done or request.member is not self.member:
+            return None
+        return request
+
+    def callback(self, response: Mapping[str, str]) -> None:
+        request = self._take()
+        if request is not None:
+            request.callback(response)
+
+    def errback(self, error: Union[BaseException, Failure]) -> None:
+        request = self._take()
+        if request is not None:
+            request.errback(error)
