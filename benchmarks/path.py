@@ -86,7 +86,8 @@ class Switch:
             listeners=[forward],
         )
         self.server.startService()
-        self.front = self.server._accept(None)
+        factory = self.clock.tcpServers[0][1]  # what the server listened with
+        self.front = factory.buildProtocol(None)
         self.front.makeConnection(StringTransport())
         self.responder = Responder(fixed={"44": "issuer"})
 

@@ -343,11 +343,15 @@ def test_a_user_direct_mux_that_answers_twice_or_raises_after_gives_one_answer(h
     clock = Clock()
     pool = started(MUXPool("pool", [Unruly(how)], clock, RoundRobin()))
     source = MemoryLink()
-    with capturedText():
+    with capturedText() as lines:
         Forward(pool, timeout=5, clock=clock).process(source, dict(REQUEST))
         Forward(Unruly(how), timeout=5, clock=clock).process(source, dict(REQUEST))
         clock.advance(10)
     assert [m["39"] for m in source.sent] == ["00", "00"]
+    if how == "answer, raise":  # logged by type and place, never by its text (card data)
+        failed = [line for line in lines if "failed after" in line]
+        assert len(failed) == 2 and all("RuntimeError at" in line for line in failed)
+        assert not any("after the answer" in line for line in lines)
 
 
 def test_a_member_that_refuses_and_gives_a_handle_is_not_cancelled_for_the_next():

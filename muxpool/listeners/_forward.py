@@ -124,9 +124,13 @@ class Forward:
             # No Deferred per request: the MUX gives the outcome to answer.
             try:
                 mux.requestTo(answer, message, self.timeout)
-            except Exception:
+            except Exception as e:
                 if answer.given:  # it failed after the outcome: one answer only
-                    log.failure("Forward: MUX {mux} failed after it answered", mux=self.muxName)
+                    log.error(
+                        "Forward: MUX {mux} failed after it answered: {error}",
+                        mux=self.muxName,
+                        error=describeError(e),  # never its text: it may hold card data
+                    )
                 else:
                     answer.errback(Failure())
         else:

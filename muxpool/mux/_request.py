@@ -184,12 +184,13 @@ class _Request:
                 outcome = _MemberOutcome(self, member)  # user code: once, and in time
             try:
                 inner = member.requestTo(outcome, self.message, remaining)
-            except Exception:
+            except Exception as e:
                 if self.done or self.member is not member:
-                    pool.log.failure(
-                        "{pool}: member {member} failed after it ended a request",
+                    pool.log.error(
+                        "{pool}: member {member} failed after it ended a request: {error}",
                         pool=pool.name,
                         member=describeCode(member),
+                        error=describeError(e),  # never its text: it may hold card data
                     )
                 else:
                     self.errback(Failure())
