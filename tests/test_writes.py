@@ -1,7 +1,8 @@
 """
 How frames reach the socket: a frame that travels alone is sent at once;
-what a read of several frames causes goes in Twisted's batch; what the
-socket does not take is buffered, and the order of the bytes is kept.
+what a read of several frames causes is gathered per connection and sent in
+one C{send} when the reactor turn ends; what the socket does not take is
+buffered, and the order of the bytes is kept.
 """
 
 import socket
@@ -18,6 +19,7 @@ from muxpool.channel import ChannelSpec, IChannelOwner, ISOChannelProtocol
 from muxpool.iso import responseMTI, sampleRequest
 from tests.e2e import reactor, until
 from tests.helpers import connectedProtocol
+from tests.logcapture import capturedText
 
 SPEC = ChannelSpec.fromConfig("NACChannel", "ISO87A")
 
@@ -36,6 +38,8 @@ class SocketTransport(StringTransport, FileDescriptor):
         self._tempDataLen = 0  # what transport.write holds for the next turn
         self._writeDisconnected = False
         self.connected = True
+        self.disconnecting = False
+        self.reactor = Clock()  # its turn ends at advance(0)
         self.atOnce = []
 
     def writeSomeData(self, data):
@@ -56,8 +60,12 @@ class Echo:
     Answers each message on its protocol with its 0x10 response.
     """
 
+    @staticmethod
+    def answer(message):
+        return {"t": responseMTI(message["t"]), "11": message["11"], "39": "00"}
+
     def channelMessage(self, protocol, message):
-        protocol.sendMessage({"t": responseMTI(message["t"]), "11": message["11"], "39": "00"})
+        protocol.sendMessage(self.answer(message))
 
     def channelConnected(self, protocol):
         pass
@@ -94,11 +102,52 @@ def test_a_lone_frame_is_sent_at_once():
     assert answers(transport.value()) == ["000001"]
 
 
-def test_what_a_read_of_several_frames_causes_is_batched():
+def test_what_a_read_of_several_frames_causes_leaves_in_one_send_when_the_turn_ends():
     transport = SocketTransport()
     echoing(transport).dataReceived(b"".join(SPEC.encode(sampleRequest(i)) for i in (1, 2, 3)))
-    assert transport.atOnce == []  # one send on the next turn, not three now
+    assert transport.atOnce == [] and transport.value() == b""  # not three sends now
+    transport.reactor.advance(0)  # the turn ends
+    assert len(transport.atOnce) == 1 and transport._tempDataLen == 0  # no write: no epoll_ctl
     assert answers(transport.value()) == ["000001", "000002", "000003"]
+
+
+def test_a_lone_frame_joins_the_frames_gathered_before_it():
+    transport = SocketTransport()
+    protocol = echoing(transport)
+    protocol.dataReceived(b"".join(SPEC.encode(sampleRequest(i)) for i in (1, 2)))
+    protocol.dataReceived(SPEC.encode(sampleRequest(3)))  # alone, in the same turn
+    assert transport.atOnce == []  # it did not overtake the two
+    transport.reactor.advance(0)
+    assert len(transport.atOnce) == 1
+    assert answers(transport.value()) == ["000001", "000002", "000003"]
+
+
+def test_frames_gathered_for_a_connection_closed_since_go_through_write():
+    # loseConnection() before the turn ends: Twisted writes what it holds
+    # before it closes, so the gathered frames go to its buffer.
+    transport = SocketTransport()
+    echoing(transport).dataReceived(b"".join(SPEC.encode(sampleRequest(i)) for i in (1, 2)))
+    transport.disconnecting = True
+    transport.reactor.advance(0)
+    assert transport.atOnce == [] and transport._tempDataLen > 0
+    assert answers(transport.value()) == ["000001", "000002"]
+
+
+def test_a_connection_that_fails_in_the_flush_costs_the_others_nothing():
+    broken, sound = SocketTransport(), SocketTransport()
+    sound.reactor = broken.reactor  # one reactor, one turn
+
+    def fails(data):
+        raise OSError("the socket is gone")
+
+    broken.writeSomeData = fails
+    for transport in (broken, sound):
+        echoing(transport).dataReceived(b"".join(SPEC.encode(sampleRequest(i)) for i in (1, 2)))
+    with capturedText() as lines:
+        broken.reactor.advance(0)
+    assert answers(sound.value()) == ["000001", "000002"]
+    [line] = [text for text in lines if "frames not written" in text]
+    assert "OSError" in line and "the socket is gone" not in line  # its type, never its text
 
 
 def test_what_the_socket_does_not_take_is_buffered_and_nothing_overtakes_it():
@@ -183,3 +232,48 @@ def test_an_aborted_or_tls_connection_gets_write():
         setattr(transport, flag, True)
         echoing(transport).dataReceived(SPEC.encode(sampleRequest(1)))
         assert transport.atOnce == [], flag
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_read_of_many_requests_is_answered_over_a_real_socket_without_watching_it():
+    # 200 requests in one write: their answers leave in sends of their own
+    # at the end of each turn, in order, and the socket is never watched
+    # for writability (no epoll_ctl pair), as it has room for them all.
+    protocols, watched = [], []
+
+    class Accepting(Factory):
+        def buildProtocol(self, addr):
+            protocol = ISOChannelProtocol(SPEC, Echo(), reactor())
+            protocols.append(protocol)
+            return protocol
+
+    port = yield TCP4ServerEndpoint(reactor(), 0, interface="127.0.0.1").listen(Accepting())
+    peer = socket.create_connection(("127.0.0.1", port.getHost().port))
+    try:
+        yield from until(lambda: protocols, what="the connection")
+        [protocol] = protocols
+        transport = protocol.transport
+        startWriting = transport.startWriting
+
+        def counted():
+            watched.append(True)
+            startWriting()
+
+        transport.startWriting = counted
+        peer.sendall(b"".join(SPEC.encode(sampleRequest(i)) for i in range(200)))
+        peer.setblocking(False)
+        received = bytearray()
+        expected = len(b"".join(SPEC.encode(Echo.answer(sampleRequest(i))) for i in range(200)))
+        while len(received) < expected:
+            yield deferLater(reactor(), 0.01)
+            try:
+                received += peer.recv(1 << 20)
+            except BlockingIOError:
+                pass
+        assert answers(bytes(received)) == ["%06d" % i for i in range(200)]
+        assert watched == []
+    finally:
+        peer.close()
+        yield port.stopListening()
+        for protocol in protocols:
+            protocol.transport.abortConnection()

@@ -1,40 +1,60 @@
 """
-How a frame reaches the socket: at once when a request travels alone, in
-Twisted's batch when many travel together.
+How a frame reaches the socket: at once when a request travels alone, and
+in one C{send} per connection at the end of the reactor turn when many
+travel together.
 
 Twisted's C{transport.write} buffers the bytes and asks the reactor to say
 when the socket is writable, so they leave on the next reactor turn, in one
 C{send} with whatever else was written to that connection meanwhile, after
 an C{epoll_ctl} to watch the socket, one more C{epoll_wait}, and an
-C{epoll_ctl} to stop watching it.  That batching is what a busy switch
-wants; a lone request pays for it in latency and CPU on every hop (to the
-issuer and back to the acquirer).
+C{epoll_ctl} to stop watching it: per connection written to, in every turn.
+A lone request pays for that in latency and CPU on every hop (to the issuer
+and back to the acquirer), and a busy pool of many members pays it on each
+member's connection.
 
-So a frame written while no read that held more than one frame is being
-handled (see L{batching}) is sent at once, with the transport's own
-C{writeSomeData} (what its C{doWrite} calls), if the transport holds
-nothing unsent, so the order of the bytes is kept.  What the socket does
-not take, and every frame written while a read of several frames is
-handled, goes through C{transport.write} as before.  A transport that is not
-itself a Twisted socket transport without TLS (a TLS wrapper, a connection
-after C{startTLS}, the in-memory transports of tests), or one that is
-closing or aborted, always gets C{transport.write}.
+So:
+ - a frame written while no read that held more than one frame is being
+   handled (see L{batching}) is sent at once, with the transport's own
+   C{writeSomeData} (what its C{doWrite} calls);
+ - the frames written while such a read is handled are gathered per
+   connection, and each connection's are sent in one C{writeSomeData} when
+   the reactor turn ends (a C{callLater(0)} on the transport's reactor:
+   before it polls again), so the batch is kept and the C{epoll_ctl} pair
+   and the extra poll are not paid;
+ - a frame written to a connection that has frames gathered joins them, so
+   the order of the bytes is kept.
+
+Only when the transport holds nothing unsent: what the socket does not take
+goes through C{transport.write}, and so does every frame written while the
+transport holds bytes.  A transport that is not itself a Twisted socket
+transport without TLS (a TLS wrapper, a connection after C{startTLS}, the
+in-memory transports of tests), or one that is closing or aborted, always
+gets C{transport.write}.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Dict, List
 
 from twisted.internet.abstract import FileDescriptor
+from twisted.logger import Logger
+
+from muxpool._support import describeError
+
+log = Logger()
 
 
 class _Batching:
     """
-    How many reads of more than one frame are being handled now (nested:
-    a read's requests are written inside its handling).
+    The reactor turn's state: how many reads of more than one frame are
+    being handled now (nested: a read's requests are written inside its
+    handling), and the frames gathered per transport until the turn ends.
     """
 
-    depth = 0
+    def __init__(self) -> None:
+        self.depth = 0
+        self.gathered: Dict[Any, List[bytes]] = {}
+        self.flushing = False  # a flush is scheduled
 
 
 batching = _Batching()
@@ -42,15 +62,59 @@ batching = _Batching()
 
 def sendFrame(transport: Any, data: bytes) -> None:
     """
-    Write C{data} to C{transport}: now, if it travels alone and the
-    transport has nothing unsent; else buffered by the transport.
+    Write C{data} to C{transport}: after the frames gathered for it, if any;
+    else gathered until the turn ends, while a read of several frames is
+    handled; else now, if the transport has nothing unsent; else buffered by
+    the transport.
     """
-    if not batching.depth and _idle(transport):
-        written = transport.writeSomeData(data)
-        if isinstance(written, int) and written > 0:
-            data = data[written:]
-        # else (nothing taken, or the connection is lost) the transport
-        # has it all, and its doWrite sees what became of the connection
+    turn = batching
+    frames = turn.gathered.get(transport)
+    if frames is not None:
+        frames.append(data)
+    elif not _idle(transport):
+        transport.write(data)
+    elif turn.depth:
+        turn.gathered[transport] = [data]
+        if not turn.flushing:
+            turn.flushing = True
+            transport.reactor.callLater(0, flush)
+    else:
+        _sendNow(transport, data)
+
+
+def flush() -> None:
+    """
+    Send what was gathered in this turn: one C{send} per transport.  A
+    transport that fails is logged and the others are still sent.
+    """
+    turn = batching
+    gathered, turn.gathered = turn.gathered, {}
+    turn.flushing = False
+    for transport, frames in gathered.items():
+        try:
+            data = frames[0] if len(frames) == 1 else b"".join(frames)
+            if _idle(transport):
+                _sendNow(transport, data)
+            else:  # closing or lost since: as Twisted does with its buffer
+                transport.write(data)
+        except Exception as e:
+            log.error(
+                "frames not written to {transport}: {error}",
+                transport=transport,
+                error=describeError(e),
+            )
+
+
+def _sendNow(transport: Any, data: bytes) -> None:
+    """
+    Give C{data} to the socket now; what it does not take to
+    C{transport.write}.
+    """
+    written = transport.writeSomeData(data)
+    if isinstance(written, int) and written > 0:
+        data = data[written:]
+    # else (nothing taken, or the connection is lost) the transport has it
+    # all, and its doWrite sees what became of the connection
     if data:
         transport.write(data)
 
