@@ -342,7 +342,7 @@ class ISOChannelProtocol(Protocol):
                 frame, offset = found
                 if not batch and offset < len(buffer):
                     batch = True
-                    batching.depth += 1
+                    batching.begin()
                 if frame is KEEPALIVE:  # a zero-length frame
                     self.counters["rx_keepalive"] += 1
                     continue
@@ -358,7 +358,7 @@ class ISOChannelProtocol(Protocol):
         finally:
             self._processing = False
             if batch:
-                batching.depth -= 1
+                batching.end()
         if self._discarding:
             return  # what is left of it is dropped too
         if buffer is self._buffer:

@@ -1,16 +1,16 @@
 """
 How a frame reaches the socket: at once when a request travels alone, and
-in one C{send} per connection at the end of the reactor turn when many
-travel together.
+in one C{send} per connection when the read of many frames that caused it
+is handled.
 
 Twisted's C{transport.write} buffers the bytes and asks the reactor to say
 when the socket is writable, so they leave on the next reactor turn, in one
 C{send} with whatever else was written to that connection meanwhile, after
 an C{epoll_ctl} to watch the socket, one more C{epoll_wait}, and an
-C{epoll_ctl} to stop watching it: per connection written to, in every turn.
-A lone request pays for that in latency and CPU on every hop (to the issuer
-and back to the acquirer), and a busy pool of many members pays it on each
-member's connection.
+C{epoll_ctl} to stop watching it: per connection written to, in every busy
+turn.  A lone request pays for that in latency and CPU on every hop (to the
+issuer and back to the acquirer), and a pool of many members pays it on
+each member's connection.
 
 So:
  - a frame written while no read that held more than one frame is being
@@ -18,9 +18,9 @@ So:
    C{writeSomeData} (what its C{doWrite} calls);
  - the frames written while such a read is handled are gathered per
    connection, and each connection's are sent in one C{writeSomeData} when
-   the reactor turn ends (a C{callLater(0)} on the transport's reactor:
-   before it polls again), so the batch is kept and the C{epoll_ctl} pair
-   and the extra poll are not paid;
+   the outermost such read is handled (L{_Batching.end}): still inside that
+   read, so nothing (a poll, a close, a half-close) comes between them and
+   the socket that did not come before with C{transport.write};
  - a frame written to a connection that has frames gathered joins them, so
    the order of the bytes is kept.
 
@@ -46,15 +46,49 @@ log = Logger()
 
 class _Batching:
     """
-    The reactor turn's state: how many reads of more than one frame are
-    being handled now (nested: a read's requests are written inside its
-    handling), and the frames gathered per transport until the turn ends.
+    How many reads of more than one frame are being handled now (nested:
+    a read's requests are written inside its handling), and the frames
+    gathered per transport meanwhile.
     """
 
     def __init__(self) -> None:
         self.depth = 0
         self.gathered: Dict[Any, List[bytes]] = {}
-        self.flushing = False  # a flush is scheduled
+
+    def begin(self) -> None:
+        """
+        A read of more than one frame is being handled.
+        """
+        self.depth += 1
+
+    def end(self) -> None:
+        """
+        It is handled: when no other is, send what was gathered, one
+        C{send} per transport.  A transport that fails is logged and
+        aborted (its peer sees the connection drop, and what was waiting
+        on it is told), and the others are still sent.
+        """
+        self.depth -= 1
+        if self.depth or not self.gathered:
+            return
+        gathered, self.gathered = self.gathered, {}
+        for transport, frames in gathered.items():
+            try:
+                data = frames[0] if len(frames) == 1 else b"".join(frames)
+                if _idle(transport):
+                    _sendNow(transport, data)
+                else:  # closed, half-closed or aborted meanwhile: as its buffer is
+                    transport.write(data)
+            except Exception as e:
+                log.error(
+                    "frames not written to {transport}, connection aborted: {error}",
+                    transport=transport,
+                    error=describeError(e),
+                )
+                try:
+                    transport.abortConnection()
+                except Exception:
+                    pass  # it is gone already
 
 
 batching = _Batching()
@@ -63,46 +97,18 @@ batching = _Batching()
 def sendFrame(transport: Any, data: bytes) -> None:
     """
     Write C{data} to C{transport}: after the frames gathered for it, if any;
-    else gathered until the turn ends, while a read of several frames is
-    handled; else now, if the transport has nothing unsent; else buffered by
-    the transport.
+    else gathered while a read of several frames is handled; else now, if
+    the transport has nothing unsent; else buffered by the transport.
     """
-    turn = batching
-    frames = turn.gathered.get(transport)
+    frames = batching.gathered.get(transport)
     if frames is not None:
         frames.append(data)
     elif not _idle(transport):
         transport.write(data)
-    elif turn.depth:
-        turn.gathered[transport] = [data]
-        if not turn.flushing:
-            turn.flushing = True
-            transport.reactor.callLater(0, flush)
+    elif batching.depth:
+        batching.gathered[transport] = [data]
     else:
         _sendNow(transport, data)
-
-
-def flush() -> None:
-    """
-    Send what was gathered in this turn: one C{send} per transport.  A
-    transport that fails is logged and the others are still sent.
-    """
-    turn = batching
-    gathered, turn.gathered = turn.gathered, {}
-    turn.flushing = False
-    for transport, frames in gathered.items():
-        try:
-            data = frames[0] if len(frames) == 1 else b"".join(frames)
-            if _idle(transport):
-                _sendNow(transport, data)
-            else:  # closing or lost since: as Twisted does with its buffer
-                transport.write(data)
-        except Exception as e:
-            log.error(
-                "frames not written to {transport}: {error}",
-                transport=transport,
-                error=describeError(e),
-            )
 
 
 def _sendNow(transport: Any, data: bytes) -> None:
