@@ -24,7 +24,6 @@ import cProfile
 import gc
 import pstats
 import time
-import tracemalloc
 
 from twisted.internet.defer import succeed
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -162,6 +161,8 @@ def run(members: int, inFlight: int, total: int, profile: bool) -> None:
 
 
 def pending(count: int) -> None:
+    import tracemalloc  # not on PyPy: imported only for this figure
+
     switch = Switch(2)
     batch = b"".join(FRONT.encode(request(i)) for i in range(count))
     gc.collect()

@@ -10,7 +10,9 @@ microseconds per transaction (utime + stime of its processes over answered
 requests; "sys us" the stime part, the kernel's work) and the issuers' for
 load straight to an issuer (the load side's ceiling), the switch with a pool
 of 2 and of 32 members, and with 2 worker processes; at 1, 16 and 64
-requests in flight over 1 and 4 acquirer connections; then the switch's
+requests in flight over 1 and 4 acquirer connections; a bare Twisted relay
+(relay.py: re-framing only, the floor under any switch on Twisted) on the
+switch's interpreter over 2 and 32 issuer connections; then the switch's
 memory per pending request (its resident size's growth over the second
 25,000 of 50,000 requests waiting on a slow issuer).
 
@@ -101,14 +103,25 @@ def switchFolder(folder: Path, issuerPorts, members: int, frontPort: int) -> Non
 
 class Process:
     """
-    A twistd process, its log in a file; waits by reading the log.
+    A twistd process (or C{command}, run with C{python}), its log in a
+    file; waits by reading the log.
     """
 
-    def __init__(self, python: str, folder: Path, log: Path, *args: str, env: dict = None) -> None:
+    def __init__(
+        self,
+        python: str,
+        folder: Path,
+        log: Path,
+        *args: str,
+        env: dict = None,
+        command: list = None,
+    ) -> None:
         self.log = log
         twistd = [python, "-c", "from twisted.scripts.twistd import run; run()"]
         self.process = subprocess.Popen(
-            twistd
+            [python, *command]
+            if command
+            else twistd
             + [
                 "-n",
                 "--pidfile=",
@@ -450,6 +463,28 @@ def targets(name, rows, memory, long) -> None:
     print(f"targets, switch on {name}:")
     for what, figure, met in lines:
         print(f"  {'met    ' if met else 'NOT met'}  {what}: {figure}")
+    floors(rows, shape, share)
+
+
+def floors(rows, shape, share) -> None:
+    """
+    Print the bare relay's figures against the same targets: the least a
+    switch on Twisted and this interpreter costs in the same shape.
+    """
+    relay2, relay32 = rows.get("relay of 2"), rows.get("relay of 32")
+    if not relay2 or shape not in relay2:
+        return
+    print("  the floor, a bare Twisted relay on the same interpreter (no decoding, no matching):")
+    _, _, cpu, issuerCpu = relay2[shape]
+    if cpu is not None and issuerCpu:
+        print(
+            f"    CPU per transaction at {shape[0]} in flight: {cpu:.0f} vs {issuerCpu:.0f} us: "
+            f"{cpu / issuerCpu:.2f} of an issuer's (target {share:.2f})"
+        )
+    if (1, 1) in relay2:
+        print(f"    p50 at 1 in flight: {relay2[(1, 1)][1]:.2f} ms (target {JPOS_P50_MS} ms)")
+    if relay32 and shape in relay32 and cpu and relay32[shape][2] is not None:
+        print(f"    relay of 32 against relay of 2 (CPU/tx): {relay32[shape][2] / cpu - 1:+.1%}")
 
 
 def main() -> None:
@@ -549,6 +584,33 @@ def main() -> None:
                     )
                 finally:
                     switch.stop()
+            for members in (2, 32):
+                # The floor: what is left to any switch on Twisted and this
+                # interpreter once the reactor and the sockets are paid for.
+                label = f"relay of {members}"
+                frontPort = freePort()
+                relay = Process(
+                    python,
+                    work,
+                    work / f"{number}-relay-{members}.log",
+                    env=env,
+                    command=[str(Path(__file__).with_name("relay.py")), "--port", str(frontPort)]
+                    + [f"--issuer=127.0.0.1:{port}" for port in ports]
+                    + ["--members", str(members)],
+                )
+                try:
+                    relay.waitFor("relay: ready")
+                    rows[label] = measure(
+                        relay,
+                        frontPort,
+                        f"{short} bare relay of {members}",
+                        [(64, 4)] if args.quick else [(1, 1), (64, 4)],
+                        args.requests,
+                        issuers,
+                        args.warmup,
+                    )
+                finally:
+                    relay.stop()
             results.append((names[python], rows))
         memories = {}
         for python in pythons if args.pending else ():
