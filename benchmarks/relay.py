@@ -1,20 +1,22 @@
 """
 The least a Twisted switch can do in the shape `switch.py` measures: a bare
-relay, the floor under any switch on Twisted and this interpreter.
+relay, a floor under a switch on Twisted and this interpreter.
 
 Acquirer connections (ASCIIChannel framing: 4 ASCII digits of length) ->
-round-robin over C{--members} issuer connections (NACChannel framing: 2
-bytes of length) -> back to the acquirer connection each request came from.
-It cuts frames and re-frames them: it decodes no message and matches
-nothing (an issuer simulator answers a connection's requests in order, so
-each issuer connection keeps the acquirer connections of its requests
-first in, first out).  Its writes are muxpool's: what one read causes is
-gathered per connection and leaves in one C{send} when that read is
-handled, straight to the socket when the connection holds nothing unsent.
+round-robin, a request at a time, over C{--members} issuer connections
+(NACChannel framing: 2 bytes of length) -> back to the acquirer connection
+each request came from.  It cuts frames and re-frames them: it decodes no
+message, matches nothing and times nothing (an issuer simulator answers a
+connection's requests in order, so each issuer connection keeps the
+acquirer connections of its requests first in, first out).  It accepts
+acquirers once every issuer connection is up.  Its writes are muxpool's:
+what one read causes is gathered per connection and leaves in one C{send}
+when that read is handled, straight to the socket when the connection
+holds nothing unsent.
 
-`switch.py` runs it as the yardstick of what is left to a switch once the
-reactor and the sockets are paid for; it is not a switch (no outcomes, no
-timeouts, no reconnection).
+`switch.py` runs it to show what the reactor and the sockets cost in that
+shape, and so what is left to a switch; it is not a switch (no outcomes,
+no timeouts, no reconnection).
 
     python benchmarks/relay.py --port PORT --issuer 127.0.0.1:PORT --members 2
 """
@@ -23,17 +25,23 @@ import argparse
 import sys
 from collections import deque
 from itertools import cycle
-from typing import Deque, Dict, List, Optional
+from typing import Any, Deque, Dict, Iterator, List, Optional
 
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
 
 
-def send(transport, data: bytes) -> None:
+def send(transport: Any, data: bytes) -> None:
     """
-    Give C{data} to the socket now when the transport holds nothing
-    unsent, the rest to C{transport.write}.
+    Give C{data} to the socket now when the connection is open and holds
+    nothing unsent, the rest to C{transport.write} (which drops it once
+    the connection is gone: an acquirer that left gets nothing).
     """
-    if not transport.dataBuffer and not transport._tempDataLen:
+    if (
+        transport.connected
+        and not transport.disconnecting
+        and not transport.dataBuffer
+        and not transport._tempDataLen
+    ):
         written = transport.writeSomeData(data)
         if isinstance(written, int) and written > 0:
             data = data[written:]
@@ -41,7 +49,10 @@ def send(transport, data: bytes) -> None:
         transport.write(data)
 
 
-def flush(out: Dict["Protocol", List[bytes]]) -> None:
+def flush(out: Dict[Protocol, List[bytes]]) -> None:
+    """
+    Send what one read caused: one C{send} per connection.
+    """
     for peer, frames in out.items():
         send(peer.transport, frames[0] if len(frames) == 1 else b"".join(frames))
 
@@ -108,13 +119,18 @@ class Front(Protocol):
 
 
 class Relay(Factory):
+    """
+    The acquirers' side: a L{Front} per connection, once all C{count}
+    issuer connections are up.
+    """
+
     def __init__(self, count: int) -> None:
         self.count = count
         self.connected: List[Member] = []
-        self.members: Optional[cycle] = None
+        self.members: Optional[Iterator[Member]] = None
 
-    def buildProtocol(self, addr) -> Front:
-        return Front(self)
+    def buildProtocol(self, addr: Any) -> Optional[Front]:
+        return Front(self) if self.members is not None else None
 
     def joined(self, member: Member) -> None:
         self.connected.append(member)

@@ -11,7 +11,7 @@ requests; "sys us" the stime part, the kernel's work) and the issuers' for
 load straight to an issuer (the load side's ceiling), the switch with a pool
 of 2 and of 32 members, and with 2 worker processes; at 1, 16 and 64
 requests in flight over 1 and 4 acquirer connections; a bare Twisted relay
-(relay.py: re-framing only, the floor under any switch on Twisted) on the
+(relay.py: re-framing only, a floor under a switch on Twisted) on the
 switch's interpreter over 2 and 32 issuer connections; then the switch's
 memory per pending request (its resident size's growth over the second
 25,000 of 50,000 requests waiting on a slow issuer).
@@ -474,7 +474,7 @@ def floors(rows, shape, share) -> None:
     relay2, relay32 = rows.get("relay of 2"), rows.get("relay of 32")
     if not relay2 or shape not in relay2:
         return
-    print("  the floor, a bare Twisted relay on the same interpreter (no decoding, no matching):")
+    print("  a floor, a bare Twisted relay on the same interpreter (no decoding, no matching):")
     _, _, cpu, issuerCpu = relay2[shape]
     if cpu is not None and issuerCpu:
         print(
@@ -585,8 +585,8 @@ def main() -> None:
                 finally:
                     switch.stop()
             for members in (2, 32):
-                # The floor: what is left to any switch on Twisted and this
-                # interpreter once the reactor and the sockets are paid for.
+                # A floor: what the reactor and the sockets cost a switch on
+                # Twisted and this interpreter in the same shape.
                 label = f"relay of {members}"
                 frontPort = freePort()
                 relay = Process(
