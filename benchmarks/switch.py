@@ -485,6 +485,22 @@ def floors(rows, shape, share) -> None:
         print(f"    p50 at 1 in flight: {relay2[(1, 1)][1]:.2f} ms (target {JPOS_P50_MS} ms)")
     if relay32 and shape in relay32 and cpu and relay32[shape][2] is not None:
         print(f"    relay of 32 against relay of 2 (CPU/tx): {relay32[shape][2] / cpu - 1:+.1%}")
+    # What the switch costs above the relay is its own work on the messages:
+    # a figure that does not move with the issuers' code, as the ratios do.
+    pools = (("pool of 2", relay2), ("pool of 32", relay32 or {}))
+    above = [
+        f"{label} {rows[label][shape][2] - floor[shape][2]:.0f} us"
+        for label, floor in pools
+        if label in rows
+        and shape in rows[label]
+        and shape in floor
+        and rows[label][shape][2] is not None
+        and floor[shape][2] is not None
+    ]
+    if above:
+        print(
+            f"    the switch above the relay at {shape[0]} in flight (CPU/tx): " + ", ".join(above)
+        )
 
 
 def main() -> None:
