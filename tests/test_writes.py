@@ -8,6 +8,7 @@ buffered, and the order of the bytes is kept.
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,62 @@ def answers(data):
     peer, _, owner = connectedProtocol(SPEC)
     peer.dataReceived(data)
     return [m["11"] for m in owner.messages]
+
+
+def serving(spec=SPEC, prepare=lambda protocol: None):
+    """
+    Listen on 127.0.0.1 (a port the OS chooses) with an echoing channel per
+    connection, made ready by C{prepare}; connect a peer socket and wait for
+    its channel.  For C{yield from} in a test run by the reactor; returns
+    C{(port, peer, protocol)}, which L{closing} ends.
+    """
+    protocols = []
+
+    class Accepting(Factory):
+        def buildProtocol(self, addr):
+            protocol = ISOChannelProtocol(spec, Echo(), reactor())
+            prepare(protocol)
+            protocols.append(protocol)
+            return protocol
+
+    port = yield TCP4ServerEndpoint(reactor(), 0, interface="127.0.0.1").listen(Accepting())
+    peer = socket.create_connection(("127.0.0.1", port.getHost().port))
+    try:
+        yield from until(lambda: protocols, what="the connection")
+    except BaseException:
+        yield from closing(port, peer, protocols)
+        raise
+    return port, peer, protocols[0]
+
+
+def closing(port, peer, protocols):
+    """
+    End what L{serving} started: the peer, the port and the connections.
+    """
+    peer.close()
+    yield port.stopListening()
+    for protocol in protocols:
+        protocol.transport.abortConnection()
+
+
+def received(peer, length=None, timeout=10.0):
+    """
+    What C{peer} reads, letting the reactor run, until it has C{length}
+    bytes, the stream ends, or C{timeout} seconds pass.
+    """
+    peer.setblocking(False)
+    data = bytearray()
+    deadline = time.monotonic() + timeout
+    while (length is None or len(data) < length) and time.monotonic() < deadline:
+        yield deferLater(reactor(), 0.01)
+        try:
+            chunk = peer.recv(1 << 20)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
 
 
 def test_a_lone_frame_is_sent_at_once():
@@ -221,39 +278,18 @@ def test_frames_keep_their_order_over_a_socket_that_fills():
     # A peer that does not read while 3,000 answers are written one at a
     # time: the first go at once, the socket fills, the rest are buffered
     # by the transport; the peer then reads every one, in order.
-    protocols = []
-
-    class Accepting(Factory):
-        def buildProtocol(self, addr):
-            protocol = ISOChannelProtocol(SPEC, Echo(), reactor())
-            protocols.append(protocol)
-            return protocol
-
-    port = yield TCP4ServerEndpoint(reactor(), 0, interface="127.0.0.1").listen(Accepting())
-    peer = socket.create_connection(("127.0.0.1", port.getHost().port))
-    peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    port, peer, protocol = yield from serving()
     try:
-        yield from until(lambda: protocols, what="the connection")
-        [protocol] = protocols
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         protocol.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         for i in range(3000):
             protocol.sendMessage({"t": "0210", "11": "%06d" % i, "39": "00"})
         assert protocol.transport.dataBuffer or protocol.transport._tempDataLen  # it filled
-        peer.setblocking(False)
-        received = bytearray()
         expected = 3000 * len(SPEC.encode({"t": "0210", "11": "000000", "39": "00"}))
-        while len(received) < expected:
-            yield deferLater(reactor(), 0.01)
-            try:
-                received += peer.recv(1 << 20)
-            except BlockingIOError:
-                pass
-        assert answers(bytes(received)) == ["%06d" % i for i in range(3000)]
+        data = yield from received(peer, expected)
+        assert answers(data) == ["%06d" % i for i in range(3000)]
     finally:
-        peer.close()
-        yield port.stopListening()
-        for protocol in protocols:
-            protocol.transport.abortConnection()
+        yield from closing(port, peer, [protocol])
 
 
 def test_an_aborted_or_tls_connection_gets_write():
@@ -267,21 +303,11 @@ def test_an_aborted_or_tls_connection_gets_write():
 @pytest_twisted.inlineCallbacks
 def test_a_read_of_many_requests_is_answered_over_a_real_socket_without_watching_it():
     # 200 requests in one write: their answers leave in sends of their own
-    # at the end of each turn, in order, and the socket is never watched
+    # as each read is handled, in order, and the socket is never watched
     # for writability (no epoll_ctl pair), as it has room for them all.
-    protocols, watched = [], []
-
-    class Accepting(Factory):
-        def buildProtocol(self, addr):
-            protocol = ISOChannelProtocol(SPEC, Echo(), reactor())
-            protocols.append(protocol)
-            return protocol
-
-    port = yield TCP4ServerEndpoint(reactor(), 0, interface="127.0.0.1").listen(Accepting())
-    peer = socket.create_connection(("127.0.0.1", port.getHost().port))
+    watched = []
+    port, peer, protocol = yield from serving()
     try:
-        yield from until(lambda: protocols, what="the connection")
-        [protocol] = protocols
         transport = protocol.transport
         startWriting = transport.startWriting
 
@@ -291,22 +317,12 @@ def test_a_read_of_many_requests_is_answered_over_a_real_socket_without_watching
 
         transport.startWriting = counted
         peer.sendall(b"".join(SPEC.encode(sampleRequest(i)) for i in range(200)))
-        peer.setblocking(False)
-        received = bytearray()
         expected = len(b"".join(SPEC.encode(Echo.answer(sampleRequest(i))) for i in range(200)))
-        while len(received) < expected:
-            yield deferLater(reactor(), 0.01)
-            try:
-                received += peer.recv(1 << 20)
-            except BlockingIOError:
-                pass
-        assert answers(bytes(received)) == ["%06d" % i for i in range(200)]
+        data = yield from received(peer, expected)
+        assert answers(data) == ["%06d" % i for i in range(200)]
         assert watched == []
     finally:
-        peer.close()
-        yield port.stopListening()
-        for protocol in protocols:
-            protocol.transport.abortConnection()
+        yield from closing(port, peer, [protocol])
 
 
 @pytest.mark.parametrize("reactorName", ["default", "asyncio"])
@@ -331,37 +347,12 @@ def test_answers_to_frames_released_by_a_timer_reach_a_peer_closed_after_them():
     # in-flight hold is when an answer ends by a timeout): their answers
     # leave before the bad frame after them closes the connection.
     spec = ChannelSpec.fromConfig("NACChannel", "ISO87A", properties={"max-packet-length": "4096"})
-    protocols = []
-
-    class Accepting(Factory):
-        def buildProtocol(self, addr):
-            protocol = ISOChannelProtocol(spec, Echo(), reactor())
-            protocol.holdFrames()
-            protocols.append(protocol)
-            return protocol
-
-    port = yield TCP4ServerEndpoint(reactor(), 0, interface="127.0.0.1").listen(Accepting())
-    peer = socket.create_connection(("127.0.0.1", port.getHost().port))
+    port, peer, protocol = yield from serving(spec, ISOChannelProtocol.holdFrames)
     try:
-        yield from until(lambda: protocols, what="the connection")
         peer.sendall(spec.encode(sampleRequest(1)) + spec.encode(sampleRequest(2)) + b"\xff\xff")
-        [protocol] = protocols
         yield from until(lambda: len(protocol._buffer) > 0, what="the held bytes")
         reactor().callLater(0, protocol.releaseFrames)
-        peer.setblocking(False)
-        received = bytearray()
-        for _ in range(500):  # 5 s at most
-            yield deferLater(reactor(), 0.01)
-            try:
-                chunk = peer.recv(1 << 16)
-            except BlockingIOError:
-                continue
-            if not chunk:
-                break
-            received += chunk
-        assert answers(bytes(received)) == ["000001", "000002"]
+        data = yield from received(peer)  # until the connection is closed
+        assert answers(data) == ["000001", "000002"]
     finally:
-        peer.close()
-        yield port.stopListening()
-        for protocol in protocols:
-            protocol.transport.abortConnection()
+        yield from closing(port, peer, [protocol])
