@@ -103,8 +103,8 @@ def switchFolder(folder: Path, issuerPorts, members: int, frontPort: int) -> Non
 
 class Process:
     """
-    A twistd process (or C{command}, run with C{python}), its log in a
-    file; waits by reading the log.
+    A twistd process (or C{command}, run with C{python} and given C{args}),
+    its log in a file; waits by reading the log.
     """
 
     def __init__(
@@ -119,7 +119,7 @@ class Process:
         self.log = log
         twistd = [python, "-c", "from twisted.scripts.twistd import run; run()"]
         self.process = subprocess.Popen(
-            [python, *command]
+            [python, *command, *args]
             if command
             else twistd
             + [

@@ -4,6 +4,7 @@ writing side in the same read (as a draining session does after its last
 answer), on the reactor named by argv[1] ("asyncio" or "default"); a
 client on 127.0.0.1 reads until the end of the stream.  Prints what the
 client received, in hex, on one line: the test checks both answers came.
+Run from the repository's folder as C{python -m tests.closing_peer NAME}.
 """
 
 import socket
@@ -16,35 +17,19 @@ if sys.argv[1] == "asyncio":
 
 from twisted.internet import reactor  # noqa: E402
 from twisted.internet.protocol import Factory  # noqa: E402
-from zope.interface import implementer  # noqa: E402
 
-from muxpool.channel import ChannelSpec, IChannelOwner, ISOChannelProtocol  # noqa: E402
+from muxpool.channel import ChannelSpec, ISOChannelProtocol  # noqa: E402
 from muxpool.iso import responseMTI, sampleRequest  # noqa: E402
+from tests.helpers import RecordingOwner  # noqa: E402
 
 SPEC = ChannelSpec.fromConfig("NACChannel", "ISO87A")
 
 
-@implementer(IChannelOwner)
-class AnswerThenHalfClose:
+class AnswerThenHalfClose(RecordingOwner):
     def channelMessage(self, protocol, message):
         protocol.sendMessage({"t": responseMTI(message["t"]), "11": message["11"], "39": "00"})
         if message["11"] == "000002":
             protocol.transport.loseWriteConnection()
-
-    def channelConnected(self, protocol):
-        pass
-
-    def channelLost(self, protocol, reason):
-        pass
-
-    def channelSecured(self, protocol):
-        pass
-
-    def channelIdle(self, protocol):
-        return True
-
-    def channelUndecodable(self, protocol, why):
-        pass
 
 
 class Serving(Factory):

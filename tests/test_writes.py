@@ -18,12 +18,11 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
-from zope.interface import implementer
 
-from muxpool.channel import ChannelSpec, IChannelOwner, ISOChannelProtocol
+from muxpool.channel import ChannelSpec, ISOChannelProtocol
 from muxpool.iso import responseMTI, sampleRequest
 from tests.e2e import reactor, until
-from tests.helpers import connectedProtocol
+from tests.helpers import RecordingOwner, connectedProtocol
 from tests.logcapture import capturedText
 
 SPEC = ChannelSpec.fromConfig("NACChannel", "ISO87A")
@@ -58,8 +57,7 @@ class SocketTransport(StringTransport, FileDescriptor):
         StringTransport.write(self, data)
 
 
-@implementer(IChannelOwner)
-class Echo:
+class Echo(RecordingOwner):
     """
     Answers each message on its protocol with its 0x10 response.
     """
@@ -70,21 +68,6 @@ class Echo:
 
     def channelMessage(self, protocol, message):
         protocol.sendMessage(self.answer(message))
-
-    def channelConnected(self, protocol):
-        pass
-
-    def channelLost(self, protocol, reason):
-        pass
-
-    def channelSecured(self, protocol):
-        pass
-
-    def channelIdle(self, protocol):
-        return True
-
-    def channelUndecodable(self, protocol, why):
-        pass
 
 
 def echoing(transport):
@@ -176,7 +159,6 @@ def sending(transport):
     return protocol
 
 
-@implementer(IChannelOwner)
 class Split(Echo):
     """
     Sends odd requests on to the first of C{onward}, even ones to the
@@ -184,6 +166,7 @@ class Split(Echo):
     """
 
     def __init__(self, onward):
+        super().__init__()
         self.onward = onward
 
     def channelMessage(self, protocol, message):
@@ -332,7 +315,8 @@ def test_answers_to_a_read_of_many_reach_a_peer_whose_connection_is_half_closed_
     # On asyncio the reactor writes and closes before a timer already due
     # runs: what a read causes must leave before that read ends.
     done = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("closing_peer.py")), reactorName],
+        [sys.executable, "-m", "tests.closing_peer", reactorName],
+        cwd=Path(__file__).parent.parent,
         capture_output=True,
         text=True,
         timeout=60,
